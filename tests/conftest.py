@@ -1,0 +1,17 @@
+"""Shared fixtures: where the shared corpora live, and a per-test scratch directory."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("NANO_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared corpora and reference vocabulary (../shared/data beside the checkout)."""
+    if not (SHARED_DATA / "tokenizer_16384.json").exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set NANO_SHARED_DATA)")
+    return SHARED_DATA

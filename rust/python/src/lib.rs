@@ -2,8 +2,15 @@
 //! Each submodule file binds one crate; this file only registers them.
 use pyo3::prelude::*;
 
+mod infer;
+mod shuffle;
+mod tokenizer;
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    tokenizer::register(m)?;
+    shuffle::register(m)?;
+    infer::register(m)?;
     Ok(())
 }

@@ -1,0 +1,1 @@
+//! Matrix kernels behind one interface (scalar reference + per-ISA SIMD). (Skeleton.)

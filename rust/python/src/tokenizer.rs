@@ -1,0 +1,6 @@
+//! Python binding of the `nano-tokenizer` crate. (Skeleton.)
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}

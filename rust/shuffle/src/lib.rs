@@ -1,0 +1,1 @@
+//! Out-of-core uniform shuffler. (Skeleton: filled in by the data issue.)

@@ -1,0 +1,106 @@
+"""Writes a prepared dataset directory atomically (built under a temporary name, renamed at the end).
+
+Layout (docs/data.md): meta.json, tokenizer.json, <split>.tokens (raw little-endian ids) and, for SFT,
+<split>.mask (uint8, 1 = trained target token).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nano.dataset import FORMAT, VERSION
+
+SPLITS = ("train", "val")
+
+
+def token_dtype(vocab_size: int) -> str:
+    return "uint16" if vocab_size <= 1 << 16 else "uint32"
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse to replace anything but an earlier prepared dataset (or an empty directory)."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise FileExistsError(f"{out_dir}: exists and is not a directory")
+        if any(out_dir.iterdir()) and not (out_dir / "meta.json").exists():
+            raise FileExistsError(f"{out_dir}: exists, is not empty and is not a prepared dataset")
+
+
+class DatasetWriter:
+    """Appends token (and mask) arrays per split; ``commit`` writes meta.json and renames into place."""
+
+    def __init__(self, out_dir, tokenizer, kind: str, with_mask: bool):
+        self.out_dir = Path(out_dir)
+        check_output_dir(self.out_dir)
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=self.out_dir.parent))
+        self.kind, self.tokenizer = kind, tokenizer
+        self.dtype = np.dtype(token_dtype(tokenizer.vocab_size)).newbyteorder("<")
+        self.counts = {s: 0 for s in SPLITS}
+        self._files = {s: open(self.tmp / f"{s}.tokens", "wb") for s in SPLITS}
+        self._masks = {s: open(self.tmp / f"{s}.mask", "wb") for s in SPLITS} if with_mask else None
+
+    def append(self, split: str, tokens: np.ndarray, mask: np.ndarray | None = None) -> None:
+        if len(tokens) == 0:
+            return
+        self._files[split].write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
+        if self._masks is not None:
+            assert mask is not None and len(mask) == len(tokens)
+            self._masks[split].write(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+        self.counts[split] += len(tokens)
+
+    def _close(self) -> None:
+        for f in [*self._files.values(), *(self._masks or {}).values()]:
+            f.close()
+
+    def commit(self, split_items: dict, block_size: int | None, extra: dict) -> dict:
+        """Finish the files, write meta.json and tokenizer.json, then move the directory into place."""
+        self._close()
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": self.kind,
+            "dtype": self.dtype.name,
+            "vocab_size": self.tokenizer.vocab_size,
+            "tokenizer_hash": self.tokenizer.hash,
+            "block_size": block_size,
+            "splits": {s: {"tokens": self.counts[s], **split_items[s]} for s in SPLITS},
+            **extra,
+        }
+        (self.tmp / "tokenizer.json").write_text(self.tokenizer.to_json(), encoding="utf-8")
+        (self.tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        for s in SPLITS:
+            for ext in ("tokens", "mask"):
+                path = self.tmp / f"{s}.{ext}"
+                if path.exists():
+                    with open(path, "rb") as f:
+                        os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is an ordinary directory
+        old = None
+        if self.out_dir.exists():
+            old = self.out_dir.parent / f"{self.tmp.name}.old"
+            os.rename(self.out_dir, old)
+        os.rename(self.tmp, self.out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return meta
+
+    def abort(self) -> None:
+        self._close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        return False

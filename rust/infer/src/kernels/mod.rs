@@ -1,1 +1,280 @@
-//! Matrix kernels behind one interface (scalar reference + per-ISA SIMD). (Skeleton.)
+//! Matrix kernels behind one interface: the engine calls only these functions for matrix work.
+//!
+//! * [`matvec`] / [`matmul`] compute `W x` for f32, f16, q8_0 and q4_0 weights ([`MatRef`]).
+//!   q8_0 and q4_0 weights multiply q8_0-quantized activations (quantized once per call, into
+//!   [`Scratch`]); their results are bit-identical on every ISA path because every path follows the
+//!   reduction order of [`scalar::dot_q8`] (documented in docs/performance.md).
+//! * The ISA path is chosen once per process by run-time feature detection ([`Kernels::best`]);
+//!   [`Kernels::available`] lists every path this CPU can run (tests compare them).
+//! * With the "threads" feature, rows are split into chunks that rayon's current pool claims
+//!   dynamically; small matrices run serially.
+
+mod f16;
+mod quant;
+mod scalar;
+#[cfg(test)]
+mod tests;
+
+pub use f16::{f16_to_f32, f32_to_f16};
+pub use quant::{dequantize_row, quantize_q4_0, quantize_q8_0};
+
+use std::sync::OnceLock;
+
+/// Values per quantization group (q8_0, q4_0); groups never straddle rows.
+pub const QK: usize = 32;
+
+/// Weight storage of a row-major [rows, cols] matrix.
+#[derive(Clone, Copy, Debug)]
+pub enum Weights<'a> {
+    F32(&'a [f32]),
+    /// IEEE half bits.
+    F16(&'a [u16]),
+    /// `qs[row * cols + c]`, `scales[row * (cols / 32) + g]`.
+    Q8_0 {
+        qs: &'a [i8],
+        scales: &'a [f32],
+    },
+    /// `rows * cols / 2` bytes; per group 16 bytes, byte j = (q_j + 8) | (q_{j+16} + 8) << 4.
+    Q4_0 {
+        packed: &'a [u8],
+        scales: &'a [f32],
+    },
+}
+
+/// A borrowed row-major [rows, cols] weight matrix (a PyTorch Linear weight [out, in]).
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub rows: usize,
+    pub cols: usize,
+    pub w: Weights<'a>,
+}
+
+impl MatRef<'_> {
+    /// Panics with a reason when the buffers do not match the shape.
+    fn check(&self) {
+        let n = self.rows * self.cols;
+        let groups = || {
+            assert!(
+                self.cols.is_multiple_of(QK),
+                "quantized matrices need cols % {QK} == 0, got {}",
+                self.cols
+            );
+            n / QK
+        };
+        match &self.w {
+            Weights::F32(w) => assert_eq!(w.len(), n, "f32 weights: wrong length"),
+            Weights::F16(w) => assert_eq!(w.len(), n, "f16 weights: wrong length"),
+            Weights::Q8_0 { qs, scales } => {
+                let g = groups();
+                assert_eq!(qs.len(), n, "q8_0 weights: wrong length");
+                assert_eq!(scales.len(), g, "q8_0 scales: wrong length");
+            }
+            Weights::Q4_0 { packed, scales } => {
+                let g = groups();
+                assert_eq!(packed.len(), n / 2, "q4_0 weights: wrong length");
+                assert_eq!(scales.len(), g, "q4_0 scales: wrong length");
+            }
+        }
+    }
+}
+
+/// Reusable buffers (quantized activations, matmul staging); keep one per engine to avoid allocations.
+#[derive(Default, Debug)]
+pub struct Scratch {
+    qx: Vec<i8>,
+    sx: Vec<f32>,
+    staging: Vec<f32>,
+}
+
+/// Combines 8 lane sums in the fixed order every path uses:
+/// `((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))`.
+#[inline(always)]
+pub(crate) fn reduce8(a: [f32; 8]) -> f32 {
+    let s = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+type DotF32 = fn(&[f32], &[f32]) -> f32;
+type DotF16 = fn(&[u16], &[f32]) -> f32;
+type DotQ8 = fn(&[i8], &[f32], &[i8], &[f32]) -> f32;
+type DotQ4 = fn(&[u8], &[f32], &[i8], &[f32]) -> f32;
+
+/// One ISA path: a row dot product per weight type. Only constructed for paths the CPU supports.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    name: &'static str,
+    dot_f32: DotF32,
+    dot_f16: DotF16,
+    dot_q8: DotQ8,
+    dot_q4: DotQ4,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kernels({})", self.name)
+    }
+}
+
+const SCALAR: Kernels = Kernels {
+    name: "scalar",
+    dot_f32: scalar::dot_f32,
+    dot_f16: scalar::dot_f16,
+    dot_q8: scalar::dot_q8,
+    dot_q4: scalar::dot_q4,
+};
+
+impl Kernels {
+    /// Every path this CPU can run, the scalar reference first and the fastest last.
+    pub fn available() -> Vec<Kernels> {
+        vec![SCALAR]
+    }
+
+    /// The fastest available path, detected once per process.
+    pub fn best() -> Kernels {
+        static BEST: OnceLock<Kernels> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            *Self::available()
+                .last()
+                .expect("scalar is always available")
+        })
+    }
+
+    /// The path's name, e.g. "scalar", "avx2", "neon-dotprod".
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `out = W x` (`out.len() == rows`, `x.len() == cols`).
+    pub fn matvec(&self, out: &mut [f32], m: &MatRef, x: &[f32], scratch: &mut Scratch) {
+        self.matmul(out, m, x, 1, scratch);
+    }
+
+    /// `out[n, rows] = X[n, cols] Wᵀ`; each weight row is read once for all n inputs.
+    pub fn matmul(&self, out: &mut [f32], m: &MatRef, x: &[f32], n: usize, scratch: &mut Scratch) {
+        m.check();
+        assert_eq!(x.len(), n * m.cols, "input must be n * cols values");
+        assert_eq!(out.len(), n * m.rows, "output must be n * rows values");
+        if n == 0 || m.rows == 0 {
+            return;
+        }
+        let (qx, sx) = match m.w {
+            Weights::Q8_0 { .. } | Weights::Q4_0 { .. } => {
+                scratch.qx.resize(x.len(), 0);
+                scratch.sx.resize(x.len() / QK, 0.0);
+                quant::quantize_q8_0_into(x, &mut scratch.qx, &mut scratch.sx);
+                (&scratch.qx[..], &scratch.sx[..])
+            }
+            _ => (&[][..], &[][..]),
+        };
+        let job = RowJob {
+            k: *self,
+            m,
+            x,
+            qx,
+            sx,
+            n,
+        };
+        if n == 1 {
+            // out is already in [rows] order: rows write straight into it.
+            par_rows(out, 1, m.rows, m.cols, &|r0, chunk| {
+                job.rows_into(r0, chunk)
+            });
+        } else {
+            // Stage as [rows, n] so row chunks are contiguous, then transpose into [n, rows].
+            scratch.staging.resize(n * m.rows, 0.0);
+            par_rows(&mut scratch.staging, n, m.rows, m.cols, &|r0, chunk| {
+                job.rows_into(r0, chunk)
+            });
+            for (r, vals) in scratch.staging.chunks_exact(n).enumerate() {
+                for (t, &v) in vals.iter().enumerate() {
+                    out[t * m.rows + r] = v;
+                }
+            }
+        }
+    }
+}
+
+/// The per-call state shared by all row chunks.
+struct RowJob<'a> {
+    k: Kernels,
+    m: &'a MatRef<'a>,
+    x: &'a [f32],
+    qx: &'a [i8],
+    sx: &'a [f32],
+    n: usize,
+}
+
+impl RowJob<'_> {
+    /// Fills `dst[(r - r0) * n + t]` for the rows starting at `r0`; weights of a row stay in cache for all t.
+    fn rows_into(&self, r0: usize, dst: &mut [f32]) {
+        let (cols, n) = (self.m.cols, self.n);
+        let g = cols / QK;
+        for (i, vals) in dst.chunks_exact_mut(n).enumerate() {
+            let r = r0 + i;
+            let span = r * cols..(r + 1) * cols;
+            for (t, v) in vals.iter_mut().enumerate() {
+                let xs = t * cols..(t + 1) * cols;
+                let gs = t * g..(t + 1) * g;
+                *v = match &self.m.w {
+                    Weights::F32(w) => (self.k.dot_f32)(&w[span.clone()], &self.x[xs]),
+                    Weights::F16(w) => (self.k.dot_f16)(&w[span.clone()], &self.x[xs]),
+                    Weights::Q8_0 { qs, scales } => (self.k.dot_q8)(
+                        &qs[span.clone()],
+                        &scales[r * g..(r + 1) * g],
+                        &self.qx[xs],
+                        &self.sx[gs],
+                    ),
+                    Weights::Q4_0 { packed, scales } => (self.k.dot_q4)(
+                        &packed[span.start / 2..span.end / 2],
+                        &scales[r * g..(r + 1) * g],
+                        &self.qx[xs],
+                        &self.sx[gs],
+                    ),
+                };
+            }
+        }
+    }
+}
+
+/// Below this many weights a matrix runs on the calling thread: handing out work would cost more.
+const PAR_MIN_WEIGHTS: usize = 1 << 15;
+/// Smallest unit of work handed to a thread, in weights.
+const CHUNK_MIN_WEIGHTS: usize = 1 << 13;
+
+/// Runs `f(first_row, dst_chunk)` over `rows` rows of `per_row` outputs each, in parallel when worth it.
+fn par_rows(
+    dst: &mut [f32],
+    per_row: usize,
+    rows: usize,
+    cols: usize,
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
+    #[cfg(feature = "threads")]
+    {
+        use rayon::prelude::*;
+        let threads = rayon::current_num_threads();
+        let work = rows * cols * per_row;
+        if threads > 1 && work >= PAR_MIN_WEIGHTS {
+            // Several chunks per thread so faster cores (big.LITTLE) claim more of them.
+            let by_balance = rows.div_ceil(threads * 4);
+            let by_size = CHUNK_MIN_WEIGHTS.div_ceil(cols * per_row);
+            let chunk_rows = by_balance.max(by_size).max(1);
+            dst.par_chunks_mut(chunk_rows * per_row)
+                .enumerate()
+                .for_each(|(i, chunk)| f(i * chunk_rows, chunk));
+            return;
+        }
+    }
+    let _ = (rows, cols, PAR_MIN_WEIGHTS, CHUNK_MIN_WEIGHTS);
+    f(0, dst);
+}
+
+/// `out = W x` on the fastest path (see [`Kernels::matvec`]).
+pub fn matvec(out: &mut [f32], m: &MatRef, x: &[f32], scratch: &mut Scratch) {
+    Kernels::best().matvec(out, m, x, scratch)
+}
+
+/// `out[n, rows] = X[n, cols] Wᵀ` on the fastest path (see [`Kernels::matmul`]).
+pub fn matmul(out: &mut [f32], m: &MatRef, x: &[f32], n: usize, scratch: &mut Scratch) {
+    Kernels::best().matmul(out, m, x, n, scratch)
+}

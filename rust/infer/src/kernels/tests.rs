@@ -1,0 +1,435 @@
+//! Kernel tests: conversions against exact/hardware references, quantization error bounds, every
+//! available ISA path against the scalar reference, and one golden hash of q8_0 / q4_0 outputs.
+
+use super::*;
+
+/// SplitMix64: a fixed, portable pseudo-random source (same values on every machine).
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1), exactly representable (24 random bits).
+    fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform() * scale).collect()
+    }
+}
+
+/// Owned weights of one matrix in every dtype.
+struct Mat {
+    rows: usize,
+    cols: usize,
+    f32: Vec<f32>,
+    f16: Vec<u16>,
+    q8: (Vec<i8>, Vec<f32>),
+    q4: (Vec<u8>, Vec<f32>),
+}
+
+impl Mat {
+    fn random(rng: &mut Rng, rows: usize, cols: usize) -> Mat {
+        let f32 = rng.vec(rows * cols, 0.5);
+        Mat {
+            rows,
+            cols,
+            f16: f32.iter().map(|&v| f32_to_f16(v)).collect(),
+            q8: quantize_q8_0(&f32, cols),
+            q4: quantize_q4_0(&f32, cols),
+            f32,
+        }
+    }
+    fn refs(&self) -> [MatRef<'_>; 4] {
+        let m = |w| MatRef {
+            rows: self.rows,
+            cols: self.cols,
+            w,
+        };
+        [
+            m(Weights::F32(&self.f32)),
+            m(Weights::F16(&self.f16)),
+            m(Weights::Q8_0 {
+                qs: &self.q8.0,
+                scales: &self.q8.1,
+            }),
+            m(Weights::Q4_0 {
+                packed: &self.q4.0,
+                scales: &self.q4.1,
+            }),
+        ]
+    }
+}
+
+fn dequantized(m: &MatRef) -> Vec<f32> {
+    let mut all = vec![0f32; m.rows * m.cols];
+    for (r, row) in all.chunks_exact_mut(m.cols).enumerate() {
+        dequantize_row(m, r, row);
+    }
+    all
+}
+
+fn is_quantized(m: &MatRef) -> bool {
+    matches!(m.w, Weights::Q8_0 { .. } | Weights::Q4_0 { .. })
+}
+
+#[test]
+fn f16_round_trips_every_half_value() {
+    for h in 0..=u16::MAX {
+        let v = f16_to_f32(h);
+        if v.is_nan() {
+            assert!(f32_to_f16(v) & 0x7c00 == 0x7c00 && f32_to_f16(v) & 0x3ff != 0);
+        } else {
+            assert_eq!(f32_to_f16(v), h, "half {h:#06x} -> {v}");
+        }
+    }
+}
+
+#[test]
+fn f16_rounds_to_nearest_even() {
+    assert_eq!(f32_to_f16(1.0), 0x3c00);
+    assert_eq!(f32_to_f16(-2.0), 0xc000);
+    assert_eq!(f32_to_f16(65504.0), 0x7bff);
+    assert_eq!(f32_to_f16(65520.0), 0x7c00); // halfway to the next binade: rounds up to inf
+    assert_eq!(f32_to_f16(1e9), 0x7c00);
+    assert_eq!(f32_to_f16(f32::NEG_INFINITY), 0xfc00);
+    // 1 + 2^-11 lies halfway between 1 and 1 + 2^-10: ties go to the even mantissa (1.0).
+    assert_eq!(f32_to_f16(1.0 + 1.0 / 2048.0), 0x3c00);
+    assert_eq!(f32_to_f16(1.0 + 3.0 / 2048.0), 0x3c02);
+    assert_eq!(f32_to_f16(5.960_464_5e-8), 0x0001); // smallest subnormal
+    assert_eq!(f32_to_f16(2.980_232_2e-8), 0x0000); // half of it: tie to even (zero)
+    assert_eq!(f32_to_f16(2.99e-8), 0x0001);
+}
+
+/// The CPU's own conversion instruction (F16C) as an independent reference on random bit patterns.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn f16_matches_hardware_conversion() {
+    if !std::is_x86_feature_detected!("f16c") {
+        return;
+    }
+    #[target_feature(enable = "f16c")]
+    unsafe fn hw(x: f32) -> u16 {
+        use std::arch::x86_64::*;
+        _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set1_ps(x))) as u16
+    }
+    let mut rng = Rng(7);
+    for _ in 0..200_000 {
+        // Exponents concentrated around the half range, including subnormals and overflow.
+        let bits =
+            (rng.next_u64() as u32 & 0x807f_ffff) | ((90 + (rng.next_u64() % 60) as u32) << 23);
+        let x = f32::from_bits(bits);
+        assert_eq!(f32_to_f16(x), unsafe { hw(x) }, "{x:e}");
+    }
+}
+
+#[test]
+fn q8_0_round_trip_within_half_a_step() {
+    let mut rng = Rng(1);
+    let mut w = rng.vec(64 * 96, 3.0);
+    w[5] = 0.0;
+    w[64..96].fill(0.0); // an all-zero group
+    let (qs, scales) = quantize_q8_0(&w, 96);
+    let m = MatRef {
+        rows: 64,
+        cols: 96,
+        w: Weights::Q8_0 {
+            qs: &qs,
+            scales: &scales,
+        },
+    };
+    let back = dequantized(&m);
+    for (g, (orig, deq)) in w.chunks(QK).zip(back.chunks(QK)).enumerate() {
+        let amax = orig.iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert_eq!(scales[g], amax / 127.0);
+        for (&o, &d) in orig.iter().zip(deq) {
+            assert!((o - d).abs() <= scales[g] * 0.5 * 1.0001, "{o} vs {d}");
+        }
+    }
+    assert!(back[64..96].iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn q4_0_round_trip_within_one_step_and_max_exact() {
+    let mut rng = Rng(2);
+    let w = rng.vec(16 * 64, 2.0);
+    let (packed, scales) = quantize_q4_0(&w, 64);
+    let m = MatRef {
+        rows: 16,
+        cols: 64,
+        w: Weights::Q4_0 {
+            packed: &packed,
+            scales: &scales,
+        },
+    };
+    let back = dequantized(&m);
+    for (g, (orig, deq)) in w.chunks(QK).zip(back.chunks(QK)).enumerate() {
+        let max = orig
+            .iter()
+            .fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
+        assert_eq!(scales[g], max / -8.0);
+        let d = scales[g].abs();
+        for (&o, &q) in orig.iter().zip(deq) {
+            if o == max {
+                assert_eq!(q, o, "the largest magnitude is exact (q = -8)");
+            }
+            // Only values of the opposite sign near -max clamp (q = +8 -> 7): one step at most.
+            assert!((o - q).abs() <= d * 1.0001, "{o} vs {q}");
+        }
+    }
+}
+
+#[test]
+fn q4_0_nibble_layout() {
+    let mut w = [0f32; 32];
+    w[0] = -8.0; // max magnitude: scale = 1, q = -8 -> stored 0
+    w[16] = 7.0; // q = 7 -> stored 15
+    w[1] = 3.0; // q = 3 -> stored 11
+    let (packed, scales) = quantize_q4_0(&w, 32);
+    assert_eq!(scales, vec![1.0]);
+    assert_eq!(packed[0], 0xf0);
+    assert_eq!(packed[1], 0x8b);
+    assert_eq!(packed[2], 0x88);
+}
+
+/// matvec against an f64 reference: the exact q8_0 arithmetic for quantized weights, plain dot for f32 / f16.
+#[test]
+fn matvec_matches_f64_reference() {
+    let mut rng = Rng(3);
+    let mat = Mat::random(&mut rng, 37, 160);
+    let x = rng.vec(160, 2.0);
+    let (qx, sx) = quantize_q8_0(&x, 160);
+    let xq: Vec<f32> = qx
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| q as f32 * sx[i / QK])
+        .collect();
+    let mut scratch = Scratch::default();
+    for m in mat.refs() {
+        let w = dequantized(&m);
+        let xs = if is_quantized(&m) { &xq } else { &x };
+        let mut out = vec![0f32; m.rows];
+        matvec(&mut out, &m, &x, &mut scratch);
+        for (r, &got) in out.iter().enumerate() {
+            let row = &w[r * m.cols..(r + 1) * m.cols];
+            let exact: f64 = row.iter().zip(xs).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let mag: f64 = row
+                .iter()
+                .zip(xs)
+                .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                .sum();
+            assert!(
+                (got as f64 - exact).abs() <= 1e-5 * mag + 1e-30,
+                "{:?} row {r}: {got} vs {exact}",
+                m.w
+            );
+        }
+        // Against the unquantized product: within the worst case of the quantization steps
+        // (half a step for q8_0, a whole step for q4_0 whose +8 clamps to 7; activations half a step).
+        if is_quantized(&m) {
+            let (w_step, wsc): (f32, &[f32]) = match m.w {
+                Weights::Q8_0 { scales, .. } => (0.5, scales),
+                Weights::Q4_0 { scales, .. } => (1.0, scales),
+                _ => unreachable!(),
+            };
+            for (r, &got) in out.iter().enumerate() {
+                let (mut exact, mut bound) = (0f64, 1e-4f64);
+                for c in 0..160 {
+                    let (wv, xv) = (mat.f32[r * 160 + c] as f64, x[c] as f64);
+                    let dw = (w_step * wsc[(r * 160 + c) / QK].abs()) as f64;
+                    let dx = (0.5 * sx[c / QK]) as f64;
+                    exact += wv * xv;
+                    bound += dw * xv.abs() + wv.abs() * dx + dw * dx;
+                }
+                assert!(
+                    (got as f64 - exact).abs() <= bound,
+                    "row {r}: {got} vs {exact} (bound {bound})"
+                );
+            }
+        }
+    }
+}
+
+/// matmul of n inputs == n separate matvecs, bit for bit, on every path and dtype.
+#[test]
+fn matmul_equals_n_matvecs() {
+    let mut rng = Rng(4);
+    let mat = Mat::random(&mut rng, 300, 256);
+    let n = 5;
+    let x = rng.vec(n * 256, 1.0);
+    let mut scratch = Scratch::default();
+    for k in Kernels::available() {
+        for m in mat.refs() {
+            let mut batched = vec![0f32; n * m.rows];
+            k.matmul(&mut batched, &m, &x, n, &mut scratch);
+            for t in 0..n {
+                let mut single = vec![0f32; m.rows];
+                k.matvec(&mut single, &m, &x[t * 256..(t + 1) * 256], &mut scratch);
+                let got = &batched[t * m.rows..(t + 1) * m.rows];
+                assert!(
+                    bits(got) == bits(&single),
+                    "{} {:?} token {t}",
+                    k.name(),
+                    m.w
+                );
+            }
+        }
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+/// Shapes that exercise the SIMD main loops and their tails (groups not a multiple of 8, odd f32 tails).
+const SHAPES: [(usize, usize); 5] = [(1, 32), (7, 96), (33, 288), (130, 512), (64, 1408)];
+
+#[test]
+fn every_path_agrees_with_scalar() {
+    let mut rng = Rng(5);
+    let scalar = Kernels::available()[0];
+    assert_eq!(scalar.name(), "scalar");
+    let mut scratch = Scratch::default();
+    for (rows, cols) in SHAPES {
+        let mat = Mat::random(&mut rng, rows, cols);
+        let x = rng.vec(cols, 3.0);
+        for m in mat.refs() {
+            let mut want = vec![0f32; rows];
+            scalar.matvec(&mut want, &m, &x, &mut scratch);
+            let w = dequantized(&m);
+            for k in Kernels::available() {
+                let mut got = vec![0f32; rows];
+                k.matvec(&mut got, &m, &x, &mut scratch);
+                if is_quantized(&m) {
+                    assert!(
+                        bits(&got) == bits(&want),
+                        "{} {:?} {rows}x{cols}",
+                        k.name(),
+                        m.w
+                    );
+                } else {
+                    for r in 0..rows {
+                        let mag: f32 = w[r * cols..(r + 1) * cols]
+                            .iter()
+                            .zip(&x)
+                            .map(|(a, b)| (a * b).abs())
+                            .sum();
+                        assert!(
+                            (got[r] - want[r]).abs() <= 1e-5 * mag,
+                            "{} row {r}",
+                            k.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Odd f32 lengths (not multiples of 8) for the float paths.
+    for cols in [1, 7, 9, 31, 63] {
+        let w = rng.vec(3 * cols, 1.0);
+        let x = rng.vec(cols, 1.0);
+        let m = MatRef {
+            rows: 3,
+            cols,
+            w: Weights::F32(&w),
+        };
+        let mut want = vec![0f32; 3];
+        scalar.matvec(&mut want, &m, &x, &mut scratch);
+        for k in Kernels::available() {
+            let mut got = vec![0f32; 3];
+            k.matvec(&mut got, &m, &x, &mut scratch);
+            for r in 0..3 {
+                assert!(
+                    (got[r] - want[r]).abs() <= 1e-5 * cols as f32,
+                    "{} cols {cols}",
+                    k.name()
+                );
+            }
+        }
+    }
+}
+
+/// FNV-1a-64 over the output bits.
+fn hash(v: &[f32]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in v.iter().flat_map(|f| f.to_bits().to_le_bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The golden test: fixed inputs, the same q8_0 / q4_0 output bits on every path of every architecture
+/// (x86-64 scalar / AVX2 / AVX-512, aarch64 NEON under qemu, wasm32). A change of these constants
+/// changes the reduction order that docs/performance.md specifies.
+#[test]
+fn golden_q8_0_and_q4_0_outputs() {
+    const GOLDEN_Q8: u64 = 0x3713_210a_b7f7_c23c;
+    const GOLDEN_Q4: u64 = 0x6c9c_4d72_5425_3610;
+    let mut rng = Rng(0x6e616e6f);
+    let mat = Mat::random(&mut rng, 96, 1408);
+    let n = 3;
+    let x = rng.vec(n * 1408, 4.0);
+    let mut scratch = Scratch::default();
+    for k in Kernels::available() {
+        let [_, _, q8, q4] = mat.refs();
+        let mut out8 = vec![0f32; n * 96];
+        k.matmul(&mut out8, &q8, &x, n, &mut scratch);
+        let mut out4 = vec![0f32; n * 96];
+        k.matmul(&mut out4, &q4, &x, n, &mut scratch);
+        eprintln!(
+            "{}: q8_0 {:#018x} q4_0 {:#018x}",
+            k.name(),
+            hash(&out8),
+            hash(&out4)
+        );
+        assert_eq!(hash(&out8), GOLDEN_Q8, "q8_0 golden on {}", k.name());
+        assert_eq!(hash(&out4), GOLDEN_Q4, "q4_0 golden on {}", k.name());
+    }
+}
+
+/// Threaded row chunks give exactly the serial result.
+#[cfg(feature = "threads")]
+#[test]
+fn threaded_equals_serial() {
+    let mut rng = Rng(6);
+    let mat = Mat::random(&mut rng, 517, 512);
+    let x = rng.vec(2 * 512, 1.0);
+    let mut scratch = Scratch::default();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let serial_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for m in mat.refs() {
+        for n in [1, 2] {
+            let mut par = vec![0f32; n * m.rows];
+            let mut ser = vec![0f32; n * m.rows];
+            pool.install(|| matmul(&mut par, &m, &x[..n * 512], n, &mut scratch));
+            serial_pool.install(|| matmul(&mut ser, &m, &x[..n * 512], n, &mut scratch));
+            assert!(bits(&par) == bits(&ser), "{:?} n={n}", m.w);
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "cols % 32")]
+fn quantized_shape_is_checked() {
+    let qs = vec![0i8; 40];
+    let m = MatRef {
+        rows: 1,
+        cols: 40,
+        w: Weights::Q8_0 {
+            qs: &qs,
+            scales: &[1.0],
+        },
+    };
+    matvec(&mut [0.0], &m, &[0.0; 40], &mut Scratch::default());
+}

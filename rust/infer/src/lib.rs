@@ -1,4 +1,19 @@
-//! Nano's model-file format and inference engine. (Skeleton: filled in by the format/engine issue;
-//! `kernels/` by the fast-engine issue.)
+//! Nano's model-file format and inference engine.
+//!
+//! * [`format`]: the file formats (Nano 2026.1 and the original 2024.10), readers and writers.
+//! * [`Model`] / [`Lora`]: validated, loaded files (memory-mapped where possible).
+//! * [`Engine`]: the forward pass, KV cache, sampler and streaming generation.
+//! * `kernels`: the matrix kernels the engine calls for all matrix products.
 
+pub mod error;
+pub mod format;
 pub mod kernels;
+mod model;
+pub mod sampler;
+
+pub use model::{Lora, Model};
+
+pub use error::{Error, Result};
+
+/// Crate version, for diagnostics.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

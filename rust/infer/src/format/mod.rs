@@ -1,0 +1,378 @@
+//! Model-file formats: Nano's own format (`v2026`, memory-mappable, checksummed) and the original
+//! 2024.10 layout (`legacy`, read for published files and written with `--legacy` for old engines).
+//! See docs/format.md for the byte layout. Readers validate everything and never panic on bad bytes.
+
+mod bytes;
+pub mod legacy;
+pub mod v2026;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{format_err, Error, Result};
+
+pub use bytes::{as_slice_of, Pod};
+
+/// The two magic words shared by all Nano model files ("S4DB" "MLRU" as little-endian bytes).
+pub const MAGIC: [u32; 2] = [0x4244_3453, 0x5552_4C4D];
+/// Model-type word: a base model or a LoRA plug-in.
+pub const KIND_BASE: i32 = 0;
+pub const KIND_LORA: i32 = 10;
+/// Quantized dtypes group this many consecutive values of a row (same as `kernels::QK`).
+pub const GROUP: usize = 32;
+
+/// Upper bounds that keep a hostile header from requesting absurd allocations.
+const MAX_DIM: usize = 1 << 20;
+const MAX_LAYERS: usize = 1024;
+
+/// Architecture of a base model (mirrors `nano.model.ModelConfig`, minus training-only fields).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub block_size: usize,
+    pub vocab_size: usize,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub n_hidden: usize,
+    pub norm_eps: f32,
+    pub rope_theta: f32,
+    pub use_rope: bool,
+    pub is_causal: bool,
+    /// The output head is the token embedding (no separate `output.weight`).
+    #[serde(default = "yes")]
+    pub tied_head: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ModelConfig {
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head.max(1)
+    }
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_head * self.head_dim()
+    }
+
+    /// Checks that the numbers describe a buildable model.
+    pub fn validate(&self) -> Result<()> {
+        let dims = [
+            ("block_size", self.block_size),
+            ("vocab_size", self.vocab_size),
+            ("n_layer", self.n_layer),
+            ("n_embd", self.n_embd),
+            ("n_head", self.n_head),
+            ("n_kv_head", self.n_kv_head),
+            ("n_hidden", self.n_hidden),
+        ];
+        for (name, v) in dims {
+            if v == 0 || v > MAX_DIM {
+                return format_err(format!("config {name} = {v} is out of range (1..={MAX_DIM})"));
+            }
+        }
+        if self.n_layer > MAX_LAYERS {
+            return format_err(format!("config n_layer = {} exceeds {MAX_LAYERS}", self.n_layer));
+        }
+        if self.n_embd % self.n_head != 0 {
+            return format_err(format!(
+                "config n_embd {} is not a multiple of n_head {}",
+                self.n_embd, self.n_head
+            ));
+        }
+        if self.n_head % self.n_kv_head != 0 {
+            return format_err(format!(
+                "config n_head {} is not a multiple of n_kv_head {}",
+                self.n_head, self.n_kv_head
+            ));
+        }
+        if self.use_rope && self.head_dim() % 2 != 0 {
+            return format_err(format!("RoPE needs an even head_dim, got {}", self.head_dim()));
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
+            return format_err(format!("config norm_eps {} must be positive", self.norm_eps));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return format_err(format!("config rope_theta {} must be positive", self.rope_theta));
+        }
+        Ok(())
+    }
+
+    /// The tensors a base model of this shape consists of, with their shapes (PyTorch state_dict names).
+    pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let (d, hd, kv, h) = (self.n_embd, self.head_dim(), self.kv_dim(), self.n_hidden);
+        let q = self.n_head * hd;
+        let mut t = vec![("tok_embeddings.weight".to_string(), vec![self.vocab_size, d])];
+        if !self.use_rope {
+            t.push(("pos_embeddings.weight".into(), vec![self.block_size, d]));
+        }
+        for i in 0..self.n_layer {
+            let p = format!("layers.{i}.");
+            t.push((format!("{p}attention_norm.weight"), vec![d]));
+            t.push((format!("{p}attention.wq.weight"), vec![q, d]));
+            t.push((format!("{p}attention.wk.weight"), vec![kv, d]));
+            t.push((format!("{p}attention.wv.weight"), vec![kv, d]));
+            t.push((format!("{p}attention.wo.weight"), vec![d, q]));
+            t.push((format!("{p}ffn_norm.weight"), vec![d]));
+            t.push((format!("{p}feed_forward.w1.weight"), vec![h, d]));
+            t.push((format!("{p}feed_forward.w2.weight"), vec![d, h]));
+            t.push((format!("{p}feed_forward.w3.weight"), vec![h, d]));
+        }
+        t.push(("norm.weight".into(), vec![d]));
+        if !self.tied_head {
+            t.push(("output.weight".into(), vec![self.vocab_size, d]));
+        }
+        t
+    }
+}
+
+/// The vocabulary as stored in a model file: token strings by id, and which ids are special.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<String>,
+    pub special: Vec<bool>,
+}
+
+/// Element type of a stored tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+impl DType {
+    pub fn parse(s: &str) -> Result<DType> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(DType::F32),
+            "f16" | "fp16" | "float16" => Ok(DType::F16),
+            "q8_0" | "q8" | "int8" => Ok(DType::Q8_0),
+            "q4_0" | "q4" => Ok(DType::Q4_0),
+            _ => Err(Error::InvalidInput(format!(
+                "unknown dtype {s:?} (expected f32, f16, q8_0 or q4_0)"
+            ))),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::Q8_0 => "q8_0",
+            DType::Q4_0 => "q4_0",
+        }
+    }
+    /// Bytes a tensor of `numel` elements takes: quantized types store the codes of the whole tensor,
+    /// then one f32 scale per group of 32 (groups lie within rows).
+    pub fn nbytes(self, numel: usize) -> usize {
+        match self {
+            DType::F32 => numel * 4,
+            DType::F16 => numel * 2,
+            DType::Q8_0 => numel + numel / GROUP * 4,
+            DType::Q4_0 => numel / 2 + numel / GROUP * 4,
+        }
+    }
+}
+
+/// Where a tensor's elements are: in the file bytes (used in place) or converted into owned memory.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Byte range within the loaded file (memory map or byte buffer).
+    File { offset: usize, nbytes: usize },
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+    Q8_0 { qs: Vec<i8>, scales: Vec<f32> },
+    Q4_0 { packed: Vec<u8>, scales: Vec<f32> },
+}
+
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub store: Store,
+}
+
+impl Tensor {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Which layout a file was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileVersion {
+    Legacy2024,
+    Nano2026,
+}
+
+/// A parsed and validated base-model file (tensor data still referenced by offset where possible).
+#[derive(Clone, Debug)]
+pub struct ParsedModel {
+    pub version: FileVersion,
+    pub config: ModelConfig,
+    pub tokens: TokenList,
+    /// `nano.model.base_hash` of the weights, when the exporter recorded it (not in legacy files).
+    pub base_hash: Option<String>,
+    pub tensors: Vec<Tensor>,
+}
+
+/// Hyper-parameters of a LoRA plug-in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f32,
+    /// Projection names the adapter touches: any of wq, wk, wv, wo, w1, w2, w3.
+    pub targets: Vec<String>,
+}
+
+/// The base model a LoRA plug-in was trained on: its shape, and its hash when known.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoraBase {
+    pub hash: Option<String>,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub n_hidden: usize,
+}
+
+impl LoraBase {
+    pub fn of(config: &ModelConfig, hash: Option<String>) -> Self {
+        LoraBase {
+            hash,
+            n_layer: config.n_layer,
+            n_embd: config.n_embd,
+            n_head: config.n_head,
+            n_kv_head: config.n_kv_head,
+            n_hidden: config.n_hidden,
+        }
+    }
+    pub fn same_shape(&self, other: &LoraBase) -> bool {
+        (self.n_layer, self.n_embd, self.n_head, self.n_kv_head, self.n_hidden)
+            == (other.n_layer, other.n_embd, other.n_head, other.n_kv_head, other.n_hidden)
+    }
+}
+
+/// A parsed LoRA plug-in; tensors are f32 and owned (they are small).
+#[derive(Clone, Debug)]
+pub struct ParsedLora {
+    pub version: FileVersion,
+    pub config: LoraConfig,
+    pub base: LoraBase,
+    /// (name, shape, values), names like `layers.0.attention.wq.lora_A`.
+    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+/// Full module path of a LoRA target inside a layer (`wq` -> `attention.wq`).
+pub fn lora_module(target: &str) -> Option<&'static str> {
+    Some(match target {
+        "wq" => "attention.wq",
+        "wk" => "attention.wk",
+        "wv" => "attention.wv",
+        "wo" => "attention.wo",
+        "w1" => "feed_forward.w1",
+        "w2" => "feed_forward.w2",
+        "w3" => "feed_forward.w3",
+        _ => return None,
+    })
+}
+
+/// [out, in] of a target projection for a base of this shape.
+pub fn projection_shape(base: &LoraBase, target: &str) -> Option<(usize, usize)> {
+    let hd = base.n_embd / base.n_head.max(1);
+    let (d, q, kv, h) = (base.n_embd, base.n_head * hd, base.n_kv_head * hd, base.n_hidden);
+    Some(match target {
+        "wq" => (q, d),
+        "wk" | "wv" => (kv, d),
+        "wo" => (d, q),
+        "w1" | "w3" => (h, d),
+        "w2" => (d, h),
+        _ => return None,
+    })
+}
+
+/// The tensors a LoRA plug-in of this config must contain, with shapes: A [rank, in], B [out, rank].
+pub fn expected_lora_tensors(cfg: &LoraConfig, base: &LoraBase) -> Result<Vec<(String, Vec<usize>)>> {
+    if cfg.rank == 0 || cfg.rank > MAX_DIM {
+        return format_err(format!("LoRA rank {} is out of range", cfg.rank));
+    }
+    if !cfg.alpha.is_finite() {
+        return format_err("LoRA alpha is not finite");
+    }
+    if base.n_layer == 0 || base.n_layer > MAX_LAYERS || base.n_head == 0 || base.n_embd % base.n_head != 0 {
+        return format_err("LoRA base shape is inconsistent");
+    }
+    let mut out = Vec::new();
+    for i in 0..base.n_layer {
+        for t in &cfg.targets {
+            let (Some(module), Some((o, inp))) = (lora_module(t), projection_shape(base, t)) else {
+                return format_err(format!("unknown LoRA target {t:?}"));
+            };
+            out.push((format!("layers.{i}.{module}.lora_A"), vec![cfg.rank, inp]));
+            out.push((format!("layers.{i}.{module}.lora_B"), vec![o, cfg.rank]));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads either format from the whole file's bytes (dispatching on the version word).
+pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
+    match peek_version(bytes)? {
+        (2024, _) => legacy::parse_model(bytes),
+        (v2026::MAJOR, _) => v2026::parse_model(bytes),
+        (major, minor) => format_err(format!(
+            "unsupported version {major}.{minor} (this build reads 2024.10 and {}.x)",
+            v2026::MAJOR
+        )),
+    }
+}
+
+/// Reads a LoRA plug-in in either format.
+pub fn parse_lora(bytes: &[u8]) -> Result<ParsedLora> {
+    match peek_version(bytes)? {
+        (2024, _) => legacy::parse_lora(bytes),
+        (v2026::MAJOR, _) => v2026::parse_lora(bytes),
+        (major, minor) => format_err(format!(
+            "unsupported version {major}.{minor} (this build reads 2024.10 and {}.x)",
+            v2026::MAJOR
+        )),
+    }
+}
+
+/// Checks the magic words and returns (major, minor).
+fn peek_version(bytes: &[u8]) -> Result<(i32, i32)> {
+    if bytes.len() < 16 {
+        return format_err(format!("file is too short ({} bytes) to hold a header", bytes.len()));
+    }
+    let mut r = bytes::Reader::new(bytes);
+    let m0 = r.u32()?;
+    let m1 = r.u32()?;
+    if [m0, m1] != MAGIC {
+        return format_err(format!("wrong magic {m0:#010x} {m1:#010x}: not a Nano model file"));
+    }
+    Ok((r.i32()?, r.i32()?))
+}
+
+/// Checks that a list of tensors matches the expected names and shapes exactly (any order).
+pub(crate) fn check_tensor_set<'a>(
+    expected: &[(String, Vec<usize>)],
+    actual: impl Iterator<Item = (&'a str, &'a [usize])>,
+) -> Result<()> {
+    let mut want: std::collections::HashMap<&str, &[usize]> =
+        expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    for (name, shape) in actual {
+        match want.remove(name) {
+            None => return format_err(format!("unexpected or duplicate tensor {name:?}")),
+            Some(s) if s != shape => {
+                return format_err(format!("tensor {name:?} has shape {shape:?}, expected {s:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(missing) = expected.iter().find(|(n, _)| want.contains_key(n.as_str())) {
+        return format_err(format!("tensor {:?} is missing", missing.0));
+    }
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! Nano's own model-file format, version 2026.1: a 64-byte preamble, a JSON header (config, tokenizer,
+//! tensor table), then 64-byte-aligned tensor data, all covered by an XXH3-64 checksum.
+//! The byte layout is specified in docs/format.md.
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::bytes::{f32_vec, Reader};
+use super::{
+    check_tensor_set, expected_lora_tensors, DType, FileVersion, LoraBase, LoraConfig, ModelConfig,
+    ParsedLora, ParsedModel, Store, Tensor, TokenList, GROUP, KIND_BASE, KIND_LORA, MAGIC,
+};
+use crate::error::{format_err, Error, Result};
+use crate::kernels;
+
+pub const MAJOR: i32 = 2026;
+pub const MINOR: i32 = 1;
+/// Size of the fixed preamble; the JSON header starts here.
+pub const PREAMBLE: usize = 64;
+/// Alignment of the data section and of every tensor within it.
+pub const ALIGN: usize = 64;
+/// A JSON header larger than this is refused (a 65k-token vocabulary takes about 1 MB).
+const MAX_HEADER: u64 = 256 << 20;
+
+/// One row of the tensor table. `offset` is relative to the start of the data section.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TensorEntry {
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    offset: u64,
+    nbytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelHeader {
+    config: ModelConfig,
+    tokenizer: TokenList,
+    base_hash: Option<String>,
+    tensors: Vec<TensorEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoraHeader {
+    lora: LoraConfig,
+    base: LoraBase,
+    tensors: Vec<TensorEntry>,
+}
+
+/// The checksum of a file body (everything after the preamble).
+pub fn checksum(body: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(body)
+}
+
+/// Parsed preamble + JSON header text + where the data section lies.
+struct Layout<'a> {
+    kind: i32,
+    header: &'a str,
+    data_offset: usize,
+    data_len: usize,
+}
+
+fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
+    if bytes.len() < PREAMBLE {
+        return format_err(format!("file is truncated: {} bytes, preamble needs {PREAMBLE}", bytes.len()));
+    }
+    let mut r = Reader::new(bytes);
+    let _magic = (r.u32()?, r.u32()?);
+    let (major, minor) = (r.i32()?, r.i32()?);
+    if major != MAJOR || minor > MINOR || minor < 1 {
+        return format_err(format!("unsupported version {major}.{minor} (this build reads {MAJOR}.1..={MAJOR}.{MINOR})"));
+    }
+    let kind = r.i32()?;
+    let _reserved = r.u32()?;
+    let header_len = r.u64()?;
+    let data_offset = r.u64()?;
+    let data_len = r.u64()?;
+    let stored_sum = r.u64()?;
+    let file_len = bytes.len() as u64;
+    if header_len > MAX_HEADER || PREAMBLE as u64 + header_len > data_offset {
+        return format_err(format!("header length {header_len} does not fit before data offset {data_offset}"));
+    }
+    if data_offset % ALIGN as u64 != 0 {
+        return format_err(format!("data offset {data_offset} is not {ALIGN}-byte aligned"));
+    }
+    match data_offset.checked_add(data_len) {
+        Some(end) if end == file_len => {}
+        Some(end) if end > file_len => {
+            return format_err(format!("file is truncated: {file_len} bytes, the header describes {end}"))
+        }
+        _ => {
+            return format_err(format!(
+                "file length {file_len} does not match the header (data {data_offset} + {data_len})"
+            ))
+        }
+    }
+    let sum = checksum(&bytes[PREAMBLE..]);
+    if sum != stored_sum {
+        return format_err(format!(
+            "checksum mismatch (stored {stored_sum:016x}, computed {sum:016x}): the file is corrupted"
+        ));
+    }
+    let header_bytes = &bytes[PREAMBLE..PREAMBLE + header_len as usize];
+    let header = std::str::from_utf8(header_bytes)
+        .map_err(|_| Error::Format("header is not valid UTF-8".into()))?;
+    Ok(Layout { kind, header, data_offset: data_offset as usize, data_len: data_len as usize })
+}
+
+/// Checks one table entry against the data section and returns its absolute byte offset.
+fn check_entry(e: &TensorEntry, layout: &Layout) -> Result<usize> {
+    let numel = e.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let Some(numel) = numel else {
+        return format_err(format!("tensor {:?}: shape {:?} overflows", e.name, e.shape));
+    };
+    if matches!(e.dtype, DType::Q8_0 | DType::Q4_0) {
+        let cols = e.shape.last().copied().unwrap_or(0);
+        if e.shape.len() != 2 || cols % GROUP != 0 {
+            return format_err(format!(
+                "tensor {:?}: {} needs a 2-D shape with columns divisible by {GROUP}, got {:?}",
+                e.name,
+                e.dtype.name(),
+                e.shape
+            ));
+        }
+    }
+    let want = e.dtype.nbytes(numel) as u64;
+    if e.nbytes != want {
+        return format_err(format!(
+            "tensor {:?}: {} bytes stored, {} {:?} needs {want}",
+            e.name,
+            e.nbytes,
+            e.dtype.name(),
+            e.shape
+        ));
+    }
+    if e.offset % ALIGN as u64 != 0 {
+        return format_err(format!("tensor {:?}: offset {} is not {ALIGN}-byte aligned", e.name, e.offset));
+    }
+    match e.offset.checked_add(e.nbytes) {
+        Some(end) if end <= layout.data_len as u64 => Ok(layout.data_offset + e.offset as usize),
+        _ => format_err(format!("tensor {:?}: bytes {}+{} lie outside the data section", e.name, e.offset, e.nbytes)),
+    }
+}
+
+pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
+    let layout = read_layout(bytes)?;
+    if layout.kind != KIND_BASE {
+        return format_err(if layout.kind == KIND_LORA {
+            "this is a LoRA plug-in, not a base model".to_string()
+        } else {
+            format!("unknown model type {}", layout.kind)
+        });
+    }
+    let header: ModelHeader = serde_json::from_str(layout.header)
+        .map_err(|e| Error::Format(format!("bad JSON header: {e}")))?;
+    let config = header.config;
+    config.validate()?;
+    check_tokens(&header.tokenizer, config.vocab_size)?;
+    check_tensor_set(
+        &config.expected_tensors(),
+        header.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())),
+    )?;
+    let mut tensors = Vec::with_capacity(header.tensors.len());
+    for e in header.tensors {
+        let offset = check_entry(&e, &layout)?;
+        if e.shape.len() == 1 && e.dtype != DType::F32 {
+            return format_err(format!("tensor {:?}: norm weights must be f32", e.name));
+        }
+        let store = Store::File { offset, nbytes: e.nbytes as usize };
+        tensors.push(Tensor { name: e.name, dtype: e.dtype, shape: e.shape, store });
+    }
+    Ok(ParsedModel {
+        version: FileVersion::Nano2026,
+        config,
+        tokens: header.tokenizer,
+        base_hash: header.base_hash,
+        tensors,
+    })
+}
+
+pub(crate) fn check_tokens(t: &TokenList, vocab_size: usize) -> Result<()> {
+    if t.tokens.len() != vocab_size || t.special.len() != vocab_size {
+        return format_err(format!(
+            "tokenizer section has {} tokens / {} flags, config vocab_size is {vocab_size}",
+            t.tokens.len(),
+            t.special.len()
+        ));
+    }
+    Ok(())
+}
+
+pub fn parse_lora(bytes: &[u8]) -> Result<ParsedLora> {
+    let layout = read_layout(bytes)?;
+    if layout.kind != KIND_LORA {
+        return format_err(format!("model type {} is not a LoRA plug-in ({KIND_LORA})", layout.kind));
+    }
+    let header: LoraHeader = serde_json::from_str(layout.header)
+        .map_err(|e| Error::Format(format!("bad JSON header: {e}")))?;
+    let expected = expected_lora_tensors(&header.lora, &header.base)?;
+    check_tensor_set(&expected, header.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())))?;
+    let mut tensors = Vec::new();
+    for e in &header.tensors {
+        let offset = check_entry(e, &layout)?;
+        if e.dtype != DType::F32 {
+            return format_err(format!("LoRA tensor {:?} must be f32", e.name));
+        }
+        let values = f32_vec(&bytes[offset..offset + e.nbytes as usize]);
+        tensors.push((e.name.clone(), e.shape.clone(), values));
+    }
+    Ok(ParsedLora { version: FileVersion::Nano2026, config: header.lora, base: header.base, tensors })
+}
+
+/// A named f32 tensor handed to a writer.
+pub struct TensorIn<'a> {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: &'a [f32],
+}
+
+/// Encodes one tensor in `dtype`. Matrices whose columns are not a multiple of 32 stay f32 when a
+/// quantized dtype is asked for; 1-D tensors (norm weights) always stay f32.
+fn encode_tensor(t: &TensorIn, dtype: DType) -> (DType, Vec<u8>) {
+    let cols = *t.shape.last().unwrap_or(&1);
+    let dtype = match dtype {
+        _ if t.shape.len() != 2 => DType::F32,
+        DType::Q8_0 | DType::Q4_0 if cols % GROUP != 0 => DType::F32,
+        d => d,
+    };
+    let bytes = match dtype {
+        DType::F32 => super::bytes::f32_bytes(t.data),
+        DType::F16 => t.data.iter().flat_map(|&v| kernels::f32_to_f16(v).to_le_bytes()).collect(),
+        DType::Q8_0 => {
+            let (qs, scales) = kernels::quantize_q8_0(t.data, cols);
+            let mut b: Vec<u8> = qs.iter().map(|&q| q as u8).collect();
+            b.extend(super::bytes::f32_bytes(&scales));
+            b
+        }
+        DType::Q4_0 => {
+            let (mut b, scales) = kernels::quantize_q4_0(t.data, cols);
+            b.extend(super::bytes::f32_bytes(&scales));
+            b
+        }
+    };
+    (dtype, bytes)
+}
+
+/// Lays out preamble + JSON header + aligned data, filling in the table offsets and the checksum.
+fn assemble(kind: i32, header_json: impl Fn(&[TensorEntry]) -> Result<String>, blobs: Vec<(TensorEntry, Vec<u8>)>) -> Result<Vec<u8>> {
+    let mut entries = Vec::with_capacity(blobs.len());
+    let mut data_len = 0usize;
+    for (mut e, b) in blobs.iter().map(|(e, b)| (e.clone(), b)) {
+        e.offset = data_len as u64;
+        e.nbytes = b.len() as u64;
+        data_len = (data_len + b.len()).next_multiple_of(ALIGN);
+        entries.push(e);
+    }
+    let header = header_json(&entries)?;
+    let data_offset = (PREAMBLE + header.len()).next_multiple_of(ALIGN);
+    let mut out = Vec::with_capacity(data_offset + data_len);
+    out.resize(PREAMBLE, 0);
+    out.extend_from_slice(header.as_bytes());
+    out.resize(data_offset, 0);
+    for (_, b) in &blobs {
+        out.extend_from_slice(b);
+        out.resize(out.len().next_multiple_of(ALIGN), 0);
+    }
+    out.resize(data_offset + data_len, 0);
+    let sum = checksum(&out[PREAMBLE..]);
+    let mut pre = Vec::with_capacity(PREAMBLE);
+    for w in MAGIC {
+        pre.extend(w.to_le_bytes());
+    }
+    pre.extend(MAJOR.to_le_bytes());
+    pre.extend(MINOR.to_le_bytes());
+    pre.extend(kind.to_le_bytes());
+    pre.extend(0u32.to_le_bytes());
+    pre.extend((header.len() as u64).to_le_bytes());
+    pre.extend((data_offset as u64).to_le_bytes());
+    pre.extend((data_len as u64).to_le_bytes());
+    pre.extend(sum.to_le_bytes());
+    pre.resize(PREAMBLE, 0);
+    out[..PREAMBLE].copy_from_slice(&pre);
+    Ok(out)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::InvalidInput(format!("cannot encode header: {e}")))
+}
+
+fn check_inputs(expected: &[(String, Vec<usize>)], tensors: &[TensorIn]) -> Result<()> {
+    for t in tensors {
+        if t.shape.iter().product::<usize>() != t.data.len() {
+            return Err(Error::InvalidInput(format!(
+                "tensor {:?}: {} values do not fill shape {:?}",
+                t.name,
+                t.data.len(),
+                t.shape
+            )));
+        }
+    }
+    check_tensor_set(expected, tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())))
+        .map_err(|e| Error::InvalidInput(e.to_string().replace("invalid model file: ", "")))
+}
+
+/// Encodes a base model: every matrix in `dtype` (see [`encode_tensor`]), norms in f32.
+pub fn encode_model(
+    config: &ModelConfig,
+    tokens: &TokenList,
+    base_hash: Option<&str>,
+    tensors: &[TensorIn],
+    dtype: DType,
+) -> Result<Vec<u8>> {
+    config.validate().map_err(|e| Error::InvalidInput(e.to_string()))?;
+    check_tokens(tokens, config.vocab_size).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    check_inputs(&config.expected_tensors(), tensors)?;
+    let blobs = encode_all(tensors, dtype);
+    assemble(
+        KIND_BASE,
+        |entries| {
+            to_json(&ModelHeader {
+                config: config.clone(),
+                tokenizer: tokens.clone(),
+                base_hash: base_hash.map(str::to_string),
+                tensors: entries.to_vec(),
+            })
+        },
+        blobs,
+    )
+}
+
+fn encode_all(tensors: &[TensorIn], dtype: DType) -> Vec<(TensorEntry, Vec<u8>)> {
+    let encode = |t: &TensorIn| {
+        let (dt, b) = encode_tensor(t, dtype);
+        let e = TensorEntry { name: t.name.clone(), dtype: dt, shape: t.shape.clone(), offset: 0, nbytes: 0 };
+        (e, b)
+    };
+    #[cfg(feature = "threads")]
+    {
+        use rayon::prelude::*;
+        tensors.par_iter().map(encode).collect()
+    }
+    #[cfg(not(feature = "threads"))]
+    tensors.iter().map(encode).collect()
+}
+
+/// Encodes a LoRA plug-in (f32 tensors `layers.{i}.{module}.lora_A` / `lora_B`).
+pub fn encode_lora(config: &LoraConfig, base: &LoraBase, tensors: &[TensorIn]) -> Result<Vec<u8>> {
+    let expected = expected_lora_tensors(config, base).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    check_inputs(&expected, tensors)?;
+    let blobs = encode_all(tensors, DType::F32);
+    assemble(
+        KIND_LORA,
+        |entries| to_json(&LoraHeader { lora: config.clone(), base: base.clone(), tensors: entries.to_vec() }),
+        blobs,
+    )
+}
+
+/// Tensor names by position, for callers that want a lookup table.
+pub fn index_by_name(tensors: &[Tensor]) -> HashMap<&str, usize> {
+    tensors.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect()
+}

@@ -1,0 +1,225 @@
+//! The sampler of docs/sampling.md (the one specification every Nano engine follows), with its
+//! SplitMix64 random number generator.
+
+/// SplitMix64: one u64 of state, seeded directly with the seed.
+#[derive(Clone, Debug)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// Sampling options (the "off" values of docs/sampling.md disable a step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerOptions {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub repetition_penalty: f32,
+}
+
+/// Picks the next token from the last position's logits; `seen` = distinct-or-not prompt and generated ids.
+pub struct Sampler {
+    opts: SamplerOptions,
+    rng: SplitMix64,
+    /// Reused across calls: (logit, id) pairs in sampling order.
+    order: Vec<(f64, u32)>,
+    /// Reused across calls: marks ids already penalised.
+    penalised: Vec<bool>,
+}
+
+impl Sampler {
+    pub fn new(opts: SamplerOptions, seed: u64) -> Self {
+        Sampler { opts, rng: SplitMix64::new(seed), order: Vec::new(), penalised: Vec::new() }
+    }
+
+    pub fn sample(&mut self, logits: &mut [f32], seen: &[u32]) -> u32 {
+        self.penalise(logits, seen);
+        if self.opts.temperature == 0.0 {
+            return argmax(logits);
+        }
+        let t = self.opts.temperature as f64;
+        self.order.clear();
+        self.order.extend(logits.iter().enumerate().map(|(i, &l)| (l as f64 / t, i as u32)));
+        // logit descending, id ascending (total_cmp keeps NaN from panicking the sort)
+        self.order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let k = self.opts.top_k;
+        if k > 0 && k < self.order.len() {
+            self.order.truncate(k);
+        }
+        let max = self.order[0].0;
+        let mut sum = 0.0;
+        for e in self.order.iter_mut() {
+            e.0 = (e.0 - max).exp();
+            sum += e.0;
+        }
+        for e in self.order.iter_mut() {
+            e.0 /= sum;
+        }
+        let p = self.opts.top_p as f64;
+        let mut mass = 1.0;
+        if p > 0.0 && p < 1.0 {
+            let mut acc = 0.0;
+            let mut keep = self.order.len();
+            for (i, e) in self.order.iter().enumerate() {
+                acc += e.0;
+                if acc >= p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            self.order.truncate(keep);
+            mass = acc; // the kept prefix's mass (all of it when rounding never reached p)
+        }
+        let target = self.rng.next_f64() * mass;
+        let mut acc = 0.0;
+        for e in &self.order {
+            acc += e.0;
+            if acc > target {
+                return e.1;
+            }
+        }
+        self.order.last().expect("at least one id").1
+    }
+
+    /// Step 1: each distinct seen id once, sign-aware, in f32.
+    fn penalise(&mut self, logits: &mut [f32], seen: &[u32]) {
+        let r = self.opts.repetition_penalty;
+        if r == 1.0 {
+            return;
+        }
+        self.penalised.clear();
+        self.penalised.resize(logits.len(), false);
+        for &id in seen {
+            let i = id as usize;
+            if i < logits.len() && !self.penalised[i] {
+                self.penalised[i] = true;
+                logits[i] = if logits[i] > 0.0 { logits[i] / r } else { logits[i] * r };
+            }
+        }
+    }
+}
+
+/// Largest logit; ties go to the lowest id.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(temperature: f32, top_k: usize, top_p: f32, repetition_penalty: f32) -> SamplerOptions {
+        SamplerOptions { temperature, top_k, top_p, repetition_penalty }
+    }
+
+    #[test]
+    fn splitmix_reference_values() {
+        let mut r = SplitMix64::new(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn next_f64_uses_top_53_bits() {
+        let mut a = SplitMix64::new(7);
+        let mut b = SplitMix64::new(7);
+        let u = a.next_f64();
+        assert_eq!(u, (b.next_u64() >> 11) as f64 / 9007199254740992.0);
+        assert!((0.0..1.0).contains(&u));
+    }
+
+    #[test]
+    fn greedy_takes_lowest_id_on_ties() {
+        let mut s = Sampler::new(opts(0.0, 0, 1.0, 1.0), 0);
+        assert_eq!(s.sample(&mut [1.0, 3.0, 3.0, -1.0], &[]), 1);
+    }
+
+    #[test]
+    fn repetition_penalty_is_sign_aware_and_once_per_id() {
+        let mut s = Sampler::new(opts(0.0, 0, 1.0, 2.0), 0);
+        let mut l = [4.0, -1.0, 3.0];
+        // id 0 seen twice: divided once (4 -> 2), id 1 negative: multiplied (-1 -> -2)
+        assert_eq!(s.sample(&mut l, &[0, 0, 1]), 2);
+        assert_eq!(l, [2.0, -2.0, 3.0]);
+    }
+
+    /// Independent re-computation of steps 3-8 for one draw, written out by hand.
+    fn reference(logits: &[f32], t: f64, k: usize, p: f64, u: f64) -> u32 {
+        let mut ids: Vec<usize> = (0..logits.len()).collect();
+        ids.sort_by(|&a, &b| (logits[b] as f64).partial_cmp(&(logits[a] as f64)).unwrap().then(a.cmp(&b)));
+        if k > 0 && k < ids.len() {
+            ids.truncate(k);
+        }
+        let l: Vec<f64> = ids.iter().map(|&i| logits[i] as f64 / t).collect();
+        let z: f64 = l.iter().map(|x| (x - l[0]).exp()).sum();
+        let probs: Vec<f64> = l.iter().map(|x| (x - l[0]).exp() / z).collect();
+        let mut n = probs.len();
+        let mut s = 1.0;
+        if p > 0.0 && p < 1.0 {
+            let mut acc = 0.0;
+            for (i, q) in probs.iter().enumerate() {
+                acc += q;
+                if acc >= p {
+                    n = i + 1;
+                    break;
+                }
+            }
+            s = probs[..n].iter().sum();
+        }
+        let target = u * s;
+        let mut acc = 0.0;
+        for i in 0..n {
+            acc += probs[i];
+            if acc > target {
+                return ids[i] as u32;
+            }
+        }
+        ids[n - 1] as u32
+    }
+
+    #[test]
+    fn draws_match_a_hand_written_reference() {
+        let logits: Vec<f32> = (0..50).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7).collect();
+        for (t, k, p) in [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.9), (0.9, 10, 0.5), (2.0, 3, 0.0)] {
+            let mut s = Sampler::new(opts(t, k, p, 1.0), 42);
+            let mut rng = SplitMix64::new(42);
+            for _ in 0..200 {
+                let want = reference(&logits, t as f64, k, p as f64, rng.next_f64());
+                assert_eq!(s.sample(&mut logits.clone(), &[]), want);
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        let logits: Vec<f32> = (0..30).map(|i| (i as f32).sin()).collect();
+        let run = |seed| {
+            let mut s = Sampler::new(opts(1.0, 0, 0.95, 1.0), seed);
+            (0..50).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
+    }
+}

@@ -14,6 +14,8 @@ mod quant;
 mod scalar;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use quant::{dequantize_row, quantize_q4_0, quantize_q8_0};
@@ -126,7 +128,10 @@ const SCALAR: Kernels = Kernels {
 impl Kernels {
     /// Every path this CPU can run, the scalar reference first and the fastest last.
     pub fn available() -> Vec<Kernels> {
-        vec![SCALAR]
+        let mut paths = vec![SCALAR];
+        #[cfg(target_arch = "x86_64")]
+        paths.extend(x86::avx2());
+        paths
     }
 
     /// The fastest available path, detected once per process.

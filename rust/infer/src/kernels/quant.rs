@@ -12,7 +12,10 @@ fn check_shape(len: usize, cols: usize) {
         cols > 0 && cols.is_multiple_of(QK),
         "quantization needs cols to be a positive multiple of {QK}, got {cols}"
     );
-    assert!(len.is_multiple_of(cols), "{len} values are not whole rows of {cols}");
+    assert!(
+        len.is_multiple_of(cols),
+        "{len} values are not whole rows of {cols}"
+    );
 }
 
 /// Symmetric 8-bit: scale = max|v| / 127, q = round(v / scale) in -127..=127.

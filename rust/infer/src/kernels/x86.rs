@@ -1,0 +1,200 @@
+//! x86-64 row kernels: AVX2 + FMA (+ F16C), and AVX-512 VNNI for the integer dots.
+//!
+//! The q8_0 / q4_0 kernels reproduce [`super::scalar::dot_q8`] bit for bit: each group's integer dot
+//! is summed exactly in i32, converted to f32, multiplied by `sw * sx`, and added to lane `g % 8` of an
+//! 8-lane f32 accumulator (one `__m256` holds lanes 0..8 for groups 8i..8i+8), then [`reduce8`].
+//! The float kernels use FMA and their own summation order (within 1e-5 relative of scalar).
+
+use std::arch::x86_64::*;
+
+use super::{reduce8, Kernels, QK};
+
+/// The AVX2 path, when this CPU has AVX2, FMA and F16C.
+pub(super) fn avx2() -> Option<Kernels> {
+    let ok = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c");
+    // SAFETY (all wrappers below): only reachable through a Kernels built after this check.
+    ok.then_some(Kernels {
+        name: "avx2",
+        dot_f32: |w, x| unsafe { dot_f32(w, x) },
+        dot_f16: |w, x| unsafe { dot_f16(w, x) },
+        dot_q8: |qw, sw, qx, sx| unsafe { dot_q8_avx2(qw, sw, qx, sx) },
+        dot_q4: |p, sw, qx, sx| unsafe { dot_q4_avx2(p, sw, qx, sx) },
+    })
+}
+
+/// Horizontal sums of 8 vectors of 8 i32: lane j of the result = Σ lanes of v[j] (exact).
+#[inline(always)]
+unsafe fn hsum8x8(v: [__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h45 = _mm256_hadd_epi32(v[4], v[5]);
+    let h67 = _mm256_hadd_epi32(v[6], v[7]);
+    let lo = _mm256_hadd_epi32(h01, h23); // [v0..v3 low halves | v0..v3 high halves]
+    let hi = _mm256_hadd_epi32(h45, h67);
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(lo, hi),
+        _mm256_permute2x128_si256::<0x31>(lo, hi),
+    )
+}
+
+/// i8·i8 products of one 32-value group as 8 i32 partial sums (|w| unsigned × sign-adjusted x).
+#[inline(always)]
+unsafe fn group_dot_avx2(w: __m256i, x: __m256i) -> __m256i {
+    let aw = _mm256_sign_epi8(w, w);
+    let sx = _mm256_sign_epi8(x, w);
+    let p16 = _mm256_maddubs_epi16(aw, sx); // ≤ 2·128·127 fits i16
+    _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
+}
+
+/// 32 q4_0 values of one group (16 packed bytes) as i8 in -8..=7, in element order.
+#[inline(always)]
+unsafe fn unpack_q4(p: *const u8) -> __m256i {
+    let b = _mm_loadu_si128(p as *const __m128i);
+    let lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), _mm_set1_epi8(0x0f));
+    _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+}
+
+/// Adds the 8 group sums `s` (groups g0..g0+8) into the lane accumulator, as the scalar kernel does.
+#[inline(always)]
+unsafe fn accumulate8(acc: __m256, s: __m256i, sw: *const f32, sx: *const f32) -> __m256 {
+    let d = _mm256_mul_ps(_mm256_loadu_ps(sw), _mm256_loadu_ps(sx));
+    _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s), d))
+}
+
+/// Finishes a lane accumulator over the tail groups `from..` with scalar code, then [`reduce8`].
+#[inline(always)]
+unsafe fn finish(
+    acc: __m256,
+    from: usize,
+    tail: impl Fn(usize) -> i32,
+    sw: &[f32],
+    sx: &[f32],
+) -> f32 {
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+    for g in from..sw.len() {
+        lanes[g % 8] += tail(g) as f32 * (sw[g] * sx[g]);
+    }
+    reduce8(lanes)
+}
+
+fn tail_q8(qw: &[i8], qx: &[i8], g: usize) -> i32 {
+    let r = g * QK..(g + 1) * QK;
+    qw[r.clone()]
+        .iter()
+        .zip(&qx[r])
+        .map(|(&a, &b)| a as i32 * b as i32)
+        .sum()
+}
+
+fn tail_q4(p: &[u8], qx: &[i8], g: usize) -> i32 {
+    let (b, x) = (&p[g * 16..g * 16 + 16], &qx[g * QK..(g + 1) * QK]);
+    (0..16)
+        .map(|j| {
+            ((b[j] & 15) as i32 - 8) * x[j] as i32 + ((b[j] >> 4) as i32 - 8) * x[j + 16] as i32
+        })
+        .sum()
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_q8_avx2(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+    let groups = sw.len();
+    let (pw, px) = (qw.as_ptr(), qx.as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let mut g = 0;
+    while g + 8 <= groups {
+        let mut v = [_mm256_setzero_si256(); 8];
+        for (j, vj) in v.iter_mut().enumerate() {
+            let o = (g + j) * QK;
+            let w = _mm256_loadu_si256(pw.add(o) as *const __m256i);
+            let x = _mm256_loadu_si256(px.add(o) as *const __m256i);
+            *vj = group_dot_avx2(w, x);
+        }
+        acc = accumulate8(acc, hsum8x8(v), sw.as_ptr().add(g), sx.as_ptr().add(g));
+        g += 8;
+    }
+    finish(acc, g, |g| tail_q8(qw, qx, g), sw, sx)
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_q4_avx2(p: &[u8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+    let groups = sw.len();
+    let (pp, px) = (p.as_ptr(), qx.as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let mut g = 0;
+    while g + 8 <= groups {
+        let mut v = [_mm256_setzero_si256(); 8];
+        for (j, vj) in v.iter_mut().enumerate() {
+            let w = unpack_q4(pp.add((g + j) * QK / 2));
+            let x = _mm256_loadu_si256(px.add((g + j) * QK) as *const __m256i);
+            *vj = group_dot_avx2(w, x);
+        }
+        acc = accumulate8(acc, hsum8x8(v), sw.as_ptr().add(g), sx.as_ptr().add(g));
+        g += 8;
+    }
+    finish(acc, g, |g| tail_q4(p, qx, g), sw, sx)
+}
+
+#[inline(always)]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// f32 dot with 4 independent FMA chains (32 values per step) to hide FMA latency.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len();
+    let (pw, px) = (w.as_ptr(), x.as_ptr());
+    let mut a = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, ak) in a.iter_mut().enumerate() {
+            let o = i + 8 * k;
+            *ak = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(o)), _mm256_loadu_ps(px.add(o)), *ak);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i)), _mm256_loadu_ps(px.add(i)), a[0]);
+        i += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+    let mut t = hsum_ps(s);
+    for j in i..n {
+        t += w[j] * x[j];
+    }
+    t
+}
+
+/// f16 weights (F16C conversion) · f32 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
+    let n = w.len();
+    let (pw, px) = (w.as_ptr(), x.as_ptr());
+    let mut a = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, ak) in a.iter_mut().enumerate() {
+            let o = i + 8 * k;
+            let wv = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(o) as *const __m128i));
+            *ak = _mm256_fmadd_ps(wv, _mm256_loadu_ps(px.add(o)), *ak);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let wv = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(i) as *const __m128i));
+        a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(px.add(i)), a[0]);
+        i += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+    let mut t = hsum_ps(s);
+    for j in i..n {
+        t += super::f16_to_f32(w[j]) * x[j];
+    }
+    t
+}

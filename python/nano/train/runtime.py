@@ -1,0 +1,106 @@
+"""Where and how training runs: device, precision, process group, optimizer and learning-rate schedule."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    owns_group: bool = False  # we initialised the process group, so we tear it down
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group when RANK/WORLD_SIZE are set: NCCL on GPUs, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_name)
+    if world <= 1:
+        return Dist(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, local_rank, world, owns), device
+
+
+def amp_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype, enabled: bool):
+    if not enabled or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def sdp_context(kernel: str):
+    """Restrict SDPA to one backend ("flash", "efficient", "math", "cudnn"); "auto" lets torch choose."""
+    if kernel in (None, "auto"):
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}
+    if kernel not in backends:
+        raise ValueError(f"sdp_kernel must be auto or one of {sorted(backends)}, got {kernel!r}")
+    return sdpa_kernel(backends[kernel])
+
+
+def lr_at(it: int, cfg: dict) -> float:
+    """Linear warmup, then cosine decay to min_lr at lr_decay_iters (nanoGPT's schedule); it counts from 0."""
+    lr, min_lr = float(cfg["learning_rate"]), float(cfg["min_lr"])
+    if not cfg["decay_lr"]:
+        return lr
+    warmup, decay = int(cfg["warmup_iters"]), int(cfg["lr_decay_iters"])
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it >= decay:
+        return min_lr
+    ratio = (it - warmup) / max(1, decay - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: dict, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not norms/biases); fused kernel on CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": float(cfg["weight_decay"])},
+              {"params": no_decay, "weight_decay": 0.0}]
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=float(cfg["learning_rate"]),
+                             betas=(float(cfg["beta1"]), float(cfg["beta2"])), **extra)

@@ -1,0 +1,238 @@
+"""Trainer: overfitting, determinism, exact resume in a new process, loss normalisation, SFT masks, errors."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from nano.model import ModelConfig, Transformer
+from nano.train import run
+from nano.train.metrics import read_metrics
+
+torch.set_num_threads(2)
+REPO = Path(__file__).resolve().parent.parent
+MODEL = dict(block_size=16, vocab_size=64, n_layer=2, n_embd=32, n_head=4, n_kv_head=2, n_hidden=64,
+             dropout=0.0)
+HASH = "00c0ffee00c0ffee"
+
+
+def write_dataset(path: Path, n_tokens=2000, vocab=64, kind="pretrain", seed=0, mask=None, block=None,
+                  tokenizer_hash=HASH):
+    """A prepared dataset written by hand in the format of nano.dataset (meta.json + raw uint16 splits)."""
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    # a learnable stream: mostly "next = previous + 1 mod vocab", some noise
+    base = np.cumsum(rng.integers(1, 3, n_tokens)) % vocab
+    splits = {}
+    for split, tokens in (("train", base), ("val", base[: n_tokens // 4])):
+        tokens.astype("<u2").tofile(path / f"{split}.tokens")
+        splits[split] = {"tokens": int(len(tokens)), "documents": 1}
+        if kind == "sft":
+            m = mask if mask is not None else np.ones(len(tokens), dtype=np.uint8)
+            m[: len(tokens)].astype(np.uint8).tofile(path / f"{split}.mask")
+    meta = {"format": "nano-tokens", "version": 1, "kind": kind, "dtype": "uint16", "vocab_size": vocab,
+            "tokenizer_hash": tokenizer_hash, "block_size": block, "splits": splits}
+    (path / "meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def train_cfg(tmp: Path, data: Path, **kw):
+    cfg = dict(train_data=str(data), save_checkpoint_to=str(tmp / "run"), batch_size=4, max_iters=6,
+               learning_rate=3e-3, warmup_iters=2, min_lr=3e-4, eval_interval=3, eval_iters=2, log_interval=1,
+               progress=False, tensorboard=False, dtype="float32", device="cpu", random_seed=3)
+    cfg.update(kw)
+    return cfg
+
+
+def losses(path, split="train"):
+    return [(r["step"], r["loss"]) for r in read_metrics(path) if r["split"] == split]
+
+
+class FixedLoader:
+    """Serves the same rows forever, split into batches of batch_size (cycled)."""
+
+    def __init__(self, x, y, mask, batch_size):
+        self.x, self.y, self.mask, self.bs, self.pos = x, y, mask, batch_size, 0
+
+    def next_batch(self):
+        s = slice(self.pos, self.pos + self.bs)
+        self.pos = (self.pos + self.bs) % len(self.x)
+        return self.x[s], self.y[s], self.mask[s]
+
+    def state_dict(self):
+        return {"pos": self.pos}
+
+    def load_state_dict(self, d):
+        self.pos = d["pos"]
+
+
+def test_overfits_one_batch(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randint(0, 64, (4, 16))
+    y = torch.randint(0, 64, (4, 16))
+    loader = FixedLoader(x, y, torch.ones(4, 16), 4)
+    cfg = train_cfg(tmp_path, tmp_path, train_data=None, max_iters=40, learning_rate=2e-2, warmup_iters=0,
+                    decay_lr=False, weight_decay=0.0, eval_interval=1000, save_interval=1000)
+    result = run(MODEL, cfg, train_loader=loader, log=False)
+    first = losses(result["metrics_log"])[0][1]
+    assert abs(first - math.log(64)) < 0.15
+    assert result["train_loss"] < 0.3
+
+
+def test_same_seed_is_bitwise_identical(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    m = dict(MODEL, dropout=0.1)
+    a = run(m, train_cfg(tmp_path / "a", data), log=False)
+    b = run(m, train_cfg(tmp_path / "b", data), log=False)
+    assert losses(a["metrics_log"]) == losses(b["metrics_log"])
+    for (k, va), vb in zip(a["model"].state_dict().items(), b["model"].state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    c = run(m, train_cfg(tmp_path / "c", data, random_seed=4), log=False)
+    assert losses(c["metrics_log"]) != losses(a["metrics_log"])
+
+
+def test_resume_in_a_new_process_continues_exactly(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    m = dict(MODEL, dropout=0.1)
+    full = run(m, train_cfg(tmp_path / "full", data, max_iters=8, save_interval=4), log=False)
+    # the schedule must not depend on where the first process stopped
+    part = train_cfg(tmp_path / "part", data, max_iters=8, save_interval=4, lr_decay_iters=8)
+    run(m, dict(part, max_iters=4), log=False)  # "interrupted" after step 4
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    (tmp_path / "t.json").write_text(json.dumps(part))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"), OMP_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-m", "nano.train", "-m", str(tmp_path / "m.json"), "-t",
+                           str(tmp_path / "t.json"), "--resume"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    resumed = losses(tmp_path / "part" / "run" / "metrics.jsonl")
+    assert resumed == losses(full["metrics_log"])  # steps 1-4 from the first process, 5-8 resumed
+    ckpt = torch.load(tmp_path / "part" / "run" / "last.pt", weights_only=False)
+    assert ckpt["step"] == 8
+    for k, v in full["model"].state_dict().items():
+        assert torch.equal(ckpt["model"][k], v), k
+
+
+def variable_sft_rows():
+    """Four rows whose loss masks train very different numbers of tokens (like packed SFT samples)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 64, (4, 16), generator=g)
+    y = torch.randint(0, 64, (4, 16), generator=g)
+    mask = torch.zeros(4, 16)
+    for row, (start, end) in enumerate([(2, 16), (10, 12), (5, 6), (0, 9)]):
+        mask[row, start:end] = 1.0
+    return x, y, mask
+
+
+@pytest.mark.parametrize("batch,accum", [(4, 1), (2, 2), (1, 4)])
+def test_gradient_accumulation_normalises_by_trained_tokens(tmp_path, batch, accum):
+    x, y, mask = variable_sft_rows()
+    torch.manual_seed(3)
+    ref_model = Transformer(ModelConfig(**MODEL))
+    logits, _ = ref_model(x, y)
+    # independent reference: mean cross-entropy over all trained tokens of the whole global batch
+    ce = torch.nn.functional.cross_entropy(logits.view(-1, 64), y.view(-1), reduction="none")
+    ref_loss = (ce * mask.view(-1)).sum() / mask.sum()
+    ref_loss.backward()
+    ref_norm = torch.sqrt(sum((p.grad ** 2).sum() for p in ref_model.parameters()))
+    cfg = train_cfg(tmp_path, tmp_path, train_data=None, max_iters=1, batch_size=batch,
+                    gradient_accumulation_steps=accum, eval_interval=1000, random_seed=3)
+    result = run(MODEL, cfg, train_loader=FixedLoader(x, y, mask, batch), log=False)
+    rec = read_metrics(result["metrics_log"])[0]
+    assert rec["loss"] == pytest.approx(ref_loss.item(), rel=1e-5)
+    assert rec["grad_norm"] == pytest.approx(ref_norm.item(), rel=1e-4)
+
+
+def test_sft_mask_zero_gradient_on_prompt_and_first_answer_token_trained():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(**MODEL))
+    x = torch.randint(0, 64, (1, 16))
+    y = torch.randint(0, 64, (1, 16))
+    mask = torch.zeros(1, 16)
+    mask[0, 6:] = 1.0  # positions 0-5 predict prompt tokens; position 6 predicts the first answer token
+    logits, _ = model(x)
+    logits.retain_grad()
+    from nano.model import token_loss
+
+    token_loss(logits, y, mask).backward()
+    per_pos = logits.grad[0].abs().sum(-1)
+    assert torch.all(per_pos[:6] == 0)
+    assert torch.all(per_pos[6:] > 0)
+
+
+def test_sft_data_pipeline_trains_first_answer_token(tmp_path, shared_data):
+    tok_mod = pytest.importorskip("nano.tokenizer")
+    data_mod = pytest.importorskip("nano.data")
+    tok = tok_mod.Tokenizer.from_file(str(shared_data / "tokenizer_16384.json"))
+    data_mod.prepare_sft([str(shared_data / "sft_self_id.jsonl")], tmp_path / "sft", tok, block_size=64,
+                         progress=False) if "progress" in data_mod.prepare_sft.__code__.co_varnames else \
+        data_mod.prepare_sft([str(shared_data / "sft_self_id.jsonl")], tmp_path / "sft", tok, block_size=64)
+    from nano.dataset import BlockLoader
+
+    x, y, mask = BlockLoader(tmp_path / "sft", "train", 64, 4, seed=0).next_batch()
+    resp = tok.token_to_id("<|response_mark|>")
+    for row in range(4):
+        pos = int((x[row] == resp).nonzero()[0])  # input <|response_mark|> -> target: first answer token
+        assert mask[row, pos] == 1.0
+        assert torch.all(mask[row, :pos] == 0)
+
+
+def test_lora_run_from_checkpoint_trains_adapters_only(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    base = run(MODEL, train_cfg(tmp_path / "base", data, max_iters=2), log=False)
+    lora = run(None, train_cfg(tmp_path / "lora", data, max_iters=3, from_checkpoint=base["checkpoint"],
+                               use_lora=True, lora_rank=2, lora_alpha=4, learning_rate=1e-2), log=False)
+    assert lora["step"] == 3  # a new run: fresh step counter
+    base_sd = base["model"].state_dict()
+    for k, v in lora["model"].state_dict().items():
+        if ".lora_" not in k:
+            assert torch.equal(v, base_sd[k]), k
+    saved = torch.load(lora["lora"], weights_only=True)
+    assert saved["format"] == "nano-lora" and saved["lora_config"]["rank"] == 2
+    assert any(v.abs().sum() > 0 for k, v in saved["state_dict"].items() if k.endswith("lora_B"))
+
+
+def test_metrics_log_fields_and_no_mfu_on_cpu(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    result = run(MODEL, train_cfg(tmp_path, data, max_iters=3), log=False)
+    rec = read_metrics(result["metrics_log"])
+    train = [r for r in rec if r["split"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3]
+    assert {"loss", "lr", "grad_norm", "tokens_per_s", "flops_per_s"} <= set(train[0])
+    assert "mfu" not in train[0]
+    assert [r["step"] for r in rec if r["split"] == "val"] == [3]
+    ckpt = torch.load(result["checkpoint"], weights_only=False)
+    assert ckpt["format"] == "nano-checkpoint" and ckpt["tokenizer_hash"] == HASH
+    assert (tmp_path / "run" / "best.pt").exists()
+
+
+def test_vocab_size_mismatch_between_data_and_model_is_clear(tmp_path):
+    data = write_dataset(tmp_path / "data", vocab=64)
+    with pytest.raises(ValueError, match="vocabulary size mismatch.*64.*100"):
+        run(dict(MODEL, vocab_size=100), train_cfg(tmp_path, data), log=False)
+
+
+def test_tokenizer_mismatch_between_checkpoint_and_data_is_clear(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    base = run(MODEL, train_cfg(tmp_path / "a", data, max_iters=1), log=False)
+    other = write_dataset(tmp_path / "other", tokenizer_hash="1111222233334444")
+    with pytest.raises(ValueError, match="tokenizer mismatch"):
+        run(None, train_cfg(tmp_path / "b", other, from_checkpoint=base["checkpoint"]), log=False)
+    with pytest.raises(ValueError, match="does not match the checkpoint"):
+        run(dict(MODEL, n_layer=3), train_cfg(tmp_path / "c", data, from_checkpoint=base["checkpoint"]),
+            log=False)
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    (tmp_path / "t.json").write_text(json.dumps({"train_data": str(tmp_path / "missing")}))
+    (tmp_path / "m.json").write_text(json.dumps(MODEL))
+    proc = subprocess.run([sys.executable, "-m", "nano.train", "-m", str(tmp_path / "m.json"), "-t",
+                           str(tmp_path / "t.json")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "meta.json missing" in proc.stderr and "Traceback" not in proc.stderr

@@ -31,6 +31,9 @@ pub(crate) fn format_err<T>(msg: impl Into<String>) -> Result<T> {
 
 impl Error {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.display().to_string(), source }
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }

@@ -5,12 +5,15 @@
 //! * [`Engine`]: the forward pass, KV cache, sampler and streaming generation.
 //! * `kernels`: the matrix kernels the engine calls for all matrix products.
 
+mod engine;
 pub mod error;
 pub mod format;
+mod forward;
 pub mod kernels;
 mod model;
 pub mod sampler;
 
+pub use engine::{Engine, GenerateOptions, GenerateStats};
 pub use model::{Lora, Model};
 
 pub use error::{Error, Result};

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use nano_tokenizer::Tokenizer;
 
 use crate::error::{Error, Result};
-use crate::format::{self, as_slice_of, DType, FileVersion, LoraBase, LoraConfig, ModelConfig, Pod, Store, Tensor};
+use crate::format::{
+    self, as_slice_of, DType, FileVersion, LoraBase, LoraConfig, ModelConfig, Pod, Store, Tensor,
+};
 use crate::kernels::{MatRef, Weights};
 
 /// The bytes a model was loaded from.
@@ -56,7 +58,10 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("config", &self.config).field("version", &self.version).finish()
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -108,8 +113,16 @@ impl Model {
             });
         }
         let tok_embeddings = find("tok_embeddings.weight")?;
-        let output = if config.tied_head { tok_embeddings } else { find("output.weight")? };
-        let pos_embeddings = if config.use_rope { None } else { Some(find("pos_embeddings.weight")?) };
+        let output = if config.tied_head {
+            tok_embeddings
+        } else {
+            find("output.weight")?
+        };
+        let pos_embeddings = if config.use_rope {
+            None
+        } else {
+            Some(find("pos_embeddings.weight")?)
+        };
         Ok(Model {
             norm: find("norm.weight")?,
             tokenizer: Arc::new(tokenizer),
@@ -154,7 +167,11 @@ impl Model {
             [c] => (1, *c),
             _ => unreachable!("validated at load: tensors are 1-D or 2-D"),
         };
-        MatRef { rows, cols, w: self.weights(t) }
+        MatRef {
+            rows,
+            cols,
+            w: self.weights(t),
+        }
     }
 
     fn weights<'a>(&'a self, t: &'a Tensor) -> Weights<'a> {
@@ -170,8 +187,14 @@ impl Model {
                 match t.dtype {
                     DType::F32 => Weights::F32(view(b)),
                     DType::F16 => Weights::F16(aligned(b)),
-                    DType::Q8_0 => Weights::Q8_0 { qs: aligned(&b[..n]), scales: view(&b[n..]) },
-                    DType::Q4_0 => Weights::Q4_0 { packed: &b[..n / 2], scales: view(&b[n / 2..]) },
+                    DType::Q8_0 => Weights::Q8_0 {
+                        qs: aligned(&b[..n]),
+                        scales: view(&b[n..]),
+                    },
+                    DType::Q4_0 => Weights::Q4_0 {
+                        packed: &b[..n / 2],
+                        scales: view(&b[n / 2..]),
+                    },
                 }
             }
         }
@@ -194,7 +217,9 @@ fn aligned<T: Pod>(bytes: &[u8]) -> &[T] {
 /// Tensors are used in place when their bytes are aligned for their element type; otherwise (a byte
 /// buffer with an unusual address) they are copied into owned, aligned memory once.
 fn copy_if_misaligned(t: &mut Tensor, bytes: &[u8]) {
-    let Store::File { offset, nbytes } = t.store else { return };
+    let Store::File { offset, nbytes } = t.store else {
+        return;
+    };
     let b = &bytes[offset..offset + nbytes];
     let n = t.numel();
     let ok = match t.dtype {
@@ -206,12 +231,26 @@ fn copy_if_misaligned(t: &mut Tensor, bytes: &[u8]) {
     if ok {
         return;
     }
-    let f32s = |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let f32s = |b: &[u8]| {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
     t.store = match t.dtype {
         DType::F32 => Store::F32(f32s(b)),
-        DType::F16 => Store::F16(b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
-        DType::Q8_0 => Store::Q8_0 { qs: b[..n].iter().map(|&q| q as i8).collect(), scales: f32s(&b[n..]) },
-        DType::Q4_0 => Store::Q4_0 { packed: b[..n / 2].to_vec(), scales: f32s(&b[n / 2..]) },
+        DType::F16 => Store::F16(
+            b.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        DType::Q8_0 => Store::Q8_0 {
+            qs: b[..n].iter().map(|&q| q as i8).collect(),
+            scales: f32s(&b[n..]),
+        },
+        DType::Q4_0 => Store::Q4_0 {
+            packed: b[..n / 2].to_vec(),
+            scales: f32s(&b[n / 2..]),
+        },
     };
 }
 
@@ -247,7 +286,9 @@ impl Lora {
                     take(&format!("layers.{i}.{module}.lora_A")),
                     take(&format!("layers.{i}.{module}.lora_B")),
                 ) else {
-                    return Err(Error::Format(format!("LoRA tensors of layer {i} {target} are missing")));
+                    return Err(Error::Format(format!(
+                        "LoRA tensors of layer {i} {target} are missing"
+                    )));
                 };
                 adapters.push(Adapter {
                     layer: i,
@@ -259,7 +300,12 @@ impl Lora {
                 });
             }
         }
-        Ok(Lora { config: parsed.config, base: parsed.base, version: parsed.version, adapters })
+        Ok(Lora {
+            config: parsed.config,
+            base: parsed.base,
+            version: parsed.version,
+            adapters,
+        })
     }
 
     #[cfg(not(target_arch = "wasm32"))]

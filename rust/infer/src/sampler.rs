@@ -45,7 +45,12 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(opts: SamplerOptions, seed: u64) -> Self {
-        Sampler { opts, rng: SplitMix64::new(seed), order: Vec::new(), penalised: Vec::new() }
+        Sampler {
+            opts,
+            rng: SplitMix64::new(seed),
+            order: Vec::new(),
+            penalised: Vec::new(),
+        }
     }
 
     pub fn sample(&mut self, logits: &mut [f32], seen: &[u32]) -> u32 {
@@ -55,9 +60,15 @@ impl Sampler {
         }
         let t = self.opts.temperature as f64;
         self.order.clear();
-        self.order.extend(logits.iter().enumerate().map(|(i, &l)| (l as f64 / t, i as u32)));
+        self.order.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (l as f64 / t, i as u32)),
+        );
         // logit descending, id ascending (total_cmp keeps NaN from panicking the sort)
-        self.order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.order
+            .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let k = self.opts.top_k;
         if k > 0 && k < self.order.len() {
             self.order.truncate(k);
@@ -109,7 +120,11 @@ impl Sampler {
             let i = id as usize;
             if i < logits.len() && !self.penalised[i] {
                 self.penalised[i] = true;
-                logits[i] = if logits[i] > 0.0 { logits[i] / r } else { logits[i] * r };
+                logits[i] = if logits[i] > 0.0 {
+                    logits[i] / r
+                } else {
+                    logits[i] * r
+                };
             }
         }
     }
@@ -131,7 +146,12 @@ mod tests {
     use super::*;
 
     fn opts(temperature: f32, top_k: usize, top_p: f32, repetition_penalty: f32) -> SamplerOptions {
-        SamplerOptions { temperature, top_k, top_p, repetition_penalty }
+        SamplerOptions {
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+        }
     }
 
     #[test]
@@ -168,7 +188,12 @@ mod tests {
     /// Independent re-computation of steps 3-8 for one draw, written out by hand.
     fn reference(logits: &[f32], t: f64, k: usize, p: f64, u: f64) -> u32 {
         let mut ids: Vec<usize> = (0..logits.len()).collect();
-        ids.sort_by(|&a, &b| (logits[b] as f64).partial_cmp(&(logits[a] as f64)).unwrap().then(a.cmp(&b)));
+        ids.sort_by(|&a, &b| {
+            (logits[b] as f64)
+                .partial_cmp(&(logits[a] as f64))
+                .unwrap()
+                .then(a.cmp(&b))
+        });
         if k > 0 && k < ids.len() {
             ids.truncate(k);
         }
@@ -201,8 +226,16 @@ mod tests {
 
     #[test]
     fn draws_match_a_hand_written_reference() {
-        let logits: Vec<f32> = (0..50).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7).collect();
-        for (t, k, p) in [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.9), (0.9, 10, 0.5), (2.0, 3, 0.0)] {
+        let logits: Vec<f32> = (0..50)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7)
+            .collect();
+        for (t, k, p) in [
+            (1.0, 0, 1.0),
+            (0.7, 5, 1.0),
+            (1.3, 0, 0.9),
+            (0.9, 10, 0.5),
+            (2.0, 3, 0.0),
+        ] {
             let mut s = Sampler::new(opts(t, k, p, 1.0), 42);
             let mut rng = SplitMix64::new(42);
             for _ in 0..200 {
@@ -217,7 +250,9 @@ mod tests {
         let logits: Vec<f32> = (0..30).map(|i| (i as f32).sin()).collect();
         let run = |seed| {
             let mut s = Sampler::new(opts(1.0, 0, 0.95, 1.0), seed);
-            (0..50).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(3), run(3));
         assert_ne!(run(3), run(4));

@@ -1,6 +1,439 @@
-//! Python binding of the `nano-infer` crate. (Skeleton.)
-use pyo3::prelude::*;
+//! Python binding of the `nano-infer` crate: the model-file writer/reader used by `nano.export`, and
+//! the class `nano._native.Engine` wrapped by `nano.engine.Engine`. Heavy work runs with the GIL released.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use nano_infer::format::{
+    self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig, TokenList,
+};
+use nano_infer::kernels;
+use nano_infer::{Engine, Error, GenerateOptions, Lora, Model};
+use nano_tokenizer::Tokenizer;
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+fn to_py_err(e: Error) -> PyErr {
+    match e {
+        Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+fn json_err(what: &str) -> impl Fn(serde_json::Error) -> PyErr + '_ {
+    move |e| PyValueError::new_err(format!("{what}: {e}"))
+}
+
+/// name -> (shape, f32 values) copied out of NumPy arrays (any layout; must be float32).
+fn tensors_from(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    let mut out = Vec::with_capacity(dict.len());
+    for (k, v) in dict.iter() {
+        let name: String = k.extract()?;
+        let arr: PyReadonlyArrayDyn<'_, f32> = v.extract().map_err(|_| {
+            PyValueError::new_err(format!("tensor {name:?} must be a float32 NumPy array"))
+        })?;
+        let view = arr.as_array();
+        let shape = view.shape().to_vec();
+        let values = view.iter().copied().collect();
+        out.push((name, shape, values));
+    }
+    Ok(out)
+}
+
+fn tensor_refs(t: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<v2026::TensorIn<'_>> {
+    t.iter()
+        .map(|(n, s, v)| v2026::TensorIn {
+            name: n.clone(),
+            shape: s.clone(),
+            data: v,
+        })
+        .collect()
+}
+
+fn token_list(tokenizer_json: &str) -> PyResult<TokenList> {
+    let tok = Tokenizer::from_json_str(tokenizer_json)
+        .map_err(|e| PyValueError::new_err(format!("tokenizer: {e}")))?;
+    let n = tok.vocab_size() as u32;
+    Ok(TokenList {
+        tokens: tok.tokens().to_vec(),
+        special: (0..n).map(|i| tok.is_special(i)).collect(),
+    })
+}
+
+/// Writes a base model file (Nano 2026.1 in `dtype`, or the 2024.10 fp32 layout when `legacy`).
+/// `config_json` holds the `nano.model.ModelConfig` fields (bias must be false).
+#[pyfunction]
+#[pyo3(signature = (path, config_json, tokenizer_json, tensors, dtype="f32", legacy=false, base_hash=None))]
+#[allow(clippy::too_many_arguments)]
+fn write_model(
+    py: Python<'_>,
+    path: PathBuf,
+    config_json: &str,
+    tokenizer_json: &str,
+    tensors: &Bound<'_, PyDict>,
+    dtype: &str,
+    legacy: bool,
+    base_hash: Option<String>,
+) -> PyResult<()> {
+    let raw: serde_json::Value = serde_json::from_str(config_json).map_err(json_err("config"))?;
+    if raw.get("bias").and_then(|b| b.as_bool()) == Some(true) {
+        return Err(PyValueError::new_err(
+            "models with bias=True cannot be exported (the engines have no biases)",
+        ));
+    }
+    let config: ModelConfig = serde_json::from_value(raw).map_err(json_err("config"))?;
+    let dtype = DType::parse(dtype).map_err(to_py_err)?;
+    if legacy && dtype != DType::F32 {
+        return Err(PyValueError::new_err(
+            "--legacy writes fp32 only (the 2024.10 int8 layout is read, not written)",
+        ));
+    }
+    let tokens = token_list(tokenizer_json)?;
+    let tensors = tensors_from(tensors)?;
+    py.detach(|| {
+        let refs = tensor_refs(&tensors);
+        let bytes = if legacy {
+            legacy::encode_model(&config, &tokens, &refs)?
+        } else {
+            v2026::encode_model(&config, &tokens, base_hash.as_deref(), &refs, dtype)?
+        };
+        format::write_atomic(&path, &bytes)
+    })
+    .map_err(to_py_err)
+}
+
+/// Writes a LoRA plug-in. `lora_json` = {rank, alpha, targets}; `base_json` = {hash, n_layer, n_embd,
+/// n_head, n_kv_head, n_hidden}.
+#[pyfunction]
+#[pyo3(signature = (path, lora_json, base_json, tensors, legacy=false))]
+fn write_lora(
+    py: Python<'_>,
+    path: PathBuf,
+    lora_json: &str,
+    base_json: &str,
+    tensors: &Bound<'_, PyDict>,
+    legacy: bool,
+) -> PyResult<()> {
+    let config: LoraConfig = serde_json::from_str(lora_json).map_err(json_err("LoRA config"))?;
+    let base: LoraBase = serde_json::from_str(base_json).map_err(json_err("LoRA base"))?;
+    let tensors = tensors_from(tensors)?;
+    py.detach(|| {
+        let refs = tensor_refs(&tensors);
+        let bytes = if legacy {
+            legacy::encode_lora(&config, &base, &refs)?
+        } else {
+            v2026::encode_lora(&config, &base, &refs)?
+        };
+        format::write_atomic(&path, &bytes)
+    })
+    .map_err(to_py_err)
+}
+
+fn array<'py>(py: Python<'py>, shape: &[usize], values: Vec<f32>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(PyArray1::from_vec(py, values)
+        .reshape(shape.to_vec())?
+        .into_any())
+}
+
+/// Reads a model file (either format). Returns (config_json, tokenizer_json, {name: float32 array},
+/// info dict with "version", "dtype", "base_hash"); quantized tensors come back dequantized.
+#[pyfunction]
+fn read_model<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
+    let (model, tensors) = py
+        .detach(|| -> Result<_, Error> {
+            let model = Model::open(&path)?;
+            let mut out = Vec::new();
+            for (i, t) in model.tensors().iter().enumerate() {
+                let m = model.mat(i);
+                let mut values = vec![0.0f32; m.rows * m.cols];
+                for (r, row) in values.chunks_exact_mut(m.cols).enumerate() {
+                    kernels::dequantize_row(&m, r, row);
+                }
+                out.push((t.name.clone(), t.shape.clone(), values));
+            }
+            Ok((model, out))
+        })
+        .map_err(to_py_err)?;
+    let dict = PyDict::new(py);
+    for (name, shape, values) in tensors {
+        dict.set_item(name, array(py, &shape, values)?)?;
+    }
+    let info = PyDict::new(py);
+    info.set_item("version", format!("{:?}", model.version()))?;
+    info.set_item("dtype", model.dtype().name())?;
+    info.set_item("base_hash", model.base_hash())?;
+    let config = serde_json::to_string(model.config()).map_err(json_err("config"))?;
+    let tok = model.tokenizer().to_json_string();
+    Ok((config, tok, dict, info).into_pyobject(py)?.into_any())
+}
+
+/// Reads a LoRA plug-in (either format): (lora_json, base_json, {name: float32 array}).
+#[pyfunction]
+fn read_lora<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
+    let parsed = py
+        .detach(|| -> Result<_, Error> {
+            let bytes = std::fs::read(&path).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            format::parse_lora(&bytes)
+        })
+        .map_err(to_py_err)?;
+    let dict = PyDict::new(py);
+    for (name, shape, values) in parsed.tensors {
+        dict.set_item(name, array(py, &shape, values)?)?;
+    }
+    let lora = serde_json::to_string(&parsed.config).map_err(json_err("LoRA config"))?;
+    let base = serde_json::to_string(&parsed.base).map_err(json_err("LoRA base"))?;
+    Ok((lora, base, dict).into_pyobject(py)?.into_any())
+}
+
+/// The native engine. Calls lock it; generation runs on a worker thread feeding a [`PyGeneration`].
+#[pyclass(name = "Engine", module = "nano._native", frozen)]
+struct PyEngine {
+    inner: Arc<Mutex<Engine>>,
+    config_json: String,
+    tokenizer_json: String,
+    vocab_size: usize,
+    base_hash: Option<String>,
+}
+
+impl PyEngine {
+    /// Runs `f` on the engine with the GIL released (a running generation finishes first).
+    fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Engine) -> Result<R, Error> + Send,
+    ) -> PyResult<R> {
+        let inner = self.inner.clone();
+        py.detach(|| {
+            let mut engine = inner
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("the engine failed during an earlier call"))?;
+            f(&mut engine).map_err(to_py_err)
+        })
+    }
+}
+
+#[pymethods]
+impl PyEngine {
+    #[new]
+    #[pyo3(signature = (path, threads=None))]
+    fn new(py: Python<'_>, path: PathBuf, threads: Option<usize>) -> PyResult<Self> {
+        let engine = py
+            .detach(|| Engine::new(Model::open(&path)?, threads))
+            .map_err(to_py_err)?;
+        let config_json =
+            serde_json::to_string(engine.model().config()).map_err(json_err("config"))?;
+        let tokenizer_json = engine.model().tokenizer().to_json_string();
+        let vocab_size = engine.model().config().vocab_size;
+        let base_hash = engine.model().base_hash().map(str::to_string);
+        Ok(PyEngine {
+            inner: Arc::new(Mutex::new(engine)),
+            config_json,
+            tokenizer_json,
+            vocab_size,
+            base_hash,
+        })
+    }
+
+    #[getter]
+    fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
+    #[getter]
+    fn tokenizer_json(&self) -> &str {
+        &self.tokenizer_json
+    }
+
+    #[getter]
+    fn base_hash(&self) -> Option<&str> {
+        self.base_hash.as_deref()
+    }
+
+    fn load_lora(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.with(py, |e| e.load_lora(Lora::open(&path)?))
+    }
+
+    fn unload_lora(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |e| {
+            e.unload_lora();
+            Ok(())
+        })
+    }
+
+    /// The token ids a prompt becomes (with the instruction template when `instruct`).
+    #[pyo3(signature = (prompt, instruct=false))]
+    fn prompt_ids(&self, py: Python<'_>, prompt: &str, instruct: bool) -> PyResult<Vec<u32>> {
+        self.with(py, |e| e.prompt_ids(prompt, instruct))
+    }
+
+    /// f32 logits [len(ids), vocab] at every position.
+    fn logits<'py>(&self, py: Python<'py>, ids: Vec<i64>) -> PyResult<Bound<'py, PyAny>> {
+        let ids: Vec<u32> = ids
+            .into_iter()
+            .map(|i| {
+                u32::try_from(i)
+                    .map_err(|_| PyValueError::new_err(format!("token id {i} is out of range")))
+            })
+            .collect::<PyResult<_>>()?;
+        let values = self.with(py, |e| e.logits(&ids))?;
+        array(py, &[ids.len(), self.vocab_size], values)
+    }
+
+    /// Starts generating on a worker thread; returns an iterator of text pieces. `prompt` is text, or
+    /// a list of token ids (used as-is).
+    #[pyo3(signature = (prompt, max_new_tokens=256, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, seed=0, instruct=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate(
+        &self,
+        prompt: &Bound<'_, PyAny>,
+        max_new_tokens: usize,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        repetition_penalty: f32,
+        seed: u64,
+        instruct: bool,
+    ) -> PyResult<PyGeneration> {
+        let opts = GenerateOptions {
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+            seed,
+            instruct,
+        };
+        let input = if let Ok(text) = prompt.extract::<String>() {
+            Err(text)
+        } else {
+            Ok(prompt.extract::<Vec<u32>>().map_err(|_| {
+                PyValueError::new_err("prompt must be a str or a list of token ids")
+            })?)
+        };
+        // unbounded: the worker never waits on the reader, so it always finishes and frees the engine
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (inner, stop2) = (self.inner.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let result = {
+                let Ok(mut engine) = inner.lock() else {
+                    let _ = tx.send(Msg::Failed(Error::Unsupported(
+                        "the engine failed during an earlier call".into(),
+                    )));
+                    return;
+                };
+                let mut send = |piece: &str| -> bool {
+                    !stop2.load(Ordering::Relaxed) && tx.send(Msg::Piece(piece.to_string())).is_ok()
+                };
+                match input {
+                    Err(text) => engine.generate(&text, &opts, &mut send),
+                    Ok(ids) => engine.generate_ids(ids, &opts, &mut send),
+                }
+            }; // the engine is unlocked before the reader learns the generation is done
+            let _ = tx.send(match result {
+                Ok(s) => Msg::Done(vec![
+                    ("prompt_tokens", s.prompt_tokens as f64),
+                    ("generated_tokens", s.generated_tokens as f64),
+                    ("prefill_secs", s.prefill_secs),
+                    ("decode_secs", s.decode_secs),
+                ]),
+                Err(e) => Msg::Failed(e),
+            });
+        });
+        Ok(PyGeneration {
+            rx: Mutex::new(Some(rx)),
+            stop,
+            stats: Mutex::new(None),
+        })
+    }
+}
+
+enum Msg {
+    Piece(String),
+    Done(Vec<(&'static str, f64)>),
+    Failed(Error),
+}
+
+/// Iterator of generated text pieces; dropping it (or `close()`) stops the generation.
+#[pyclass(name = "Generation", module = "nano._native", frozen)]
+struct PyGeneration {
+    rx: Mutex<Option<mpsc::Receiver<Msg>>>,
+    stop: Arc<AtomicBool>,
+    stats: Mutex<Option<Vec<(&'static str, f64)>>>,
+}
+
+#[pymethods]
+impl PyGeneration {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let poisoned = || PyRuntimeError::new_err("generation state poisoned");
+        // take the receiver out so no lock is held while waiting without the GIL
+        let Some(rx) = self.rx.lock().map_err(|_| poisoned())?.take() else {
+            return Ok(None);
+        };
+        let (rx, msg) = py.detach(move || {
+            let msg = rx.recv();
+            (rx, msg)
+        });
+        match msg {
+            Ok(Msg::Piece(p)) => {
+                *self.rx.lock().map_err(|_| poisoned())? = Some(rx);
+                Ok(Some(p))
+            }
+            Ok(Msg::Done(stats)) => {
+                *self.stats.lock().map_err(|_| poisoned())? = Some(stats);
+                Ok(None)
+            }
+            Ok(Msg::Failed(e)) => Err(to_py_err(e)),
+            Err(_) => Err(PyRuntimeError::new_err(
+                "the generation thread ended unexpectedly",
+            )),
+        }
+    }
+
+    /// Stops the generation early (the worker stops after its current token).
+    fn close(&self) -> PyResult<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Ok(mut g) = self.rx.lock() {
+            *g = None; // dropping the receiver also unblocks a worker waiting to send
+        }
+        Ok(())
+    }
+
+    /// Statistics once the iterator is exhausted: prompt_tokens, generated_tokens, prefill_secs, decode_secs.
+    #[getter]
+    fn stats(&self) -> PyResult<Option<HashMap<&'static str, f64>>> {
+        let g = self
+            .stats
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("poisoned"))?;
+        Ok(g.as_ref().map(|v| v.iter().copied().collect()))
+    }
+}
+
+impl Drop for PyGeneration {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(write_model, m)?)?;
+    m.add_function(wrap_pyfunction!(write_lora, m)?)?;
+    m.add_function(wrap_pyfunction!(read_model, m)?)?;
+    m.add_function(wrap_pyfunction!(read_lora, m)?)?;
+    m.add_class::<PyEngine>()?;
+    m.add_class::<PyGeneration>()?;
+    m.add("INFER_VERSION", nano_infer::VERSION)?;
     Ok(())
 }

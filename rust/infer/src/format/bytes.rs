@@ -2,7 +2,9 @@
 use crate::error::{format_err, Result};
 
 #[cfg(target_endian = "big")]
-compile_error!("nano-infer reads little-endian files in place and supports little-endian targets only");
+compile_error!(
+    "nano-infer reads little-endian files in place and supports little-endian targets only"
+);
 
 /// Plain element types for which every bit pattern is a valid value.
 ///
@@ -28,7 +30,10 @@ pub fn as_slice_of<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
 
 /// Copies little-endian f32 values out of `bytes` (any alignment).
 pub(crate) fn f32_vec(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {

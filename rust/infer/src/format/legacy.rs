@@ -26,12 +26,17 @@ struct Header {
 
 fn read_header(bytes: &[u8]) -> Result<Header> {
     if bytes.len() < HEADER {
-        return format_err(format!("file is truncated: {} bytes, the 2024.10 header needs {HEADER}", bytes.len()));
+        return format_err(format!(
+            "file is truncated: {} bytes, the 2024.10 header needs {HEADER}",
+            bytes.len()
+        ));
     }
     let mut r = Reader::at(bytes, 8);
     let (major, minor) = (r.i32()?, r.i32()?);
     if (major, minor) != (MAJOR, MINOR) {
-        return format_err(format!("unsupported version {major}.{minor} (expected {MAJOR}.{MINOR})"));
+        return format_err(format!(
+            "unsupported version {major}.{minor} (expected {MAJOR}.{MINOR})"
+        ));
     }
     let kind = r.i32()?;
     let cfg_len = r.i32()?;
@@ -42,7 +47,12 @@ fn read_header(bytes: &[u8]) -> Result<Header> {
     for c in &mut cfg {
         *c = r.i32()?;
     }
-    Ok(Header { kind, cfg, quant_type: r.i32()?, group_size: r.i32()? })
+    Ok(Header {
+        kind,
+        cfg,
+        quant_type: r.i32()?,
+        group_size: r.i32()?,
+    })
 }
 
 fn dim(v: i32, name: &str) -> Result<usize> {
@@ -81,11 +91,17 @@ fn read_tokens(bytes: &[u8], vocab_size: usize) -> Result<(TokenList, usize)> {
     let section_len = r.u32()? as usize;
     let n = r.u32()? as usize;
     if n != vocab_size {
-        return format_err(format!("tokenizer section has {n} tokens, config vocab_size is {vocab_size}"));
+        return format_err(format!(
+            "tokenizer section has {n} tokens, config vocab_size is {vocab_size}"
+        ));
     }
-    let end = HEADER.checked_add(section_len).filter(|&e| e <= bytes.len());
+    let end = HEADER
+        .checked_add(section_len)
+        .filter(|&e| e <= bytes.len());
     let Some(end) = end else {
-        return format_err(format!("tokenizer section length {section_len} runs past the end of the file"));
+        return format_err(format!(
+            "tokenizer section length {section_len} runs past the end of the file"
+        ));
     };
     let mut r = Reader::at(&bytes[..end], r.pos());
     let (mut tokens, mut special) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -113,7 +129,10 @@ fn read_tokens(bytes: &[u8], vocab_size: usize) -> Result<(TokenList, usize)> {
         special.push(is_special);
     }
     if r.pos() != end {
-        return format_err(format!("tokenizer section length {section_len} disagrees with its {} bytes of entries", r.pos() - HEADER));
+        return format_err(format!(
+            "tokenizer section length {section_len} disagrees with its {} bytes of entries",
+            r.pos() - HEADER
+        ));
     }
     Ok((TokenList { tokens, special }, end))
 }
@@ -121,8 +140,17 @@ fn read_tokens(bytes: &[u8], vocab_size: usize) -> Result<(TokenList, usize)> {
 /// The legacy parameter order: (name, shape) per tensor, as the original exporter wrote them.
 fn order(c: &ModelConfig) -> Vec<Vec<(String, Vec<usize>)>> {
     let exp = c.expected_tensors();
-    let find = |n: &str| exp.iter().find(|(name, _)| name == n).cloned().expect("expected tensor");
-    let per_layer = |suffix: &str| (0..c.n_layer).map(|i| find(&format!("layers.{i}.{suffix}"))).collect::<Vec<_>>();
+    let find = |n: &str| {
+        exp.iter()
+            .find(|(name, _)| name == n)
+            .cloned()
+            .expect("expected tensor")
+    };
+    let per_layer = |suffix: &str| {
+        (0..c.n_layer)
+            .map(|i| find(&format!("layers.{i}.{suffix}")))
+            .collect::<Vec<_>>()
+    };
     vec![
         vec![find("tok_embeddings.weight")],
         per_layer("attention_norm.weight"),
@@ -157,31 +185,64 @@ pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
         (0, _) => read_fp32(bytes, &config, start)?,
         (QUANT_INT8, g) if g > 0 => read_int8(bytes, &config, start, g as usize)?,
         (QUANT_INT8, g) => return format_err(format!("int8 group size {g} must be positive")),
-        (q, _) => return format_err(format!("unknown quantization type {q} (expected 800 = int8)")),
+        (q, _) => {
+            return format_err(format!(
+                "unknown quantization type {q} (expected 800 = int8)"
+            ))
+        }
     };
     tensors.sort_by_key(|t| t.name.clone());
-    Ok(ParsedModel { version: FileVersion::Legacy2024, config, tokens, base_hash: None, tensors })
+    Ok(ParsedModel {
+        version: FileVersion::Legacy2024,
+        config,
+        tokens,
+        base_hash: None,
+        tensors,
+    })
 }
 
 fn expect_len(bytes: &[u8], want: usize) -> Result<()> {
     if bytes.len() != want {
-        let what = if bytes.len() < want { "truncated" } else { "longer than its config describes" };
-        return format_err(format!("file is {what}: {} bytes, expected {want}", bytes.len()));
+        let what = if bytes.len() < want {
+            "truncated"
+        } else {
+            "longer than its config describes"
+        };
+        return format_err(format!(
+            "file is {what}: {} bytes, expected {want}",
+            bytes.len()
+        ));
     }
     Ok(())
 }
 
 fn read_fp32(bytes: &[u8], c: &ModelConfig, start: usize) -> Result<Vec<Tensor>> {
     let mut groups = order(c);
-    let numel = |g: &Vec<(String, Vec<usize>)>| g.iter().map(|(_, s)| s.iter().product::<usize>()).sum::<usize>();
-    let head = if c.tied_head { 0 } else { c.vocab_size * c.n_embd };
+    let numel = |g: &Vec<(String, Vec<usize>)>| {
+        g.iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum::<usize>()
+    };
+    let head = if c.tied_head {
+        0
+    } else {
+        c.vocab_size * c.n_embd
+    };
     let total: usize = groups.iter().map(numel).sum::<usize>() + 2 * rope_len(c) + head;
     expect_len(bytes, start + total * 4)?;
     let mut offset = start;
     let mut out = Vec::new();
     let mut push = |(name, shape): (String, Vec<usize>), offset: &mut usize| {
         let nbytes = shape.iter().product::<usize>() * 4;
-        out.push(Tensor { name, dtype: DType::F32, shape, store: Store::File { offset: *offset, nbytes } });
+        out.push(Tensor {
+            name,
+            dtype: DType::F32,
+            shape,
+            store: Store::File {
+                offset: *offset,
+                nbytes,
+            },
+        });
         *offset += nbytes;
     };
     for g in groups.drain(..) {
@@ -191,7 +252,10 @@ fn read_fp32(bytes: &[u8], c: &ModelConfig, start: usize) -> Result<Vec<Tensor>>
     }
     offset += 2 * rope_len(c) * 4; // cos/sin tables: recomputed from theta at load
     if !c.tied_head {
-        push(("output.weight".into(), vec![c.vocab_size, c.n_embd]), &mut offset);
+        push(
+            ("output.weight".into(), vec![c.vocab_size, c.n_embd]),
+            &mut offset,
+        );
     }
     Ok(out)
 }
@@ -207,21 +271,35 @@ fn read_int8(bytes: &[u8], c: &ModelConfig, start: usize, gs: usize) -> Result<V
         for (name, shape) in g {
             let n = shape[0];
             let store = Store::F32(f32_vec(r.take(n * 4)?));
-            out.push(Tensor { name: name.clone(), dtype: DType::F32, shape: shape.clone(), store });
+            out.push(Tensor {
+                name: name.clone(),
+                dtype: DType::F32,
+                shape: shape.clone(),
+                store,
+            });
         }
     }
-    let mut mats: Vec<(String, Vec<usize>)> = [0, 2, 3, 4, 5, 7, 8, 9].iter().flat_map(|&i| groups[i].clone()).collect();
+    let mut mats: Vec<(String, Vec<usize>)> = [0, 2, 3, 4, 5, 7, 8, 9]
+        .iter()
+        .flat_map(|&i| groups[i].clone())
+        .collect();
     if !c.tied_head {
         mats.push(("output.weight".into(), vec![c.vocab_size, c.n_embd]));
     }
     for (name, shape) in mats {
         let numel: usize = shape.iter().product();
         if numel % gs != 0 {
-            return format_err(format!("tensor {name}: {numel} values are not a multiple of group size {gs}"));
+            return format_err(format!(
+                "tensor {name}: {numel} values are not a multiple of group size {gs}"
+            ));
         }
         let qs = r.take(numel)?;
         let scales = f32_vec(r.take(numel / gs * 4)?);
-        let w: Vec<f32> = qs.iter().enumerate().map(|(i, &q)| q as i8 as f32 * scales[i / gs]).collect();
+        let w: Vec<f32> = qs
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| q as i8 as f32 * scales[i / gs])
+            .collect();
         out.push(requantized(name, shape, w));
     }
     r.take(2 * rope_len(c) * 4)?;
@@ -232,19 +310,36 @@ fn read_int8(bytes: &[u8], c: &ModelConfig, start: usize, gs: usize) -> Result<V
 fn requantized(name: String, shape: Vec<usize>, w: Vec<f32>) -> Tensor {
     let cols = shape[1];
     if cols % GROUP != 0 {
-        return Tensor { name, dtype: DType::F32, shape, store: Store::F32(w) };
+        return Tensor {
+            name,
+            dtype: DType::F32,
+            shape,
+            store: Store::F32(w),
+        };
     }
     let (qs, scales) = kernels::quantize_q8_0(&w, cols);
-    Tensor { name, dtype: DType::Q8_0, shape, store: Store::Q8_0 { qs, scales } }
+    Tensor {
+        name,
+        dtype: DType::Q8_0,
+        shape,
+        store: Store::Q8_0 { qs, scales },
+    }
 }
 
 pub fn parse_lora(bytes: &[u8]) -> Result<ParsedLora> {
     let h = read_header(bytes)?;
     if h.kind != KIND_LORA {
-        return format_err(format!("model type {} is not a LoRA plug-in ({KIND_LORA})", h.kind));
+        return format_err(format!(
+            "model type {} is not a LoRA plug-in ({KIND_LORA})",
+            h.kind
+        ));
     }
     let c = &h.cfg;
-    let config = LoraConfig { rank: dim(c[0], "lora_rank")?, alpha: c[1] as f32, targets: targets() };
+    let config = LoraConfig {
+        rank: dim(c[0], "lora_rank")?,
+        alpha: c[1] as f32,
+        targets: targets(),
+    };
     let base = LoraBase {
         hash: None,
         n_layer: dim(c[2], "n_layer")?,
@@ -262,7 +357,12 @@ pub fn parse_lora(bytes: &[u8]) -> Result<ParsedLora> {
         let n = shape.iter().product::<usize>();
         tensors.push((name, shape, f32_vec(r.take(n * 4)?)));
     }
-    Ok(ParsedLora { version: FileVersion::Legacy2024, config, base, tensors })
+    Ok(ParsedLora {
+        version: FileVersion::Legacy2024,
+        config,
+        base,
+        tensors,
+    })
 }
 
 fn targets() -> Vec<String> {
@@ -277,7 +377,12 @@ fn lora_order(config: &LoraConfig, base: &LoraBase) -> Result<Vec<(String, Vec<u
         for ab in ["lora_A", "lora_B"] {
             for i in 0..base.n_layer {
                 let name = format!("layers.{i}.attention.{t}.{ab}");
-                out.push(exp.iter().find(|(n, _)| *n == name).cloned().expect("expected LoRA tensor"));
+                out.push(
+                    exp.iter()
+                        .find(|(n, _)| *n == name)
+                        .cloned()
+                        .expect("expected LoRA tensor"),
+                );
             }
         }
     }
@@ -297,14 +402,25 @@ fn header_bytes(kind: i32, cfg: [i32; 8]) -> Vec<u8> {
 }
 
 fn to_i32(v: usize, name: &str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::Unsupported(format!("{name} = {v} does not fit the 2024.10 header")))
+    i32::try_from(v)
+        .map_err(|_| Error::Unsupported(format!("{name} = {v} does not fit the 2024.10 header")))
 }
 
 /// Encodes a base model in the 2024.10 fp32 layout. Refuses what that layout cannot express.
-pub fn encode_model(config: &ModelConfig, tokens: &TokenList, tensors: &[TensorIn]) -> Result<Vec<u8>> {
-    config.validate().map_err(|e| Error::InvalidInput(e.to_string()))?;
+pub fn encode_model(
+    config: &ModelConfig,
+    tokens: &TokenList,
+    tensors: &[TensorIn],
+) -> Result<Vec<u8>> {
+    config
+        .validate()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
     check_tokens(tokens, config.vocab_size).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    let refuse = |why: &str| Err(Error::Unsupported(format!("the 2024.10 format cannot store {why}")));
+    let refuse = |why: &str| {
+        Err(Error::Unsupported(format!(
+            "the 2024.10 format cannot store {why}"
+        )))
+    };
     if !config.use_rope {
         return refuse("learned position embeddings (use_rope = false)");
     }
@@ -312,14 +428,22 @@ pub fn encode_model(config: &ModelConfig, tokens: &TokenList, tensors: &[TensorI
         return refuse("a non-causal model");
     }
     if config.rope_theta != THETA {
-        return refuse(&format!("rope_theta {} (it fixes 10000)", config.rope_theta));
+        return refuse(&format!(
+            "rope_theta {} (it fixes 10000)",
+            config.rope_theta
+        ));
     }
     if config.norm_eps != EPS {
         return refuse(&format!("norm_eps {} (it fixes 1e-5)", config.norm_eps));
     }
     let expected = config.expected_tensors();
-    check_tensor_set(&expected, tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())))
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    check_tensor_set(
+        &expected,
+        tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice())),
+    )
+    .map_err(|e| Error::InvalidInput(e.to_string()))?;
     let c = config;
     let cfg = [
         to_i32(c.block_size, "block_size")?,
@@ -333,7 +457,13 @@ pub fn encode_model(config: &ModelConfig, tokens: &TokenList, tensors: &[TensorI
     ];
     let mut out = header_bytes(KIND_BASE, cfg);
     out.extend(token_section(tokens)?);
-    let get = |name: &str| -> &[f32] { tensors.iter().find(|t| t.name == name).map(|t| t.data).unwrap_or(&[]) };
+    let get = |name: &str| -> &[f32] {
+        tensors
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.data)
+            .unwrap_or(&[])
+    };
     for g in order(c) {
         for (name, _) in g {
             out.extend(f32_bytes(get(&name)));
@@ -351,7 +481,10 @@ pub fn encode_model(config: &ModelConfig, tokens: &TokenList, tensors: &[TensorI
 /// RoPE tables [block_size, head_dim/2] as the original exporter stored them (unused by this engine).
 fn rope_tables(c: &ModelConfig) -> (Vec<f32>, Vec<f32>) {
     let half = c.head_dim() / 2;
-    let (mut cos, mut sin) = (Vec::with_capacity(rope_len(c)), Vec::with_capacity(rope_len(c)));
+    let (mut cos, mut sin) = (
+        Vec::with_capacity(rope_len(c)),
+        Vec::with_capacity(rope_len(c)),
+    );
     for t in 0..c.block_size {
         for i in 0..half {
             let freq = 1.0 / (c.rope_theta as f64).powf(2.0 * i as f64 / c.head_dim() as f64);
@@ -398,11 +531,19 @@ pub fn encode_lora(config: &LoraConfig, base: &LoraBase, tensors: &[TensorIn]) -
         )));
     }
     if config.alpha.fract() != 0.0 {
-        return Err(Error::Unsupported(format!("the 2024.10 LoRA format stores an integer alpha, not {}", config.alpha)));
+        return Err(Error::Unsupported(format!(
+            "the 2024.10 LoRA format stores an integer alpha, not {}",
+            config.alpha
+        )));
     }
     let names = lora_order(config, base).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    check_tensor_set(&names, tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())))
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    check_tensor_set(
+        &names,
+        tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice())),
+    )
+    .map_err(|e| Error::InvalidInput(e.to_string()))?;
     let cfg = [
         to_i32(config.rank, "rank")?,
         config.alpha as i32,
@@ -415,7 +556,10 @@ pub fn encode_lora(config: &LoraConfig, base: &LoraBase, tensors: &[TensorIn]) -
     ];
     let mut out = header_bytes(KIND_LORA, cfg);
     for (name, _) in names {
-        let t = tensors.iter().find(|t| t.name == name).expect("checked above");
+        let t = tensors
+            .iter()
+            .find(|t| t.name == name)
+            .expect("checked above");
         out.extend(f32_bytes(t.data));
     }
     Ok(out)

@@ -68,11 +68,16 @@ impl ModelConfig {
         ];
         for (name, v) in dims {
             if v == 0 || v > MAX_DIM {
-                return format_err(format!("config {name} = {v} is out of range (1..={MAX_DIM})"));
+                return format_err(format!(
+                    "config {name} = {v} is out of range (1..={MAX_DIM})"
+                ));
             }
         }
         if self.n_layer > MAX_LAYERS {
-            return format_err(format!("config n_layer = {} exceeds {MAX_LAYERS}", self.n_layer));
+            return format_err(format!(
+                "config n_layer = {} exceeds {MAX_LAYERS}",
+                self.n_layer
+            ));
         }
         if self.n_embd % self.n_head != 0 {
             return format_err(format!(
@@ -87,13 +92,22 @@ impl ModelConfig {
             ));
         }
         if self.use_rope && self.head_dim() % 2 != 0 {
-            return format_err(format!("RoPE needs an even head_dim, got {}", self.head_dim()));
+            return format_err(format!(
+                "RoPE needs an even head_dim, got {}",
+                self.head_dim()
+            ));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
-            return format_err(format!("config norm_eps {} must be positive", self.norm_eps));
+            return format_err(format!(
+                "config norm_eps {} must be positive",
+                self.norm_eps
+            ));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
-            return format_err(format!("config rope_theta {} must be positive", self.rope_theta));
+            return format_err(format!(
+                "config rope_theta {} must be positive",
+                self.rope_theta
+            ));
         }
         Ok(())
     }
@@ -102,7 +116,10 @@ impl ModelConfig {
     pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
         let (d, hd, kv, h) = (self.n_embd, self.head_dim(), self.kv_dim(), self.n_hidden);
         let q = self.n_head * hd;
-        let mut t = vec![("tok_embeddings.weight".to_string(), vec![self.vocab_size, d])];
+        let mut t = vec![(
+            "tok_embeddings.weight".to_string(),
+            vec![self.vocab_size, d],
+        )];
         if !self.use_rope {
             t.push(("pos_embeddings.weight".into(), vec![self.block_size, d]));
         }
@@ -179,11 +196,20 @@ impl DType {
 #[derive(Clone, Debug)]
 pub enum Store {
     /// Byte range within the loaded file (memory map or byte buffer).
-    File { offset: usize, nbytes: usize },
+    File {
+        offset: usize,
+        nbytes: usize,
+    },
     F32(Vec<f32>),
     F16(Vec<u16>),
-    Q8_0 { qs: Vec<i8>, scales: Vec<f32> },
-    Q4_0 { packed: Vec<u8>, scales: Vec<f32> },
+    Q8_0 {
+        qs: Vec<i8>,
+        scales: Vec<f32>,
+    },
+    Q4_0 {
+        packed: Vec<u8>,
+        scales: Vec<f32>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -250,8 +276,19 @@ impl LoraBase {
         }
     }
     pub fn same_shape(&self, other: &LoraBase) -> bool {
-        (self.n_layer, self.n_embd, self.n_head, self.n_kv_head, self.n_hidden)
-            == (other.n_layer, other.n_embd, other.n_head, other.n_kv_head, other.n_hidden)
+        (
+            self.n_layer,
+            self.n_embd,
+            self.n_head,
+            self.n_kv_head,
+            self.n_hidden,
+        ) == (
+            other.n_layer,
+            other.n_embd,
+            other.n_head,
+            other.n_kv_head,
+            other.n_hidden,
+        )
     }
 }
 
@@ -282,7 +319,12 @@ pub fn lora_module(target: &str) -> Option<&'static str> {
 /// [out, in] of a target projection for a base of this shape.
 pub fn projection_shape(base: &LoraBase, target: &str) -> Option<(usize, usize)> {
     let hd = base.n_embd / base.n_head.max(1);
-    let (d, q, kv, h) = (base.n_embd, base.n_head * hd, base.n_kv_head * hd, base.n_hidden);
+    let (d, q, kv, h) = (
+        base.n_embd,
+        base.n_head * hd,
+        base.n_kv_head * hd,
+        base.n_hidden,
+    );
     Some(match target {
         "wq" => (q, d),
         "wk" | "wv" => (kv, d),
@@ -294,14 +336,21 @@ pub fn projection_shape(base: &LoraBase, target: &str) -> Option<(usize, usize)>
 }
 
 /// The tensors a LoRA plug-in of this config must contain, with shapes: A [rank, in], B [out, rank].
-pub fn expected_lora_tensors(cfg: &LoraConfig, base: &LoraBase) -> Result<Vec<(String, Vec<usize>)>> {
+pub fn expected_lora_tensors(
+    cfg: &LoraConfig,
+    base: &LoraBase,
+) -> Result<Vec<(String, Vec<usize>)>> {
     if cfg.rank == 0 || cfg.rank > MAX_DIM {
         return format_err(format!("LoRA rank {} is out of range", cfg.rank));
     }
     if !cfg.alpha.is_finite() {
         return format_err("LoRA alpha is not finite");
     }
-    if base.n_layer == 0 || base.n_layer > MAX_LAYERS || base.n_head == 0 || base.n_embd % base.n_head != 0 {
+    if base.n_layer == 0
+        || base.n_layer > MAX_LAYERS
+        || base.n_head == 0
+        || base.n_embd % base.n_head != 0
+    {
         return format_err("LoRA base shape is inconsistent");
     }
     let mut out = Vec::new();
@@ -344,13 +393,18 @@ pub fn parse_lora(bytes: &[u8]) -> Result<ParsedLora> {
 /// Checks the magic words and returns (major, minor).
 fn peek_version(bytes: &[u8]) -> Result<(i32, i32)> {
     if bytes.len() < 16 {
-        return format_err(format!("file is too short ({} bytes) to hold a header", bytes.len()));
+        return format_err(format!(
+            "file is too short ({} bytes) to hold a header",
+            bytes.len()
+        ));
     }
     let mut r = bytes::Reader::new(bytes);
     let m0 = r.u32()?;
     let m1 = r.u32()?;
     if [m0, m1] != MAGIC {
-        return format_err(format!("wrong magic {m0:#010x} {m1:#010x}: not a Nano model file"));
+        return format_err(format!(
+            "wrong magic {m0:#010x} {m1:#010x}: not a Nano model file"
+        ));
     }
     Ok((r.i32()?, r.i32()?))
 }
@@ -360,19 +414,53 @@ pub(crate) fn check_tensor_set<'a>(
     expected: &[(String, Vec<usize>)],
     actual: impl Iterator<Item = (&'a str, &'a [usize])>,
 ) -> Result<()> {
-    let mut want: std::collections::HashMap<&str, &[usize]> =
-        expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let mut want: std::collections::HashMap<&str, &[usize]> = expected
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
     for (name, shape) in actual {
         match want.remove(name) {
             None => return format_err(format!("unexpected or duplicate tensor {name:?}")),
             Some(s) if s != shape => {
-                return format_err(format!("tensor {name:?} has shape {shape:?}, expected {s:?}"))
+                return format_err(format!(
+                    "tensor {name:?} has shape {shape:?}, expected {s:?}"
+                ))
             }
             Some(_) => {}
         }
     }
     if let Some(missing) = expected.iter().find(|(n, _)| want.contains_key(n.as_str())) {
         return format_err(format!("tensor {:?} is missing", missing.0));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` without ever leaving a half-written file there: a temporary file in the same
+/// directory is written, flushed, then renamed over `path`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
     }
     Ok(())
 }

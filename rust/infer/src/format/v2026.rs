@@ -64,13 +64,18 @@ struct Layout<'a> {
 
 fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
     if bytes.len() < PREAMBLE {
-        return format_err(format!("file is truncated: {} bytes, preamble needs {PREAMBLE}", bytes.len()));
+        return format_err(format!(
+            "file is truncated: {} bytes, preamble needs {PREAMBLE}",
+            bytes.len()
+        ));
     }
     let mut r = Reader::new(bytes);
     let _magic = (r.u32()?, r.u32()?);
     let (major, minor) = (r.i32()?, r.i32()?);
     if major != MAJOR || minor > MINOR || minor < 1 {
-        return format_err(format!("unsupported version {major}.{minor} (this build reads {MAJOR}.1..={MAJOR}.{MINOR})"));
+        return format_err(format!(
+            "unsupported version {major}.{minor} (this build reads {MAJOR}.1..={MAJOR}.{MINOR})"
+        ));
     }
     let kind = r.i32()?;
     let _reserved = r.u32()?;
@@ -80,15 +85,21 @@ fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
     let stored_sum = r.u64()?;
     let file_len = bytes.len() as u64;
     if header_len > MAX_HEADER || PREAMBLE as u64 + header_len > data_offset {
-        return format_err(format!("header length {header_len} does not fit before data offset {data_offset}"));
+        return format_err(format!(
+            "header length {header_len} does not fit before data offset {data_offset}"
+        ));
     }
     if data_offset % ALIGN as u64 != 0 {
-        return format_err(format!("data offset {data_offset} is not {ALIGN}-byte aligned"));
+        return format_err(format!(
+            "data offset {data_offset} is not {ALIGN}-byte aligned"
+        ));
     }
     match data_offset.checked_add(data_len) {
         Some(end) if end == file_len => {}
         Some(end) if end > file_len => {
-            return format_err(format!("file is truncated: {file_len} bytes, the header describes {end}"))
+            return format_err(format!(
+                "file is truncated: {file_len} bytes, the header describes {end}"
+            ))
         }
         _ => {
             return format_err(format!(
@@ -105,14 +116,22 @@ fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
     let header_bytes = &bytes[PREAMBLE..PREAMBLE + header_len as usize];
     let header = std::str::from_utf8(header_bytes)
         .map_err(|_| Error::Format("header is not valid UTF-8".into()))?;
-    Ok(Layout { kind, header, data_offset: data_offset as usize, data_len: data_len as usize })
+    Ok(Layout {
+        kind,
+        header,
+        data_offset: data_offset as usize,
+        data_len: data_len as usize,
+    })
 }
 
 /// Checks one table entry against the data section and returns its absolute byte offset.
 fn check_entry(e: &TensorEntry, layout: &Layout) -> Result<usize> {
     let numel = e.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let Some(numel) = numel else {
-        return format_err(format!("tensor {:?}: shape {:?} overflows", e.name, e.shape));
+        return format_err(format!(
+            "tensor {:?}: shape {:?} overflows",
+            e.name, e.shape
+        ));
     };
     if matches!(e.dtype, DType::Q8_0 | DType::Q4_0) {
         let cols = e.shape.last().copied().unwrap_or(0);
@@ -136,11 +155,17 @@ fn check_entry(e: &TensorEntry, layout: &Layout) -> Result<usize> {
         ));
     }
     if e.offset % ALIGN as u64 != 0 {
-        return format_err(format!("tensor {:?}: offset {} is not {ALIGN}-byte aligned", e.name, e.offset));
+        return format_err(format!(
+            "tensor {:?}: offset {} is not {ALIGN}-byte aligned",
+            e.name, e.offset
+        ));
     }
     match e.offset.checked_add(e.nbytes) {
         Some(end) if end <= layout.data_len as u64 => Ok(layout.data_offset + e.offset as usize),
-        _ => format_err(format!("tensor {:?}: bytes {}+{} lie outside the data section", e.name, e.offset, e.nbytes)),
+        _ => format_err(format!(
+            "tensor {:?}: bytes {}+{} lie outside the data section",
+            e.name, e.offset, e.nbytes
+        )),
     }
 }
 
@@ -160,7 +185,10 @@ pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
     check_tokens(&header.tokenizer, config.vocab_size)?;
     check_tensor_set(
         &config.expected_tensors(),
-        header.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())),
+        header
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice())),
     )?;
     let mut tensors = Vec::with_capacity(header.tensors.len());
     for e in header.tensors {
@@ -168,8 +196,16 @@ pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
         if e.shape.len() == 1 && e.dtype != DType::F32 {
             return format_err(format!("tensor {:?}: norm weights must be f32", e.name));
         }
-        let store = Store::File { offset, nbytes: e.nbytes as usize };
-        tensors.push(Tensor { name: e.name, dtype: e.dtype, shape: e.shape, store });
+        let store = Store::File {
+            offset,
+            nbytes: e.nbytes as usize,
+        };
+        tensors.push(Tensor {
+            name: e.name,
+            dtype: e.dtype,
+            shape: e.shape,
+            store,
+        });
     }
     Ok(ParsedModel {
         version: FileVersion::Nano2026,
@@ -194,12 +230,21 @@ pub(crate) fn check_tokens(t: &TokenList, vocab_size: usize) -> Result<()> {
 pub fn parse_lora(bytes: &[u8]) -> Result<ParsedLora> {
     let layout = read_layout(bytes)?;
     if layout.kind != KIND_LORA {
-        return format_err(format!("model type {} is not a LoRA plug-in ({KIND_LORA})", layout.kind));
+        return format_err(format!(
+            "model type {} is not a LoRA plug-in ({KIND_LORA})",
+            layout.kind
+        ));
     }
     let header: LoraHeader = serde_json::from_str(layout.header)
         .map_err(|e| Error::Format(format!("bad JSON header: {e}")))?;
     let expected = expected_lora_tensors(&header.lora, &header.base)?;
-    check_tensor_set(&expected, header.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())))?;
+    check_tensor_set(
+        &expected,
+        header
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice())),
+    )?;
     let mut tensors = Vec::new();
     for e in &header.tensors {
         let offset = check_entry(e, &layout)?;
@@ -209,7 +254,12 @@ pub fn parse_lora(bytes: &[u8]) -> Result<ParsedLora> {
         let values = f32_vec(&bytes[offset..offset + e.nbytes as usize]);
         tensors.push((e.name.clone(), e.shape.clone(), values));
     }
-    Ok(ParsedLora { version: FileVersion::Nano2026, config: header.lora, base: header.base, tensors })
+    Ok(ParsedLora {
+        version: FileVersion::Nano2026,
+        config: header.lora,
+        base: header.base,
+        tensors,
+    })
 }
 
 /// A named f32 tensor handed to a writer.
@@ -230,7 +280,11 @@ fn encode_tensor(t: &TensorIn, dtype: DType) -> (DType, Vec<u8>) {
     };
     let bytes = match dtype {
         DType::F32 => super::bytes::f32_bytes(t.data),
-        DType::F16 => t.data.iter().flat_map(|&v| kernels::f32_to_f16(v).to_le_bytes()).collect(),
+        DType::F16 => t
+            .data
+            .iter()
+            .flat_map(|&v| kernels::f32_to_f16(v).to_le_bytes())
+            .collect(),
         DType::Q8_0 => {
             let (qs, scales) = kernels::quantize_q8_0(t.data, cols);
             let mut b: Vec<u8> = qs.iter().map(|&q| q as u8).collect();
@@ -247,7 +301,11 @@ fn encode_tensor(t: &TensorIn, dtype: DType) -> (DType, Vec<u8>) {
 }
 
 /// Lays out preamble + JSON header + aligned data, filling in the table offsets and the checksum.
-fn assemble(kind: i32, header_json: impl Fn(&[TensorEntry]) -> Result<String>, blobs: Vec<(TensorEntry, Vec<u8>)>) -> Result<Vec<u8>> {
+fn assemble(
+    kind: i32,
+    header_json: impl Fn(&[TensorEntry]) -> Result<String>,
+    blobs: Vec<(TensorEntry, Vec<u8>)>,
+) -> Result<Vec<u8>> {
     let mut entries = Vec::with_capacity(blobs.len());
     let mut data_len = 0usize;
     for (mut e, b) in blobs.iter().map(|(e, b)| (e.clone(), b)) {
@@ -300,8 +358,13 @@ fn check_inputs(expected: &[(String, Vec<usize>)], tensors: &[TensorIn]) -> Resu
             )));
         }
     }
-    check_tensor_set(expected, tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())))
-        .map_err(|e| Error::InvalidInput(e.to_string().replace("invalid model file: ", "")))
+    check_tensor_set(
+        expected,
+        tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice())),
+    )
+    .map_err(|e| Error::InvalidInput(e.to_string().replace("invalid model file: ", "")))
 }
 
 /// Encodes a base model: every matrix in `dtype` (see [`encode_tensor`]), norms in f32.
@@ -312,7 +375,9 @@ pub fn encode_model(
     tensors: &[TensorIn],
     dtype: DType,
 ) -> Result<Vec<u8>> {
-    config.validate().map_err(|e| Error::InvalidInput(e.to_string()))?;
+    config
+        .validate()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
     check_tokens(tokens, config.vocab_size).map_err(|e| Error::InvalidInput(e.to_string()))?;
     check_inputs(&config.expected_tensors(), tensors)?;
     let blobs = encode_all(tensors, dtype);
@@ -333,7 +398,13 @@ pub fn encode_model(
 fn encode_all(tensors: &[TensorIn], dtype: DType) -> Vec<(TensorEntry, Vec<u8>)> {
     let encode = |t: &TensorIn| {
         let (dt, b) = encode_tensor(t, dtype);
-        let e = TensorEntry { name: t.name.clone(), dtype: dt, shape: t.shape.clone(), offset: 0, nbytes: 0 };
+        let e = TensorEntry {
+            name: t.name.clone(),
+            dtype: dt,
+            shape: t.shape.clone(),
+            offset: 0,
+            nbytes: 0,
+        };
         (e, b)
     };
     #[cfg(feature = "threads")]
@@ -347,17 +418,28 @@ fn encode_all(tensors: &[TensorIn], dtype: DType) -> Vec<(TensorEntry, Vec<u8>)>
 
 /// Encodes a LoRA plug-in (f32 tensors `layers.{i}.{module}.lora_A` / `lora_B`).
 pub fn encode_lora(config: &LoraConfig, base: &LoraBase, tensors: &[TensorIn]) -> Result<Vec<u8>> {
-    let expected = expected_lora_tensors(config, base).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let expected =
+        expected_lora_tensors(config, base).map_err(|e| Error::InvalidInput(e.to_string()))?;
     check_inputs(&expected, tensors)?;
     let blobs = encode_all(tensors, DType::F32);
     assemble(
         KIND_LORA,
-        |entries| to_json(&LoraHeader { lora: config.clone(), base: base.clone(), tensors: entries.to_vec() }),
+        |entries| {
+            to_json(&LoraHeader {
+                lora: config.clone(),
+                base: base.clone(),
+                tensors: entries.to_vec(),
+            })
+        },
         blobs,
     )
 }
 
 /// Tensor names by position, for callers that want a lookup table.
 pub fn index_by_name(tensors: &[Tensor]) -> HashMap<&str, usize> {
-    tensors.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect()
+    tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect()
 }

@@ -1,0 +1,174 @@
+"""Model files: checkpoint -> .bin export, LoRA plug-ins, format conversion, and .bin -> PyTorch.
+
+The byte format is defined once, in Rust (``rust/infer/src/format``, documented in docs/format.md); this
+module only gathers float32 arrays, the config and the vocabulary, and hands them to the Rust writer.
+
+    python -m nano.export OUT.bin --checkpoint CKPT.pt [--quant f32|f16|q8_0|q4_0] [--legacy]
+    python -m nano.export OUT.bin CKPT.pt --quant q8_0
+    python -m nano.export OUT.bin --lora LORA.pt [--legacy]
+    python -m nano.export OUT.bin --from-bin OLD.bin [--quant q8_0] [--legacy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nano import _native
+
+__all__ = ["export_checkpoint", "export_lora", "convert_bin", "load_bin", "read_bin", "main"]
+
+DTYPES = ("f32", "f16", "q8_0", "q4_0")
+_COMPILE_PREFIX = "_orig_mod."
+
+
+def _numpy_tensors(state_dict: dict) -> dict[str, np.ndarray]:
+    """Base weights as contiguous float32 arrays (adapters and the tied output head left out)."""
+    out = {}
+    for name, t in state_dict.items():
+        name = name.removeprefix(_COMPILE_PREFIX)
+        if ".lora_" in name or not hasattr(t, "detach"):
+            continue
+        out[name] = np.ascontiguousarray(t.detach().to("cpu").float().numpy())
+    return out
+
+
+def _file_config(model_config: dict, tied: bool = True) -> str:
+    cfg = dict(model_config)
+    cfg["tied_head"] = tied
+    return json.dumps(cfg)
+
+
+def _write(out, config: dict, tokenizer_json: str, tensors: dict, dtype: str, legacy: bool,
+           base_hash: str | None) -> Path:
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    tied = "output.weight" not in tensors or np.array_equal(tensors["output.weight"],
+                                                            tensors["tok_embeddings.weight"])
+    if tied:
+        tensors = {k: v for k, v in tensors.items() if k != "output.weight"}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _native.write_model(str(out), _file_config(config, tied), tokenizer_json, tensors, dtype, legacy, base_hash)
+    return out
+
+
+def export_checkpoint(checkpoint, out, dtype: str = "f32", legacy: bool = False) -> Path:
+    """Write a checkpoint (path or loaded dict) as a model file; returns the output path."""
+    import torch
+
+    from nano.model import base_hash
+
+    ckpt = checkpoint
+    if not isinstance(ckpt, dict):
+        from nano.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(checkpoint)
+    tokenizer_json = ckpt.get("tokenizer_json")
+    if not tokenizer_json:
+        raise ValueError("the checkpoint carries no tokenizer_json; cannot write a self-contained model file")
+    state = {k.removeprefix(_COMPILE_PREFIX): v for k, v in ckpt["model"].items() if torch.is_tensor(v)}
+    base = {k: v for k, v in state.items() if ".lora_" not in k}
+    return _write(out, ckpt["model_config"], tokenizer_json, _numpy_tensors(base), dtype, legacy,
+                  base_hash(base))
+
+
+def export_lora(lora, out, legacy: bool = False) -> Path:
+    """Write a LoRA file (.pt path or payload, format nano-lora) as a LoRA plug-in."""
+    from nano.lora import read_lora
+
+    payload = read_lora(lora)
+    cfg = payload["lora_config"]
+    mc = payload["model_config"]
+    lora_json = json.dumps({"rank": int(cfg["rank"]), "alpha": float(cfg["alpha"]), "targets": list(cfg["targets"])})
+    base_json = json.dumps({"hash": payload.get("base_hash"), **{k: mc[k] for k in
+                            ("n_layer", "n_embd", "n_head", "n_kv_head", "n_hidden")}})
+    tensors = {k: np.ascontiguousarray(v.detach().cpu().float().numpy()) for k, v in payload["state_dict"].items()}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _native.write_lora(str(out), lora_json, base_json, tensors, legacy)
+    return out
+
+
+def read_bin(path) -> dict:
+    """Everything in a model file: config (dict), tokenizer_json, tensors (float32, dequantized), info."""
+    config_json, tokenizer_json, tensors, info = _native.read_model(str(path))
+    return {"config": json.loads(config_json), "tokenizer_json": tokenizer_json, "tensors": tensors,
+            "info": info}
+
+
+def convert_bin(src, out, dtype: str = "f32", legacy: bool = False) -> Path:
+    """Rewrite a model file (e.g. a published 2024.10 fp32 file) in Nano's format with any dtype."""
+    import torch
+
+    from nano.model import base_hash
+
+    data = read_bin(src)
+    cfg = {k: v for k, v in data["config"].items() if k != "tied_head"}
+    tensors = data["tensors"]
+    h = data["info"].get("base_hash") or base_hash({k: torch.from_numpy(v) for k, v in tensors.items()})
+    return _write(out, cfg, data["tokenizer_json"], tensors, dtype, legacy, h)
+
+
+def load_bin(path):
+    """A model file as a ``nano.model.Transformer`` (eval mode) with ``.tokenizer_json`` and ``.bin_info``."""
+    import torch
+    from torch import nn
+
+    from nano.model import ModelConfig, Transformer
+
+    data = read_bin(path)
+    cfg = dict(data["config"])
+    tied = cfg.pop("tied_head", True)
+    model = Transformer(ModelConfig.from_dict(cfg))
+    state = {k: torch.from_numpy(np.array(v)) for k, v in data["tensors"].items()}
+    if not tied:  # an untied head (possible in 2024.10 files) gets its own parameter
+        model.output.weight = nn.Parameter(state["output.weight"].clone())
+    else:
+        state["output.weight"] = state["tok_embeddings.weight"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: tensors do not match the model: missing {missing}, unexpected {unexpected}")
+    model.eval()
+    model.tokenizer_json = data["tokenizer_json"]
+    model.bin_info = data["info"]
+    return model
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nano.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("out", help="output .bin path")
+    p.add_argument("input", nargs="?", help="checkpoint .pt (same as --checkpoint)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="training checkpoint (.pt)")
+    src.add_argument("--lora", help="LoRA adapter file (.pt, format nano-lora)")
+    src.add_argument("--from-bin", dest="from_bin", help="existing model file (2024.10 or Nano format)")
+    p.add_argument("--quant", "--dtype", dest="dtype", default="f32", choices=DTYPES,
+                   help="weight type of the matrices (norms stay f32)")
+    p.add_argument("--legacy", action="store_true", help="write the original 2024.10 layout (fp32) for old engines")
+    a = p.parse_args(argv)
+    sources = [x for x in (a.input, a.checkpoint, a.lora, a.from_bin) if x]
+    if len(sources) != 1:
+        p.error("give exactly one input: CKPT.pt, --checkpoint, --lora or --from-bin")
+    try:
+        if a.lora:
+            if a.dtype != "f32":
+                p.error("LoRA plug-ins are stored in f32")
+            out = export_lora(a.lora, a.out, a.legacy)
+        elif a.from_bin:
+            out = convert_bin(a.from_bin, a.out, a.dtype, a.legacy)
+        else:
+            out = export_checkpoint(a.input or a.checkpoint, a.out, a.dtype, a.legacy)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+//! The inference engine: a model, an optional LoRA plug-in, the KV cache, and streaming generation
+//! with the sampler of docs/sampling.md.
+use nano_tokenizer::StreamDecoder;
+
+use crate::error::{Error, Result};
+use crate::forward::{Forward, KvCache, Rope};
+use crate::kernels::Scratch;
+use crate::model::{Lora, Model};
+use crate::sampler::{Sampler, SamplerOptions};
+
+/// Options of one generation (the "off" values of docs/sampling.md disable a step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: usize,
+    /// 1.0 = off.
+    pub top_p: f32,
+    /// 1.0 = off.
+    pub repetition_penalty: f32,
+    pub seed: u64,
+    /// Wrap the prompt in the instruction template `<|instruct_mark|>` prompt `<|response_mark|>`.
+    pub instruct: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_new_tokens: 256,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            instruct: false,
+        }
+    }
+}
+
+impl GenerateOptions {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidInput(m));
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            ));
+        }
+        if !self.top_p.is_finite() {
+            return bad(format!("top_p must be a number, got {}", self.top_p));
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return bad(format!(
+                "repetition_penalty must be > 0, got {}",
+                self.repetition_penalty
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GenerateStats {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+/// Wall-clock timing where the platform has a clock (wasm32-unknown-unknown has none: times are 0).
+struct Clock {
+    #[cfg(not(target_arch = "wasm32"))]
+    start: std::time::Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock {
+            #[cfg(not(target_arch = "wasm32"))]
+            start: std::time::Instant::now(),
+        }
+    }
+    fn secs(&self) -> f64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.start.elapsed().as_secs_f64();
+        #[cfg(target_arch = "wasm32")]
+        0.0
+    }
+}
+
+pub struct Engine {
+    model: Model,
+    lora: Option<Lora>,
+    cache: KvCache,
+    rope: Rope,
+    scratch: Scratch,
+    #[cfg(feature = "threads")]
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("model", &self.model)
+            .field("lora", &self.lora.is_some())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// `threads`: worker threads for the kernels (None = rayon's default pool; ignored without "threads").
+    pub fn new(model: Model, threads: Option<usize>) -> Result<Engine> {
+        if !model.config().is_causal {
+            return Err(Error::Unsupported(
+                "this model is not causal (is_causal = false); the engine generates with causal models only".into(),
+            ));
+        }
+        #[cfg(feature = "threads")]
+        let pool = match threads {
+            Some(0) => return Err(Error::InvalidInput("threads must be at least 1".into())),
+            Some(n) => Some(std::sync::Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::Unsupported(format!("cannot start {n} threads: {e}")))?,
+            )),
+            None => None,
+        };
+        #[cfg(not(feature = "threads"))]
+        let _ = threads;
+        Ok(Engine {
+            cache: KvCache::new(&model),
+            rope: Rope::new(&model),
+            model,
+            lora: None,
+            scratch: Scratch::default(),
+            #[cfg(feature = "threads")]
+            pool,
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+    pub fn lora(&self) -> Option<&Lora> {
+        self.lora.as_ref()
+    }
+
+    /// Plugs in a LoRA adapter (replacing any other) after checking it belongs to this base.
+    pub fn load_lora(&mut self, lora: Lora) -> Result<()> {
+        lora.check_base(&self.model)?;
+        self.lora = Some(lora);
+        Ok(())
+    }
+
+    pub fn unload_lora(&mut self) {
+        self.lora = None;
+    }
+
+    /// Runs one forward pass inside this engine's thread pool.
+    fn forward(&mut self, tokens: &[u32], start: usize, all: bool) -> Vec<f32> {
+        let mut f = Forward {
+            model: &self.model,
+            lora: self.lora.as_ref(),
+            cache: &mut self.cache,
+            rope: &self.rope,
+            scratch: &mut self.scratch,
+        };
+        #[cfg(feature = "threads")]
+        if let Some(pool) = &self.pool {
+            return pool.install(|| f.run(tokens, start, all));
+        }
+        f.run(tokens, start, all)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let c = self.model.config();
+        if ids.is_empty() {
+            return Err(Error::InvalidInput(
+                "empty prompt: at least one token is needed".into(),
+            ));
+        }
+        if ids.len() > c.block_size {
+            return Err(Error::InvalidInput(format!(
+                "prompt of {} tokens is longer than the context of {} tokens",
+                ids.len(),
+                c.block_size
+            )));
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= c.vocab_size) {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                c.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Logits at every position of `ids` (len * vocab values, row-major), from an empty cache.
+    pub fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        Ok(self.forward(ids, 0, true))
+    }
+
+    /// The token ids generation starts from: the encoded prompt, wrapped in the template if `instruct`.
+    pub fn prompt_ids(&self, prompt: &str, instruct: bool) -> Result<Vec<u32>> {
+        let tok = self.model.tokenizer();
+        let ids = tok.encode(prompt, false);
+        if !instruct {
+            return Ok(ids);
+        }
+        let mark = |name: &str| {
+            tok.token_to_id(name).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "instruction mode needs the token {name}, which this vocabulary lacks"
+                ))
+            })
+        };
+        let mut out = vec![mark("<|instruct_mark|>")?];
+        out.extend(ids);
+        out.push(mark("<|response_mark|>")?);
+        Ok(out)
+    }
+
+    /// Generates text after `prompt`, handing each new piece to `on_piece` (return false to stop).
+    /// Stops at `<|eos|>` (not printed), after `max_new_tokens`, or when the context is full.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        opts: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerateStats> {
+        opts.validate()?;
+        if prompt.is_empty() {
+            return Err(Error::InvalidInput("empty prompt".into()));
+        }
+        let ids = self.prompt_ids(prompt, opts.instruct)?;
+        self.generate_ids(ids, opts, on_piece)
+    }
+
+    /// As [`Engine::generate`], from token ids.
+    pub fn generate_ids(
+        &mut self,
+        mut ids: Vec<u32>,
+        opts: &GenerateOptions,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerateStats> {
+        opts.validate()?;
+        self.check_ids(&ids)?;
+        let block = self.model.config().block_size;
+        let tokenizer = self.model.tokenizer().clone();
+        let eos = tokenizer.token_to_id("<|eos|>");
+        let mut stats = GenerateStats {
+            prompt_tokens: ids.len(),
+            ..Default::default()
+        };
+        let sampler_opts = SamplerOptions {
+            temperature: opts.temperature,
+            top_k: opts.top_k,
+            top_p: opts.top_p,
+            repetition_penalty: opts.repetition_penalty,
+        };
+        let mut sampler = Sampler::new(sampler_opts, opts.seed);
+        let mut decoder = StreamDecoder::new(&tokenizer);
+        if opts.max_new_tokens == 0 || ids.len() >= block {
+            return Ok(stats);
+        }
+        let clock = Clock::start();
+        let mut logits = self.forward(&ids, 0, false);
+        stats.prefill_secs = clock.secs();
+        let clock = Clock::start();
+        loop {
+            let next = sampler.sample(&mut logits, &ids);
+            if Some(next) == eos {
+                break;
+            }
+            ids.push(next);
+            stats.generated_tokens += 1;
+            let piece = decoder
+                .push(next)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            let more = on_piece(piece);
+            decoder.take();
+            if !more || stats.generated_tokens >= opts.max_new_tokens || ids.len() >= block {
+                break;
+            }
+            logits = self.forward(&[next], ids.len() - 1, false);
+        }
+        stats.decode_secs = clock.secs();
+        Ok(stats)
+    }
+}

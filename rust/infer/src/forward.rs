@@ -1,0 +1,261 @@
+//! The transformer forward pass of `python/nano/model.py` (RMSNorm, interleaved-pair RoPE, GQA
+//! attention over a KV cache holding only the KV heads, SwiGLU, tied head). All matrix products go
+//! through `crate::kernels`; this file does the per-element work around them.
+use crate::kernels::{self, MatRef, Scratch, Weights};
+use crate::model::{Adapter, Lora, Model};
+
+/// Keys and values of every layer for positions 0..block_size: [layer][kv_head][pos][head_dim].
+pub(crate) struct KvCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    block: usize,
+    hd: usize,
+    kv_heads: usize,
+}
+
+impl KvCache {
+    pub fn new(model: &Model) -> Self {
+        let c = model.config();
+        let n = c.n_layer * c.n_kv_head * c.block_size * c.head_dim();
+        KvCache {
+            k: vec![0.0; n],
+            v: vec![0.0; n],
+            block: c.block_size,
+            hd: c.head_dim(),
+            kv_heads: c.n_kv_head,
+        }
+    }
+    fn at(&self, layer: usize, head: usize, pos: usize) -> usize {
+        ((layer * self.kv_heads + head) * self.block + pos) * self.hd
+    }
+}
+
+/// RoPE tables [block_size, head_dim/2], angles computed in f64 then rounded to f32 (as the model does).
+pub(crate) struct Rope {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
+}
+
+impl Rope {
+    pub fn new(model: &Model) -> Self {
+        let c = model.config();
+        let hd = c.head_dim();
+        let half = hd / 2;
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        if c.use_rope {
+            for p in 0..c.block_size {
+                for i in 0..half {
+                    let freq = 1.0 / (c.rope_theta as f64).powf((2 * i) as f64 / hd as f64);
+                    let a = p as f64 * freq;
+                    cos.push(a.cos() as f32);
+                    sin.push(a.sin() as f32);
+                }
+            }
+        }
+        Rope { cos, sin, half }
+    }
+
+    /// Rotates pairs (2i, 2i+1) of every head in `x` (heads * head_dim values) for position `pos`.
+    fn apply(&self, x: &mut [f32], pos: usize) {
+        let (cos, sin) = (
+            &self.cos[pos * self.half..][..self.half],
+            &self.sin[pos * self.half..][..self.half],
+        );
+        for head in x.chunks_exact_mut(2 * self.half) {
+            for (i, pair) in head.chunks_exact_mut(2).enumerate() {
+                let (x0, x1) = (pair[0], pair[1]);
+                pair[0] = x0 * cos[i] - x1 * sin[i];
+                pair[1] = x0 * sin[i] + x1 * cos[i];
+            }
+        }
+    }
+}
+
+/// Everything one forward call needs besides its inputs.
+pub(crate) struct Forward<'a> {
+    pub model: &'a Model,
+    pub lora: Option<&'a Lora>,
+    pub cache: &'a mut KvCache,
+    pub rope: &'a Rope,
+    pub scratch: &'a mut Scratch,
+}
+
+fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    for (o, xr) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+        let ms = xr.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / d as f64;
+        let r = 1.0 / ((ms as f32) + eps).sqrt();
+        for ((oi, &xi), &wi) in o.iter_mut().zip(xr).zip(w) {
+            *oi = xi * r * wi;
+        }
+    }
+}
+
+impl Forward<'_> {
+    /// Runs `tokens` at positions `start..start+n` (all < block_size, ids < vocab: checked by the caller),
+    /// filling the cache. Returns the logits of every position (`all`) or of the last one.
+    pub fn run(&mut self, tokens: &[u32], start: usize, all: bool) -> Vec<f32> {
+        let m = self.model;
+        let c = m.config();
+        let (n, d) = (tokens.len(), c.n_embd);
+        let mut x = vec![0.0f32; n * d];
+        let emb = m.mat(m.tok_embeddings);
+        for (row, &id) in x.chunks_exact_mut(d).zip(tokens) {
+            kernels::dequantize_row(&emb, id as usize, row);
+        }
+        if let Some(pe) = m.pos_embeddings {
+            let pe = m.mat(pe);
+            let mut tmp = vec![0.0; d];
+            for (t, row) in x.chunks_exact_mut(d).enumerate() {
+                kernels::dequantize_row(&pe, start + t, &mut tmp);
+                row.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
+            }
+        }
+        let mut xb = vec![0.0f32; n * d];
+        for layer in 0..c.n_layer {
+            let lt = m.layers[layer];
+            rmsnorm(&mut xb, &x, m.vector(lt.attn_norm), c.norm_eps);
+            let att = self.attention(layer, &xb, start, n);
+            let o = self.project(layer, "wo", lt.wo, &att, n);
+            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+
+            rmsnorm(&mut xb, &x, m.vector(lt.ffn_norm), c.norm_eps);
+            let mut h1 = self.project(layer, "w1", lt.w1, &xb, n);
+            let h3 = self.project(layer, "w3", lt.w3, &xb, n);
+            for (a, &b) in h1.iter_mut().zip(&h3) {
+                *a = *a / (1.0 + (-*a).exp()) * b;
+            }
+            let o = self.project(layer, "w2", lt.w2, &h1, n);
+            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+        }
+        let rows = if all { n } else { 1 };
+        let last = &x[(n - rows) * d..];
+        let mut normed = vec![0.0f32; rows * d];
+        rmsnorm(&mut normed, last, m.vector(m.norm), c.norm_eps);
+        let head = m.mat(m.output);
+        let mut logits = vec![0.0f32; rows * head.rows];
+        kernels::matmul(&mut logits, &head, &normed, rows, self.scratch);
+        logits
+    }
+
+    /// `x W^T` for n rows, plus the LoRA adapter `scale * (x A^T) B^T` when one targets this projection.
+    fn project(
+        &mut self,
+        layer: usize,
+        target: &str,
+        index: usize,
+        x: &[f32],
+        n: usize,
+    ) -> Vec<f32> {
+        let w = self.model.mat(index);
+        let mut out = vec![0.0f32; n * w.rows];
+        kernels::matmul(&mut out, &w, x, n, self.scratch);
+        if let Some(lora) = self.lora {
+            if let Some(ad) = lora
+                .adapters
+                .iter()
+                .find(|a| a.layer == layer && a.target == target)
+            {
+                add_adapter(&mut out, ad, lora.scale(), x, n, self.scratch);
+            }
+        }
+        out
+    }
+
+    /// Projects q/k/v, applies RoPE, appends k/v to the cache and attends; returns [n, n_head*head_dim].
+    fn attention(&mut self, layer: usize, xb: &[f32], start: usize, n: usize) -> Vec<f32> {
+        let m = self.model;
+        let c = m.config();
+        let lt = m.layers[layer];
+        let (hd, nh, nkv) = (c.head_dim(), c.n_head, c.n_kv_head);
+        let mut q = self.project(layer, "wq", lt.wq, xb, n);
+        let mut k = self.project(layer, "wk", lt.wk, xb, n);
+        let v = self.project(layer, "wv", lt.wv, xb, n);
+        if c.use_rope {
+            for t in 0..n {
+                self.rope
+                    .apply(&mut q[t * nh * hd..(t + 1) * nh * hd], start + t);
+                self.rope
+                    .apply(&mut k[t * nkv * hd..(t + 1) * nkv * hd], start + t);
+            }
+        }
+        for t in 0..n {
+            for h in 0..nkv {
+                let at = self.cache.at(layer, h, start + t);
+                let src = (t * nkv + h) * hd..(t * nkv + h + 1) * hd;
+                self.cache.k[at..at + hd].copy_from_slice(&k[src.clone()]);
+                self.cache.v[at..at + hd].copy_from_slice(&v[src]);
+            }
+        }
+        let mut out = vec![0.0f32; n * nh * hd];
+        let cache = &*self.cache;
+        let causal = c.is_causal;
+        let group = nh / nkv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        // one task per (position, head): scores over the visible keys, softmax, weighted sum of values
+        let task = |(i, o): (usize, &mut [f32])| {
+            let (t, h) = (i / nh, i % nh);
+            let kvh = h / group;
+            let visible = if causal { start + t + 1 } else { start + n };
+            let qh = &q[(t * nh + h) * hd..(t * nh + h + 1) * hd];
+            let base = cache.at(layer, kvh, 0);
+            let keys = &cache.k[base..base + visible * hd];
+            let vals = &cache.v[base..base + visible * hd];
+            let mut scores: Vec<f32> = keys
+                .chunks_exact(hd)
+                .map(|kr| dot(qh, kr) * scale)
+                .collect();
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            o.fill(0.0);
+            for (p, vr) in scores.iter().zip(vals.chunks_exact(hd)) {
+                let w = p / sum;
+                o.iter_mut().zip(vr).for_each(|(a, b)| *a += w * b);
+            }
+        };
+        #[cfg(feature = "threads")]
+        {
+            use rayon::prelude::*;
+            out.par_chunks_mut(hd).enumerate().for_each(task);
+        }
+        #[cfg(not(feature = "threads"))]
+        out.chunks_mut(hd).enumerate().for_each(task);
+        out
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// out += scale * (x A^T) B^T  (the adapter stays unmerged: the base weights are never touched).
+fn add_adapter(
+    out: &mut [f32],
+    ad: &Adapter,
+    scale: f32,
+    x: &[f32],
+    n: usize,
+    scratch: &mut Scratch,
+) {
+    let rank = ad.a.len() / ad.cols;
+    let a = MatRef {
+        rows: rank,
+        cols: ad.cols,
+        w: Weights::F32(&ad.a),
+    };
+    let b = MatRef {
+        rows: ad.rows,
+        cols: rank,
+        w: Weights::F32(&ad.b),
+    };
+    let mut ax = vec![0.0f32; n * rank];
+    kernels::matmul(&mut ax, &a, x, n, scratch);
+    let mut bax = vec![0.0f32; n * ad.rows];
+    kernels::matmul(&mut bax, &b, &ax, n, scratch);
+    out.iter_mut().zip(&bax).for_each(|(o, d)| *o += scale * d);
+}

@@ -1,6 +1,256 @@
-//! Python binding of the `nano-tokenizer` crate. (Skeleton.)
-use pyo3::prelude::*;
+//! Python binding of the `nano-tokenizer` crate: the class `nano._native.Tokenizer`, wrapped by
+//! the pure-Python `nano.tokenizer.Tokenizer`. Encoding runs with the GIL released.
+use std::path::PathBuf;
+use std::sync::Arc;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use nano_tokenizer::{BuildOptions, Tokenizer, TokenizerError};
+use numpy::PyArray1;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+
+fn to_py_err(e: TokenizerError) -> PyErr {
+    match e {
+        TokenizerError::Io { .. } => PyOSError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// `None` means all cores; 0 is refused so a typo does not silently mean "all".
+fn check_threads(threads: Option<usize>) -> PyResult<Option<usize>> {
+    match threads {
+        Some(0) => Err(PyValueError::new_err(
+            "threads must be at least 1 (or None for all cores)",
+        )),
+        t => Ok(t),
+    }
+}
+
+#[pyclass(name = "Tokenizer", module = "nano._native", frozen)]
+pub struct PyTokenizer {
+    inner: Arc<Tokenizer>,
+}
+
+impl PyTokenizer {
+    fn wrap(t: Tokenizer) -> Self {
+        PyTokenizer { inner: Arc::new(t) }
+    }
+
+    fn check_id(&self, id: i64) -> PyResult<u32> {
+        let n = self.inner.vocab_size();
+        if id < 0 || id as u64 >= n as u64 {
+            return Err(PyValueError::new_err(format!(
+                "token id {id} out of range (vocabulary size {n})"
+            )));
+        }
+        Ok(id as u32)
+    }
+}
+
+#[pymethods]
+impl PyTokenizer {
+    #[staticmethod]
+    fn from_json(text: &str) -> PyResult<Self> {
+        Tokenizer::from_json_str(text)
+            .map(Self::wrap)
+            .map_err(to_py_err)
+    }
+
+    #[staticmethod]
+    fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| Tokenizer::from_file(&path))
+            .map(Self::wrap)
+            .map_err(to_py_err)
+    }
+
+    #[staticmethod]
+    fn from_tokens(tokens: Vec<String>, special: Vec<bool>) -> PyResult<Self> {
+        Tokenizer::from_tokens(tokens, special)
+            .map(Self::wrap)
+            .map_err(to_py_err)
+    }
+
+    /// Builds a vocabulary from texts; returns (tokenizer, report dict items).
+    #[staticmethod]
+    #[pyo3(signature = (texts, vocab_size, special_tokens, min_char_count=1, max_token_chars=16, threads=None))]
+    fn build(
+        py: Python<'_>,
+        texts: Vec<PyBackedStr>,
+        vocab_size: usize,
+        special_tokens: Vec<String>,
+        min_char_count: usize,
+        max_token_chars: usize,
+        threads: Option<usize>,
+    ) -> PyResult<(Self, Vec<(String, f64)>)> {
+        let threads = check_threads(threads)?;
+        let opts = BuildOptions {
+            vocab_size,
+            special_tokens,
+            min_char_count,
+            max_token_chars,
+            threads,
+        };
+        let (tok, report) = py
+            .detach(|| {
+                let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+                nano_tokenizer::build_vocabulary(&refs, &opts)
+            })
+            .map_err(to_py_err)?;
+        Ok((Self::wrap(tok), report.items()))
+    }
+
+    fn to_json(&self) -> String {
+        self.inner.to_json_string()
+    }
+
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| self.inner.save(&path)).map_err(to_py_err)
+    }
+
+    #[pyo3(signature = (text, allow_special=false, threads=Some(1)))]
+    fn encode(
+        &self,
+        py: Python<'_>,
+        text: PyBackedStr,
+        allow_special: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Vec<u32>> {
+        let threads = check_threads(threads)?;
+        Ok(py.detach(|| self.inner.encode_parallel(&text, allow_special, threads)))
+    }
+
+    #[pyo3(signature = (texts, allow_special=false, threads=None))]
+    fn encode_batch(
+        &self,
+        py: Python<'_>,
+        texts: Vec<PyBackedStr>,
+        allow_special: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Vec<Vec<u32>>> {
+        let threads = check_threads(threads)?;
+        Ok(py.detach(|| {
+            let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+            self.inner.encode_batch(&refs, allow_special, threads)
+        }))
+    }
+
+    /// Concatenated ids as one NumPy array (uint32 when `wide`, else uint16), `separator_id`
+    /// appended after each text when given.
+    #[pyo3(signature = (texts, allow_special=false, threads=None, wide=false, separator_id=None))]
+    fn encode_to_numpy<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<PyBackedStr>,
+        allow_special: bool,
+        threads: Option<usize>,
+        wide: bool,
+        separator_id: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let threads = check_threads(threads)?;
+        let separator = separator_id.map(|id| self.check_id(id)).transpose()?;
+        if !wide && self.inner.vocab_size() > usize::from(u16::MAX) + 1 {
+            return Err(PyValueError::new_err(format!(
+                "uint16 cannot hold ids of a vocabulary of {} tokens; use uint32",
+                self.inner.vocab_size()
+            )));
+        }
+        let ids = py.detach(|| {
+            let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+            let parts = self.inner.encode_batch(&refs, allow_special, threads);
+            let total =
+                parts.iter().map(Vec::len).sum::<usize>() + separator.map_or(0, |_| parts.len());
+            let mut flat = Vec::with_capacity(total);
+            for part in parts {
+                flat.extend_from_slice(&part);
+                flat.extend(separator);
+            }
+            flat
+        });
+        if wide {
+            Ok(PyArray1::from_vec(py, ids).into_any())
+        } else {
+            let narrow: Vec<u16> = py.detach(|| ids.into_iter().map(|i| i as u16).collect());
+            Ok(PyArray1::from_vec(py, narrow).into_any())
+        }
+    }
+
+    fn decode(&self, ids: Vec<i64>) -> PyResult<String> {
+        let mut out = String::with_capacity(ids.len() * 3);
+        for id in ids {
+            let id = self.check_id(id)?;
+            out.push_str(self.inner.id_to_token(id).unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    /// (tokens, unknown tokens, characters) of `text`, for corpus statistics.
+    #[pyo3(signature = (text, allow_special=false, threads=None))]
+    fn count(
+        &self,
+        py: Python<'_>,
+        text: PyBackedStr,
+        allow_special: bool,
+        threads: Option<usize>,
+    ) -> PyResult<(usize, usize, usize)> {
+        let threads = check_threads(threads)?;
+        Ok(py.detach(|| {
+            let ids = self.inner.encode_parallel(&text, allow_special, threads);
+            let unknown = self.inner.unknown_id();
+            (
+                ids.len(),
+                ids.iter().filter(|&&i| i == unknown).count(),
+                text.chars().count(),
+            )
+        }))
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    #[getter]
+    fn hash(&self) -> String {
+        self.inner.hash_hex()
+    }
+
+    #[getter]
+    fn unknown_id(&self) -> u32 {
+        self.inner.unknown_id()
+    }
+
+    #[getter]
+    fn max_token_chars(&self) -> usize {
+        self.inner.max_token_chars()
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    fn id_to_token(&self, id: i64) -> PyResult<String> {
+        let id = self.check_id(id)?;
+        Ok(self.inner.id_to_token(id).unwrap_or_default().to_string())
+    }
+
+    fn is_special(&self, id: i64) -> bool {
+        u32::try_from(id).is_ok_and(|id| self.inner.is_special(id))
+    }
+
+    fn special_tokens(&self) -> Vec<(String, u32)> {
+        self.inner
+            .special_tokens()
+            .into_iter()
+            .map(|(s, i)| (s.to_string(), i))
+            .collect()
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.inner.tokens().to_vec()
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTokenizer>()?;
     Ok(())
 }

@@ -54,6 +54,12 @@ pub(crate) struct Checked {
 }
 
 pub(crate) fn parse(text: &str) -> Result<Checked> {
+    // serde would also accept a 4-element array for the struct; only an object is meaningful.
+    if text.trim_start().chars().next().is_some_and(|c| c != '{') {
+        return Err(TokenizerError::Json(
+            "expected a JSON object with keys vocab_size, stoi, itos, special_tokens".into(),
+        ));
+    }
     let raw: RawVocab =
         serde_json::from_str(text).map_err(|e| TokenizerError::Json(e.to_string()))?;
     check(raw)
@@ -236,7 +242,7 @@ mod tests {
                 r#"{"vocab_size": 1, "stoi": {"a": 0}, "itos": ["a"], "special_tokens": {}, "x": 1}"#,
                 "unknown field",
             ),
-            (r#"[1, 2]"#, "invalid type"),
+            (r#"[1, 2]"#, "JSON object"),
             (r#"{"vocab_size": 1,"#, "EOF"),
         ];
         for (text, needle) in cases {

@@ -1,0 +1,418 @@
+"""Nano's tokenizer: greedy maximum forward matching over Unicode code points, in Rust.
+
+At each position the longest vocabulary entry that is a prefix of the remaining text is emitted; a
+character that starts no entry becomes ``<|unknown|>``. Special-token strings (``<|eos|>`` ...) are
+matched only with ``allow_special=True``; by default they are ordinary text.
+
+    >>> tok = Tokenizer.from_file("tokenizer_16384.json")          # doctest: +SKIP
+    >>> tok.decode(tok.encode("你好，Nano")) == "你好，Nano"         # doctest: +SKIP
+
+Command line: ``python -m nano.tokenizer build|encode|stats --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nano import _native
+
+__all__ = ["DEFAULT_SPECIAL_TOKENS", "StreamDecoder", "Tokenizer", "read_corpus", "main"]
+
+#: The original project's special tokens, ids 0..6 of every vocabulary Nano builds.
+DEFAULT_SPECIAL_TOKENS = (
+    "<|padding|>",
+    "<|unknown|>",
+    "<|bos|>",
+    "<|eos|>",
+    "<|instruct_mark|>",
+    "<|response_mark|>",
+    "<|BD4SUR|>",
+)
+
+
+def read_corpus(path: str | os.PathLike) -> str:
+    """A corpus file as text. ``.jsonl``: the string fields of each record, one per line.
+
+    Raises ValueError naming the byte offset when the file is not UTF-8, OSError when unreadable.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid UTF-8 at byte offset {e.start}") from None
+    if str(path).endswith(".jsonl"):
+        fields = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{number}: not JSON ({e.msg})") from None
+            values = record.values() if isinstance(record, dict) else [record]
+            fields.extend(v for v in values if isinstance(v, str))
+        text = "\n".join(fields)
+    return text
+
+
+class Tokenizer:
+    """An immutable vocabulary and its matcher; thread-safe and picklable.
+
+    Build one with :meth:`from_file`, :meth:`from_json`, :meth:`from_tokens` or :meth:`build`.
+    """
+
+    __slots__ = ("_core", "build_report")
+
+    def __init__(self, core: _native.Tokenizer):
+        if not isinstance(core, _native.Tokenizer):
+            raise TypeError("use Tokenizer.from_file / from_json / from_tokens / build")
+        self._core = core
+        #: The builder's findings (dict) for a tokenizer made by :meth:`build`, else None.
+        self.build_report: dict | None = None
+
+    # ---- construction and persistence -------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Tokenizer:
+        """Loads a vocabulary JSON file (ValueError if malformed, OSError if unreadable)."""
+        return cls(_native.Tokenizer.from_file(os.fspath(path)))
+
+    @classmethod
+    def from_json(cls, text: str) -> Tokenizer:
+        """Parses vocabulary JSON text."""
+        if not isinstance(text, str):
+            raise TypeError(f"from_json expects str, got {type(text).__name__}")
+        return cls(_native.Tokenizer.from_json(text))
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[str], special: Sequence[bool]) -> Tokenizer:
+        """Tokens in id order and their special flags."""
+        return cls(_native.Tokenizer.from_tokens(list(tokens), [bool(s) for s in special]))
+
+    def to_json(self) -> str:
+        """The vocabulary JSON, byte-identical to the original project's files."""
+        return self._core.to_json()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the vocabulary JSON atomically."""
+        self._core.save(os.fspath(path))
+
+    def __reduce__(self):
+        return (Tokenizer.from_json, (self.to_json(),))
+
+    # ---- encoding ----------------------------------------------------------------------------
+    def encode(self, text: str, allow_special: bool = False, threads: int | None = 1) -> list[int]:
+        """Token ids of ``text``. ``threads`` > 1 (None: all cores) splits long texts."""
+        return self._core.encode(_text(text), allow_special, threads)
+
+    def encode_batch(
+        self, texts: Iterable[str], allow_special: bool = False, threads: int | None = None
+    ) -> list[list[int]]:
+        """Ids of each text, encoded in parallel with the GIL released (None: all cores)."""
+        return self._core.encode_batch(_texts(texts), allow_special, threads)
+
+    def encode_to_numpy(
+        self,
+        texts: Iterable[str] | str,
+        allow_special: bool = False,
+        threads: int | None = None,
+        dtype=None,
+        separator_id: int | None = None,
+    ) -> np.ndarray:
+        """All texts' ids concatenated in one 1-D array, ``separator_id`` after each when given.
+
+        ``dtype``: uint16 when the vocabulary fits (the default), else uint32.
+        """
+        wide = self._wide(dtype)
+        return self._core.encode_to_numpy(_texts(texts), allow_special, threads, wide, separator_id)
+
+    def _wide(self, dtype) -> bool:
+        if dtype is None:
+            return self.vocab_size > 65536
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be uint16 or uint32, got {dtype!r}") from None
+        if dt == np.uint32:
+            return True
+        if dt == np.uint16:
+            return False
+        raise ValueError(f"dtype must be uint16 or uint32, got {dt}")
+
+    def decode(self, ids) -> str:
+        """Concatenated token strings. ValueError for an id outside the vocabulary."""
+        if hasattr(ids, "tolist"):  # NumPy arrays, torch tensors
+            ids = ids.tolist()
+        if isinstance(ids, int):
+            ids = [ids]
+        return self._core.decode(ids)
+
+    def stream_decoder(self, skip_special: bool = False) -> StreamDecoder:
+        """An incremental decoder for streaming generated ids."""
+        return StreamDecoder(self, skip_special)
+
+    # ---- vocabulary --------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self._core.vocab_size
+
+    def __len__(self) -> int:
+        return self._core.vocab_size
+
+    @property
+    def hash(self) -> str:
+        """16 hex digits of FNV-1a-64 over the token list (see docs/tokenizer.md)."""
+        return self._core.hash
+
+    @property
+    def unknown_id(self) -> int:
+        return self._core.unknown_id
+
+    @property
+    def max_token_chars(self) -> int:
+        return self._core.max_token_chars
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token string -> id, in id order."""
+        return dict(self._core.special_tokens())
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._core.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str:
+        """The token's string; ValueError when out of range."""
+        return self._core.id_to_token(token_id)
+
+    def is_special(self, token_id: int) -> bool:
+        return self._core.is_special(token_id)
+
+    def tokens(self) -> list[str]:
+        """All token strings in id order."""
+        return self._core.tokens()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Tokenizer) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, hash={self.hash!r})"
+
+    # ---- building and statistics ---------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        files: Iterable[str | os.PathLike] | str | os.PathLike,
+        vocab_size: int,
+        *,
+        special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
+        min_char_count: int = 1,
+        max_token_chars: int = 16,
+        threads: int | None = None,
+    ) -> Tokenizer:
+        """Builds a vocabulary of ``vocab_size`` entries from corpus files (text, or ``.jsonl``).
+
+        Special tokens come first; then characters by frequency (``min_char_count``: rarer ones are
+        left out); then multi-character tokens by how many tokens they save. Deterministic. The
+        findings (character coverage, tokens/char on the corpus...) are in ``.build_report``.
+        """
+        if isinstance(files, (str, os.PathLike)):
+            files = [files]
+        texts = [read_corpus(f) for f in files]
+        return cls.build_from_texts(
+            texts,
+            vocab_size,
+            special_tokens=special_tokens,
+            min_char_count=min_char_count,
+            max_token_chars=max_token_chars,
+            threads=threads,
+        )
+
+    @classmethod
+    def build_from_texts(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int,
+        *,
+        special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
+        min_char_count: int = 1,
+        max_token_chars: int = 16,
+        threads: int | None = None,
+    ) -> Tokenizer:
+        """Like :meth:`build`, from texts in memory."""
+        texts = _texts(texts)
+        if not any(texts):
+            raise ValueError("cannot build a vocabulary from empty input")
+        for name, value in (("vocab_size", vocab_size), ("min_char_count", min_char_count),
+                            ("max_token_chars", max_token_chars)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        core, report = _native.Tokenizer.build(
+            texts, vocab_size, list(special_tokens), min_char_count, max_token_chars, threads
+        )
+        tok = cls(core)
+        tok.build_report = {k: (int(v) if float(v).is_integer() and k != "char_coverage" else v)
+                            for k, v in report}
+        return tok
+
+    def stats(self, text: str, allow_special: bool = False, threads: int | None = None) -> dict:
+        """tokens/char, unknown rate and character coverage of ``text``."""
+        tokens, unknown, chars = self._core.count(_text(text), allow_special, threads)
+        missing: dict[str, int] = {}
+        if unknown:
+            for ch in set(text):
+                if self.token_to_id(ch) is None:
+                    missing[ch] = text.count(ch)
+        top = sorted(missing.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+        return {
+            "chars": chars,
+            "tokens": tokens,
+            "tokens_per_char": tokens / chars if chars else 0.0,
+            "unknown_tokens": unknown,
+            "unknown_rate": unknown / tokens if tokens else 0.0,
+            "coverage": 1.0 - unknown / chars if chars else 1.0,
+            "top_unknown_chars": top,
+        }
+
+
+class StreamDecoder:
+    """Turns generated ids into text piece by piece (each token is whole code points)."""
+
+    __slots__ = ("_tok", "_skip", "_parts")
+
+    def __init__(self, tokenizer: Tokenizer, skip_special: bool = False):
+        self._tok = tokenizer
+        self._skip = skip_special
+        self._parts: list[str] = []
+
+    def push(self, token_id: int) -> str:
+        """The text this id adds (empty for a skipped special token)."""
+        piece = self._tok.id_to_token(token_id)
+        if self._skip and self._tok.is_special(token_id):
+            piece = ""
+        self._parts.append(piece)
+        return piece
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
+def _text(text) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"expected str, got {type(text).__name__}")
+    return text
+
+
+def _texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return texts
+
+
+# ---- command line ------------------------------------------------------------------------------
+def _cmd_build(args) -> int:
+    tok = Tokenizer.build(args.files, args.vocab_size, min_char_count=args.min_char_count,
+                          max_token_chars=args.max_token_chars, threads=args.threads)
+    tok.save(args.out)
+    r = tok.build_report
+    print(f"wrote {args.out}: {tok.vocab_size} tokens, hash {tok.hash}")
+    print(f"characters: {r['kept_chars']} kept of {r['distinct_chars']} distinct, "
+          f"coverage {r['char_coverage']:.6f}")
+    print(f"multi-character tokens: {r['multi_char_tokens']} ({r['rounds']} rounds)")
+    print(f"training corpus: {r['corpus_chars']} chars, {r['tokens_per_char']:.4f} tokens/char")
+    return 0
+
+
+def _cmd_encode(args) -> int:
+    tok = Tokenizer.from_file(args.vocab)
+    if args.text is not None:
+        texts = [args.text]
+    elif args.files:
+        texts = [read_corpus(f) for f in args.files]
+    else:
+        texts = [sys.stdin.read()]
+    if args.npy:
+        arr = tok.encode_to_numpy(texts, args.allow_special, args.threads, separator_id=args.separator_id)
+        tmp = Path(args.npy).with_name(f".{Path(args.npy).name}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+        os.replace(tmp, args.npy)
+        print(f"wrote {args.npy}: {arr.size} tokens ({arr.dtype})")
+        return 0
+    for ids in tok.encode_batch(texts, args.allow_special, args.threads):
+        print(" ".join(map(str, ids)))
+    return 0
+
+
+def _cmd_stats(args) -> int:
+    tok = Tokenizer.from_file(args.vocab)
+    totals = {"chars": 0, "tokens": 0, "unknown_tokens": 0}
+    for f in args.files:
+        s = tok.stats(read_corpus(f), threads=args.threads)
+        for k in totals:
+            totals[k] += s[k]
+        top = "".join(ch for ch, _ in s["top_unknown_chars"][:10])
+        print(f"{f}: {s['chars']} chars, {s['tokens']} tokens, {s['tokens_per_char']:.4f} tokens/char, "
+              f"unknown rate {s['unknown_rate']:.6f}, coverage {s['coverage']:.6f}"
+              + (f", top unknown {top!r}" if top else ""))
+    if len(args.files) > 1 and totals["chars"]:
+        t = totals
+        print(f"total: {t['chars']} chars, {t['tokens']} tokens, "
+              f"{t['tokens']/t['chars']:.4f} tokens/char, "
+              f"unknown rate {t['unknown_tokens']/max(t['tokens'], 1):.6f}, "
+              f"coverage {1 - t['unknown_tokens']/t['chars']:.6f}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nano.tokenizer", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build a vocabulary from corpus files")
+    b.add_argument("files", nargs="+", help="UTF-8 text files (.jsonl: string fields of each record)")
+    b.add_argument("--vocab-size", type=int, default=16384)
+    b.add_argument("--out", required=True, help="vocabulary JSON to write")
+    b.add_argument("--min-char-count", type=int, default=1, help="leave out rarer characters")
+    b.add_argument("--max-token-chars", type=int, default=16, help="longest token in characters")
+    b.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    b.set_defaults(run=_cmd_build)
+
+    e = sub.add_parser("encode", help="print token ids (or write a .npy)")
+    e.add_argument("--vocab", required=True, help="vocabulary JSON")
+    e.add_argument("--text", help="text to encode (default: the files, else stdin)")
+    e.add_argument("files", nargs="*")
+    e.add_argument("--allow-special", action="store_true", help="match <|eos|> etc. as special tokens")
+    e.add_argument("--npy", help="write all ids concatenated to this .npy file instead of printing")
+    e.add_argument("--separator-id", type=int, default=None, help="id appended after each text (--npy)")
+    e.add_argument("--threads", type=int, default=None)
+    e.set_defaults(run=_cmd_encode)
+
+    s = sub.add_parser("stats", help="tokens/char, unknown rate and coverage of corpus files")
+    s.add_argument("--vocab", required=True, help="vocabulary JSON")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(run=_cmd_stats)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

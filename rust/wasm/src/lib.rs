@@ -1,9 +1,220 @@
 //! `nano-wasm`: the browser build of Nano's inference engine. It wraps `nano_infer` (no second
-//! implementation) with a small wasm-bindgen API used by the page's Web Worker.
+//! implementation) in a small wasm-bindgen API that the page's Web Worker drives:
+//! load a model from bytes, load / unload a LoRA plug-in, set sampling options, generate with a
+//! per-piece callback (returning false interrupts), and report tokens/s.
+use nano_infer::{Engine, GenerateOptions, Lora, Model};
 use wasm_bindgen::prelude::*;
 
-/// The engine's version, shown by the page once the worker has loaded the module.
+mod golden;
+
+#[wasm_bindgen]
+extern "C" {
+    /// Milliseconds from the page's (or worker's) monotonic clock: wasm32 has no `Instant`.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+/// The engine's version (`nano_infer::VERSION`), shown by the page once the worker has started.
 #[wasm_bindgen]
 pub fn version() -> String {
-    env!("CARGO_PKG_VERSION").to_string()
+    nano_infer::VERSION.to_string()
+}
+
+/// The kernels' golden hashes on this build, as 16-hex-digit strings `[q8_0, q4_0]`; they must equal
+/// [`golden_expected`] (the native kernel tests' values) bit for bit.
+#[wasm_bindgen(js_name = kernelGolden)]
+pub fn kernel_golden() -> Vec<String> {
+    let (q8, q4) = golden::golden_hashes();
+    vec![format!("{q8:016x}"), format!("{q4:016x}")]
+}
+
+/// The native kernel tests' golden hashes `[q8_0, q4_0]`.
+#[wasm_bindgen(js_name = kernelGoldenExpected)]
+pub fn golden_expected() -> Vec<String> {
+    vec![
+        format!("{:016x}", golden::GOLDEN_Q8_0),
+        format!("{:016x}", golden::GOLDEN_Q4_0),
+    ]
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Timings and counts of one generation.
+#[wasm_bindgen]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+    /// Prompt processing up to the first new token, in seconds.
+    pub prefill_secs: f64,
+    /// From the first new token to the end (generated_tokens - 1 forward passes), in seconds.
+    pub decode_secs: f64,
+    /// True when the callback asked to stop.
+    pub interrupted: bool,
+}
+
+#[wasm_bindgen]
+impl Stats {
+    /// Decode speed: tokens after the first one per second of decoding (0 when not measurable).
+    #[wasm_bindgen(getter)]
+    pub fn decode_tokens_per_sec(&self) -> f64 {
+        if self.generated_tokens > 1 && self.decode_secs > 0.0 {
+            (self.generated_tokens - 1) as f64 / self.decode_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One loaded model with its engine, the sampling options and an optional LoRA plug-in.
+#[wasm_bindgen]
+pub struct WasmEngine {
+    engine: Engine,
+    options: GenerateOptions,
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    /// Loads a model file (`.bin`) from its bytes; a bad file gives an error with the reason.
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: Vec<u8>) -> Result<WasmEngine, JsError> {
+        let model = Model::from_bytes(bytes).map_err(js_err)?;
+        let engine = Engine::new(model, None).map_err(js_err)?;
+        Ok(WasmEngine {
+            engine,
+            options: GenerateOptions::default(),
+        })
+    }
+
+    /// The model's shape and file details as a JSON object text.
+    pub fn info(&self) -> String {
+        let model = self.engine.model();
+        let config = serde_json::to_value(model.config()).unwrap_or(serde_json::Value::Null);
+        serde_json::json!({
+            "config": config,
+            "dtype": model.dtype().name(),
+            "version": format!("{:?}", model.version()),
+            "tokenizer_hash": model.tokenizer().hash_hex(),
+            "vocab_size": model.tokenizer().vocab_size(),
+            "lora": self.engine.lora().is_some(),
+        })
+        .to_string()
+    }
+
+    /// Plugs in a LoRA plug-in file (replacing any other); it must belong to this base model.
+    pub fn load_lora(&mut self, bytes: Vec<u8>) -> Result<(), JsError> {
+        let lora = Lora::from_bytes(bytes).map_err(js_err)?;
+        self.engine.load_lora(lora).map_err(js_err)
+    }
+
+    pub fn unload_lora(&mut self) {
+        self.engine.unload_lora();
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn has_lora(&self) -> bool {
+        self.engine.lora().is_some()
+    }
+
+    /// Sampling options for the next generations (docs/sampling.md): temperature 0 = greedy,
+    /// top_k 0 = off, top_p 1 = off, repetition_penalty 1 = off; `instruct` wraps the prompt in the
+    /// instruction template.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_options(
+        &mut self,
+        max_new_tokens: u32,
+        temperature: f32,
+        top_k: u32,
+        top_p: f32,
+        repetition_penalty: f32,
+        seed: u64,
+        instruct: bool,
+    ) -> Result<(), JsError> {
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return Err(JsError::new(&format!(
+                "temperature must be a number >= 0, got {temperature}"
+            )));
+        }
+        if !top_p.is_finite() {
+            return Err(JsError::new(&format!(
+                "top_p must be a number, got {top_p}"
+            )));
+        }
+        if !(repetition_penalty.is_finite() && repetition_penalty > 0.0) {
+            return Err(JsError::new(&format!(
+                "repetition_penalty must be a number > 0, got {repetition_penalty}"
+            )));
+        }
+        self.options = GenerateOptions {
+            max_new_tokens: max_new_tokens as usize,
+            temperature,
+            top_k: top_k as usize,
+            top_p,
+            repetition_penalty,
+            seed,
+            instruct,
+        };
+        Ok(())
+    }
+
+    /// Generates after `prompt`, calling `on_piece(text)` for each new piece of text; a falsy return
+    /// value interrupts. An exception thrown by the callback also stops and is passed on.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        on_piece: &js_sys::Function,
+    ) -> Result<Stats, JsError> {
+        let start = performance_now();
+        let mut first_piece_at: Option<f64> = None;
+        let mut interrupted = false;
+        let mut thrown: Option<JsValue> = None;
+        let mut callback = |piece: &str| -> bool {
+            first_piece_at.get_or_insert_with(performance_now);
+            match on_piece.call1(&JsValue::NULL, &JsValue::from_str(piece)) {
+                Ok(more) if more.is_truthy() => true,
+                Ok(_) => {
+                    interrupted = true;
+                    false
+                }
+                Err(e) => {
+                    thrown = Some(e);
+                    false
+                }
+            }
+        };
+        let result = self.engine.generate(prompt, &self.options, &mut callback);
+        let end = performance_now();
+        if let Some(e) = thrown {
+            return Err(JsError::new(&format!(
+                "the piece callback failed: {}",
+                describe(&e)
+            )));
+        }
+        let stats = result.map_err(js_err)?;
+        let first = first_piece_at.unwrap_or(end);
+        Ok(Stats {
+            prompt_tokens: stats.prompt_tokens as u32,
+            generated_tokens: stats.generated_tokens as u32,
+            prefill_secs: (first - start) / 1e3,
+            decode_secs: (end - first) / 1e3,
+            interrupted,
+        })
+    }
+
+    /// Greedy continuation as token ids, without text decoding (used by tests and the benchmark).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.engine.model().tokenizer().encode(text, false)
+    }
+}
+
+fn describe(e: &JsValue) -> String {
+    e.as_string()
+        .or_else(|| {
+            js_sys::Reflect::get(e, &JsValue::from_str("message"))
+                .ok()?
+                .as_string()
+        })
+        .unwrap_or_else(|| format!("{e:?}"))
 }

@@ -1,0 +1,103 @@
+// The engine's Web Worker: loads the WASM engine at start-up and runs every request off the page's
+// main thread, so the page stays responsive while the model computes.
+//
+// Protocol (page -> worker): {id, type, ...}; the worker answers each request with exactly one
+// {id, type: "ok", ...} or {id, type: "error", message, fatal}; generation also streams
+// {id, type: "piece", text} before its final "ok". Unsolicited: {type: "ready", version} once, or
+// {type: "fatal", message} when the engine cannot start.
+//   load   {bytes: ArrayBuffer}            -> ok {info}       (the old model stays on error)
+//   lora   {bytes: ArrayBuffer}            -> ok {info}
+//   unlora {}                              -> ok {info}
+//   generate {prompt, options}             -> piece*, ok {stats}
+//   golden {}                              -> ok {got, expected}   (kernels' golden hashes)
+//   stopFlag {flag: SharedArrayBuffer}     -> ok   (generation stops when flag[0] != 0)
+import init, { kernelGolden, kernelGoldenExpected, version, WasmEngine } from "./pkg/nano_wasm.js";
+
+let engine = null;
+let stopFlag = null; // Int32Array over a SharedArrayBuffer, when the page is cross-origin isolated
+
+function info() {
+  return engine ? JSON.parse(engine.info()) : null;
+}
+
+function errorMessage(err) {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+const handlers = {
+  load({ bytes }) {
+    const next = new WasmEngine(new Uint8Array(bytes));
+    if (engine) engine.free();
+    engine = next;
+    return { info: info() };
+  },
+  lora({ bytes }) {
+    requireModel();
+    engine.load_lora(new Uint8Array(bytes));
+    return { info: info() };
+  },
+  unlora() {
+    requireModel();
+    engine.unload_lora();
+    return { info: info() };
+  },
+  generate({ prompt, options }, id) {
+    requireModel();
+    const o = options;
+    engine.set_options(o.maxNewTokens, o.temperature, o.topK, o.topP, o.repetitionPenalty,
+      BigInt(o.seed), o.instruct);
+    if (stopFlag) Atomics.store(stopFlag, 0, 0);
+    const stats = engine.generate(prompt, (text) => {
+      if (text) postMessage({ id, type: "piece", text });
+      return !(stopFlag && Atomics.load(stopFlag, 0) !== 0);
+    });
+    const out = {
+      promptTokens: stats.prompt_tokens,
+      generatedTokens: stats.generated_tokens,
+      prefillSecs: stats.prefill_secs,
+      decodeSecs: stats.decode_secs,
+      decodeTokensPerSec: stats.decode_tokens_per_sec,
+      interrupted: stats.interrupted,
+    };
+    stats.free();
+    return { stats: out };
+  },
+  golden() {
+    return { got: kernelGolden(), expected: kernelGoldenExpected() };
+  },
+  stopFlag({ flag }) {
+    stopFlag = new Int32Array(flag);
+    return {};
+  },
+};
+
+function requireModel() {
+  if (!engine) throw new Error("no model loaded: choose a model file first");
+}
+
+const ready = init({ module_or_path: new URL("./pkg/nano_wasm_bg.wasm", import.meta.url) }).then(
+  () => {
+    postMessage({ type: "ready", version: version() });
+    return true;
+  },
+  (err) => {
+    postMessage({ type: "fatal", message: `cannot start the WASM engine: ${errorMessage(err)}` });
+    return false;
+  },
+);
+
+self.onmessage = async (event) => {
+  const msg = event.data;
+  if (!(await ready)) return;
+  const handler = handlers[msg.type];
+  try {
+    if (!handler) throw new Error(`unknown request ${msg.type}`);
+    postMessage({ id: msg.id, type: "ok", ...handler(msg, msg.id) });
+  } catch (err) {
+    // A WebAssembly.RuntimeError is a trap (a Rust panic): the instance may be inconsistent, so the
+    // page must start a fresh worker. Ordinary errors (bad file, bad option) leave the engine usable.
+    const fatal = err instanceof WebAssembly.RuntimeError;
+    postMessage({ id: msg.id, type: "error", message: errorMessage(err), fatal });
+  }
+};

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the WASM engine (rust/wasm, wasm-bindgen over nano-infer, SIMD128) into python/nano/web/pkg/,
+# where `python -m nano.web` serves it from and the wheel picks it up.
+#
+# Two toolchains are supported:
+#  * rustup with the wasm32-unknown-unknown target installed (a developer laptop);
+#  * Debian's rustc-web / cargo-web / rust-web-src (CI and these machines: rustup cannot download the
+#    wasm32 target here), building std itself with -Z build-std (RUSTC_BOOTSTRAP=1 unlocks it).
+# Post-processing uses wasm-pack (`--mode force --no-opt`: no toolchain checks, no downloads) when it is
+# installed, else the wasm-bindgen CLI directly; either needs wasm-bindgen-cli of the exact version that
+# rust/wasm/Cargo.toml pins. .ci/setup-wasm.sh installs all of this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT="$ROOT/python/nano/web/pkg"
+CRATE="$ROOT/rust/wasm"
+# A separate target dir: Debian's compiler and rustup's must not share artifacts.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm"
+export RUSTFLAGS="-C target-feature=+simd128"
+TARGET=wasm32-unknown-unknown
+PROFILE_FLAGS=()
+
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+    echo "build_wasm: using rustup's $TARGET target"
+    CARGO=(cargo)
+elif [ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
+    echo "build_wasm: using Debian's toolchain ($(/usr/bin/rustc --version)) with -Z build-std"
+    # Debian's cargo/rustc first on PATH for this build only (rustup's proxies usually come first).
+    export PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1
+    CARGO=(/usr/bin/cargo)
+    PROFILE_FLAGS=(-Z build-std=std,panic_abort)
+else
+    echo "build_wasm: no wasm32 toolchain: run 'rustup target add $TARGET', or on Debian" >&2
+    echo "            'apt-get install rustc-web cargo-web rust-web-src lld-22' (see .ci/setup-wasm.sh)" >&2
+    exit 1
+fi
+
+want=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' "$CRATE/Cargo.toml")
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+    echo "build_wasm: wasm-bindgen CLI $want is needed (found: ${have:-none});" \
+         "run: cargo install wasm-bindgen-cli --version =$want" >&2
+    exit 1
+fi
+
+rm -rf "$OUT.tmp"
+if command -v wasm-pack >/dev/null 2>&1; then
+    wasm-pack --log-level warn build "$CRATE" --release --target web --mode force --no-opt --no-pack \
+        --out-dir "$OUT.tmp" --out-name nano_wasm -- "${PROFILE_FLAGS[@]}"
+else
+    "${CARGO[@]}" build -p nano-wasm --release --target "$TARGET" "${PROFILE_FLAGS[@]}"
+    wasm-bindgen --target web --out-dir "$OUT.tmp" --out-name nano_wasm \
+        "$CARGO_TARGET_DIR/$TARGET/release/nano_wasm.wasm"
+fi
+# Keep only what the page loads (wasm-pack also writes a .gitignore, which would hide the files from
+# packaging tools), then swap the new package in whole.
+find "$OUT.tmp" -type f ! -name '*.js' ! -name '*.wasm' ! -name '*.d.ts' -delete
+rm -rf "$OUT"
+mv "$OUT.tmp" "$OUT"
+ls -l "$OUT"

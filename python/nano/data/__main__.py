@@ -1,0 +1,124 @@
+"""Command line: ``python -m nano.data shuffle|pretrain|sft ...`` (see docs/data.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nano.data.records import DataError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nano.data", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("shuffle", help="uniformly shuffle the records (lines) of files larger than RAM")
+    s.add_argument("inputs", nargs="+", metavar="IN")
+    s.add_argument("-o", "--output", required=True, metavar="OUT")
+    s.add_argument("--memory", default="256M", help="memory budget, e.g. 256M, 1G (default 256M)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--tmp-dir", default=None, help="where temporary piles go (default: beside OUT)")
+    s.add_argument("--record-size", type=int, default=None, help="fixed-size binary records of N bytes")
+    s.add_argument("--no-progress", action="store_true")
+
+    def common(q):
+        q.add_argument("inputs", nargs="+", metavar="IN")
+        q.add_argument("-o", "--output", required=True, metavar="DIR")
+        q.add_argument("--tokenizer", required=True, help="vocabulary JSON file")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--threads", type=int, default=None)
+        q.add_argument("--strict", action="store_true", help="a bad record is fatal (default: skip, count)")
+        q.add_argument("--no-progress", action="store_true")
+
+    t = sub.add_parser("pretrain", help="text files (one document per line) -> token files")
+    common(t)
+    t.add_argument("--val-fraction", type=float, default=0.01)
+    t.add_argument("--add-bos", action="store_true", help="put <|bos|> before every document")
+
+    f = sub.add_parser("sft", help="JSONL {question, answer} -> fixed-length samples with loss masks")
+    common(f)
+    f.add_argument("--block-size", type=int, required=True)
+    f.add_argument("--val-fraction", type=float, default=0.05)
+    f.add_argument("--pack", action="store_true", help="pack several samples per block")
+    f.add_argument("--overlong", choices=("truncate", "drop"), default="truncate")
+    return p
+
+
+def _report(summary: dict) -> None:
+    """Human summary on stderr; the full summary as JSON on stdout."""
+    if "splits" in summary:
+        for name, split in summary["splits"].items():
+            print(f"{name}: " + ", ".join(f"{v} {k}" for k, v in split.items()), file=sys.stderr)
+    lines = [
+        f"records in {summary.get('records_in')}, written {summary.get('records_written')}",
+        "skipped: " + (", ".join(f"{v} {k}" for k, v in summary.get("skipped", {}).items()) or "none"),
+    ]
+    if "unknown_rate" in summary:
+        lines.append(f"tokens {summary['tokens']}, unknown-token rate {summary['unknown_rate']:.4%}")
+    if "mb_per_s" in summary:
+        lines.append(
+            f"{summary['bytes_in'] / 1e6:.1f} MB in {summary['seconds']:.2f} s = {summary['mb_per_s']:.1f} MB/s"
+        )
+    for line in lines:
+        print(line, file=sys.stderr)
+    print(json.dumps(summary))
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    progress = None if not args.no_progress else False
+    try:
+        if args.command == "shuffle":
+            from nano.data.shuffle import shuffle
+
+            summary = shuffle(
+                args.inputs,
+                args.output,
+                memory=args.memory,
+                seed=args.seed,
+                tmp_dir=args.tmp_dir,
+                threads=args.threads,
+                record_size=args.record_size,
+                progress=progress,
+            )
+        elif args.command == "pretrain":
+            from nano.data.pretrain import prepare_pretrain
+
+            summary = prepare_pretrain(
+                args.inputs,
+                args.output,
+                args.tokenizer,
+                val_fraction=args.val_fraction,
+                seed=args.seed,
+                add_bos=args.add_bos,
+                threads=args.threads,
+                strict=args.strict,
+                progress=progress,
+            )
+        else:
+            from nano.data.sft import prepare_sft
+
+            summary = prepare_sft(
+                args.inputs,
+                args.output,
+                args.tokenizer,
+                args.block_size,
+                val_fraction=args.val_fraction,
+                seed=args.seed,
+                pack=args.pack,
+                overlong=args.overlong,
+                strict=args.strict,
+                threads=args.threads,
+                progress=progress,
+            )
+    except (DataError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _report(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,2 +1,25 @@
-//! `nano-infer`: command-line front end of the engine. (Filled in below.)
-fn main() {}
+//! `nano-infer`: the command-line front end of the engine.
+//!
+//!     nano-infer MODEL.bin [-l LORA.bin] [-i] [-n MAX] [-t TEMP] [-k TOPK] [-p TOPP] [-r PENALTY]
+//!                [-s SEED] [--threads N] [--prompt TEXT]
+//!     nano-infer bench MODEL.bin ...        (benchmark subcommand; see src/cli/bench.rs)
+//!
+//! Subcommands are recognised by the first argument, so a model path is never mistaken for one.
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let result = match args.get(1).and_then(|a| a.to_str()) {
+        Some("bench") => cli::bench::main(&args),
+        _ => cli::run::main(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

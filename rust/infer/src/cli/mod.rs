@@ -1,0 +1,3 @@
+//! Subcommands of the `nano-infer` binary.
+pub mod bench;
+pub mod run;

@@ -1,0 +1,134 @@
+//! `nano-infer MODEL.bin ...`: generate from a prompt, or chat in a read-eval-print loop.
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use clap::Parser;
+use nano_infer::{Engine, Error, GenerateOptions, GenerateStats, Lora, Model};
+
+#[derive(Parser, Debug)]
+#[command(name = "nano-infer", version, about = "Run a Nano model file (.bin) on the CPU")]
+struct Args {
+    /// Model file (.bin, Nano 2026.1 or 2024.10)
+    model: PathBuf,
+    /// LoRA plug-in to apply (.bin)
+    #[arg(short = 'l', long = "lora")]
+    lora: Option<PathBuf>,
+    /// Instruction mode: wrap each prompt in <|instruct_mark|> ... <|response_mark|>
+    #[arg(short = 'i', long = "instruct")]
+    instruct: bool,
+    /// Maximum number of new tokens
+    #[arg(short = 'n', long = "max-new-tokens", default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Temperature (0 = greedy)
+    #[arg(short = 't', long = "temperature", default_value_t = 1.0)]
+    temperature: f32,
+    /// Keep the k most likely tokens (0 = off)
+    #[arg(short = 'k', long = "top-k", default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling mass (1.0 = off)
+    #[arg(short = 'p', long = "top-p", default_value_t = 1.0)]
+    top_p: f32,
+    /// Repetition penalty (1.0 = off)
+    #[arg(short = 'r', long = "repetition-penalty", default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Random seed (same seed, same text)
+    #[arg(short = 's', long = "seed", default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (default: all cores)
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Generate once from this prompt and exit (without it: interactive loop reading stdin)
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Print no statistics at the end
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+pub fn main(argv: &[std::ffi::OsString]) -> Result<(), Error> {
+    let args = match Args::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => e.exit(), // --help / --version / usage errors, with clap's own exit codes
+    };
+    let model = Model::open(&args.model)?;
+    let mut engine = Engine::new(model, args.threads)?;
+    if let Some(path) = &args.lora {
+        engine.load_lora(Lora::open(path)?)?;
+    }
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        instruct: args.instruct,
+    };
+    match &args.prompt {
+        Some(prompt) => {
+            let stats = generate(&mut engine, prompt, &opts)?;
+            report(&stats, args.quiet);
+        }
+        None => repl(&mut engine, &opts, args.quiet)?,
+    }
+    Ok(())
+}
+
+/// Streams the generated text to stdout as it is produced.
+fn generate(engine: &mut Engine, prompt: &str, opts: &GenerateOptions) -> Result<GenerateStats, Error> {
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    let stats = engine.generate(prompt, opts, &mut |piece| match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e); // e.g. a closed pipe: stop generating
+            false
+        }
+    })?;
+    let _ = writeln!(out);
+    if let Some(e) = failed {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(Error::Io { path: "stdout".into(), source: e });
+        }
+    }
+    Ok(stats)
+}
+
+fn report(s: &GenerateStats, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let rate = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    eprintln!(
+        "[{} prompt tokens at {:.1} tokens/s; {} new tokens at {:.2} tokens/s]",
+        s.prompt_tokens,
+        rate(s.prompt_tokens, s.prefill_secs),
+        s.generated_tokens,
+        rate(s.generated_tokens, s.decode_secs)
+    );
+}
+
+/// One prompt per line from stdin until end of input; errors of one prompt do not end the loop.
+fn repl(engine: &mut Engine, opts: &GenerateOptions, quiet: bool) -> Result<(), Error> {
+    let stdin = std::io::stdin();
+    let interactive = std::io::IsTerminal::is_terminal(&stdin);
+    let mut line = String::new();
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        line.clear();
+        let n = stdin.lock().read_line(&mut line).map_err(|e| Error::Io { path: "stdin".into(), source: e })?;
+        if n == 0 {
+            return Ok(());
+        }
+        let prompt = line.trim_end_matches(['\n', '\r']);
+        if prompt.is_empty() {
+            continue;
+        }
+        match generate(engine, prompt, opts) {
+            Ok(stats) => report(&stats, quiet),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+}

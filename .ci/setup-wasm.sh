@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the WASM engine and the browser tests need, then builds the page's WASM package
+# (python/nano/web/pkg/, packaged into the wheel by the README test command's `pip install`).
+# Idempotent and quick when everything is already there. Recipes: ../shared/notes/toolchain.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian's Rust (with std's source, for -Z build-std to wasm32), the wasm linker, headless Chromium.
+need=()
+for pkg in rustc-web cargo-web rust-web-src lld-22 chromium; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup-wasm: apt-get install ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# wasm-bindgen CLI of exactly the version rust/wasm pins, and wasm-pack (used offline: see build_wasm.sh).
+export PATH="$HOME/.cargo/bin:$PATH"
+want=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' rust/wasm/Cargo.toml)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    env -u CARGO_TARGET_DIR cargo install --quiet wasm-bindgen-cli --version "=$want"
+fi
+if ! command -v wasm-pack >/dev/null 2>&1; then
+    env -u CARGO_TARGET_DIR cargo install --quiet wasm-pack --version "=0.15.1"
+fi
+
+# Python Playwright drives the Debian Chromium; never `playwright install` (it downloads a browser).
+python3 -c "import playwright" 2>/dev/null || python3 -m pip install -q "playwright>=1.40"
+
+bash scripts/build_wasm.sh

@@ -32,6 +32,7 @@ def shuffle(
     *,
     record_size: int | None = None,
     progress: bool | None = None,
+    _pile_bytes: int | None = None,
 ) -> dict:
     """Write a uniformly random permutation of the input records to ``output``.
 
@@ -56,4 +57,5 @@ def shuffle(
         threads,
         record_size,
         bool(progress),
+        _pile_bytes,
     )

@@ -1,6 +1,62 @@
-//! Python binding of the `nano-shuffle` crate. (Skeleton.)
-use pyo3::prelude::*;
+//! Python binding of the `nano-shuffle` crate: `nano._native.shuffle_files`, wrapped by
+//! `nano.data.shuffle`. The shuffle runs with the GIL released.
+use std::path::PathBuf;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
-    Ok(())
+use nano_shuffle::{shuffle_files as run_shuffle, Error, Options, RecordFormat};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+fn to_py_err(e: Error) -> PyErr {
+    match e {
+        Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Shuffle the records of `inputs` into `output`; returns a summary dict
+/// (records, bytes, piles, recursive_piles, gather_threads). `pile_bytes` is for tests and tuning:
+/// it forces the two-pass path with piles of about that size.
+#[pyfunction]
+#[pyo3(signature = (inputs, output, memory, seed=0, tmp_dir=None, threads=None, record_size=None, progress=false, pile_bytes=None))]
+#[allow(clippy::too_many_arguments)]
+fn shuffle_files<'py>(
+    py: Python<'py>,
+    inputs: Vec<PathBuf>,
+    output: PathBuf,
+    memory: u64,
+    seed: u64,
+    tmp_dir: Option<PathBuf>,
+    threads: Option<usize>,
+    record_size: Option<usize>,
+    progress: bool,
+    pile_bytes: Option<u64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let format = match record_size {
+        None => RecordFormat::Lines,
+        Some(n) => RecordFormat::Fixed(n),
+    };
+    let opts = Options {
+        memory,
+        seed,
+        tmp_dir,
+        threads,
+        format,
+        progress,
+        pile_bytes,
+    };
+    let summary = py
+        .detach(|| run_shuffle(&inputs, &output, &opts))
+        .map_err(to_py_err)?;
+    let d = PyDict::new(py);
+    d.set_item("records", summary.records)?;
+    d.set_item("bytes", summary.bytes)?;
+    d.set_item("piles", summary.piles)?;
+    d.set_item("recursive_piles", summary.recursive_piles)?;
+    d.set_item("gather_threads", summary.gather_threads)?;
+    Ok(d)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(shuffle_files, m)?)
 }

@@ -263,7 +263,8 @@ impl Engine {
             repetition_penalty: opts.repetition_penalty,
         };
         let mut sampler = Sampler::new(sampler_opts, opts.seed);
-        let mut decoder = StreamDecoder::new(&tokenizer);
+        // special tokens print nothing (as in the PyTorch path); <|eos|> stops before printing
+        let mut decoder = StreamDecoder::skipping_special(&tokenizer);
         if opts.max_new_tokens == 0 || ids.len() >= block {
             return Ok(stats);
         }

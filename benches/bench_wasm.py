@@ -1,0 +1,124 @@
+"""WASM decode speed in headless Chromium vs the native engine on one thread, same model, same run.
+
+    python benches/bench_wasm.py [--dtypes f32,q8_0] [--tokens 128] [--repeats 3] [--small]
+
+Builds a randomly initialised Llama-style model (speed does not depend on the weights' values; ~15M
+parameters like the original project's smallest model, or a tiny one with --small), exports it with
+nano.export, then measures greedy decoding: the page in Debian's headless Chromium (the WASM engine in
+its Web Worker, SIMD128, one thread) and nano.Engine(threads=1) (the native build). Decode tokens/s =
+(generated - 1) / time from the first new token to the last, median of the repeats; prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+import web_harness as wh  # noqa: E402
+
+PROMPT = wh.TEXT[:8]
+
+
+def bench_model(out_dir: Path, dtype: str, small: bool) -> Path:
+    import torch
+    from nano.export import export_checkpoint
+    from nano.model import ModelConfig, Transformer
+    from nano.tokenizer import Tokenizer
+
+    shared_vocab = REPO.parent / "shared" / "data" / "tokenizer_16384.json"
+    vocab = shared_vocab if shared_vocab.exists() and not small else wh.VOCAB
+    tok = Tokenizer.from_file(str(vocab))
+    if small:
+        dims = dict(block_size=256, n_layer=2, n_embd=64, n_head=4, n_kv_head=2, n_hidden=192)
+    else:
+        dims = dict(block_size=256, n_layer=6, n_embd=288, n_head=6, n_kv_head=6, n_hidden=768)
+    config = ModelConfig.from_dict(dict(vocab_size=tok.vocab_size, **dims))
+    torch.manual_seed(0)
+    model = Transformer(config)
+    ckpt = {"format": "nano-checkpoint", "version": 1, "model": model.state_dict(), "step": 0,
+            "model_config": config.to_dict(), "tokenizer_json": tok.to_json(), "tokenizer_hash": tok.hash}
+    params = sum(p.numel() for p in model.parameters())
+    path = export_checkpoint(ckpt, out_dir / f"bench-{dtype}.bin", dtype=dtype)
+    print(f"model: {params / 1e6:.1f}M parameters, vocab {tok.vocab_size}, {dtype}, "
+          f"{path.stat().st_size / 2**20:.1f} MiB", flush=True)
+    return path
+
+
+def native_rates(path: Path, tokens: int, repeats: int) -> tuple[list[float], int]:
+    from nano.engine import Engine
+
+    engine = Engine(path, threads=1)
+    rates, generated = [], 0
+    for _ in range(repeats + 1):  # the first run warms caches and is not counted
+        it = engine.generate(PROMPT, max_new_tokens=tokens, temperature=0.0)
+        for _piece in it:
+            pass
+        stats = it.stats
+        generated, secs = int(stats["generated_tokens"]), float(stats["decode_secs"])
+        rates.append((generated - 1) / secs if generated > 1 and secs > 0 else 0.0)
+    return rates[1:], generated
+
+
+def wasm_rates(page, path: Path, tokens: int, repeats: int) -> tuple[list[float], str]:
+    page.set_input_files("#model-file", files=[str(path)])
+    wh.wait_idle(page)
+    error = wh.page_error(page)
+    if error:
+        raise SystemExit(f"the page could not load {path.name}: {error}")
+    wh.set_options(page, max_new_tokens=tokens)
+    rates, text = [], ""
+    for _ in range(repeats + 1):
+        text, stats = wh.generate(page, PROMPT)
+        rates.append(stats["tokens_per_sec"])
+    return rates[1:], text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dtypes", default="f32,q8_0")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--small", action="store_true", help="a tiny model (quick smoke run)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    why = wh.missing_requirements()
+    if why:
+        print(f"cannot run: {why}", file=sys.stderr)
+        return 2
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, wh.serve_page() as url, wh.browser_page(url) as (page, log):
+        version = wh.open_page(page, url)
+        print(f"WASM engine {version} in {wh.chromium_path()} (headless); native nano.Engine(threads=1)")
+        for dtype in args.dtypes.split(","):
+            path = bench_model(Path(tmp), dtype, args.small)
+            native, generated = native_rates(path, args.tokens, args.repeats)
+            wasm, text = wasm_rates(page, path, args.tokens, args.repeats)
+            row = {
+                "dtype": dtype,
+                "generated_tokens": generated,
+                "wasm_tok_s": statistics.median(wasm),
+                "native_1t_tok_s": statistics.median(native),
+            }
+            row["ratio"] = row["wasm_tok_s"] / row["native_1t_tok_s"] if row["native_1t_tok_s"] else 0.0
+            results.append(row)
+            print(f"{dtype:>5}: WASM {row['wasm_tok_s']:8.1f} tok/s   native 1 thread {row['native_1t_tok_s']:8.1f} "
+                  f"tok/s   WASM/native = {row['ratio']:.2f}   ({generated} tokens, median of {args.repeats})",
+                  flush=True)
+        off = log.off_loopback()
+        if off:
+            print(f"warning: requests left 127.0.0.1: {off}", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

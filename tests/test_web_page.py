@@ -1,0 +1,157 @@
+"""The browser page in a real headless Chromium (Debian's), driven by Playwright, and the WASM engine
+under Node: same greedy text as the native engine, LoRA on/off, corrupt files, requests stay on
+127.0.0.1, kernels bit-exact with native. A screenshot goes to artifacts/web/screenshot.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import web_harness as wh
+from nano.web.server import WEB_DIR
+
+PROMPT = wh.TEXT[:3]
+MAX_NEW = 24
+
+
+def _require_browser_stack() -> None:
+    why = wh.missing_requirements()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run in CI: {why} (.ci/setup-wasm.sh should have set it up)")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    _require_browser_stack()
+    pytest.importorskip("torch")
+    return wh.train_tiny_model(tmp_path_factory.mktemp("web-model"))["paths"]
+
+
+@pytest.fixture(scope="module")
+def expected(models):
+    """The native engine's greedy texts (the reference the page must reproduce exactly)."""
+    base = wh.native_greedy(models["f32"], PROMPT, MAX_NEW)
+    with_lora = wh.native_greedy(models["f32"], PROMPT, MAX_NEW, lora=models["lora"])
+    assert len(base) > 0
+    assert with_lora != base, "the test LoRA must change the greedy text"
+    return {"base": base, "lora": with_lora}
+
+
+def test_node_kernels_bit_exact_and_engine(models, expected):
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is not installed")
+        pytest.skip("node is not installed")
+    script = wh.REPO / "tests" / "web" / "node_check.mjs"
+    proc = subprocess.run(
+        [node, str(script), str(WEB_DIR / "pkg"), str(models["q8_0"]), PROMPT, str(MAX_NEW)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    # The native kernel tests' golden hashes (rust/infer/src/kernels/tests.rs), reproduced in wasm32.
+    assert out["golden"] == out["goldenExpected"] == ["3713210ab7f7c23c", "6c9c4d7254253610"]
+    # q8_0 kernels are integer-exact, so the wasm text equals native's for the quantized model too.
+    assert out["greedy"]["text"] == wh.native_greedy(models["q8_0"], PROMPT, MAX_NEW)
+    assert out["greedy"]["interrupted"] is False
+    assert out["interrupt"] == {"generated": 1, "interrupted": True}
+    assert "invalid model file" in out["corrupt"] or "model" in out["corrupt"].lower()
+
+
+def test_page_end_to_end(models, expected):
+    from nano import _native
+
+    with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
+        version = wh.open_page(page, url)
+        assert version == _native.__version__
+
+        # Kernel golden hashes inside the browser's worker too.
+        golden = page.evaluate(
+            """() => new Promise((resolve, reject) => {
+                const w = new Worker('worker.js', {type: 'module'});
+                w.onmessage = (e) => {
+                    if (e.data.type === 'ready') w.postMessage({id: 1, type: 'golden'});
+                    else if (e.data.id === 1) { w.terminate(); resolve(e.data); }
+                };
+                w.onerror = (e) => reject(new Error(e.message));
+            })"""
+        )
+        assert golden["got"] == golden["expected"] == ["3713210ab7f7c23c", "6c9c4d7254253610"]
+
+        # A corrupt file before any model: a clear error, and the page keeps working.
+        wh.choose_file(page, "#model-file", "corrupt.bin", b"NANO" + bytes(range(256)) * 4)
+        assert "cannot load corrupt.bin" in wh.page_error(page)
+        assert page.is_disabled("#generate")
+
+        wh.choose_file(page, "#model-file", "tiny-f32.bin", models["f32"].read_bytes())
+        assert wh.page_error(page) == ""
+        assert page.get_attribute("#model-info", "data-loaded") == "tiny-f32.bin"
+
+        wh.set_options(page, max_new_tokens=MAX_NEW)
+        text, stats = wh.generate(page, PROMPT)
+        assert text == expected["base"]
+        assert stats["tokens_per_sec"] > 0
+
+        # A truncated model file is refused; the loaded model stays and still generates the same text.
+        truncated = models["f32"].read_bytes()[: models["f32"].stat().st_size // 2]
+        wh.choose_file(page, "#model-file", "truncated.bin", truncated)
+        assert "cannot load truncated.bin" in wh.page_error(page)
+        assert page.get_attribute("#model-info", "data-loaded") == "tiny-f32.bin"
+        assert wh.generate(page, PROMPT)[0] == expected["base"]
+
+        # LoRA plug-in: the output changes to native-with-LoRA, and returns after unloading.
+        wh.choose_file(page, "#lora-file", "lora.bin", models["lora"].read_bytes())
+        assert wh.page_error(page) == ""
+        assert page.get_attribute("#lora-info", "data-loaded") == "lora.bin"
+        assert wh.generate(page, PROMPT)[0] == expected["lora"]
+        page.click("#lora-unload")
+        wh.wait_idle(page)
+        assert page.get_attribute("#lora-info", "data-loaded") is None
+        assert wh.generate(page, PROMPT)[0] == expected["base"]
+
+        # A model file given as a LoRA is refused with a reason.
+        wh.choose_file(page, "#lora-file", "not-a-lora.bin", models["f32"].read_bytes())
+        assert "cannot load the LoRA not-a-lora.bin" in wh.page_error(page)
+
+        # Sampled generation with the same seed is reproducible (the spec's SplitMix64 RNG).
+        wh.set_options(page, max_new_tokens=MAX_NEW, temperature=1.0, top_k=20, top_p=0.9, seed=7)
+        first = wh.generate(page, PROMPT)[0]
+        assert wh.generate(page, PROMPT)[0] == first
+
+        # Instruction mode runs (the template is the engine's).
+        wh.set_options(page, max_new_tokens=8, instruct=True)
+        wh.generate(page, PROMPT)
+        assert page.text_content("#output-prompt").startswith("Q: ")
+
+        wh.set_options(page, max_new_tokens=MAX_NEW)
+        wh.generate(page, PROMPT)
+        wh.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(wh.ARTIFACTS / "screenshot.png"), full_page=True)
+
+        assert not [m for m in page.console_log if m.startswith(("error", "pageerror"))], page.console_log
+        assert requests.urls, "no request was recorded"
+        assert any(u.endswith("/pkg/nano_wasm_bg.wasm") for u in requests.urls), requests.urls
+        assert requests.off_loopback() == []
+    assert (wh.ARTIFACTS / "screenshot.png").stat().st_size > 10_000
+
+
+def test_bad_settings_are_reported(models):
+    with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
+        wh.open_page(page, url)
+        wh.choose_file(page, "#model-file", "tiny-f32.bin", models["f32"].read_bytes())
+        page.fill("#temperature", "-1")
+        page.fill("#prompt", PROMPT)
+        page.click("#generate")
+        page.wait_for_function("!document.getElementById('error').hidden")
+        assert "temperature" in wh.page_error(page)
+        page.fill("#temperature", "0")
+        page.fill("#seed", "1.5")
+        page.click("#generate")
+        page.wait_for_function("document.getElementById('error').textContent.includes('seed')")
+        assert requests.off_loopback() == []

@@ -1,0 +1,233 @@
+"""Shared by the browser tests and benches/bench_wasm.py: serve the page, drive Debian's headless Chromium
+through Playwright, and make small model files with the project's own trainer and exporter."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "artifacts" / "web"
+VOCAB = REPO / "python" / "nano" / "corpus" / "chinese_classic_vocab.json"
+# From the built-in corpus; every character is in its vocabulary.
+TEXT = "于廓灵海，长为委输。其为广也，其为怪也，宜其为大也。群山既略，百川潜渫。江河既导，万穴俱流，掎拔五岳，竭涸九州。"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-domain-reliability",
+    "--metrics-recording-only",
+]
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+
+
+def missing_requirements() -> str | None:
+    """Why the browser tests cannot run here (None when they can)."""
+    from nano.web.server import WEB_DIR, has_wasm
+
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "python playwright is not installed (pip install playwright; never `playwright install`)"
+    if chromium_path() is None:
+        return "chromium is not installed (apt-get install chromium)"
+    if not has_wasm():
+        return f"the WASM package is not built in {WEB_DIR / 'pkg'} (scripts/build_wasm.sh)"
+    return None
+
+
+@contextlib.contextmanager
+def serve_page() -> Iterator[str]:
+    """The installed page on a free loopback port; yields its base URL."""
+    from nano.web.server import make_server
+
+    server = make_server("127.0.0.1", 0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class RequestLog:
+    """Every request the browser makes (page and workers); anything not on the page's origin is blocked."""
+
+    def __init__(self, base_url: str):
+        self.origin = urllib.parse.urlsplit(base_url).netloc
+        self.urls: list[str] = []
+        self.blocked: list[str] = []
+
+    def route(self, route) -> None:
+        url = route.request.url
+        self.urls.append(url)
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.netloc != self.origin:
+            self.blocked.append(url)
+            route.abort()
+        else:
+            route.continue_()
+
+    def off_loopback(self) -> list[str]:
+        bad = []
+        for url in self.urls + self.blocked:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme in ("data", "blob"):
+                continue
+            if parts.hostname != "127.0.0.1":
+                bad.append(url)
+        return bad
+
+
+@contextlib.contextmanager
+def browser_page(base_url: str) -> Iterator[tuple[object, RequestLog]]:
+    """A fresh headless Chromium page (Debian's binary) with a request log; the page is not opened yet."""
+    from playwright.sync_api import sync_playwright
+
+    log = RequestLog(base_url)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1200, "height": 900}, service_workers="block")
+            context.route("**/*", log.route)
+            context.on("request", lambda r: None if r.url in log.urls else log.urls.append(r.url))
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.console_log = console  # type: ignore[attr-defined]
+            yield page, log
+        finally:
+            browser.close()
+
+
+def open_page(page, base_url: str) -> str:
+    """Loads the page and waits for the engine's worker; returns the version the page shows."""
+    page.goto(base_url)
+    page.wait_for_selector("#engine-status[data-version]")
+    return page.get_attribute("#engine-status", "data-version")
+
+
+def wait_idle(page) -> None:
+    page.wait_for_function("document.body.dataset.state === 'idle'")
+
+
+def choose_file(page, selector: str, name: str, data: bytes) -> None:
+    page.set_input_files(selector, files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
+    # The change handler locks the controls at once; wait for the request to finish.
+    page.wait_for_function("document.body.dataset.state === 'idle'")
+
+
+def set_options(page, *, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                repetition_penalty: float = 1.0, seed: int = 0, instruct: bool = False) -> None:
+    page.fill("#temperature", str(temperature))
+    page.fill("#top-k", str(top_k))
+    page.fill("#top-p", str(top_p))
+    page.fill("#repetition-penalty", str(repetition_penalty))
+    page.fill("#max-tokens", str(max_new_tokens))
+    page.fill("#seed", str(seed))
+    page.check("#mode-instruct" if instruct else "#mode-continue")
+
+
+def generate(page, prompt: str) -> tuple[str, dict]:
+    """Clicks Generate and waits for the end; returns (generated text, {'tokens_per_sec': ...})."""
+    page.fill("#prompt", prompt)
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('generated').dataset.done === '1'")
+    wait_idle(page)
+    error = page.text_content("#error") if page.is_visible("#error") else ""
+    if error:
+        raise AssertionError(f"the page reported an error: {error}")
+    rate = page.get_attribute("#speed", "data-tokens-per-sec")
+    return page.text_content("#generated"), {"tokens_per_sec": float(rate) if rate else 0.0}
+
+
+def page_error(page) -> str:
+    return page.text_content("#error") if page.is_visible("#error") else ""
+
+
+class _Repeat:
+    """A loader that serves the same batch forever (enough to give a tiny model real structure)."""
+
+    def __init__(self, x):
+        self.x = x
+
+    def next_batch(self):
+        import torch
+
+        return self.x[:, :-1], self.x[:, 1:], torch.ones(self.x.shape[0], self.x.shape[1] - 1)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, d):
+        pass
+
+
+def train_tiny_model(out_dir: Path, steps: int = 40) -> dict:
+    """A tiny model trained by nano.train.run, exported as f32 and q8_0 .bin files, plus a LoRA plug-in.
+
+    Returns paths {"f32", "q8_0", "lora", "checkpoint"} and the tokenizer.
+    """
+    import torch
+    from nano.export import export_checkpoint, export_lora
+    from nano.infer import load_model
+    from nano.lora import LoraConfig, apply_lora, lora_modules, save_lora
+    from nano.tokenizer import Tokenizer
+    from nano.train import run
+
+    torch.manual_seed(0)
+    tok = Tokenizer.from_file(str(VOCAB))
+    ids = tok.encode(TEXT)
+    x = torch.tensor([ids[:33], ids[8:41]])
+    model = dict(block_size=32, vocab_size=tok.vocab_size, n_layer=2, n_embd=64, n_head=4, n_kv_head=2,
+                 n_hidden=128)
+    cfg = dict(save_checkpoint_to=str(out_dir / "run"), batch_size=2, max_iters=steps, learning_rate=2e-2,
+               warmup_iters=0, eval_interval=100_000, log_interval=1000, progress=False, tensorboard=False,
+               device="cpu", dtype="float32")
+    result = run(model, cfg, train_loader=_Repeat(x), tokenizer=tok, log=False)
+    ckpt = result["checkpoint"]
+    paths = {"checkpoint": Path(ckpt)}
+    paths["f32"] = export_checkpoint(ckpt, out_dir / "tiny-f32.bin", dtype="f32")
+    paths["q8_0"] = export_checkpoint(ckpt, out_dir / "tiny-q8_0.bin", dtype="q8_0")
+
+    # A LoRA plug-in with clearly non-zero adapters, so it visibly changes the greedy text.
+    torch_model, _ = load_model(ckpt)
+    apply_lora(torch_model, LoraConfig(rank=4, alpha=8))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in lora_modules(torch_model).values():
+            m.lora_A.copy_(torch.randn(m.lora_A.shape, generator=gen) * 0.5)
+            m.lora_B.copy_(torch.randn(m.lora_B.shape, generator=gen) * 0.5)
+    lora_pt = save_lora(torch_model, out_dir / "lora.pt")
+    paths["lora"] = export_lora(lora_pt, out_dir / "lora.bin")
+    return {"paths": paths, "tokenizer": tok}
+
+
+def native_greedy(model_path: Path, prompt: str, max_new_tokens: int, lora: Path | None = None) -> str:
+    """What the native Rust engine (nano.Engine, one thread) generates greedily for the prompt."""
+    from nano.engine import Engine
+
+    engine = Engine(model_path, threads=1)
+    if lora is not None:
+        engine.load_lora(lora)
+    return "".join(engine.generate(prompt, max_new_tokens=max_new_tokens, temperature=0.0))

@@ -1,0 +1,157 @@
+"""PyTorch inference: ``python -m nano.infer -m CHECKPOINT.pt [--prompt TEXT]`` (or a REPL).
+
+A ``.bin`` model file goes to the Rust engine (``nano.Engine``); a ``.pt`` checkpoint runs in PyTorch with the
+same sampler (docs/sampling.md), so both give the same tokens for the same seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def load_model(path: str | Path, lora: str | Path | None = None, device: str = "cpu"):
+    """(model in eval mode, tokenizer) from a training checkpoint, optionally with a LoRA adapter file."""
+    import torch
+
+    from nano.checkpoint import load_checkpoint
+    from nano.lora import LoraConfig, apply_lora, load_lora
+    from nano.model import ModelConfig, Transformer
+    from nano.tokenizer import Tokenizer
+
+    ckpt = load_checkpoint(path)
+    if not ckpt.get("tokenizer_json"):
+        raise ValueError(f"{path}: the checkpoint has no vocabulary (tokenizer_json); cannot decode")
+    model = Transformer(ModelConfig.from_dict(ckpt["model_config"]))
+    state = ckpt["model"]
+    if any(".lora_" in k for k in state):  # a LoRA training run's checkpoint
+        apply_lora(model, LoraConfig.from_dict(ckpt["lora_config"]))
+        model.lora_base_hash = ckpt.get("base_hash")
+    model.load_state_dict(state)
+    if lora:
+        load_lora(model, torch.load(lora, map_location="cpu", weights_only=True))
+    return model.to(device).eval(), Tokenizer.from_json(ckpt["tokenizer_json"])
+
+
+def prompt_ids(tokenizer, prompt: str, instruct: bool) -> list[int]:
+    """Token ids of the prompt; instruct wraps it as <|instruct_mark|> prompt <|response_mark|>."""
+    ids = tokenizer.encode(prompt)
+    if instruct:
+        ids = [tokenizer.token_to_id("<|instruct_mark|>"), *ids, tokenizer.token_to_id("<|response_mark|>")]
+    return ids
+
+
+def stream(model, tokenizer, prompt: str, *, max_seq_length: int | None = None, instruct: bool = False,
+           stats: dict | None = None, **sampling) -> Iterator[str]:
+    """Text pieces as tokens are produced; stops at <|eos|> or when the sequence reaches max_seq_length."""
+    ids = prompt_ids(tokenizer, prompt, instruct)
+    limit = min(max_seq_length or model.config.block_size, model.config.block_size)
+    if len(ids) > limit:
+        raise ValueError(f"prompt of {len(ids)} tokens exceeds the maximum sequence length {limit}")
+    decoder = tokenizer.stream_decoder(skip_special=True)
+    started = time.perf_counter()
+    first = None
+    n = 0
+    for token in model.generate(ids, limit - len(ids), eos_id=tokenizer.token_to_id("<|eos|>"), **sampling):
+        n += 1
+        first = first or time.perf_counter()
+        yield decoder.push(token)
+    if stats is not None:
+        end = time.perf_counter()
+        stats.update(prompt_tokens=len(ids), generated_tokens=n,
+                     time_to_first_token=(first or end) - started,
+                     decode_tokens_per_s=(n - 1) / (end - first) if first and n > 1 and end > first else None)
+
+
+def _bin_stream(engine, prompt, args, stats):
+    limit = args.max_seq_length or engine.config["block_size"]
+    n_prompt = len(engine.prompt_ids(prompt, args.instruct))
+    started = time.perf_counter()
+    first = None
+    it = engine.generate(prompt, max(0, limit - n_prompt), temperature=args.temperature, top_k=args.top_k,
+                         top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
+                         instruct=args.instruct)
+    n = 0
+    for piece in it:
+        n += 1
+        first = first or time.perf_counter()
+        yield piece
+    end = time.perf_counter()
+    stats.update(prompt_tokens=n_prompt, generated_tokens=n, time_to_first_token=(first or end) - started,
+                 decode_tokens_per_s=(n - 1) / (end - first) if first and n > 1 and end > first else None)
+
+
+def _answer(gen, prompt, args, out) -> None:
+    stats: dict = {}
+    for piece in gen(prompt, stats):
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    if args.profile:
+        tps = stats.get("decode_tokens_per_s")
+        rate = f"{tps:.1f} tokens/s" if tps else "n/a tokens/s"
+        print(f"[{stats['prompt_tokens']} prompt tokens, {stats['generated_tokens']} generated, "
+              f"time to first token {stats['time_to_first_token'] * 1000:.1f} ms, {rate}]", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m nano.infer", description="Generate text from a Nano model.")
+    ap.add_argument("-m", "--model", required=True, help="training checkpoint (.pt) or model file (.bin)")
+    ap.add_argument("-l", "--lora", help="LoRA adapter (.pt from training, or a .bin plug-in for .bin models)")
+    ap.add_argument("-i", "--instruct", action="store_true", help="wrap the prompt in the instruction template")
+    ap.add_argument("-s", "--max_seq_length", type=int, default=None,
+                    help="stop when prompt + output reach this many tokens (default: the context length)")
+    ap.add_argument("-t", "--temperature", type=float, default=1.0, help="0 = greedy")
+    ap.add_argument("-k", "--top_k", type=int, default=0, help="0 = off")
+    ap.add_argument("-p", "--top_p", type=float, default=1.0, help="1.0 = off")
+    ap.add_argument("-r", "--repetition_penalty", type=float, default=1.0, help="1.0 = off")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="print time to first token and tokens/s")
+    ap.add_argument("--prompt", help="generate once for this prompt (otherwise an interactive prompt)")
+    ap.add_argument("--device", default="cpu", help="torch device for .pt checkpoints")
+    ap.add_argument("--threads", type=int, default=None, help="threads of the Rust engine (.bin)")
+    args = ap.parse_args(argv)
+    try:
+        if Path(args.model).suffix == ".bin":
+            from nano.engine import Engine
+
+            engine = Engine(args.model, threads=args.threads)
+            if args.lora:
+                engine.load_lora(args.lora)
+
+            def gen(prompt, stats):
+                return _bin_stream(engine, prompt, args, stats)
+        else:
+            model, tokenizer = load_model(args.model, args.lora, args.device)
+            opts = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                        repetition_penalty=args.repetition_penalty, seed=args.seed)
+
+            def gen(prompt, stats):
+                return stream(model, tokenizer, prompt, max_seq_length=args.max_seq_length,
+                              instruct=args.instruct, stats=stats, **opts)
+
+        if args.prompt is not None:
+            _answer(gen, args.prompt, args, sys.stdout)
+            return 0
+        while True:  # REPL
+            try:
+                prompt = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return 0
+            if prompt.strip() in ("exit", "quit"):
+                return 0
+            try:
+                _answer(gen, prompt, args, sys.stdout)
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"nano.infer: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@
 //! A pair seen n times saves about n tokens; re-segmenting each round keeps the estimate honest
 //! for maximum forward matching (unlike BPE merges, which assume their own merge order).
 //! Everything is ordered by (count, string), so the result is deterministic.
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use rayon::prelude::*;
 
@@ -112,12 +112,12 @@ fn build_in_pool(texts: &[&str], opts: &BuildOptions) -> Result<(Tokenizer, Buil
     vocab.extend(chars.iter().map(|c| c.to_string()));
     let special_count = opts.special_tokens.len();
     let mut tokenizer = assemble(&vocab, special_count)?;
-    let mut in_vocab: std::collections::HashSet<String> = vocab.iter().cloned().collect();
+    let mut in_vocab: FxHashSet<String> = vocab.iter().cloned().collect();
 
     while vocab.len() < opts.vocab_size {
         let room = opts.vocab_size - vocab.len();
         let step = (room / 10).max(64).min(room);
-        let candidates = count_pair_candidates(&tokenizer, &lines, opts.max_token_chars);
+        let candidates = count_pair_candidates(&tokenizer, &lines, opts.max_token_chars, step);
         report.rounds += 1;
         let mut added = 0;
         for (text, count) in candidates {
@@ -157,7 +157,7 @@ fn assemble(vocab: &[String], special_count: usize) -> Result<Tokenizer> {
 
 /// Distinct lines (newline excluded) with how often each occurs: corpora repeat lines a lot.
 fn count_lines<'a>(texts: &[&'a str]) -> Vec<(&'a str, u64)> {
-    let mut counts: HashMap<&'a str, u64> = HashMap::new();
+    let mut counts: FxHashMap<&'a str, u64> = FxHashMap::default();
     for text in texts {
         for line in text.split('\n') {
             *counts.entry(line).or_default() += 1;
@@ -176,16 +176,16 @@ fn choose_chars(
 ) -> (Vec<char>, (usize, u64, f64)) {
     let counts = lines
         .par_iter()
-        .fold(HashMap::<char, u64>::new, |mut m, (line, n)| {
+        .fold(FxHashMap::<char, u64>::default, |mut m, (line, n)| {
             for c in line.chars() {
                 *m.entry(c).or_default() += n;
             }
             m
         })
-        .reduce(HashMap::new, merge_counts);
+        .reduce(FxHashMap::default, merge_counts);
     let total: u64 = counts.values().sum::<u64>() + newlines;
     let mut kept: Vec<char> = always_kept().collect();
-    let fixed: std::collections::HashSet<char> = kept.iter().copied().collect();
+    let fixed: FxHashSet<char> = kept.iter().copied().collect();
     let mut by_count: Vec<(char, u64)> = counts
         .iter()
         .filter(|(c, n)| !fixed.contains(c) && **n >= opts.min_char_count as u64)
@@ -210,38 +210,46 @@ fn choose_chars(
     (kept, (counts.len(), total, coverage))
 }
 
-/// Concatenations of adjacent token pairs in the current segmentation, most frequent first.
+/// Concatenations of adjacent token pairs in the current segmentation, most frequent first;
+/// only the strongest `4 * wanted` pairs (ties included) are turned into strings.
 fn count_pair_candidates(
     tokenizer: &Tokenizer,
     lines: &[(&str, u64)],
     max_chars: usize,
+    wanted: usize,
 ) -> Vec<(String, u64)> {
     let unknown = tokenizer.unknown_id();
-    let lens: Vec<usize> = tokenizer
-        .tokens()
-        .iter()
-        .map(|t| t.chars().count())
-        .collect();
+    let tokens = tokenizer.tokens();
+    let lens: Vec<usize> = tokens.iter().map(|t| t.chars().count()).collect();
     let pairs = lines
         .par_iter()
-        .fold(HashMap::<(u32, u32), u64>::new, |mut m, (line, n)| {
+        .fold(FxHashMap::<u64, u64>::default, |mut m, (line, n)| {
             let ids = tokenizer.encode(line, false);
             for w in ids.windows(2) {
                 let (a, b) = (w[0], w[1]);
                 if a != unknown && b != unknown && lens[a as usize] + lens[b as usize] <= max_chars
                 {
-                    *m.entry((a, b)).or_default() += n;
+                    *m.entry((u64::from(a) << 32) | u64::from(b)).or_default() += n;
                 }
             }
             m
         })
-        .reduce(HashMap::new, merge_counts);
+        .reduce(FxHashMap::default, merge_counts);
+    let mut ranked: Vec<(u64, u64)> = pairs.into_iter().map(|(k, n)| (n, k)).collect();
+    let keep = wanted.saturating_mul(4).max(1);
+    if ranked.len() > keep {
+        // The threshold is the keep-th largest count, whatever order the table iterated in.
+        ranked.select_nth_unstable_by(keep, |a, b| b.0.cmp(&a.0));
+        let threshold = ranked[keep].0;
+        ranked.retain(|p| p.0 >= threshold);
+    }
     // Different splits of one string ("ab"+"c", "a"+"bc") count together.
-    let mut by_text: HashMap<String, u64> = HashMap::with_capacity(pairs.len());
-    for ((a, b), n) in pairs {
-        let mut s = String::with_capacity(16);
-        s.push_str(&tokenizer.tokens()[a as usize]);
-        s.push_str(&tokenizer.tokens()[b as usize]);
+    let mut by_text: FxHashMap<String, u64> = FxHashMap::default();
+    for (n, key) in ranked {
+        let (a, b) = ((key >> 32) as usize, (key & 0xFFFF_FFFF) as usize);
+        let mut s = String::with_capacity(tokens[a].len() + tokens[b].len());
+        s.push_str(&tokens[a]);
+        s.push_str(&tokens[b]);
         *by_text.entry(s).or_default() += n;
     }
     let mut out: Vec<(String, u64)> = by_text.into_iter().collect();
@@ -250,9 +258,9 @@ fn count_pair_candidates(
 }
 
 fn merge_counts<K: std::hash::Hash + Eq>(
-    mut a: HashMap<K, u64>,
-    b: HashMap<K, u64>,
-) -> HashMap<K, u64> {
+    mut a: FxHashMap<K, u64>,
+    b: FxHashMap<K, u64>,
+) -> FxHashMap<K, u64> {
     if a.len() < b.len() {
         return merge_counts(b, a);
     }

@@ -58,14 +58,16 @@ def prepare_pretrain(
         DatasetWriter(out_dir, tok, "pretrain", with_mask=False) as writer,
         progress_bar(n_bytes, "pretrain", progress) as bar,
     ):
-        for first, batch in iter_batches(paths, problems, on_bytes=bar.update):
+        for first, batch in iter_batches(paths, on_bytes=bar.update):
             n_lines += len(batch.texts)
             split_of = is_val[first : first + len(batch.texts)]
             chosen = {"train": [], "val": []}
-            for text, val in zip(batch.texts, split_of, strict=True):
-                if text:  # None = skipped (bad UTF-8, already counted); "" = empty line
+            for i, (text, val) in enumerate(zip(batch.texts, split_of, strict=True)):
+                if text:
                     chosen["val" if val else "train"].append(text)
-                elif text is not None:
+                elif text is None:
+                    batch.skip_bad(i, problems)
+                else:
                     problems.counts["empty line"] += 1
             for split, texts in chosen.items():
                 if texts:

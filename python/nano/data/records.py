@@ -29,11 +29,18 @@ class Batch:
     first_offset: int  # byte offset of texts[0]
     raw: list[bytes]
     texts: list[str | None]
+    bad: dict = field(default_factory=dict)  # line index -> (byte in line, reason) of undecodable lines
 
     def where(self, i: int) -> tuple[str, int, int]:
         """(file, line, byte offset) of line i, for messages (computed only when needed)."""
         offset = self.first_offset + sum(len(r) + 1 for r in self.raw[:i])
         return self.path, self.first_line + i, offset
+
+    def skip_bad(self, i: int, problems: Problems) -> None:
+        """Report undecodable line i (texts[i] is None), in line order with the other problems."""
+        path, line, offset = self.where(i)
+        at, reason = self.bad[i]
+        problems.skip(path, line, offset + at, "invalid UTF-8", reason)
 
 
 @dataclass
@@ -91,10 +98,11 @@ def _split_lines(data: bytes) -> list[bytes]:
     return lines
 
 
-def iter_batches(paths: list[Path], problems: Problems, on_bytes=None) -> Iterator[tuple[int, Batch]]:
+def iter_batches(paths: list[Path], on_bytes=None) -> Iterator[tuple[int, Batch]]:
     """Yield (index of the batch's first line over all files, batch), one batch per chunk of whole lines.
 
-    Skipped lines stay in the batch as None so line indices stay aligned with ``count_lines``.
+    Undecodable lines stay in the batch as None (see ``Batch.skip_bad``) so line indices stay aligned
+    with ``count_lines``.
     """
     index = 0
     for p in paths:
@@ -110,7 +118,7 @@ def iter_batches(paths: list[Path], problems: Problems, on_bytes=None) -> Iterat
                         continue
                     data, carry = data[:cut], data[cut:]
                 if data:
-                    batch = _decode(str(p), line_no, offset, data, problems)
+                    batch = _decode(str(p), line_no, offset, data)
                     yield index, batch
                     index += len(batch.raw)
                     line_no += len(batch.raw)
@@ -121,7 +129,7 @@ def iter_batches(paths: list[Path], problems: Problems, on_bytes=None) -> Iterat
                     break
 
 
-def _decode(path: str, line_no: int, offset: int, data: bytes, problems: Problems) -> Batch:
+def _decode(path: str, line_no: int, offset: int, data: bytes) -> Batch:
     raw = data.split(b"\n")
     if raw[-1] == b"":
         raw.pop()
@@ -129,14 +137,18 @@ def _decode(path: str, line_no: int, offset: int, data: bytes, problems: Problem
         texts: list[str | None] = data.decode("utf-8").split("\n")[: len(raw)]
     except UnicodeDecodeError:
         texts = []
+        bad = {}
         for line in raw:
             try:
                 texts.append(line.decode("utf-8"))
             except UnicodeDecodeError as e:
+                bad[len(texts)] = (e.start, str(e.reason))
                 texts.append(None)
-                batch = Batch(path, line_no, offset, raw, texts)
-                name, line, start = batch.where(len(texts) - 1)
-                problems.skip(name, line, start + e.start, "invalid UTF-8", str(e.reason))
+        return Batch(path, line_no, offset, raw, _strip_cr(data, texts), bad)
+    return Batch(path, line_no, offset, raw, _strip_cr(data, texts))
+
+
+def _strip_cr(data: bytes, texts: list[str | None]) -> list[str | None]:
     if data.find(b"\r") >= 0:
-        texts = [t.removesuffix("\r") if t is not None else None for t in texts]
-    return Batch(path, line_no, offset, raw, texts)
+        return [t.removesuffix("\r") if t is not None else None for t in texts]
+    return texts

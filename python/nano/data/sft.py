@@ -27,6 +27,7 @@ def _parse(batch, problems: Problems) -> list[tuple[int, str, str]]:
     pairs = []
     for i, text in enumerate(batch.texts):
         if text is None:
+            batch.skip_bad(i, problems)
             continue
         if not text.strip():
             problems.counts["empty line"] += 1
@@ -138,7 +139,7 @@ def prepare_sft(
         DatasetWriter(out_dir, tok, "sft", with_mask=True) as writer,
         progress_bar(n_bytes, "sft", progress) as bar,
     ):
-        for first, batch in iter_batches(paths, problems, on_bytes=bar.update):
+        for first, batch in iter_batches(paths, on_bytes=bar.update):
             n_lines += len(batch.texts)
             pairs = _parse(batch, problems)
             if not pairs:

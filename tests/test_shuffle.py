@@ -1,0 +1,183 @@
+"""nano.shuffle / `python -m nano.data shuffle`: permutation, determinism, uniformity, memory, kills."""
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import nano
+import numpy as np
+import pytest
+from nano.data import parse_size, shuffle
+
+# Chi-square critical values at p = 0.001 (the seeds are fixed, so these tests are deterministic).
+CHI2_001 = {5: 20.52, 23: 49.73}
+
+
+def chi_square(counts, expected):
+    counts = np.asarray(counts, dtype=float)
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def write_lines(path: Path, n: int) -> list[bytes]:
+    lines = [f"line {i} {'é' * (i % 5)}\n".encode() for i in range(n)]
+    path.write_bytes(b"".join(lines))
+    return lines
+
+
+def test_parse_size():
+    assert parse_size("256M") == 256 << 20
+    assert parse_size("1.5G") == 3 << 29
+    assert parse_size("64KiB") == 64 << 10
+    assert parse_size(4096) == 4096
+    for bad in ("lots", "-1M", "0"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+@pytest.mark.parametrize("pile_bytes", [None, 3000])
+def test_text_records_permuted_nothing_lost(tmp_path, pile_bytes):
+    src = tmp_path / "in.txt"
+    lines = write_lines(src, 2000)
+    out = tmp_path / "out.txt"
+    summary = nano.shuffle([src], out, memory="4M", seed=1, _pile_bytes=pile_bytes)
+    got = out.read_bytes().splitlines(keepends=True)
+    assert summary["records"] == 2000 and summary["bytes"] == src.stat().st_size
+    assert got != lines
+    assert Counter(got) == Counter(lines)
+    assert (summary["piles"] > 1) == (pile_bytes is not None)
+
+
+def test_binary_records_permuted_nothing_lost(tmp_path):
+    blocks = np.arange(500 * 65, dtype=np.uint16).reshape(500, 65)  # token blocks of 65 ids
+    src = tmp_path / "blocks.bin"
+    blocks.tofile(src)
+    out = tmp_path / "out.bin"
+    summary = shuffle(src, out, seed=2, record_size=130, _pile_bytes=20000)
+    got = np.fromfile(out, dtype=np.uint16).reshape(500, 65)
+    assert summary["records"] == 500
+    assert not np.array_equal(got, blocks)
+    # Every block intact (rows are never torn) and each appears exactly once.
+    assert sorted(got[:, 0].tolist()) == blocks[:, 0].tolist()
+    assert np.array_equal(got[np.argsort(got[:, 0])], blocks)
+
+
+def test_same_seed_same_output_whatever_the_threads(tmp_path):
+    src = tmp_path / "in.txt"
+    write_lines(src, 5000)
+    outs = []
+    for threads in (1, 2, 3):
+        out = tmp_path / f"out{threads}.txt"
+        shuffle([src], out, seed=7, threads=threads, _pile_bytes=8000)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+    shuffle([src], tmp_path / "other.txt", seed=8, _pile_bytes=8000)
+    assert (tmp_path / "other.txt").read_bytes() != outs[0]
+
+
+@pytest.mark.parametrize("pile_bytes", [None, 2])
+def test_all_orders_equally_likely(tmp_path, pile_bytes):
+    """4 records: each of the 24 orders over 720 seeds (30 expected), chi-square with 23 dof."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"a\nb\nc\nd\n")
+    out = tmp_path / "out.txt"
+    counts = Counter()
+    for seed in range(720):
+        shuffle(src, out, seed=seed, threads=1, _pile_bytes=pile_bytes)
+        counts[out.read_bytes()] += 1
+    orders = {b"".join(p) for p in itertools.permutations([b"a\n", b"b\n", b"c\n", b"d\n"])}
+    assert set(counts) == orders
+    assert chi_square(list(counts.values()), 30) < CHI2_001[23]
+
+
+def test_pair_order_and_first_position_uniform(tmp_path):
+    """6 records over several piles: who comes first (5 dof) and how often 0 precedes 1 (binomial)."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"".join(f"{i}\n".encode() for i in range(6)))
+    out = tmp_path / "out.txt"
+    first, zero_before_one, runs = Counter(), 0, 600
+    for seed in range(runs):
+        shuffle(src, out, seed=seed, threads=1, _pile_bytes=4)
+        order = out.read_bytes().split()
+        first[order[0]] += 1
+        zero_before_one += order.index(b"0") < order.index(b"1")
+    assert chi_square([first[str(i).encode()] for i in range(6)], runs / 6) < CHI2_001[5]
+    # 3.3 standard deviations of Binomial(600, 1/2) ~ p 0.001.
+    assert abs(zero_before_one - runs / 2) < 3.3 * (runs / 4) ** 0.5
+
+
+def run_cli_peak_rss(args: list[str]) -> tuple[int, int]:
+    """Run the shuffle CLI in a child of a fresh Python; return (exit code, child's peak RSS in bytes)."""
+    probe = (
+        "import resource, subprocess, sys\n"
+        f"rc = subprocess.run([sys.executable, '-m', 'nano.data', 'shuffle', *{args!r}]).returncode\n"
+        "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    rc, peak = out.stdout.splitlines()[-1].split()
+    return int(rc), int(peak)
+
+
+def test_peak_memory_stays_within_budget(tmp_path):
+    """An input 8x the budget: the process's peak RSS stays within its baseline plus the budget."""
+    budget = 8 << 20
+    big = tmp_path / "big.txt"
+    lines = np.random.default_rng(0).integers(ord("a"), ord("z") + 1, size=(2_000_000, 32), dtype=np.uint8)
+    lines[:, -1] = ord("\n")
+    lines.tofile(big)
+    size = big.stat().st_size
+    assert size > 7 * budget
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("x\n")
+    rc0, baseline = run_cli_peak_rss([str(tiny), "-o", str(tmp_path / "t.out"), "--memory", str(budget)])
+    rc1, peak = run_cli_peak_rss([str(big), "-o", str(tmp_path / "big.out"), "--memory", str(budget)])
+    assert rc0 == rc1 == 0
+    assert (tmp_path / "big.out").stat().st_size == size
+    assert peak - baseline <= budget, f"peak {peak >> 20} MiB, baseline {baseline >> 20} MiB"
+
+
+def test_killed_run_leaves_no_output(tmp_path):
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        for i in range(40):
+            f.write(b"".join(b"%d %d payload payload payload\n" % (i, j) for j in range(50_000)))
+    out, work = tmp_path / "out.txt", tmp_path / "work"
+    work.mkdir()
+    cmd = [sys.executable, "-m", "nano.data", "shuffle", str(big), "-o", str(out)]
+    proc = subprocess.Popen([*cmd, "--memory", "2M", "--threads", "1", "--tmp-dir", str(work)])
+    deadline = time.monotonic() + 30
+    while not any(work.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.002)  # wait until the piles exist: mid-run
+    assert proc.poll() is None, "the shuffle ended before it could be killed; use a larger input"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+
+
+def test_bad_input_is_a_clear_error_and_leaves_nothing(tmp_path):
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(b"\0" * 10)
+    with pytest.raises(ValueError, match="not a multiple of the record size 4"):
+        shuffle(odd, tmp_path / "o", record_size=4)
+    with pytest.raises(OSError, match="missing.txt"):
+        shuffle(tmp_path / "missing.txt", tmp_path / "o")
+    with pytest.raises(ValueError, match="memory"):
+        shuffle(odd, tmp_path / "o", memory="1x")
+    assert sorted(os.listdir(tmp_path)) == ["odd.bin"]
+
+
+def test_cli_prints_summary(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(f'{{"i": {i}}}\n' for i in range(100)))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "nano.data", "shuffle", str(src), "-o", str(out), "--seed", "3"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert '"records": 100' in res.stdout
+    assert sorted(out.read_text().splitlines()) == sorted(src.read_text().splitlines())
+    res = subprocess.run([*cmd[:-2], "--memory", "12"], capture_output=True, text=True)
+    assert res.returncode == 2 and "minimum" in res.stderr

@@ -127,14 +127,15 @@ def open_page(page, base_url: str) -> str:
     return page.get_attribute("#engine-status", "data-version")
 
 
+# Waits use selectors, not JavaScript predicates: the page's CSP forbids string evaluation.
 def wait_idle(page) -> None:
-    page.wait_for_function("document.body.dataset.state === 'idle'")
+    page.wait_for_selector("body[data-state='idle']", state="attached")
 
 
 def choose_file(page, selector: str, name: str, data: bytes) -> None:
     page.set_input_files(selector, files=[{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
     # The change handler locks the controls at once; wait for the request to finish.
-    page.wait_for_function("document.body.dataset.state === 'idle'")
+    wait_idle(page)
 
 
 def set_options(page, *, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
@@ -152,7 +153,7 @@ def generate(page, prompt: str) -> tuple[str, dict]:
     """Clicks Generate and waits for the end; returns (generated text, {'tokens_per_sec': ...})."""
     page.fill("#prompt", prompt)
     page.click("#generate")
-    page.wait_for_function("document.getElementById('generated').dataset.done === '1'")
+    page.wait_for_selector("#generated[data-done='1']", state="attached")
     wait_idle(page)
     error = page.text_content("#error") if page.is_visible("#error") else ""
     if error:

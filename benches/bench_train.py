@@ -1,0 +1,121 @@
+"""Training throughput: nano.train vs a plain nanoGPT-style loop (same model, same batch), medians.
+
+    python benches/bench_train.py [--repeats 3] [--steps 10]
+
+Prints tokens/s for both and the ratio (nano / reference; target >= 1.0). With a CUDA device it also runs
+the 56M configuration (block 512, vocab 16384, 16 layers, 512 wide, 16 heads, 8 KV heads, hidden 1408) in
+bf16 and prints the MFU the trainer reports (target >= 45%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from nano.model import Transformer
+from nano.train import run
+from nano.train.metrics import read_metrics
+
+CPU_MODEL = dict(block_size=128, vocab_size=2048, n_layer=4, n_embd=128, n_head=4, n_kv_head=2, n_hidden=352)
+GPU_MODEL = dict(block_size=512, vocab_size=16384, n_layer=16, n_embd=512, n_head=16, n_kv_head=8,
+                 n_hidden=1408)
+
+
+class FixedBatches:
+    def __init__(self, batch):
+        self.batch = batch
+
+    def next_batch(self):
+        return self.batch
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, d):
+        pass
+
+
+def make_batch(cfg, batch_size):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, cfg["vocab_size"], (batch_size, cfg["block_size"] + 1), generator=g)
+    return x[:, :-1].contiguous(), x[:, 1:].contiguous(), torch.ones(batch_size, cfg["block_size"])
+
+
+def reference_loop(cfg, batch, steps, device, dtype) -> float:
+    """The plain loop: forward, loss, backward, clip, AdamW step (nanoGPT's train.py without extras)."""
+    torch.manual_seed(0)
+    model = Transformer(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1,
+                            **({"fused": True} if device.type == "cuda" else {}))
+    x, y, _ = (t.to(device) for t in batch)
+    ctx = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else torch.autocast(
+        device.type, enabled=False)
+
+    def step():
+        with ctx:
+            _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(steps):  # warm-up, as the trainer's first window
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return x.numel() * steps / (time.perf_counter() - t0)
+
+
+def nano_trainer(cfg, batch, steps, device, dtype_name) -> dict:
+    """tokens/s of the second log window (steps+1 .. 2*steps) of nano.train.run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tc = dict(save_checkpoint_to=tmp, batch_size=batch[0].shape[0], max_iters=2 * steps, log_interval=steps,
+                  eval_interval=10**9, save_interval=10**9, progress=False, tensorboard=False,
+                  device=str(device), dtype=dtype_name, learning_rate=1e-3, warmup_iters=0, keep_last=0)
+        result = run(cfg, tc, train_loader=FixedBatches(batch), log=False)
+        return [r for r in read_metrics(result["metrics_log"]) if r["split"] == "train"][-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=8)
+    args = ap.parse_args()
+    cpu = torch.device("cpu")
+    batch = make_batch(CPU_MODEL, args.batch)
+    print(f"CPU, {torch.get_num_threads()} threads, model {CPU_MODEL}, batch {args.batch}x{CPU_MODEL['block_size']}")
+    ours, ref, ratios = [], [], []
+    for _ in range(args.repeats):  # alternate so both see the same machine load
+        a = nano_trainer(CPU_MODEL, batch, args.steps, cpu, "float32")["tokens_per_s"]
+        b = reference_loop(CPU_MODEL, batch, args.steps, cpu, torch.float32)
+        ours.append(a)
+        ref.append(b)
+        ratios.append(a / b)
+    print(f"nano.train      {statistics.median(ours):10.0f} tokens/s  (runs: {[round(v) for v in ours]})")
+    print(f"reference loop  {statistics.median(ref):10.0f} tokens/s  (runs: {[round(v) for v in ref]})")
+    print(f"ratio nano/reference (median of per-run ratios): {statistics.median(ratios):.3f}")
+
+    if torch.cuda.is_available():
+        gpu = torch.device("cuda")
+        gbatch = make_batch(GPU_MODEL, 32)
+        rec = nano_trainer(GPU_MODEL, gbatch, 20, gpu, "bfloat16")
+        refs = reference_loop(GPU_MODEL, gbatch, 20, gpu, torch.bfloat16)
+        mfu = rec.get("mfu")
+        print(f"GPU {torch.cuda.get_device_name()}: 56M bf16, batch 32x512: nano {rec['tokens_per_s']:.0f} tokens/s, "
+              f"reference {refs:.0f} tokens/s, ratio {rec['tokens_per_s'] / refs:.3f}, "
+              f"MFU {'%.1f%%' % (100 * mfu) if mfu else 'unknown device peak'}")
+    else:
+        print("no CUDA device: MFU of the 56M configuration not measured")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,19 +48,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def _report(summary: dict) -> None:
     """Human summary on stderr; the full summary as JSON on stdout."""
-    if "splits" in summary:
-        for name, split in summary["splits"].items():
-            print(f"{name}: " + ", ".join(f"{v} {k}" for k, v in split.items()), file=sys.stderr)
+    if "splits" not in summary:  # shuffle
+        print(f"shuffled {summary['records']} records, {summary['bytes']} bytes", file=sys.stderr)
+        print(json.dumps(summary))
+        return
+    for name, split in summary["splits"].items():
+        print(f"{name}: " + ", ".join(f"{v} {k}" for k, v in split.items()), file=sys.stderr)
+    skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"
     lines = [
-        f"records in {summary.get('records_in')}, written {summary.get('records_written')}",
-        "skipped: " + (", ".join(f"{v} {k}" for k, v in summary.get("skipped", {}).items()) or "none"),
+        f"records in {summary['records_in']}, written {summary['records_written']}, skipped: {skipped}",
+        f"tokens {summary['tokens']}, unknown-token rate {summary['unknown_rate']:.4%}",
+        f"{summary['bytes_in'] / 1e6:.1f} MB in {summary['seconds']:.2f} s = {summary['mb_per_s']:.1f} MB/s",
     ]
-    if "unknown_rate" in summary:
-        lines.append(f"tokens {summary['tokens']}, unknown-token rate {summary['unknown_rate']:.4%}")
-    if "mb_per_s" in summary:
-        lines.append(
-            f"{summary['bytes_in'] / 1e6:.1f} MB in {summary['seconds']:.2f} s = {summary['mb_per_s']:.1f} MB/s"
-        )
+    if summary.get("truncated"):
+        lines.insert(1, f"truncated (overlong): {summary['truncated']}")
     for line in lines:
         print(line, file=sys.stderr)
     print(json.dumps(summary))

@@ -7,6 +7,7 @@ optionally preceded by <|bos|>. Whole documents go to either train or val (seede
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,28 +55,45 @@ def prepare_pretrain(
     n_unknown = n_lines = 0
     n_bytes = total_size(paths)
 
+    def encode_and_write(chosen: dict[str, list[str]]) -> None:
+        nonlocal n_unknown
+        for split, texts in chosen.items():
+            if texts:
+                ids = _encode(tok, texts, eos, bos, dtype, threads)
+                if unknown is not None:
+                    n_unknown += int(np.count_nonzero(ids == unknown))
+                writer.append(split, ids)
+                docs[split] += len(texts)
+
     with (
         DatasetWriter(out_dir, tok, "pretrain", with_mask=False) as writer,
         progress_bar(n_bytes, "pretrain", progress) as bar,
+        ThreadPoolExecutor(max_workers=1) as pool,
     ):
+        # Encoding and writing batch i (Rust, GIL released) overlaps reading and splitting batch i+1.
+        pending = None
         for first, batch in iter_batches(paths, on_bytes=bar.update):
-            n_lines += len(batch.texts)
-            split_of = is_val[first : first + len(batch.texts)]
-            chosen = {"train": [], "val": []}
-            for i, (text, val) in enumerate(zip(batch.texts, split_of, strict=True)):
-                if text:
-                    chosen["val" if val else "train"].append(text)
-                elif text is None:
-                    batch.skip_bad(i, problems)
-                else:
-                    problems.counts["empty line"] += 1
-            for split, texts in chosen.items():
-                if texts:
-                    ids = _encode(tok, texts, eos, bos, dtype, threads)
-                    if unknown is not None:
-                        n_unknown += int(np.count_nonzero(ids == unknown))
-                    writer.append(split, ids)
-                    docs[split] += len(texts)
+            texts = batch.texts
+            n_lines += len(texts)
+            is_val_here = is_val[first : first + len(texts)]
+            for i in batch.bad:
+                batch.skip_bad(i, problems)
+            empty = texts.count("")
+            if empty:
+                problems.counts["empty line"] += empty
+            if is_val_here.any():
+                flags = is_val_here.tolist()
+                chosen = {
+                    "train": [t for t, v in zip(texts, flags, strict=True) if t and not v],
+                    "val": [t for t, v in zip(texts, flags, strict=True) if t and v],
+                }
+            else:
+                chosen = {"train": [t for t in texts if t] if empty or batch.bad else texts, "val": []}
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(encode_and_write, chosen)
+        if pending is not None:
+            pending.result()
         if docs["train"] + docs["val"] == 0:
             raise DataError(f"empty corpus: no document in {', '.join(map(str, paths))}")
         if docs["train"] == 0:

@@ -27,13 +27,13 @@ class Batch:
     path: str
     first_line: int  # 1-based line number of texts[0]
     first_offset: int  # byte offset of texts[0]
-    raw: list[bytes]
+    data: bytes  # the whole lines, as read
     texts: list[str | None]
     bad: dict = field(default_factory=dict)  # line index -> (byte in line, reason) of undecodable lines
 
     def where(self, i: int) -> tuple[str, int, int]:
         """(file, line, byte offset) of line i, for messages (computed only when needed)."""
-        offset = self.first_offset + sum(len(r) + 1 for r in self.raw[:i])
+        offset = self.first_offset + sum(len(r) + 1 for r in self.data.split(b"\n", i)[:i])
         return self.path, self.first_line + i, offset
 
     def skip_bad(self, i: int, problems: Problems) -> None:
@@ -91,13 +91,6 @@ def count_lines(paths: list[Path]) -> int:
     return total
 
 
-def _split_lines(data: bytes) -> list[bytes]:
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
-
-
 def iter_batches(paths: list[Path], on_bytes=None) -> Iterator[tuple[int, Batch]]:
     """Yield (index of the batch's first line over all files, batch), one batch per chunk of whole lines.
 
@@ -120,8 +113,8 @@ def iter_batches(paths: list[Path], on_bytes=None) -> Iterator[tuple[int, Batch]
                 if data:
                     batch = _decode(str(p), line_no, offset, data)
                     yield index, batch
-                    index += len(batch.raw)
-                    line_no += len(batch.raw)
+                    index += len(batch.texts)
+                    line_no += len(batch.texts)
                     offset += len(data)
                     if on_bytes is not None:
                         on_bytes(len(data))
@@ -130,22 +123,25 @@ def iter_batches(paths: list[Path], on_bytes=None) -> Iterator[tuple[int, Batch]
 
 
 def _decode(path: str, line_no: int, offset: int, data: bytes) -> Batch:
-    raw = data.split(b"\n")
-    if raw[-1] == b"":
-        raw.pop()
     try:
-        texts: list[str | None] = data.decode("utf-8").split("\n")[: len(raw)]
+        texts: list[str | None] = data.decode("utf-8").split("\n")
+        if data.endswith(b"\n"):
+            texts.pop()
+        return Batch(path, line_no, offset, data, _strip_cr(data, texts))
     except UnicodeDecodeError:
-        texts = []
-        bad = {}
-        for line in raw:
-            try:
-                texts.append(line.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                bad[len(texts)] = (e.start, str(e.reason))
-                texts.append(None)
-        return Batch(path, line_no, offset, raw, _strip_cr(data, texts), bad)
-    return Batch(path, line_no, offset, raw, _strip_cr(data, texts))
+        pass
+    raw = data.split(b"\n")
+    if data.endswith(b"\n"):
+        raw.pop()
+    texts = []
+    bad = {}
+    for line in raw:
+        try:
+            texts.append(line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            bad[len(texts)] = (e.start, str(e.reason))
+            texts.append(None)
+    return Batch(path, line_no, offset, data, _strip_cr(data, texts), bad)
 
 
 def _strip_cr(data: bytes, texts: list[str | None]) -> list[str | None]:

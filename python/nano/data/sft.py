@@ -57,8 +57,8 @@ class _SampleBuilder:
 
     def __init__(self, ids: dict, block_size: int, pack: bool, overlong: str):
         self.ids, self.length, self.pack, self.overlong = ids, block_size + 1, pack, overlong
-        self.rows_tokens: list[np.ndarray] = []
-        self.rows_mask: list[np.ndarray] = []
+        self.rows_tokens: list[list[int]] = []
+        self.rows_mask: list[list[int]] = []
         self.cur_tokens: list[int] = []
         self.cur_mask: list[int] = []
         self.samples = self.examples = self.truncated = 0
@@ -86,8 +86,8 @@ class _SampleBuilder:
         if not self.cur_tokens:
             return
         pad = self.length - len(self.cur_tokens)
-        self.rows_tokens.append(np.array(self.cur_tokens + [self.ids["padding"]] * pad, dtype=np.int64))
-        self.rows_mask.append(np.array(self.cur_mask + [0] * pad, dtype=np.uint8))
+        self.rows_tokens.append(self.cur_tokens + [self.ids["padding"]] * pad)
+        self.rows_mask.append(self.cur_mask + [0] * pad)
         self.cur_tokens, self.cur_mask = [], []
         self.samples += 1
 
@@ -95,9 +95,19 @@ class _SampleBuilder:
         """Completed rows so far, concatenated (the row being packed stays)."""
         if not self.rows_tokens:
             return np.zeros(0, np.int64), np.zeros(0, np.uint8)
-        out = np.concatenate(self.rows_tokens), np.concatenate(self.rows_mask)
+        # One conversion for all rows (they have the same length), not one per row.
+        out = (
+            np.array(self.rows_tokens, dtype=np.int64).ravel(),
+            np.array(self.rows_mask, dtype=np.uint8).ravel(),
+        )
         self.rows_tokens, self.rows_mask = [], []
         return out
+
+
+def write_rows(writer, split: str, rows: tuple[np.ndarray, np.ndarray], unknown: int | None) -> int:
+    """Append finished rows; returns their count of unknown tokens."""
+    writer.append(split, *rows)
+    return 0 if unknown is None else int(np.count_nonzero(rows[0] == unknown))
 
 
 def prepare_sft(
@@ -148,19 +158,17 @@ def prepare_sft(
             answers = tok.encode_batch([a for _, _, a in pairs], allow_special=False, threads=threads)
             for (i, _, _), q, a in zip(pairs, questions, answers, strict=True):
                 split = "val" if is_val[first + i] else "train"
-                reason = builders[split].add(list(q), list(a))
+                reason = builders[split].add(q, a)
                 if reason is not None:
                     if strict:
                         path, line, offset = batch.where(i)
                         raise DataError(f"{path}:{line} (byte {offset}): {reason}")
                     problems.counts[reason] += 1
-                elif unknown is not None:
-                    n_unknown += list(q).count(unknown) + list(a).count(unknown)
             for split, builder in builders.items():
-                writer.append(split, *builder.drain())
+                n_unknown += write_rows(writer, split, builder.drain(), unknown)
         for split, builder in builders.items():
             builder.flush()
-            writer.append(split, *builder.drain())
+            n_unknown += write_rows(writer, split, builder.drain(), unknown)
         examples = {s: b.examples for s, b in builders.items()}
         if examples["train"] + examples["val"] == 0:
             raise DataError(f"empty corpus: no usable record in {', '.join(map(str, paths))}")

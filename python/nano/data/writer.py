@@ -49,10 +49,10 @@ class DatasetWriter:
     def append(self, split: str, tokens: np.ndarray, mask: np.ndarray | None = None) -> None:
         if len(tokens) == 0:
             return
-        self._files[split].write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
+        self._files[split].write(memoryview(np.ascontiguousarray(tokens, dtype=self.dtype)).cast("B"))
         if self._masks is not None:
             assert mask is not None and len(mask) == len(tokens)
-            self._masks[split].write(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+            self._masks[split].write(memoryview(np.ascontiguousarray(mask, dtype=np.uint8)).cast("B"))
         self.counts[split] += len(tokens)
 
     def _close(self) -> None:

@@ -236,3 +236,11 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
                            str(tmp_path / "t.json")], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "meta.json missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_time_limit_stops_early_and_still_saves(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    result = run(MODEL, train_cfg(tmp_path, data, max_iters=1000, time_limit=1e-9), log=False)
+    assert result["step"] == 1
+    assert torch.load(result["checkpoint"], weights_only=False)["step"] == 1
+    assert result["val_loss"] is not None

@@ -18,6 +18,7 @@ DEFAULTS: dict = {
     "batch_size": 16,
     "gradient_accumulation_steps": 1,
     "max_iters": 1000,
+    "time_limit": None,  # seconds: stop (and save) after the step that crosses it; for demos and job slots
     "learning_rate": 6e-4,
     "decay_lr": True,
     "warmup_iters": 100,

@@ -349,9 +349,10 @@ class _Trainer:
                    desc="train", dynamic_ncols=True, file=sys.stderr)
         self.model.train()
         last_loss = val_loss = None
-        last_saved = -1
+        last_saved = last_evaluated = -1
         tokens_since, t_since = 0, time.perf_counter()
         tok_per_s = 0.0
+        deadline = time.monotonic() + float(cfg["time_limit"]) if cfg["time_limit"] else None
         while self.step < max_iters:
             loss, grad_norm, tokens = self.train_step()
             last_loss = loss
@@ -373,6 +374,7 @@ class _Trainer:
                 tokens_since, t_since = 0, time.perf_counter()
             if self.step % int(cfg["eval_interval"]) == 0 or self.step == max_iters:
                 val_loss = self.evaluate()
+                last_evaluated = self.step
                 if val_loss is not None:
                     if self.ddp.is_main:
                         metrics.write({"step": self.step, "split": "val", "loss": val_loss})
@@ -387,7 +389,15 @@ class _Trainer:
                 last_saved = self.step
             if int(cfg["sample_interval"]) and self.step % int(cfg["sample_interval"]) == 0:
                 self._print_sample(bar)
+            if deadline is not None and self._time_is_up(deadline):
+                if self.log:
+                    bar.write(f"time limit of {cfg['time_limit']} s reached at step {self.step}")
+                break
         bar.close()
+        if last_evaluated != self.step:  # stopped by the time limit between evaluations
+            val_loss = self.evaluate()
+            if val_loss is not None and self.ddp.is_main:
+                metrics.write({"step": self.step, "split": "val", "loss": val_loss})
         if last_saved != self.step:
             self.save()
         ckpt_path = out_dir / "last.pt"
@@ -399,6 +409,13 @@ class _Trainer:
                 "best_val_loss": self.best_val if self.best_val < math.inf else None,
                 "tokens_per_s": tok_per_s, "checkpoint": str(ckpt_path), "lora": str(adapter) if adapter else None,
                 "metrics_log": str(metrics_path), "model": self.model, "tokenizer": self.tokenizer}
+
+    def _time_is_up(self, deadline: float) -> bool:
+        """All ranks stop at the same step: rank 0's clock decides."""
+        up = torch.tensor(float(time.monotonic() >= deadline), device=self.device)
+        if self.ddp.enabled:
+            dist.broadcast(up, src=0)
+        return bool(up.item())
 
     def _print_sample(self, bar) -> None:
         if not (self.log and self.tokenizer is not None) or (self.cfg["fsdp"] and self.ddp.enabled):

@@ -244,3 +244,27 @@ def test_time_limit_stops_early_and_still_saves(tmp_path):
     assert result["step"] == 1
     assert torch.load(result["checkpoint"], weights_only=False)["step"] == 1
     assert result["val_loss"] is not None
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_autocast_paths_train_on_cpu(tmp_path, dtype):
+    data = write_dataset(tmp_path / "data")
+    result = run(MODEL, train_cfg(tmp_path, data, max_iters=3, dtype=dtype, grad_clip=0.5), log=False)
+    ckpt = torch.load(result["checkpoint"], weights_only=False)
+    # the GradScaler is used for float16 only (bf16 has f32's exponent range)
+    assert bool(ckpt["scaler"]) == (dtype == "float16")
+    assert math.isfinite(result["train_loss"])
+
+
+def test_keep_last_and_periodic_samples(tmp_path, capsys):
+    tok_mod = pytest.importorskip("nano.tokenizer")
+    tok = tok_mod.Tokenizer.from_file(str(REPO / "python" / "nano" / "corpus" / "chinese_classic_vocab.json"))
+    data = write_dataset(tmp_path / "data", vocab=tok.vocab_size, tokenizer_hash=tok.hash)
+    cfg = train_cfg(tmp_path, data, max_iters=4, save_interval=1, keep_last=2, sample_interval=2,
+                    sample_prompt="天", sample_tokens=3, eval_interval=1000)
+    run(dict(MODEL, vocab_size=tok.vocab_size), cfg, tokenizer=tok, log=True)
+    names = sorted(p.name for p in (tmp_path / "run").glob("ckpt_*.pt"))
+    assert names == ["ckpt_0000003.pt", "ckpt_0000004.pt"]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 4
+    err = capsys.readouterr().err
+    assert "sample @ 2: 天" in err and "sample @ 4: 天" in err

@@ -379,7 +379,7 @@ class _Trainer:
                     if self.ddp.is_main:
                         metrics.write({"step": self.step, "split": "val", "loss": val_loss})
                     if self.log:
-                        bar.write(f"step {self.step}: train loss {loss:.4f}, val loss {val_loss:.4f}")
+                        bar.write(f"step {self.step}: train loss {loss:.4f}, val loss {val_loss:.4f}", file=sys.stderr)
                     if val_loss < self.best_val:
                         self.best_val = val_loss
                         if cfg["save_best"]:
@@ -391,7 +391,7 @@ class _Trainer:
                 self._print_sample(bar)
             if deadline is not None and self._time_is_up(deadline):
                 if self.log:
-                    bar.write(f"time limit of {cfg['time_limit']} s reached at step {self.step}")
+                    bar.write(f"time limit of {cfg['time_limit']} s reached at step {self.step}", file=sys.stderr)
                 break
         bar.close()
         if last_evaluated != self.step:  # stopped by the time limit between evaluations
@@ -426,4 +426,4 @@ class _Trainer:
         out = list(self.model.generate(ids, int(self.cfg["sample_tokens"]), temperature=0.8, top_k=40,
                                        seed=self.step, eos_id=self.tokenizer.token_to_id("<|eos|>")))
         self.model.train()
-        bar.write(f"sample @ {self.step}: {prompt}{self.tokenizer.decode(out)}")
+        bar.write(f"sample @ {self.step}: {prompt}{self.tokenizer.decode(out)}", file=sys.stderr)

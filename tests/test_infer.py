@@ -115,3 +115,25 @@ def test_plot_writes_png(trained, tmp_path):
     assert [s for s, _ in series["train"]] == [5, 10, 15, 20, 25, 30]
     out = plot(result["metrics_log"], tmp_path / "loss.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_bin_export_gives_the_same_text_as_pytorch(trained, tmp_path):
+    native = pytest.importorskip("nano._native")
+    if not (hasattr(native, "write_model") and hasattr(native, "Engine")):
+        pytest.skip("native extension without the engine/export (rebuild with pip install -e .)")
+    from nano.export import export_checkpoint
+
+    _, result, tok, text = trained
+    out = export_checkpoint(result["checkpoint"], tmp_path / "m.bin")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    model, _ = load_model(result["checkpoint"])
+    cases = [(["-t", "0"], dict(temperature=0)),
+             (["-t", "0.9", "-k", "20", "-p", "0.95", "-r", "1.1", "--seed", "7"],
+              dict(temperature=0.9, top_k=20, top_p=0.95, repetition_penalty=1.1, seed=7))]
+    for flags, opts in cases:
+        expected = "".join(stream(model, tok, text[:3], max_seq_length=16, **opts)) + "\n"
+        # the .bin path of the CLI runs the Rust engine and does not import torch
+        rs = subprocess.run([sys.executable, "-m", "nano.infer", "-m", str(out), "--prompt", text[:3], "-s", "16",
+                             *flags], env=env, capture_output=True, text=True, timeout=120)
+        assert rs.returncode == 0, rs.stderr
+        assert rs.stdout == expected, flags

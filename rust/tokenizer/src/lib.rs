@@ -5,6 +5,8 @@
 //! (`<|eos|>` ...) take part in matching only when the caller passes `allow_special = true`.
 mod builder;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod parallel;
 mod stream;

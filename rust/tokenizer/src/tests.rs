@@ -23,24 +23,7 @@ fn small() -> Tokenizer {
     Tokenizer::from_tokens(tokens, special).unwrap()
 }
 
-/// The matching rule spelled out directly: longest entry by trying every length.
-fn naive(tok: &Tokenizer, text: &str, allow_special: bool) -> Vec<u32> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let found = (1..=chars.len() - i).rev().find_map(|n| {
-            let s: String = chars[i..i + n].iter().collect();
-            tok.token_to_id(&s)
-                .filter(|&id| allow_special || !tok.is_special(id))
-                .map(|id| (id, n))
-        });
-        let (id, n) = found.unwrap_or((tok.unknown_id(), 1));
-        out.push(id);
-        i += n;
-    }
-    out
-}
+use crate::fuzzing::naive_encode as naive;
 
 #[test]
 fn encodes_by_longest_match_with_unknowns() {

@@ -268,3 +268,22 @@ def test_keep_last_and_periodic_samples(tmp_path, capsys):
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 4
     err = capsys.readouterr().err
     assert "sample @ 2: 天" in err and "sample @ 4: 天" in err
+
+
+def test_original_config_pretrain_keys_are_accepted(tmp_path):
+    from nano.train.config import normalise
+
+    data = write_dataset(tmp_path / "data")
+    original = {"use_lora": False, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0, "from_checkpoint": "",
+                "save_checkpoint_to": str(tmp_path / "ck"), "dataset_path": [[str(data), str(data)]],
+                "random_seed": 39, "batch_size": 4, "gradient_accumulation_steps": 1, "grad_clip": 1.0,
+                "dropout": 0.0, "learning_rate": 5e-4, "weight_decay": 1e-1, "beta1": 0.9, "beta2": 0.95,
+                "decay_lr": True, "warmup_iters": 500, "lr_decay_iters": 1e9, "min_lr": 6e-5,
+                "eval_interval": 100, "log_interval": 10, "eval_iters": 5, "backend": "nccl", "device": "cpu",
+                "sdp_kernel": "flash", "dtype": "float32", "use_amp": True}
+    cfg = normalise(original)
+    assert cfg["train_data"] == cfg["val_data"] == str(data) and cfg["random_seed"] == 39
+    result = run(MODEL, dict(original, max_iters=2, progress=False, tensorboard=False), log=False)
+    assert result["step"] == 2
+    with pytest.raises(ValueError, match="one prepared dataset"):
+        normalise({"dataset_path": [["a", "b"], ["c", "d"]]})

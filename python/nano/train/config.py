@@ -77,6 +77,8 @@ def normalise(cfg: dict, base_dir: str | Path | None = None) -> dict:
         key = ALIASES.get(key, key)
         if key == "betas":
             out["beta1"], out["beta2"] = (float(v) for v in value)
+        elif key == "train_data" and isinstance(value, list):
+            out["train_data"], out["val_data"] = _dataset_pair(value)
         elif key in DEFAULTS:
             out[key] = value
         elif key not in IGNORED and key not in model_keys:
@@ -96,6 +98,16 @@ def normalise(cfg: dict, base_dir: str | Path | None = None) -> dict:
         if out[key]:
             out[key] = str(resolve_input(out[key], base_dir))
     return out
+
+
+def _dataset_pair(value: list) -> tuple[str, str | None]:
+    """The original's ``dataset_path: [[train, val]]`` (or ``[train, val]``) as prepared directories."""
+    pairs = value if value and isinstance(value[0], list) else [value]
+    if len(pairs) != 1 or not 1 <= len(pairs[0]) <= 2:
+        raise ValueError("train config: dataset_path must name one prepared dataset (or one [train, val] pair); "
+                         "combine several corpora when preparing them with python -m nano.data")
+    train, val = (list(pairs[0]) + [None])[:2]
+    return train, val
 
 
 def resolve_input(path: str | Path, base_dir: str | Path | None) -> Path:

@@ -273,7 +273,7 @@ class _Trainer:
         for i, (x, y, mask) in enumerate(batches):
             x, y, mask = (t.to(self.device, non_blocking=True) for t in (x, y, mask))
             tokens += x.numel()
-            with self._sync_context(i == accum - 1), runtime.sdp_context(self.cfg["sdp_kernel"]), \
+            with self._sync_context(i == accum - 1), runtime.sdp_context(self.cfg["sdp_kernel"], self.device), \
                     runtime.autocast_context(self.device, self.dtype, self.use_amp):
                 _, loss_sum = self.forward(x, y, mask, reduction="sum")
             self.scaler.scale(loss_sum / denom).backward()

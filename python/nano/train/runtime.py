@@ -29,7 +29,12 @@ class Dist:
 
 def pick_device(name: str) -> torch.device:
     if name != "auto":
-        return torch.device(name)
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available (use device=auto or cpu)")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {name!r} requested but MPS is not available (use device=auto or cpu)")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -67,9 +72,12 @@ def autocast_context(device: torch.device, dtype: torch.dtype, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def sdp_context(kernel: str):
-    """Restrict SDPA to one backend ("flash", "efficient", "math", "cudnn"); "auto" lets torch choose."""
-    if kernel in (None, "auto"):
+def sdp_context(kernel: str, device: torch.device):
+    """Restrict SDPA to one backend ("flash", "efficient", "math", "cudnn") on CUDA; "auto" lets torch choose.
+
+    The fused backends exist on CUDA only, so elsewhere the setting is ignored (old configs say "flash").
+    """
+    if kernel in (None, "auto") or device.type != "cuda":
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 

@@ -287,3 +287,16 @@ def test_original_config_pretrain_keys_are_accepted(tmp_path):
     assert result["step"] == 2
     with pytest.raises(ValueError, match="one prepared dataset"):
         normalise({"dataset_path": [["a", "b"], ["c", "d"]]})
+
+
+def test_full_sft_from_checkpoint_is_a_new_run_on_its_weights(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    base = run(MODEL, train_cfg(tmp_path / "base", data, max_iters=3), log=False)
+    # learning rate 0: the weights stay the checkpoint's, which proves they were loaded (not re-initialised)
+    sft = run(None, train_cfg(tmp_path / "sft", data, max_iters=2, from_checkpoint=base["checkpoint"],
+                              learning_rate=0.0, min_lr=0.0, weight_decay=0.0), log=False)
+    assert sft["step"] == 2
+    ckpt = torch.load(sft["checkpoint"], weights_only=False)
+    assert ckpt["step"] == 2 and len(ckpt["optimizer"]["state"]) > 0
+    for k, v in base["model"].state_dict().items():
+        assert torch.equal(sft["model"].state_dict()[k], v), k

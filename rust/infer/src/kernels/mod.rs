@@ -10,6 +10,8 @@
 //!   dynamically; small matrices run serially.
 
 mod f16;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod quant;
 mod scalar;
 #[cfg(test)]
@@ -131,6 +133,10 @@ impl Kernels {
         let mut paths = vec![SCALAR];
         #[cfg(target_arch = "x86_64")]
         paths.extend(x86::avx2());
+        #[cfg(target_arch = "x86_64")]
+        paths.extend(x86::avx512vnni());
+        #[cfg(target_arch = "aarch64")]
+        paths.extend(neon::neon().into_iter().chain(neon::neon_dotprod()));
         paths
     }
 

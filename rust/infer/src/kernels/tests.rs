@@ -433,3 +433,16 @@ fn quantized_shape_is_checked() {
     };
     matvec(&mut [0.0], &m, &[0.0; 40], &mut Scratch::default());
 }
+
+/// The SIMD paths the CPU supports are really offered (so the comparisons above are not vacuous).
+#[test]
+fn detected_paths_are_available() {
+    let names: Vec<&str> = Kernels::available().iter().map(|k| k.name()).collect();
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert!(names.contains(&"avx2"), "{names:?}");
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert!(names.contains(&"neon"), "{names:?}");
+    assert_eq!(Kernels::best().name(), *names.last().unwrap());
+}

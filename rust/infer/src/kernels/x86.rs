@@ -198,3 +198,106 @@ unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
     }
     t
 }
+
+/// The AVX-512 VNNI path for the integer dots (float dots stay on AVX2: they are bandwidth-bound).
+pub(super) fn avx512vnni() -> Option<Kernels> {
+    let base = avx2()?;
+    let ok = is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni");
+    // SAFETY (wrappers): only reachable through a Kernels built after this check.
+    ok.then_some(Kernels {
+        name: "avx512vnni",
+        dot_q8: |qw, sw, qx, sx| unsafe { dot_q8_vnni(qw, sw, qx, sx) },
+        dot_q4: |p, sw, qx, sx| unsafe { dot_q4_vnni(p, sw, qx, sx) },
+        ..base
+    })
+}
+
+/// Two 32-value groups (one zmm each of weights and activations) as 16 i32 partials:
+/// lanes 0..8 belong to the first group, 8..16 to the second.
+#[inline(always)]
+unsafe fn group_pair_dot_vnni(w: __m512i, x: __m512i) -> __m512i {
+    let aw = _mm512_abs_epi8(w);
+    let neg = _mm512_movepi8_mask(w);
+    let sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx)
+}
+
+/// Exact group sums of 4 group-pair vectors z_j (groups 2j, 2j+1) → [g0, …, g7].
+#[inline(always)]
+unsafe fn hsum_pairs(z: [__m512i; 4]) -> __m256i {
+    let u0 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(z[0], z[1]),
+        _mm512_unpackhi_epi32(z[0], z[1]),
+    );
+    let u1 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(z[2], z[3]),
+        _mm512_unpackhi_epi32(z[2], z[3]),
+    );
+    // 128-bit lane k of v = [Σ z0, Σ z1, Σ z2, Σ z3] over elements 4k..4k+4.
+    let v = _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
+    let lo = _mm512_castsi512_si256(v);
+    let hi = _mm512_extracti64x4_epi64::<1>(v);
+    let even = _mm_add_epi32(
+        _mm256_castsi256_si128(lo),
+        _mm256_extracti128_si256::<1>(lo),
+    ); // g0 g2 g4 g6
+    let odd = _mm_add_epi32(
+        _mm256_castsi256_si128(hi),
+        _mm256_extracti128_si256::<1>(hi),
+    ); // g1 g3 g5 g7
+    _mm256_set_m128i(_mm_unpackhi_epi32(even, odd), _mm_unpacklo_epi32(even, odd))
+}
+
+/// Groups g, g+1 of q4_0 (32 packed bytes) as 64 i8 in element order.
+#[inline(always)]
+unsafe fn unpack_q4_pair(p: *const u8) -> __m512i {
+    let b = _mm256_loadu_si256(p as *const __m256i);
+    let m = _mm256_set1_epi8(0x0f);
+    let lo = _mm256_and_si256(b, m); // [g: 0..16 | g+1: 0..16]
+    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(b), m); // [g: 16..32 | g+1: 16..32]
+    let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+    let z = _mm512_shuffle_i64x2::<0b11_01_10_00>(z, z); // 128-bit lanes 0, 2, 1, 3
+    _mm512_sub_epi8(z, _mm512_set1_epi8(8))
+}
+
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_q8_vnni(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+    let groups = sw.len();
+    let (pw, px) = (qw.as_ptr(), qx.as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let mut g = 0;
+    while g + 8 <= groups {
+        let mut z = [_mm512_setzero_si512(); 4];
+        for (j, zj) in z.iter_mut().enumerate() {
+            let o = (g + 2 * j) * QK;
+            let w = _mm512_loadu_si512(pw.add(o) as *const _);
+            let x = _mm512_loadu_si512(px.add(o) as *const _);
+            *zj = group_pair_dot_vnni(w, x);
+        }
+        acc = accumulate8(acc, hsum_pairs(z), sw.as_ptr().add(g), sx.as_ptr().add(g));
+        g += 8;
+    }
+    finish(acc, g, |g| tail_q8(qw, qx, g), sw, sx)
+}
+
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_q4_vnni(p: &[u8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+    let groups = sw.len();
+    let (pp, px) = (p.as_ptr(), qx.as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let mut g = 0;
+    while g + 8 <= groups {
+        let mut z = [_mm512_setzero_si512(); 4];
+        for (j, zj) in z.iter_mut().enumerate() {
+            let w = unpack_q4_pair(pp.add((g + 2 * j) * QK / 2));
+            let x = _mm512_loadu_si512(px.add((g + 2 * j) * QK) as *const _);
+            *zj = group_pair_dot_vnni(w, x);
+        }
+        acc = accumulate8(acc, hsum_pairs(z), sw.as_ptr().add(g), sx.as_ptr().add(g));
+        g += 8;
+    }
+    finish(acc, g, |g| tail_q4(p, qx, g), sw, sx)
+}

@@ -1,0 +1,250 @@
+//! aarch64 row kernels: NEON (every aarch64 CPU) and NEON + `dotprod` (SDOT; Cortex-A76 in RK3588,
+//! A78AE in Jetson Orin), selected at run time.
+//!
+//! The q8_0 / q4_0 kernels reproduce [`super::scalar::dot_q8`] bit for bit: exact i32 group dots, then
+//! `(s as f32) * (sw * sx)` added to lane `g % 8` (two `float32x4_t` hold lanes 0..4 and 4..8), then
+//! [`reduce8`]. SDOT is emitted with inline assembly because its intrinsic is not stable Rust yet.
+
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+use super::{reduce8, Kernels, QK};
+
+/// The plain NEON path (NEON is part of the aarch64 baseline).
+pub(super) fn neon() -> Option<Kernels> {
+    // SAFETY (wrappers): NEON is always present on aarch64.
+    Some(Kernels {
+        name: "neon",
+        dot_f32: |w, x| unsafe { dot_f32(w, x) },
+        dot_f16: |w, x| unsafe { dot_f16(w, x) },
+        dot_q8: |qw, sw, qx, sx| unsafe { dot_q8::<false>(qw, sw, qx, sx) },
+        dot_q4: |p, sw, qx, sx| unsafe { dot_q4::<false>(p, sw, qx, sx) },
+    })
+}
+
+/// NEON with the int8 dot-product instruction, when the CPU reports `dotprod`.
+pub(super) fn neon_dotprod() -> Option<Kernels> {
+    // SAFETY (wrappers): only reachable through a Kernels built after this check.
+    std::arch::is_aarch64_feature_detected!("dotprod").then_some(Kernels {
+        name: "neon-dotprod",
+        dot_f32: |w, x| unsafe { dot_f32(w, x) },
+        dot_f16: |w, x| unsafe { dot_f16(w, x) },
+        dot_q8: |qw, sw, qx, sx| unsafe { dot_q8_dotprod(qw, sw, qx, sx) },
+        dot_q4: |p, sw, qx, sx| unsafe { dot_q4_dotprod(p, sw, qx, sx) },
+    })
+}
+
+/// acc += per-lane sums of 4 i8·i8 products (SDOT).
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// One 32-value group (two halves of 16) as 4 i32 partial sums, with SDOT or widening multiplies.
+#[inline(always)]
+unsafe fn group_dot<const DOT: bool>(w: [int8x16_t; 2], x: [int8x16_t; 2]) -> int32x4_t {
+    if DOT {
+        sdot(sdot(vdupq_n_s32(0), w[0], x[0]), w[1], x[1])
+    } else {
+        let mut acc = vdupq_n_s32(0);
+        for h in 0..2 {
+            acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(w[h]), vget_low_s8(x[h])));
+            acc = vpadalq_s16(acc, vmull_high_s8(w[h], x[h]));
+        }
+        acc
+    }
+}
+
+/// Exact sums of 4 vectors: lane j = Σ lanes of v[j].
+#[inline(always)]
+unsafe fn hsum4x4(v: [int32x4_t; 4]) -> int32x4_t {
+    vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
+}
+
+#[inline(always)]
+unsafe fn accumulate4(
+    acc: float32x4_t,
+    s: int32x4_t,
+    sw: *const f32,
+    sx: *const f32,
+) -> float32x4_t {
+    let d = vmulq_f32(vld1q_f32(sw), vld1q_f32(sx));
+    vaddq_f32(acc, vmulq_f32(vcvtq_f32_s32(s), d))
+}
+
+#[inline(always)]
+unsafe fn load_q8(p: *const i8) -> [int8x16_t; 2] {
+    [vld1q_s8(p), vld1q_s8(p.add(16))]
+}
+
+/// 32 q4_0 values (16 packed bytes) as i8 in -8..=7: low nibbles are elements 0..16, high 16..32.
+#[inline(always)]
+unsafe fn load_q4(p: *const u8) -> [int8x16_t; 2] {
+    let b = vld1q_u8(p);
+    let eight = vdupq_n_s8(8);
+    let lo = vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0f)));
+    let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(b));
+    [vsubq_s8(lo, eight), vsubq_s8(hi, eight)]
+}
+
+/// The shared loop: 8 groups per step into two 4-lane accumulators, scalar tail, [`reduce8`].
+#[inline(always)]
+unsafe fn dot_groups<const DOT: bool>(
+    groups: usize,
+    load_w: impl Fn(usize) -> [int8x16_t; 2],
+    qx: &[i8],
+    sw: &[f32],
+    sx: &[f32],
+    tail: impl Fn(usize) -> i32,
+) -> f32 {
+    let px = qx.as_ptr();
+    let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let mut g = 0;
+    while g + 8 <= groups {
+        let mut v = [vdupq_n_s32(0); 8];
+        for (j, vj) in v.iter_mut().enumerate() {
+            *vj = group_dot::<DOT>(load_w(g + j), load_q8(px.add((g + j) * QK)));
+        }
+        let s_lo = hsum4x4([v[0], v[1], v[2], v[3]]);
+        let s_hi = hsum4x4([v[4], v[5], v[6], v[7]]);
+        lo = accumulate4(lo, s_lo, sw.as_ptr().add(g), sx.as_ptr().add(g));
+        hi = accumulate4(hi, s_hi, sw.as_ptr().add(g + 4), sx.as_ptr().add(g + 4));
+        g += 8;
+    }
+    let mut lanes = [0f32; 8];
+    vst1q_f32(lanes.as_mut_ptr(), lo);
+    vst1q_f32(lanes.as_mut_ptr().add(4), hi);
+    for t in g..groups {
+        lanes[t % 8] += tail(t) as f32 * (sw[t] * sx[t]);
+    }
+    reduce8(lanes)
+}
+
+fn tail_q8(qw: &[i8], qx: &[i8], g: usize) -> i32 {
+    let r = g * QK..(g + 1) * QK;
+    qw[r.clone()]
+        .iter()
+        .zip(&qx[r])
+        .map(|(&a, &b)| a as i32 * b as i32)
+        .sum()
+}
+
+fn tail_q4(p: &[u8], qx: &[i8], g: usize) -> i32 {
+    let (b, x) = (&p[g * 16..g * 16 + 16], &qx[g * QK..(g + 1) * QK]);
+    (0..16)
+        .map(|j| {
+            ((b[j] & 15) as i32 - 8) * x[j] as i32 + ((b[j] >> 4) as i32 - 8) * x[j + 16] as i32
+        })
+        .sum()
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn dot_q8<const DOT: bool>(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+    let pw = qw.as_ptr();
+    dot_groups::<DOT>(
+        sw.len(),
+        |g| load_q8(pw.add(g * QK)),
+        qx,
+        sw,
+        sx,
+        |g| tail_q8(qw, qx, g),
+    )
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn dot_q4<const DOT: bool>(p: &[u8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+    let pp = p.as_ptr();
+    dot_groups::<DOT>(
+        sw.len(),
+        |g| load_q4(pp.add(g * QK / 2)),
+        qx,
+        sw,
+        sx,
+        |g| tail_q4(p, qx, g),
+    )
+}
+
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn dot_q8_dotprod(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+    dot_q8::<true>(qw, sw, qx, sx)
+}
+
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn dot_q4_dotprod(p: &[u8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+    dot_q4::<true>(p, sw, qx, sx)
+}
+
+/// f32 dot with 4 independent FMA chains (16 values per step).
+#[target_feature(enable = "neon")]
+unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len();
+    let (pw, px) = (w.as_ptr(), x.as_ptr());
+    let mut a = [vdupq_n_f32(0.0); 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        for (k, ak) in a.iter_mut().enumerate() {
+            *ak = vfmaq_f32(
+                *ak,
+                vld1q_f32(pw.add(i + 4 * k)),
+                vld1q_f32(px.add(i + 4 * k)),
+            );
+        }
+        i += 16;
+    }
+    let mut t = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
+    for j in i..n {
+        t += w[j] * x[j];
+    }
+    t
+}
+
+/// 4 IEEE half values → f32 with integer operations (exact, including subnormals, inf and NaN):
+/// shifting exponent+mantissa into f32 position and scaling by 2^112 rebiases the exponent.
+#[inline(always)]
+unsafe fn half4_to_f32(h: uint32x4_t) -> float32x4_t {
+    let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
+    let em = vshlq_n_u32::<13>(vandq_u32(h, vdupq_n_u32(0x7fff)));
+    let scaled = vreinterpretq_u32_f32(vmulq_f32(
+        vreinterpretq_f32_u32(em),
+        vdupq_n_f32(f32::from_bits(0x7780_0000)), // 2^112
+    ));
+    let is_special = vceqq_u32(vandq_u32(h, vdupq_n_u32(0x7c00)), vdupq_n_u32(0x7c00));
+    let special = vorrq_u32(em, vdupq_n_u32(0x7f80_0000));
+    vreinterpretq_f32_u32(vorrq_u32(vbslq_u32(is_special, special, scaled), sign))
+}
+
+/// f16 weights · f32 activations (8 values per step).
+#[target_feature(enable = "neon")]
+unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
+    let n = w.len();
+    let (pw, px) = (w.as_ptr(), x.as_ptr());
+    let (mut a0, mut a1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let mut i = 0;
+    while i + 8 <= n {
+        let h = vld1q_u16(pw.add(i));
+        a0 = vfmaq_f32(
+            a0,
+            half4_to_f32(vmovl_u16(vget_low_u16(h))),
+            vld1q_f32(px.add(i)),
+        );
+        a1 = vfmaq_f32(
+            a1,
+            half4_to_f32(vmovl_high_u16(h)),
+            vld1q_f32(px.add(i + 4)),
+        );
+        i += 8;
+    }
+    let mut t = vaddvq_f32(vaddq_f32(a0, a1));
+    for j in i..n {
+        t += super::f16_to_f32(w[j]) * x[j];
+    }
+    t
+}

@@ -1,0 +1,90 @@
+"""The `nano-infer` binary as a real subprocess: generation, exit codes and messages on bad input."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from nano.export import export_checkpoint
+from test_format import TEXT, small_model, small_tokenizer
+
+torch.set_num_threads(2)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def nano_infer_binary() -> Path:
+    """Builds (incrementally) and returns the release binary; skips when no Rust toolchain is present."""
+    if shutil.which("cargo") is None:
+        pytest.skip("cargo not found: cannot build nano-infer")
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    proc = subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "nano-infer"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    exe = target / "release" / "nano-infer"
+    assert exe.exists(), exe
+    return exe
+
+
+@pytest.fixture(scope="session")
+def binary() -> Path:
+    return nano_infer_binary()
+
+
+def run(binary, *args, stdin=None):
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, input=stdin,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    tok, model = small_tokenizer(), small_model(seed=5)
+    ckpt = {"model": model.state_dict(), "model_config": model.config.to_dict(), "tokenizer_json": tok.to_json()}
+    return export_checkpoint(ckpt, tmp_path_factory.mktemp("cli") / "m.bin"), model, tok
+
+
+def test_prompt_generation_matches_pytorch_and_reports_speed(binary, model_file):
+    path, model, tok = model_file
+    proc = run(binary, path, "--prompt", TEXT[:6], "-n", 12, "-t", 0, "--threads", 1)
+    assert proc.returncode == 0, proc.stderr
+    want = tok.stream_decoder(skip_special=True)
+    ids = list(model.generate(tok.encode(TEXT[:6]), 12, temperature=0, eos_id=tok.token_to_id("<|eos|>")))
+    assert proc.stdout == "".join(want.push(i) for i in ids) + "\n"
+    assert "tokens/s" in proc.stderr
+
+
+def test_repl_reads_prompts_from_stdin(binary, model_file):
+    path, _, _ = model_file
+    one = run(binary, path, "--prompt", TEXT[:3], "-n", 5, "-t", 0.8, "-s", 7, "-q")
+    repl = run(binary, path, "-n", 5, "-t", 0.8, "-s", 7, "-q", stdin=f"{TEXT[:3]}\n\n{TEXT[:3]}\n")
+    assert repl.returncode == 0, repl.stderr
+    assert repl.stdout == one.stdout * 2  # same seed, same text; the empty line is skipped
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "truncated", "empty-prompt", "long-prompt", "bad-lora",
+                                  "bad-option"])
+def test_bad_input_exits_nonzero_with_a_message(binary, model_file, tmp_path, case):
+    path, _, _ = model_file
+    args = [path, "--prompt", TEXT[:4], "-n", 3]
+    if case == "missing":
+        args[0] = tmp_path / "nope.bin"
+    elif case == "garbage":
+        args[0] = tmp_path / "g.bin"
+        args[0].write_bytes(b"\x00" * 1000)
+    elif case == "truncated":
+        args[0] = tmp_path / "t.bin"
+        args[0].write_bytes(path.read_bytes()[:5000])
+    elif case == "empty-prompt":
+        args[2] = ""
+    elif case == "long-prompt":
+        args[2] = TEXT * 2
+    elif case == "bad-lora":
+        args += ["-l", path]
+    elif case == "bad-option":
+        args += ["-t", "-1"]
+    proc = run(binary, *args)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() and "panicked" not in proc.stderr, proc.stderr
+    assert proc.stdout == ""

@@ -101,12 +101,12 @@ def test_lora_flag_and_wrong_base(trained, tmp_path):
         load_model(tmp_path / "o.pt", lora=path)
 
 
-def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+def test_not_a_checkpoint_is_a_clear_error(tmp_path, capsys):
+    from nano.infer import main
+
     (tmp_path / "x.pt").write_bytes(b"junk")
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
-    proc = subprocess.run([sys.executable, "-m", "nano.infer", "-m", str(tmp_path / "x.pt"), "--prompt", "a"],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr
+    assert main(["-m", str(tmp_path / "x.pt"), "--prompt", "a"]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
 
 
 def test_plot_writes_png(trained, tmp_path):

@@ -228,14 +228,16 @@ def test_tokenizer_mismatch_between_checkpoint_and_data_is_clear(tmp_path):
             log=False)
 
 
-def test_cli_reports_bad_input_without_traceback(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    from nano.train.__main__ import main
+
     (tmp_path / "t.json").write_text(json.dumps({"train_data": str(tmp_path / "missing")}))
     (tmp_path / "m.json").write_text(json.dumps(MODEL))
-    proc = subprocess.run([sys.executable, "-m", "nano.train", "-m", str(tmp_path / "m.json"), "-t",
-                           str(tmp_path / "t.json")], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "meta.json missing" in proc.stderr and "Traceback" not in proc.stderr
+    assert main(["-m", str(tmp_path / "m.json"), "-t", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
+    assert "meta.json missing" in err and "Traceback" not in err
+    assert main(["-m", str(tmp_path / "m.json"), "-t", str(tmp_path / "t.json"), "--set", "oops"]) == 2
+    assert "key=value" in capsys.readouterr().err
 
 
 def test_time_limit_stops_early_and_still_saves(tmp_path):

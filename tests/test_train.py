@@ -302,3 +302,14 @@ def test_full_sft_from_checkpoint_is_a_new_run_on_its_weights(tmp_path):
     assert ckpt["step"] == 2 and len(ckpt["optimizer"]["state"]) > 0
     for k, v in base["model"].state_dict().items():
         assert torch.equal(sft["model"].state_dict()[k], v), k
+
+
+def test_lr_schedule_warmup_cosine_floor():
+    from nano.train.runtime import lr_at
+
+    cfg = dict(learning_rate=1.0, min_lr=0.1, decay_lr=True, warmup_iters=4, lr_decay_iters=14)
+    assert [lr_at(i, cfg) for i in range(4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert lr_at(4, cfg) == pytest.approx(1.0)
+    assert lr_at(9, cfg) == pytest.approx(0.55)  # halfway through the cosine: (1 + 0.1) / 2
+    assert lr_at(14, cfg) == lr_at(100, cfg) == pytest.approx(0.1)
+    assert lr_at(50, dict(cfg, decay_lr=False)) == 1.0

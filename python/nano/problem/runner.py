@@ -158,7 +158,7 @@ def summary_line(r: dict) -> str:
     params = " ".join(f"{k}={v}" for k, v in r["task_params"].items())
     return (f"{r['task']} ({params}, {r['formulation']}): model {mc['n_layer']}x{mc['n_embd']} "
             f"{r['parameters'] / 1e3:.0f}k params, {r['steps']} steps x {r['batch_size']}, "
-            f"train {r['train_seconds']:.0f} s on {r['device']} | accuracy {100 * r['accuracy']:.1f}% "
+            f"train {r['train_seconds']:.0f} s on {r['device']} | accuracy {100 * r['accuracy']:.2f}% "
             f"({r['correct']}/{r['eval_samples']} held-out samples)")
 
 
@@ -190,7 +190,7 @@ def plot_curves(report: dict, path: str | Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("answer-token loss")
-    ax.set_title(f"{report['task']} ({report['formulation']}): accuracy {100 * report['accuracy']:.1f}%",
+    ax.set_title(f"{report['task']} ({report['formulation']}): accuracy {100 * report['accuracy']:.2f}%",
                  fontsize=10)
     ax.legend()
     fig.tight_layout()

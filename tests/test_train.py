@@ -313,3 +313,11 @@ def test_lr_schedule_warmup_cosine_floor():
     assert lr_at(9, cfg) == pytest.approx(0.55)  # halfway through the cosine: (1 + 0.1) / 2
     assert lr_at(14, cfg) == lr_at(100, cfg) == pytest.approx(0.1)
     assert lr_at(50, dict(cfg, decay_lr=False)) == 1.0
+
+
+def test_tensorboard_events_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    data = write_dataset(tmp_path / "data")
+    run(MODEL, train_cfg(tmp_path, data, max_iters=2, tensorboard=True), log=False)
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100

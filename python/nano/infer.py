@@ -32,6 +32,9 @@ def load_model(path: str | Path, lora: str | Path | None = None, device: str = "
         model.lora_base_hash = ckpt.get("base_hash")
     model.load_state_dict(state)
     if lora:
+        if Path(lora).suffix == ".bin":
+            raise ValueError(f"{lora}: a .bin LoRA plug-in runs with a .bin model; with a checkpoint pass the "
+                             "adapter's .pt file (lora.pt from training)")
         load_lora(model, torch.load(lora, map_location="cpu", weights_only=True))
     return model.to(device).eval(), Tokenizer.from_json(ckpt["tokenizer_json"])
 

@@ -113,3 +113,10 @@ def test_wrong_base_is_refused(tmp_path):
     wider = Transformer(ModelConfig(**{**CFG.to_dict(), "n_hidden": 64}))
     with pytest.raises(ValueError, match="different model shape"):
         load_lora(wider, path)
+
+
+def test_junk_file_is_a_clear_error(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"junk")
+    _, model = make()
+    with pytest.raises(ValueError, match="not a readable LoRA file"):
+        load_lora(model, tmp_path / "x.pt")

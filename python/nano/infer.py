@@ -15,7 +15,6 @@ from pathlib import Path
 
 def load_model(path: str | Path, lora: str | Path | None = None, device: str = "cpu"):
     """(model in eval mode, tokenizer) from a training checkpoint, optionally with a LoRA adapter file."""
-    import torch
 
     from nano.checkpoint import load_checkpoint
     from nano.lora import LoraConfig, apply_lora, load_lora
@@ -35,7 +34,7 @@ def load_model(path: str | Path, lora: str | Path | None = None, device: str = "
         if Path(lora).suffix == ".bin":
             raise ValueError(f"{lora}: a .bin LoRA plug-in runs with a .bin model; with a checkpoint pass the "
                              "adapter's .pt file (lora.pt from training)")
-        load_lora(model, torch.load(lora, map_location="cpu", weights_only=True))
+        load_lora(model, lora)
     return model.to(device).eval(), Tokenizer.from_json(ckpt["tokenizer_json"])
 
 

@@ -164,8 +164,15 @@ def save_lora(model: Transformer, path: str | Path) -> Path:
 def read_lora(path_or_payload) -> dict:
     payload = path_or_payload
     if not isinstance(payload, dict):
-        payload = torch.load(path_or_payload, map_location="cpu", weights_only=True)
-    if payload.get("format") != FORMAT:
+        try:
+            payload = torch.load(path_or_payload, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # truncated or foreign file
+            raise ValueError(f"{path_or_payload}: not a readable LoRA file ({e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if not isinstance(payload, dict):
+            raise ValueError(f"not a LoRA file: found a {type(payload).__name__}")
         raise ValueError(f"not a LoRA file: format is {payload.get('format')!r}, expected {FORMAT!r}")
     if payload.get("version") != VERSION:
         raise ValueError(f"unsupported LoRA file version {payload.get('version')!r}")

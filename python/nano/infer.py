@@ -15,7 +15,6 @@ from pathlib import Path
 
 def load_model(path: str | Path, lora: str | Path | None = None, device: str = "cpu"):
     """(model in eval mode, tokenizer) from a training checkpoint, optionally with a LoRA adapter file."""
-
     from nano.checkpoint import load_checkpoint
     from nano.lora import LoraConfig, apply_lora, load_lora
     from nano.model import ModelConfig, Transformer

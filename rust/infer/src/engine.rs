@@ -175,7 +175,8 @@ impl Engine {
         f.run(tokens, start, all)
     }
 
-    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+    /// Refuses empty prompts, prompts longer than the context and ids outside the vocabulary.
+    pub fn check_prompt_ids(&self, ids: &[u32]) -> Result<()> {
         let c = self.model.config();
         if ids.is_empty() {
             return Err(Error::InvalidInput(
@@ -200,7 +201,7 @@ impl Engine {
 
     /// Logits at every position of `ids` (len * vocab values, row-major), from an empty cache.
     pub fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        self.check_ids(ids)?;
+        self.check_prompt_ids(ids)?;
         Ok(self.forward(ids, 0, true))
     }
 
@@ -232,12 +233,19 @@ impl Engine {
         opts: &GenerateOptions,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenerateStats> {
+        let ids = self.prepare(prompt, opts)?;
+        self.generate_ids(ids, opts, on_piece)
+    }
+
+    /// Checks the options and turns the prompt into checked token ids (what [`Engine::generate`] starts from).
+    pub fn prepare(&self, prompt: &str, opts: &GenerateOptions) -> Result<Vec<u32>> {
         opts.validate()?;
         if prompt.is_empty() {
             return Err(Error::InvalidInput("empty prompt".into()));
         }
         let ids = self.prompt_ids(prompt, opts.instruct)?;
-        self.generate_ids(ids, opts, on_piece)
+        self.check_prompt_ids(&ids)?;
+        Ok(ids)
     }
 
     /// As [`Engine::generate`], from token ids.
@@ -248,7 +256,7 @@ impl Engine {
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenerateStats> {
         opts.validate()?;
-        self.check_ids(&ids)?;
+        self.check_prompt_ids(&ids)?;
         let block = self.model.config().block_size;
         let tokenizer = self.model.tokenizer().clone();
         let eos = tokenizer.token_to_id("<|eos|>");

@@ -292,6 +292,7 @@ impl PyEngine {
     #[allow(clippy::too_many_arguments)]
     fn generate(
         &self,
+        py: Python<'_>,
         prompt: &Bound<'_, PyAny>,
         max_new_tokens: usize,
         temperature: f32,
@@ -310,14 +311,17 @@ impl PyEngine {
             seed,
             instruct,
         };
-        let input = if let Ok(text) = prompt.extract::<String>() {
-            Err(text)
+        // bad prompts and options fail here, at the call, not at the first next()
+        let ids = if let Ok(text) = prompt.extract::<String>() {
+            let (o, t) = (opts.clone(), text);
+            self.with(py, move |e| e.prepare(&t, &o))?
         } else {
-            Ok(prompt.extract::<Vec<u32>>().map_err(|_| {
+            let ids = prompt.extract::<Vec<u32>>().map_err(|_| {
                 PyValueError::new_err("prompt must be a str or a list of token ids")
-            })?)
+            })?;
+            self.with(py, |e| e.check_prompt_ids(&ids))?;
+            ids
         };
-        // unbounded: the worker never waits on the reader, so it always finishes and frees the engine
         let (tx, rx) = mpsc::channel::<Msg>();
         let stop = Arc::new(AtomicBool::new(false));
         let (inner, stop2) = (self.inner.clone(), stop.clone());
@@ -332,10 +336,7 @@ impl PyEngine {
                 let mut send = |piece: &str| -> bool {
                     !stop2.load(Ordering::Relaxed) && tx.send(Msg::Piece(piece.to_string())).is_ok()
                 };
-                match input {
-                    Err(text) => engine.generate(&text, &opts, &mut send),
-                    Ok(ids) => engine.generate_ids(ids, &opts, &mut send),
-                }
+                engine.generate_ids(ids, &opts, &mut send)
             }; // the engine is unlocked before the reader learns the generation is done
             let _ = tx.send(match result {
                 Ok(s) => Msg::Done(vec![

@@ -20,7 +20,9 @@ unsafe impl Pod for u32 {}
 /// Views `bytes` as a slice of `T` when its address is aligned and its length a multiple of `T`'s size.
 pub fn as_slice_of<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 || (bytes.as_ptr() as usize) % std::mem::align_of::<T>() != 0 {
+    if !bytes.len().is_multiple_of(size)
+        || !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+    {
         return None;
     }
     // SAFETY: alignment and length checked above; T is Pod (any bit pattern valid); the lifetime is tied

@@ -288,7 +288,7 @@ fn read_int8(bytes: &[u8], c: &ModelConfig, start: usize, gs: usize) -> Result<V
     }
     for (name, shape) in mats {
         let numel: usize = shape.iter().product();
-        if numel % gs != 0 {
+        if !numel.is_multiple_of(gs) {
             return format_err(format!(
                 "tensor {name}: {numel} values are not a multiple of group size {gs}"
             ));
@@ -309,7 +309,7 @@ fn read_int8(bytes: &[u8], c: &ModelConfig, start: usize, gs: usize) -> Result<V
 
 fn requantized(name: String, shape: Vec<usize>, w: Vec<f32>) -> Tensor {
     let cols = shape[1];
-    if cols % GROUP != 0 {
+    if !cols.is_multiple_of(GROUP) {
         return Tensor {
             name,
             dtype: DType::F32,

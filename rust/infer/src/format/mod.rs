@@ -79,19 +79,19 @@ impl ModelConfig {
                 self.n_layer
             ));
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return format_err(format!(
                 "config n_embd {} is not a multiple of n_head {}",
                 self.n_embd, self.n_head
             ));
         }
-        if self.n_head % self.n_kv_head != 0 {
+        if !self.n_head.is_multiple_of(self.n_kv_head) {
             return format_err(format!(
                 "config n_head {} is not a multiple of n_kv_head {}",
                 self.n_head, self.n_kv_head
             ));
         }
-        if self.use_rope && self.head_dim() % 2 != 0 {
+        if self.use_rope && !self.head_dim().is_multiple_of(2) {
             return format_err(format!(
                 "RoPE needs an even head_dim, got {}",
                 self.head_dim()
@@ -349,7 +349,7 @@ pub fn expected_lora_tensors(
     if base.n_layer == 0
         || base.n_layer > MAX_LAYERS
         || base.n_head == 0
-        || base.n_embd % base.n_head != 0
+        || !base.n_embd.is_multiple_of(base.n_head)
     {
         return format_err("LoRA base shape is inconsistent");
     }

@@ -89,7 +89,7 @@ fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
             "header length {header_len} does not fit before data offset {data_offset}"
         ));
     }
-    if data_offset % ALIGN as u64 != 0 {
+    if !data_offset.is_multiple_of(ALIGN as u64) {
         return format_err(format!(
             "data offset {data_offset} is not {ALIGN}-byte aligned"
         ));
@@ -135,7 +135,7 @@ fn check_entry(e: &TensorEntry, layout: &Layout) -> Result<usize> {
     };
     if matches!(e.dtype, DType::Q8_0 | DType::Q4_0) {
         let cols = e.shape.last().copied().unwrap_or(0);
-        if e.shape.len() != 2 || cols % GROUP != 0 {
+        if e.shape.len() != 2 || !cols.is_multiple_of(GROUP) {
             return format_err(format!(
                 "tensor {:?}: {} needs a 2-D shape with columns divisible by {GROUP}, got {:?}",
                 e.name,
@@ -154,7 +154,7 @@ fn check_entry(e: &TensorEntry, layout: &Layout) -> Result<usize> {
             e.shape
         ));
     }
-    if e.offset % ALIGN as u64 != 0 {
+    if !e.offset.is_multiple_of(ALIGN as u64) {
         return format_err(format!(
             "tensor {:?}: offset {} is not {ALIGN}-byte aligned",
             e.name, e.offset
@@ -275,7 +275,7 @@ fn encode_tensor(t: &TensorIn, dtype: DType) -> (DType, Vec<u8>) {
     let cols = *t.shape.last().unwrap_or(&1);
     let dtype = match dtype {
         _ if t.shape.len() != 2 => DType::F32,
-        DType::Q8_0 | DType::Q4_0 if cols % GROUP != 0 => DType::F32,
+        DType::Q8_0 | DType::Q4_0 if !cols.is_multiple_of(GROUP) => DType::F32,
         d => d,
     };
     let bytes = match dtype {

@@ -87,7 +87,17 @@ impl MatRef<'_> {
 pub struct Scratch {
     qx: Vec<i8>,
     sx: Vec<f32>,
+    xsum: Vec<i32>,
     staging: Vec<f32>,
+}
+
+/// One q8_0-quantized activation row: values, per-group scales, and per-group sums of the values
+/// (SIMD paths that offset weights to unsigned bytes subtract `offset * sum` to stay exact).
+#[derive(Clone, Copy)]
+pub(crate) struct QRow<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub sums: &'a [i32],
 }
 
 /// Combines 8 lane sums in the fixed order every path uses:
@@ -100,8 +110,8 @@ pub(crate) fn reduce8(a: [f32; 8]) -> f32 {
 
 type DotF32 = fn(&[f32], &[f32]) -> f32;
 type DotF16 = fn(&[u16], &[f32]) -> f32;
-type DotQ8 = fn(&[i8], &[f32], &[i8], &[f32]) -> f32;
-type DotQ4 = fn(&[u8], &[f32], &[i8], &[f32]) -> f32;
+type DotQ8 = fn(&[i8], &[f32], &QRow) -> f32;
+type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 
 /// One ISA path: a row dot product per weight type. Only constructed for paths the CPU supports.
 #[derive(Clone, Copy)]
@@ -168,14 +178,18 @@ impl Kernels {
         if n == 0 || m.rows == 0 {
             return;
         }
-        let (qx, sx) = match m.w {
+        let (qx, sx, xsum) = match m.w {
             Weights::Q8_0 { .. } | Weights::Q4_0 { .. } => {
                 scratch.qx.resize(x.len(), 0);
                 scratch.sx.resize(x.len() / QK, 0.0);
+                scratch.xsum.resize(x.len() / QK, 0);
                 quant::quantize_q8_0_into(x, &mut scratch.qx, &mut scratch.sx);
-                (&scratch.qx[..], &scratch.sx[..])
+                for (s, q) in scratch.xsum.iter_mut().zip(scratch.qx.chunks_exact(QK)) {
+                    *s = q.iter().map(|&v| v as i32).sum();
+                }
+                (&scratch.qx[..], &scratch.sx[..], &scratch.xsum[..])
             }
-            _ => (&[][..], &[][..]),
+            _ => (&[][..], &[][..], &[][..]),
         };
         let job = RowJob {
             k: *self,
@@ -183,6 +197,7 @@ impl Kernels {
             x,
             qx,
             sx,
+            xsum,
             n,
         };
         if n == 1 {
@@ -212,6 +227,7 @@ struct RowJob<'a> {
     x: &'a [f32],
     qx: &'a [i8],
     sx: &'a [f32],
+    xsum: &'a [i32],
     n: usize,
 }
 
@@ -226,20 +242,21 @@ impl RowJob<'_> {
             for (t, v) in vals.iter_mut().enumerate() {
                 let xs = t * cols..(t + 1) * cols;
                 let gs = t * g..(t + 1) * g;
+                let q = || QRow {
+                    qs: &self.qx[xs.clone()],
+                    d: &self.sx[gs.clone()],
+                    sums: &self.xsum[gs.clone()],
+                };
                 *v = match &self.m.w {
-                    Weights::F32(w) => (self.k.dot_f32)(&w[span.clone()], &self.x[xs]),
-                    Weights::F16(w) => (self.k.dot_f16)(&w[span.clone()], &self.x[xs]),
-                    Weights::Q8_0 { qs, scales } => (self.k.dot_q8)(
-                        &qs[span.clone()],
-                        &scales[r * g..(r + 1) * g],
-                        &self.qx[xs],
-                        &self.sx[gs],
-                    ),
+                    Weights::F32(w) => (self.k.dot_f32)(&w[span.clone()], &self.x[xs.clone()]),
+                    Weights::F16(w) => (self.k.dot_f16)(&w[span.clone()], &self.x[xs.clone()]),
+                    Weights::Q8_0 { qs, scales } => {
+                        (self.k.dot_q8)(&qs[span.clone()], &scales[r * g..(r + 1) * g], &q())
+                    }
                     Weights::Q4_0 { packed, scales } => (self.k.dot_q4)(
                         &packed[span.start / 2..span.end / 2],
                         &scales[r * g..(r + 1) * g],
-                        &self.qx[xs],
-                        &self.sx[gs],
+                        &q(),
                     ),
                 };
             }
@@ -276,7 +293,7 @@ fn par_rows(
             return;
         }
     }
-    let _ = (rows, cols, PAR_MIN_WEIGHTS, CHUNK_MIN_WEIGHTS);
+    let _ = (rows, cols, per_row, PAR_MIN_WEIGHTS, CHUNK_MIN_WEIGHTS);
     f(0, dst);
 }
 

@@ -8,7 +8,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{reduce8, Kernels, QK};
+use super::{reduce8, Kernels, QRow, QK};
 
 /// The plain NEON path (NEON is part of the aarch64 baseline).
 pub(super) fn neon() -> Option<Kernels> {
@@ -17,8 +17,8 @@ pub(super) fn neon() -> Option<Kernels> {
         name: "neon",
         dot_f32: |w, x| unsafe { dot_f32(w, x) },
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
-        dot_q8: |qw, sw, qx, sx| unsafe { dot_q8::<false>(qw, sw, qx, sx) },
-        dot_q4: |p, sw, qx, sx| unsafe { dot_q4::<false>(p, sw, qx, sx) },
+        dot_q8: |qw, sw, x| unsafe { dot_q8::<false>(qw, sw, x.qs, x.d) },
+        dot_q4: |p, sw, x| unsafe { dot_q4::<false>(p, sw, x.qs, x.d) },
     })
 }
 
@@ -29,8 +29,8 @@ pub(super) fn neon_dotprod() -> Option<Kernels> {
         name: "neon-dotprod",
         dot_f32: |w, x| unsafe { dot_f32(w, x) },
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
-        dot_q8: |qw, sw, qx, sx| unsafe { dot_q8_dotprod(qw, sw, qx, sx) },
-        dot_q4: |p, sw, qx, sx| unsafe { dot_q4_dotprod(p, sw, qx, sx) },
+        dot_q8: |qw, sw, x| unsafe { dot_q8_dotprod(qw, sw, x.qs, x.d) },
+        dot_q4: |p, sw, x| unsafe { dot_q4_dotprod(p, sw, x.qs, x.d) },
     })
 }
 

@@ -2,7 +2,7 @@
 //! bit for bit for q8_0 / q4_0 (see [`super::reduce8`]), within rounding for f32 / f16.
 
 use super::f16::f16_to_f32;
-use super::{reduce8, QK};
+use super::{reduce8, QRow, QK};
 
 /// Σ w·x, accumulated in 8 interleaved f32 lanes (same shape as the SIMD paths, not bit-identical).
 pub(super) fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
@@ -38,7 +38,8 @@ pub(super) fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
 /// The q8_0 · q8_0 row dot product, THE definition of the result:
 /// group g's integer dot s_g (exact in i32) becomes `(s_g as f32) * (sw[g] * sx[g])`, which is added
 /// to lane `g % 8`; the 8 lanes are then combined by [`reduce8`]. No fused multiply-add anywhere.
-pub(super) fn dot_q8(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+pub(super) fn dot_q8(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
+    let (qx, sx) = (x.qs, x.d);
     let mut acc = [0f32; 8];
     for (g, (w, x)) in qw.chunks_exact(QK).zip(qx.chunks_exact(QK)).enumerate() {
         let s: i32 = w.iter().zip(x).map(|(&a, &b)| a as i32 * b as i32).sum();
@@ -48,7 +49,8 @@ pub(super) fn dot_q8(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
 }
 
 /// q4_0 weights · q8_0 activations, same reduction order as [`dot_q8`].
-pub(super) fn dot_q4(packed: &[u8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
+pub(super) fn dot_q4(packed: &[u8], sw: &[f32], x: &QRow) -> f32 {
+    let (qx, sx) = (x.qs, x.d);
     let mut acc = [0f32; 8];
     for (g, (b, x)) in packed
         .chunks_exact(QK / 2)

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{reduce8, Kernels, QK};
+use super::{reduce8, Kernels, QRow, QK};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
 pub(super) fn avx2() -> Option<Kernels> {
@@ -19,8 +19,8 @@ pub(super) fn avx2() -> Option<Kernels> {
         name: "avx2",
         dot_f32: |w, x| unsafe { dot_f32(w, x) },
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
-        dot_q8: |qw, sw, qx, sx| unsafe { dot_q8_avx2(qw, sw, qx, sx) },
-        dot_q4: |p, sw, qx, sx| unsafe { dot_q4_avx2(p, sw, qx, sx) },
+        dot_q8: |qw, sw, x| unsafe { dot_q8_avx2(qw, sw, x) },
+        dot_q4: |p, sw, x| unsafe { dot_q4_avx2(p, sw, x) },
     })
 }
 
@@ -48,13 +48,20 @@ unsafe fn group_dot_avx2(w: __m256i, x: __m256i) -> __m256i {
     _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
 }
 
-/// 32 q4_0 values of one group (16 packed bytes) as i8 in -8..=7, in element order.
+/// The 32 nibbles of one q4_0 group (16 packed bytes) as unsigned bytes 0..=15 in element order:
+/// the bytes are broadcast to both halves and the upper half shifted right by 4.
 #[inline(always)]
-unsafe fn unpack_q4(p: *const u8) -> __m256i {
-    let b = _mm_loadu_si128(p as *const __m128i);
-    let lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
-    let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), _mm_set1_epi8(0x0f));
-    _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+unsafe fn nibbles_avx2(p: *const u8) -> __m256i {
+    let b = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+    let shifted = _mm256_srlv_epi32(b, _mm256_set_epi32(4, 4, 4, 4, 0, 0, 0, 0));
+    _mm256_and_si256(shifted, _mm256_set1_epi8(0x0f))
+}
+
+/// Exact group dots of 8 groups from unsigned-offset weights: Σ (w + off)·x − off·Σx.
+#[inline(always)]
+unsafe fn remove_offset<const SHIFT: i32>(s: __m256i, sums: *const i32) -> __m256i {
+    let xs = _mm256_loadu_si256(sums as *const __m256i);
+    _mm256_sub_epi32(s, _mm256_slli_epi32::<SHIFT>(xs))
 }
 
 /// Adds the 8 group sums `s` (groups g0..g0+8) into the lane accumulator, as the scalar kernel does.
@@ -100,8 +107,8 @@ fn tail_q4(p: &[u8], qx: &[i8], g: usize) -> i32 {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q8_avx2(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
-    let groups = sw.len();
+unsafe fn dot_q8_avx2(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
+    let (qx, sx, groups) = (x.qs, x.d, sw.len());
     let (pw, px) = (qw.as_ptr(), qx.as_ptr());
     let mut acc = _mm256_setzero_ps();
     let mut g = 0;
@@ -119,20 +126,23 @@ unsafe fn dot_q8_avx2(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
     finish(acc, g, |g| tail_q8(qw, qx, g), sw, sx)
 }
 
+/// q4_0: unsigned nibbles (0..=15) times signed activations with one maddubs, minus 8·Σx per group.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q4_avx2(p: &[u8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
-    let groups = sw.len();
+unsafe fn dot_q4_avx2(p: &[u8], sw: &[f32], x: &QRow) -> f32 {
+    let (qx, sx, groups) = (x.qs, x.d, sw.len());
     let (pp, px) = (p.as_ptr(), qx.as_ptr());
+    let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_ps();
     let mut g = 0;
     while g + 8 <= groups {
         let mut v = [_mm256_setzero_si256(); 8];
         for (j, vj) in v.iter_mut().enumerate() {
-            let w = unpack_q4(pp.add((g + j) * QK / 2));
+            let w = nibbles_avx2(pp.add((g + j) * QK / 2));
             let x = _mm256_loadu_si256(px.add((g + j) * QK) as *const __m256i);
-            *vj = group_dot_avx2(w, x);
+            *vj = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones); // ≤ 2·15·127 fits i16
         }
-        acc = accumulate8(acc, hsum8x8(v), sw.as_ptr().add(g), sx.as_ptr().add(g));
+        let s = remove_offset::<3>(hsum8x8(v), x.sums.as_ptr().add(g));
+        acc = accumulate8(acc, s, sw.as_ptr().add(g), sx.as_ptr().add(g));
         g += 8;
     }
     finish(acc, g, |g| tail_q4(p, qx, g), sw, sx)
@@ -209,23 +219,14 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
     // SAFETY (wrappers): only reachable through a Kernels built after this check.
     ok.then_some(Kernels {
         name: "avx512vnni",
-        dot_q8: |qw, sw, qx, sx| unsafe { dot_q8_vnni(qw, sw, qx, sx) },
-        dot_q4: |p, sw, qx, sx| unsafe { dot_q4_vnni(p, sw, qx, sx) },
+        dot_q8: |qw, sw, x| unsafe { dot_q8_vnni(qw, sw, x) },
+        dot_q4: |p, sw, x| unsafe { dot_q4_vnni(p, sw, x) },
         ..base
     })
 }
 
-/// Two 32-value groups (one zmm each of weights and activations) as 16 i32 partials:
-/// lanes 0..8 belong to the first group, 8..16 to the second.
-#[inline(always)]
-unsafe fn group_pair_dot_vnni(w: __m512i, x: __m512i) -> __m512i {
-    let aw = _mm512_abs_epi8(w);
-    let neg = _mm512_movepi8_mask(w);
-    let sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
-    _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx)
-}
-
-/// Exact group sums of 4 group-pair vectors z_j (groups 2j, 2j+1) → [g0, …, g7].
+/// Exact group sums of 4 group-pair vectors z_j (groups 2j, 2j+1; lanes 0..8 the first, 8..16 the
+/// second) → [g0, …, g7].
 #[inline(always)]
 unsafe fn hsum_pairs(z: [__m512i; 4]) -> __m256i {
     let u0 = _mm512_add_epi32(
@@ -251,52 +252,56 @@ unsafe fn hsum_pairs(z: [__m512i; 4]) -> __m256i {
     _mm256_set_m128i(_mm_unpackhi_epi32(even, odd), _mm_unpacklo_epi32(even, odd))
 }
 
-/// Groups g, g+1 of q4_0 (32 packed bytes) as 64 i8 in element order.
+/// Groups g, g+1 of q4_0 (32 packed bytes) as 64 unsigned nibbles in element order: the 16-byte
+/// halves are duplicated ([A, A, B, B]) and every second 128-bit lane shifted right by 4.
 #[inline(always)]
-unsafe fn unpack_q4_pair(p: *const u8) -> __m512i {
-    let b = _mm256_loadu_si256(p as *const __m256i);
-    let m = _mm256_set1_epi8(0x0f);
-    let lo = _mm256_and_si256(b, m); // [g: 0..16 | g+1: 0..16]
-    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(b), m); // [g: 16..32 | g+1: 16..32]
-    let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-    let z = _mm512_shuffle_i64x2::<0b11_01_10_00>(z, z); // 128-bit lanes 0, 2, 1, 3
-    _mm512_sub_epi8(z, _mm512_set1_epi8(8))
+unsafe fn nibbles_pair(p: *const u8) -> __m512i {
+    let b = _mm512_castsi256_si512(_mm256_loadu_si256(p as *const __m256i));
+    let z = _mm512_shuffle_i64x2::<0b01_01_00_00>(b, b);
+    let shifted = _mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+    _mm512_and_si512(shifted, _mm512_set1_epi8(0x0f))
 }
 
+/// q8_0 with VNNI: weights offset to unsigned (w ^ 0x80 = w + 128), one dpbusd per 2 groups,
+/// then 128·Σx removed per group.
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dot_q8_vnni(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
-    let groups = sw.len();
+unsafe fn dot_q8_vnni(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
+    let (qx, sx, groups) = (x.qs, x.d, sw.len());
     let (pw, px) = (qw.as_ptr(), qx.as_ptr());
+    let flip = _mm512_set1_epi8(-128);
     let mut acc = _mm256_setzero_ps();
     let mut g = 0;
     while g + 8 <= groups {
         let mut z = [_mm512_setzero_si512(); 4];
         for (j, zj) in z.iter_mut().enumerate() {
             let o = (g + 2 * j) * QK;
-            let w = _mm512_loadu_si512(pw.add(o) as *const _);
+            let w = _mm512_xor_si512(_mm512_loadu_si512(pw.add(o) as *const _), flip);
             let x = _mm512_loadu_si512(px.add(o) as *const _);
-            *zj = group_pair_dot_vnni(w, x);
+            *zj = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
         }
-        acc = accumulate8(acc, hsum_pairs(z), sw.as_ptr().add(g), sx.as_ptr().add(g));
+        let s = remove_offset::<7>(hsum_pairs(z), x.sums.as_ptr().add(g));
+        acc = accumulate8(acc, s, sw.as_ptr().add(g), sx.as_ptr().add(g));
         g += 8;
     }
     finish(acc, g, |g| tail_q8(qw, qx, g), sw, sx)
 }
 
+/// q4_0 with VNNI: unsigned nibbles · activations, minus 8·Σx per group.
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dot_q4_vnni(p: &[u8], sw: &[f32], qx: &[i8], sx: &[f32]) -> f32 {
-    let groups = sw.len();
+unsafe fn dot_q4_vnni(p: &[u8], sw: &[f32], x: &QRow) -> f32 {
+    let (qx, sx, groups) = (x.qs, x.d, sw.len());
     let (pp, px) = (p.as_ptr(), qx.as_ptr());
     let mut acc = _mm256_setzero_ps();
     let mut g = 0;
     while g + 8 <= groups {
         let mut z = [_mm512_setzero_si512(); 4];
         for (j, zj) in z.iter_mut().enumerate() {
-            let w = unpack_q4_pair(pp.add((g + 2 * j) * QK / 2));
+            let w = nibbles_pair(pp.add((g + 2 * j) * QK / 2));
             let x = _mm512_loadu_si512(px.add((g + 2 * j) * QK) as *const _);
-            *zj = group_pair_dot_vnni(w, x);
+            *zj = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
         }
-        acc = accumulate8(acc, hsum_pairs(z), sw.as_ptr().add(g), sx.as_ptr().add(g));
+        let s = remove_offset::<3>(hsum_pairs(z), x.sums.as_ptr().add(g));
+        acc = accumulate8(acc, s, sw.as_ptr().add(g), sx.as_ptr().add(g));
         g += 8;
     }
     finish(acc, g, |g| tail_q4(p, qx, g), sw, sx)

@@ -156,6 +156,16 @@ impl PyTokenizer {
         }
         let ids = py.detach(|| {
             let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+            if threads == Some(1) {
+                // One thread: encode straight into the output, no per-text vectors.
+                let bytes: usize = refs.iter().map(|t| t.len()).sum();
+                let mut flat = Vec::with_capacity(bytes / 2 + refs.len());
+                for text in refs {
+                    self.inner.encode_into(text, allow_special, &mut flat);
+                    flat.extend(separator);
+                }
+                return flat;
+            }
             let parts = self.inner.encode_batch(&refs, allow_special, threads);
             let total =
                 parts.iter().map(Vec::len).sum::<usize>() + separator.map_or(0, |_| parts.len());

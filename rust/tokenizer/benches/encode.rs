@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use nano_tokenizer::Tokenizer;
+use nano_tokenizer::{build_vocabulary, BuildOptions, Tokenizer};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data");
 
@@ -53,6 +53,20 @@ fn encode(c: &mut Criterion) {
     group.bench_function("batch of lines, all threads", |b| {
         b.iter(|| black_box(tok.encode_batch(black_box(&lines), false, None)))
     });
+    // A vocabulary with ~13k multi-character Chinese tokens: most steps need hash lookups.
+    let corpus: Vec<&str> = text.split('\n').collect();
+    let opts = BuildOptions {
+        vocab_size: 16384,
+        special_tokens: vec!["<|padding|>".into(), "<|unknown|>".into()],
+        min_char_count: 1,
+        max_token_chars: 16,
+        threads: None,
+    };
+    if let Ok((built, _)) = build_vocabulary(&corpus, &opts) {
+        group.bench_function("1 thread, built 16k vocabulary", |b| {
+            b.iter(|| black_box(built.encode(black_box(&text), false)))
+        });
+    }
     group.finish();
 }
 

@@ -176,16 +176,25 @@ fn decode_char(b: &[u8], i: usize) -> (u32, usize) {
     }
 }
 
-/// Open-addressing hash map (node, code point) → child node, linear probing.
+/// Open-addressing hash map (node, code point) → child node, linear probing. Key and value
+/// share a slot so a probe touches one cache line.
 #[derive(Default)]
 struct EdgeTable {
-    keys: Vec<u64>,
-    values: Vec<u32>,
+    slots: Vec<Slot>,
     len: usize,
     shift: u32,
 }
 
-const EMPTY: u64 = u64::MAX;
+#[derive(Clone, Copy)]
+struct Slot {
+    key: u64,
+    child: u32,
+}
+
+const EMPTY: Slot = Slot {
+    key: u64::MAX,
+    child: NONE,
+};
 
 impl EdgeTable {
     #[inline(always)]
@@ -201,18 +210,18 @@ impl EdgeTable {
 
     #[inline]
     fn get(&self, node: u32, c: u32) -> u32 {
-        if self.keys.is_empty() {
+        if self.slots.is_empty() {
             return NONE;
         }
         let key = Self::key(node, c);
-        let mask = self.keys.len() - 1;
+        let mask = self.slots.len() - 1;
         let mut i = self.slot(key);
         loop {
-            let k = self.keys[i];
-            if k == key {
-                return self.values[i];
+            let s = self.slots[i];
+            if s.key == key {
+                return s.child;
             }
-            if k == EMPTY {
+            if s.key == EMPTY.key {
                 return NONE;
             }
             i = (i + 1) & mask;
@@ -220,30 +229,27 @@ impl EdgeTable {
     }
 
     fn insert(&mut self, node: u32, c: u32, child: u32) {
-        if (self.len + 1) * 2 > self.keys.len() {
+        // Load factor at most 1/2 keeps probe runs short.
+        if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
         let key = Self::key(node, c);
-        let mask = self.keys.len() - 1;
+        let mask = self.slots.len() - 1;
         let mut i = self.slot(key);
-        while self.keys[i] != EMPTY {
+        while self.slots[i].key != EMPTY.key {
             i = (i + 1) & mask;
         }
-        self.keys[i] = key;
-        self.values[i] = child;
+        self.slots[i] = Slot { key, child };
         self.len += 1;
     }
 
     fn grow(&mut self) {
-        let cap = (self.keys.len() * 2).max(64);
-        let old_keys = std::mem::replace(&mut self.keys, vec![EMPTY; cap]);
-        let old_values = std::mem::replace(&mut self.values, vec![NONE; cap]);
+        let cap = (self.slots.len() * 2).max(64);
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; cap]);
         self.shift = 64 - cap.trailing_zeros();
         self.len = 0;
-        for (k, v) in old_keys.into_iter().zip(old_values) {
-            if k != EMPTY {
-                self.insert((k >> 21) as u32, (k & 0x1F_FFFF) as u32, v);
-            }
+        for s in old.into_iter().filter(|s| s.key != EMPTY.key) {
+            self.insert((s.key >> 21) as u32, (s.key & 0x1F_FFFF) as u32, s.child);
         }
     }
 }

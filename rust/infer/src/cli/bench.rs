@@ -1,6 +1,170 @@
-//! `nano-infer bench MODEL.bin ...`: reserved for the kernel benchmarks (fast-engine issue).
-use nano_infer::Error;
+//! `nano-infer bench MODEL.bin --threads 1,2,...`: the performance ladder. For each thread count it
+//! prints one line
+//!
+//!     threads=N prefill=X tok/s decode=Y tok/s bytes/token=B GB/s=G limit=P%
+//!
+//! where bytes/token is the weight bytes one decode step reads, GB/s = bytes/token × decode tok/s, and
+//! P is GB/s as a share of the machine's copy bandwidth with N threads, measured here (STREAM-style:
+//! bytes read + bytes written per second, buffers far larger than the caches).
+use std::path::PathBuf;
+use std::time::Instant;
 
-pub fn main(_args: &[std::ffi::OsString]) -> Result<(), Error> {
-    Err(Error::Unsupported("`nano-infer bench` is not part of this build yet".into()))
+use clap::Parser;
+use nano_infer::format::DType;
+use nano_infer::{Engine, Error, GenerateOptions, Model};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nano-infer bench",
+    about = "Prefill / decode speed per thread count"
+)]
+struct Args {
+    /// Model file (.bin)
+    model: PathBuf,
+    /// Thread counts, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    threads: Vec<usize>,
+    /// Prompt length for the prefill measurement (capped at half the context)
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Tokens generated for the decode measurement (capped by the context)
+    #[arg(long, default_value_t = 64)]
+    decode_tokens: usize,
+    /// Repetitions; the best (fastest) of them is reported
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
+    let args = match Args::try_parse_from(&args[1..]) {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            return Ok(());
+        }
+        Err(e) => return Err(Error::InvalidInput(e.to_string())),
+    };
+    if args.threads.contains(&0) || args.repeat == 0 {
+        return Err(Error::InvalidInput(
+            "--threads and --repeat must be at least 1".into(),
+        ));
+    }
+    let model = Model::open(&args.model)?;
+    let bytes = decode_bytes_per_token(&model);
+    let c = model.config();
+    let prompt_len = args.prompt_tokens.clamp(1, (c.block_size / 2).max(1));
+    let decode = args.decode_tokens.clamp(1, c.block_size - prompt_len);
+    eprintln!(
+        "model {} ({:?}, dim {}, {} layers, vocab {}); kernels: {}; prompt {prompt_len}, decode {decode}",
+        args.model.display(),
+        model.dtype(),
+        c.n_embd,
+        c.n_layer,
+        c.vocab_size,
+        nano_infer::kernels::Kernels::best().name(),
+    );
+    drop(model);
+    for &t in &args.threads {
+        let mut engine = Engine::new(Model::open(&args.model)?, Some(t))?;
+        let (mut prefill, mut dec) = (0f64, 0f64);
+        for rep in 0..args.repeat {
+            let (p, d) = measure(&mut engine, prompt_len, decode, rep as u64)?;
+            prefill = prefill.max(p);
+            dec = dec.max(d);
+        }
+        let gbs = bytes as f64 * dec / 1e9;
+        let copy = copy_bandwidth(t);
+        println!(
+            "threads={t} prefill={prefill:.1} tok/s decode={dec:.1} tok/s bytes/token={bytes} GB/s={gbs:.2} limit={:.0}%",
+            100.0 * gbs / copy
+        );
+    }
+    Ok(())
+}
+
+/// Prefill and decode tokens/s of one run: greedy (no sorting in the sampler), random non-special
+/// prompt ids; a run that meets <|eos|> early is continued with another prompt.
+fn measure(
+    engine: &mut Engine,
+    prompt_len: usize,
+    decode: usize,
+    seed: u64,
+) -> Result<(f64, f64), Error> {
+    let tok = engine.model().tokenizer().clone();
+    let vocab = tok.vocab_size() as u64;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x6e61_6e6f;
+    let mut next_id = || loop {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let id = ((z ^ (z >> 31)) % vocab) as u32;
+        if !tok.is_special(id) {
+            return id;
+        }
+    };
+    let opts = GenerateOptions {
+        max_new_tokens: decode,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let (mut prefill_tps, mut gen, mut secs) = (0f64, 0usize, 0f64);
+    for _ in 0..8 {
+        let ids: Vec<u32> = (0..prompt_len).map(|_| next_id()).collect();
+        let stats = engine.generate_ids(ids, &opts, &mut |_| true)?;
+        if stats.prefill_secs > 0.0 {
+            prefill_tps = prefill_tps.max(prompt_len as f64 / stats.prefill_secs);
+        }
+        gen += stats.generated_tokens;
+        secs += stats.decode_secs;
+        if gen >= decode {
+            break;
+        }
+    }
+    // The first decode step follows prefill's sampling: tokens after it are what decode_secs times.
+    let decode_tps = if secs > 0.0 { gen as f64 / secs } else { 0.0 };
+    Ok((prefill_tps, decode_tps))
+}
+
+/// Weight bytes one decode step reads: every matrix, the tied classifier included; of an untied
+/// token embedding and of position embeddings only one row (ignored).
+fn decode_bytes_per_token(model: &Model) -> u64 {
+    let tensors = model.tensors();
+    let untied = tensors.iter().any(|t| t.name == "output.weight");
+    tensors
+        .iter()
+        .filter(|t| {
+            t.name != "pos_embeddings.weight" && !(untied && t.name == "tok_embeddings.weight")
+        })
+        .map(|t| {
+            let n = t.numel() as u64;
+            match t.dtype {
+                DType::F32 => 4 * n,
+                DType::F16 => 2 * n,
+                DType::Q8_0 => n + 4 * n / 32,
+                DType::Q4_0 => n / 2 + 4 * n / 32,
+            }
+        })
+        .sum()
+}
+
+/// STREAM-style copy bandwidth (bytes read + written per second) with `threads` threads, best of 5,
+/// over 2 × 256 MiB buffers.
+fn copy_bandwidth(threads: usize) -> f64 {
+    const LEN: usize = 256 << 20;
+    let src = vec![1u8; LEN];
+    let mut dst = vec![0u8; LEN];
+    let chunk = LEN.div_ceil(threads);
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for (d, c) in dst.chunks_mut(chunk).zip(src.chunks(chunk)) {
+                s.spawn(move || d.copy_from_slice(c));
+            }
+        });
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&dst);
+    2.0 * LEN as f64 / best / 1e9
 }

@@ -35,6 +35,7 @@ DEFAULTS: dict = {
     "use_amp": True,
     "sdp_kernel": "auto",  # auto | flash | efficient | math | cudnn
     "compile": False,
+    "num_threads": None,  # CPU threads for torch (default: torch's choice)
     "fsdp": False,  # FSDP2 fully_shard instead of DDP under torchrun
     "random_seed": 42,
     # evaluation, logging

@@ -27,12 +27,9 @@ def prepare(data_dir: Path, tokenizer) -> None:
 
 
 def main(overrides: dict) -> dict:
-    import torch
-
     from nano.tokenizer import Tokenizer
     from nano.train.loop import run
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model_config = json.loads(MODEL_CONFIG.read_text(encoding="utf-8"))
     train_config = json.loads(TRAIN_CONFIG.read_text(encoding="utf-8"))
     train_config.update(overrides)

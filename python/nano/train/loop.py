@@ -143,6 +143,8 @@ class _Trainer:
     def __init__(self, cfg, ddp, device, model_config, train_loader, val_loader, tokenizer, log):
         self.cfg, self.ddp, self.device = cfg, ddp, device
         self.log = log and ddp.is_main
+        if cfg["num_threads"]:
+            torch.set_num_threads(int(cfg["num_threads"]))
         seed = int(cfg["random_seed"])
         random.seed(seed + ddp.rank)
         np.random.seed(seed + ddp.rank)

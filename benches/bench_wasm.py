@@ -51,33 +51,37 @@ def bench_model(out_dir: Path, dtype: str, small: bool) -> Path:
     return path
 
 
-def native_rates(path: Path, tokens: int, repeats: int) -> tuple[list[float], int]:
-    from nano.engine import Engine
-
-    engine = Engine(path, threads=1)
-    rates, generated = [], 0
-    for _ in range(repeats + 1):  # the first run warms caches and is not counted
-        it = engine.generate(PROMPT, max_new_tokens=tokens, temperature=0.0)
-        for _piece in it:
-            pass
-        stats = it.stats
-        generated, secs = int(stats["generated_tokens"]), float(stats["decode_secs"])
-        rates.append((generated - 1) / secs if generated > 1 and secs > 0 else 0.0)
-    return rates[1:], generated
+def native_run(engine, tokens: int) -> tuple[float, int]:
+    it = engine.generate(PROMPT, max_new_tokens=tokens, temperature=0.0)
+    for _piece in it:
+        pass
+    generated, secs = int(it.stats["generated_tokens"]), float(it.stats["decode_secs"])
+    return ((generated - 1) / secs if generated > 1 and secs > 0 else 0.0), generated
 
 
-def wasm_rates(page, path: Path, tokens: int, repeats: int) -> tuple[list[float], str]:
+def load_in_page(page, path: Path, tokens: int) -> None:
     page.set_input_files("#model-file", files=[str(path)])
     wh.wait_idle(page)
     error = wh.page_error(page)
     if error:
         raise SystemExit(f"the page could not load {path.name}: {error}")
     wh.set_options(page, max_new_tokens=tokens)
-    rates, text = [], ""
+
+
+def measure(page, path: Path, tokens: int, repeats: int) -> tuple[list[float], list[float], int, bool]:
+    """Alternates native and WASM runs (so load changes on a shared machine hit both alike); the first
+    pair warms up and is not counted. Also checks that both produced the same greedy text."""
+    from nano.engine import Engine
+
+    engine = Engine(path, threads=1)
+    load_in_page(page, path, tokens)
+    native, wasm, generated = [], [], 0
     for _ in range(repeats + 1):
-        text, stats = wh.generate(page, PROMPT)
-        rates.append(stats["tokens_per_sec"])
-    return rates[1:], text
+        rate, generated = native_run(engine, tokens)
+        native.append(rate)
+        wasm.append(wh.generate(page, PROMPT)[1]["tokens_per_sec"])
+    same = wh.generate(page, PROMPT)[0] == "".join(engine.generate(PROMPT, max_new_tokens=tokens, temperature=0.0))
+    return native[1:], wasm[1:], generated, same
 
 
 def main() -> int:
@@ -99,18 +103,19 @@ def main() -> int:
         print(f"WASM engine {version} in {wh.chromium_path()} (headless); native nano.Engine(threads=1)")
         for dtype in args.dtypes.split(","):
             path = bench_model(Path(tmp), dtype, args.small)
-            native, generated = native_rates(path, args.tokens, args.repeats)
-            wasm, text = wasm_rates(page, path, args.tokens, args.repeats)
+            native, wasm, generated, same = measure(page, path, args.tokens, args.repeats)
             row = {
                 "dtype": dtype,
                 "generated_tokens": generated,
+                "same_text": same,
                 "wasm_tok_s": statistics.median(wasm),
                 "native_1t_tok_s": statistics.median(native),
             }
             row["ratio"] = row["wasm_tok_s"] / row["native_1t_tok_s"] if row["native_1t_tok_s"] else 0.0
             results.append(row)
             print(f"{dtype:>5}: WASM {row['wasm_tok_s']:8.1f} tok/s   native 1 thread {row['native_1t_tok_s']:8.1f} "
-                  f"tok/s   WASM/native = {row['ratio']:.2f}   ({generated} tokens, median of {args.repeats})",
+                  f"tok/s   WASM/native = {row['ratio']:.2f}   ({generated} tokens, median of {args.repeats}, "
+                  f"same text: {same})",
                   flush=True)
         off = log.off_loopback()
         if off:

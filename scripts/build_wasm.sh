@@ -17,6 +17,8 @@ CRATE="$ROOT/rust/wasm"
 # A separate target dir: Debian's compiler and rustup's must not share artifacts.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm"
 export RUSTFLAGS="-C target-feature=+simd128"
+# One optimisation unit across all crates: the kernels inline into the engine (only this build).
+export CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 TARGET=wasm32-unknown-unknown
 PROFILE_FLAGS=()
 

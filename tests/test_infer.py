@@ -13,7 +13,14 @@ from nano.model import Transformer
 from nano.plot import plot, read_log
 from nano.train import run
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from more threads; restore the setting for other modules' tests."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = REPO / "python" / "nano" / "corpus" / "chinese_classic_vocab.json"
 

@@ -14,7 +14,14 @@ from nano.model import ModelConfig, Transformer
 from nano.train import run
 from nano.train.metrics import read_metrics
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from more threads; restore the setting for other modules' tests."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 REPO = Path(__file__).resolve().parent.parent
 MODEL = dict(block_size=16, vocab_size=64, n_layer=2, n_embd=32, n_head=4, n_kv_head=2, n_hidden=64,
              dropout=0.0)
@@ -105,7 +112,7 @@ def test_resume_in_a_new_process_continues_exactly(tmp_path):
     run(m, dict(part, max_iters=4), log=False)  # "interrupted" after step 4
     (tmp_path / "m.json").write_text(json.dumps(m))
     (tmp_path / "t.json").write_text(json.dumps(part))
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"), OMP_NUM_THREADS="2")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "nano.train", "-m", str(tmp_path / "m.json"), "-t",
                            str(tmp_path / "t.json"), "--resume"], env=env, capture_output=True, text=True,
                           timeout=300)

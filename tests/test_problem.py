@@ -100,6 +100,18 @@ def test_heldout_split_is_disjoint_and_fixed():
     assert 0.08 < fraction < 0.12
 
 
+def test_bool_split_keeps_the_depth_mix():
+    task = make_task("bool", depth=4)
+    rng = random.Random(2)
+    for heldout in (True, False):
+        data = [draw(task, rng, heldout=heldout)[0] for _ in range(4000)]
+        counts = [sum(nesting(q) == d for q in data) for d in range(1, 5)]
+        assert all(850 < c < 1150 for c in counts), counts  # uniform over depths 1..4, as generated
+        deep = [q for q in data if nesting(q) >= 2]
+        assert all(is_heldout(q) == heldout for q in deep)
+    assert not task.splittable(1) and task.splittable(2)  # the 8 depth-1 expressions are not split
+
+
 def test_tiny_question_space_reports_a_clear_error():
     task = make_task("reverse", length=1)  # ten questions: the evaluation part may be empty or tiny
     rng = random.Random(0)

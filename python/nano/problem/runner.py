@@ -87,21 +87,13 @@ def accuracy(task: Task, model, vocab: Vocab, formulation: str, n: int, seed: in
         "examples": [{"question": " ".join(q), "answer": " ".join(a), "predicted": " ".join(p)}
                      for (q, a), p in list(zip(samples, answers, strict=True))[:5]],
     }
-    if task.name == "bool":  # accuracy per expression depth (depth = deepest bracket nesting)
+    if task.name == "bool":  # accuracy per expression depth
         by_depth: dict[int, list[bool]] = {}
         for (q, _), hit in zip(samples, hits, strict=True):
-            by_depth.setdefault(_nesting(q), []).append(hit)
+            by_depth.setdefault(task.stratum(q), []).append(hit)
         result["accuracy_by_depth"] = {str(d): {"samples": len(h), "accuracy": sum(h) / len(h)}
                                        for d, h in sorted(by_depth.items())}
     return result
-
-
-def _nesting(tokens: list[str]) -> int:
-    level = deepest = 0
-    for t in tokens:
-        level += (t == "(") - (t == ")")
-        deepest = max(deepest, level)
-    return deepest
 
 
 def solve(task_name: str, *, quick: bool = False, seed: int = 0, eval_samples: int = 10_000,

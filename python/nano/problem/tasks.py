@@ -26,6 +26,18 @@ class Task:
     def sample(self, rng: random.Random) -> tuple[list[str], list[str]]:
         raise NotImplementedError
 
+    def stratum(self, question: list[str]) -> int:
+        """A class of questions (bool: the depth) whose share the held-out split must not distort."""
+        return 0
+
+    def sample_stratum(self, rng: random.Random, stratum: int) -> tuple[list[str], list[str]]:
+        """A sample from one stratum, drawn as sample() draws within it."""
+        return self.sample(rng)
+
+    def splittable(self, stratum: int) -> bool:
+        """False when a stratum has too few distinct questions to hold any out."""
+        return True
+
     def params(self) -> dict:
         return {}
 
@@ -120,10 +132,22 @@ class BoolExpr(Task):
         self.symbols = ("(", ")", "*", "+", "0", "1")
 
     def sample(self, rng):
-        target = rng.randint(1, self.depth)
+        return self.sample_stratum(rng, rng.randint(1, self.depth))
+
+    def sample_stratum(self, rng, stratum):
         tokens: list[str] = []
-        value = self._expr(rng, target, True, tokens)
+        value = self._expr(rng, stratum, True, tokens)
         return tokens, [str(value)]
+
+    def stratum(self, question):
+        level = deepest = 0
+        for t in question:
+            level += (t == "(") - (t == ")")
+            deepest = max(deepest, level)
+        return deepest
+
+    def splittable(self, stratum):
+        return stratum >= 2  # depth 1 has only 8 expressions: all are trained on and evaluated
 
     def _expr(self, rng: random.Random, depth: int, must_reach: bool, out: list[str]) -> int:
         """Append an expression of depth <= depth (== depth when must_reach) to out; return its value."""
@@ -183,11 +207,20 @@ def is_heldout(question: list[str]) -> bool:
 
 
 def draw(task: Task, rng: random.Random, heldout: bool, max_tries: int = 10_000) -> tuple[list[str], list[str]]:
-    """A sample from the training part (heldout=False) or the evaluation part (heldout=True)."""
+    """A sample from the training part (heldout=False) or the evaluation part (heldout=True).
+
+    A first sample fixes the stratum, then samples of that stratum are drawn until one falls in the
+    wanted part: both parts keep the task's natural mix of strata (plain rejection would over-represent
+    strata with few questions, e.g. bool depth 1, whose handful of held-out questions would recur).
+    """
+    q, a = task.sample(rng)
+    stratum = task.stratum(q)
+    if not task.splittable(stratum):
+        return q, a
     for _ in range(max_tries):
-        q, a = task.sample(rng)
         if is_heldout(q) == heldout:
             return q, a
+        q, a = task.sample_stratum(rng, stratum)
     part = "evaluation" if heldout else "training"
     raise ValueError(f"task {task.name} ({task.describe()}) has too few distinct questions for a {part} split")
 

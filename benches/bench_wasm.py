@@ -27,27 +27,12 @@ PROMPT = wh.TEXT[:8]
 
 
 def bench_model(out_dir: Path, dtype: str, small: bool) -> Path:
-    import torch
-    from nano.export import export_checkpoint
-    from nano.model import ModelConfig, Transformer
-    from nano.tokenizer import Tokenizer
-
     shared_vocab = REPO.parent / "shared" / "data" / "tokenizer_16384.json"
     vocab = shared_vocab if shared_vocab.exists() and not small else wh.VOCAB
-    tok = Tokenizer.from_file(str(vocab))
-    if small:
-        dims = dict(block_size=256, n_layer=2, n_embd=64, n_head=4, n_kv_head=2, n_hidden=192)
-    else:
-        dims = dict(block_size=256, n_layer=6, n_embd=288, n_head=6, n_kv_head=6, n_hidden=768)
-    config = ModelConfig.from_dict(dict(vocab_size=tok.vocab_size, **dims))
-    torch.manual_seed(0)
-    model = Transformer(config)
-    ckpt = {"format": "nano-checkpoint", "version": 1, "model": model.state_dict(), "step": 0,
-            "model_config": config.to_dict(), "tokenizer_json": tok.to_json(), "tokenizer_hash": tok.hash}
-    params = sum(p.numel() for p in model.parameters())
-    path = export_checkpoint(ckpt, out_dir / f"bench-{dtype}.bin", dtype=dtype)
-    print(f"model: {params / 1e6:.1f}M parameters, vocab {tok.vocab_size}, {dtype}, "
-          f"{path.stat().st_size / 2**20:.1f} MiB", flush=True)
+    dims = dict(n_layer=2, n_embd=64, n_head=4, n_hidden=192) if small else {}
+    path = wh.random_model(out_dir / f"bench-{dtype}.bin", vocab, dtype, **dims)
+    print(f"model: {path.name} ({'tiny' if small else '6 layers x 288, ~11M parameters'}), "
+          f"vocabulary {vocab.name}, {path.stat().st_size / 2**20:.1f} MiB", flush=True)
     return path
 
 

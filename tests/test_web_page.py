@@ -156,3 +156,34 @@ def test_bad_settings_are_reported(models):
         page.click("#generate")
         expect(page.locator("#error")).to_contain_text("seed")
         assert requests.off_loopback() == []
+
+
+def test_stop_button_interrupts(tmp_path):
+    _require_browser_stack()
+    pytest.importorskip("torch")
+    # Big enough that 400 tokens take a while even on a fast machine; eos never wins, so only Stop ends early.
+    model = wh.random_model(tmp_path / "stop.bin", wh.VOCAB, "q8_0", n_layer=4, n_embd=256, n_head=4,
+                            n_hidden=768, block_size=512, never_eos=True)
+    with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
+        wh.open_page(page, url)
+        assert page.evaluate("() => self.crossOriginIsolated") is True  # COOP/COEP: the shared stop flag
+        wh.choose_file(page, "#model-file", "stop.bin", model.read_bytes())
+        wh.set_options(page, max_new_tokens=400)
+        page.fill("#prompt", wh.TEXT[:4])
+        page.click("#generate")
+        page.wait_for_selector("body[data-state='generating']", state="attached")
+        page.wait_for_function("() => document.getElementById('generated').textContent.length > 0")
+        assert page.is_enabled("#stop") and page.is_disabled("#generate")
+        page.click("#stop")
+        page.wait_for_selector("#generated[data-done='1']", state="attached")
+        wh.wait_idle(page)
+        stats = page.text_content("#stats")
+        assert "(stopped)" in stats, stats
+        generated = int(stats.split(" tokens generated")[0])
+        assert 1 <= generated < 400
+        assert wh.page_error(page) == ""
+        # The engine is still usable after the stop.
+        wh.set_options(page, max_new_tokens=5)
+        text, _ = wh.generate(page, wh.TEXT[:4])
+        assert len(text) > 0
+        assert requests.off_loopback() == []

@@ -14,8 +14,14 @@ struct Node {
     token_all: u32,
     /// Token id ending here ignoring special tokens, or NONE.
     token_plain: u32,
-    /// No transitions leave this node: the walk can stop without a lookup.
-    leaf: bool,
+    /// Bit `c % 64` is set for every child character `c`: most failed steps end on this
+    /// check instead of a hash lookup; 0 means a leaf.
+    child_bits: u64,
+}
+
+#[inline(always)]
+fn char_bit(c: u32) -> u64 {
+    1u64 << (c & 63)
 }
 
 pub(crate) struct Trie {
@@ -39,7 +45,7 @@ impl Trie {
             nodes: vec![Node {
                 token_all: NONE,
                 token_plain: NONE,
-                leaf: true,
+                child_bits: 0,
             }],
             root_bmp: vec![NONE; BMP],
             edges: EdgeTable::default(),
@@ -53,9 +59,9 @@ impl Trie {
                         trie.nodes.push(Node {
                             token_all: NONE,
                             token_plain: NONE,
-                            leaf: true,
+                            child_bits: 0,
                         });
-                        trie.nodes[node as usize].leaf = false;
+                        trie.nodes[node as usize].child_bits |= char_bit(c as u32);
                         if node == 0 && (c as usize) < BMP {
                             trie.root_bmp[c as usize] = new;
                         } else {
@@ -105,8 +111,11 @@ impl Trie {
         let mut best = self.token_at(node, allow_special);
         let mut p = pos + first_len;
         let mut best_end = p;
-        while !self.nodes[node as usize].leaf && p < text.len() {
+        while p < text.len() {
             let (c, len) = decode_char(text, p);
+            if self.nodes[node as usize].child_bits & char_bit(c) == 0 {
+                break;
+            }
             node = self.edges.get(node, c);
             if node == NONE {
                 break;
@@ -146,7 +155,7 @@ impl Trie {
             if p > cut && self.token_at(node, allow_special) != NONE {
                 return true;
             }
-            if self.nodes[node as usize].leaf {
+            if self.nodes[node as usize].child_bits == 0 {
                 return false;
             }
         }

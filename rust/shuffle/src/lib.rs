@@ -13,7 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 mod gather;
 mod records;
@@ -24,7 +25,7 @@ mod tmp;
 pub use records::RecordFormat;
 pub use rng::Rng;
 
-use gather::{gather_cost, shuffle_and_write};
+use gather::{gather_cost, Scratch};
 use scatter::{scatter, ScatterPlan};
 use tmp::{PendingOutput, WorkDir};
 
@@ -151,7 +152,8 @@ impl Budget {
             pile_target: pile_bytes.unwrap_or(memory / 4).max(1),
             read_chunk: clamp(memory / 16, 64 << 10, 8 << 20),
             write_buffer: clamp(memory / 32, 32 << 10, 4 << 20),
-            max_record: memory / 4,
+            // Long records are the one thing copied whole through several buffers at once.
+            max_record: memory / 16,
         }
     }
 }
@@ -302,12 +304,15 @@ fn shuffle_sources(
     let budget = &ctx.budget;
     if let Some(n) = records {
         if gather_cost(format, bytes, n, budget.write_buffer) <= budget.in_memory {
-            let data = load(ctx, sources, bytes)?;
-            let size = data.len() as u64;
-            let n = shuffle_and_write(
-                data,
+            let mut scratch = Scratch {
+                data: load(ctx, sources, bytes)?,
+                ..Scratch::default()
+            };
+            let size = scratch.data.len() as u64;
+            let mut rng = Rng::new(seed, 1);
+            let n = scratch.shuffle_and_write(
                 format,
-                &mut Rng::new(seed, 1),
+                &mut rng,
                 ctx.out,
                 ctx.out_path,
                 at,
@@ -326,12 +331,13 @@ fn shuffle_sources(
     }
     let cost = gather_cost(format, bytes, records.unwrap_or(0), 0);
     let piles = cost.div_ceil(budget.pile_target).clamp(2, MAX_PILES) as usize;
+    let pool_buffers = (piles + scatter::SPARE_BUFFERS) as u64;
     let work = WorkDir::create(&ctx.tmp_parent)?;
     ctx.progress.more_work(bytes);
     let plan = ScatterPlan {
         piles,
         read_chunk: budget.read_chunk,
-        pile_buffer: ((budget.in_memory / 3) / piles as u64).clamp(4 << 10, 4 << 20) as usize,
+        pile_buffer: ((budget.in_memory / 3) / pool_buffers).clamp(4 << 10, 4 << 20) as usize,
         max_record: budget.max_record,
     };
     let piles = scatter(
@@ -367,13 +373,12 @@ fn shuffle_sources(
         .max(1);
     let workers = ((budget.in_memory / largest) as usize).clamp(1, ctx.threads);
     summary.gather_threads = summary.gather_threads.max(workers);
-    let gather_one = |&i: &usize| {
+    let gather_one = |i: usize, scratch: &mut Scratch| {
         let pile = &piles[i];
-        let data = std::fs::read(&pile.path).map_err(|e| Error::io(&pile.path, e))?;
+        scratch.read_file(&pile.path)?;
         let _ = std::fs::remove_file(&pile.path); // free the disk early
         let mut rng = Rng::new(pile_seed(i), 1);
-        shuffle_and_write(
-            data,
+        scratch.shuffle_and_write(
             format,
             &mut rng,
             ctx.out,
@@ -384,14 +389,35 @@ fn shuffle_sources(
         ctx.progress.add(pile.bytes);
         Ok::<(), Error>(())
     };
+    // Workers take the next pile from a shared counter; each reuses its own buffers.
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let work = || {
+        let mut scratch = Scratch::default();
+        while !failed.load(Ordering::Relaxed) {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = small.get(k) else { break };
+            if let Err(e) = gather_one(i, &mut scratch) {
+                failed.store(true, Ordering::Relaxed);
+                first_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+            }
+        }
+    };
     if workers == 1 {
-        small.iter().try_for_each(gather_one)?;
+        work();
     } else {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(workers)
-            .build()
-            .map_err(|e| Error::Options(format!("cannot start {workers} threads: {e}")))?;
-        pool.install(|| small.par_iter().with_max_len(1).try_for_each(gather_one))?;
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(work);
+            }
+        });
+    }
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
     for &i in &large {
         let pile = &piles[i];

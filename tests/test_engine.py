@@ -51,16 +51,16 @@ def trained(tmp_path_factory, shared_data):
     ids = np.array(tok.encode(text))
     cut = int(len(ids) * 0.9)
     train, held_out = ids[:cut], ids[cut:]
-    cfg = dict(save_checkpoint_to=str(tmp / "base"), batch_size=8, max_iters=40, learning_rate=4e-3,
+    cfg = dict(save_checkpoint_to=str(tmp / "base"), batch_size=8, max_iters=30, learning_rate=4e-3,
                warmup_iters=4, min_lr=4e-4, eval_interval=1000, eval_iters=1, log_interval=1000, progress=False,
                tensorboard=False, dtype="float32", device="cpu", random_seed=1)
-    base = run(MODEL, cfg, train_loader=TextBlocks(train, 128, 8, 0), val_loader=TextBlocks(held_out, 128, 2, 1),
+    base = run(MODEL, cfg, train_loader=TextBlocks(train, 64, 8, 0), val_loader=TextBlocks(held_out, 64, 2, 1),
                tokenizer=tok, log=False)
     lora_cfg = dict(cfg, save_checkpoint_to=str(tmp / "lora"), from_checkpoint=base["checkpoint"], use_lora=True,
-                    lora_rank=4, lora_alpha=8.0, max_iters=15, learning_rate=2e-2,
+                    lora_rank=4, lora_alpha=8.0, max_iters=10, learning_rate=2e-2,
                     lora_targets=["wq", "wk", "wv", "wo", "w1", "w2", "w3"])
-    lora = run(None, lora_cfg, train_loader=TextBlocks(train[::-1].copy(), 128, 8, 2),
-               val_loader=TextBlocks(held_out, 128, 2, 1), tokenizer=tok, log=False)
+    lora = run(None, lora_cfg, train_loader=TextBlocks(train[::-1].copy(), 64, 8, 2),
+               val_loader=TextBlocks(held_out, 64, 2, 1), tokenizer=tok, log=False)
     ckpt = torch.load(base["checkpoint"], map_location="cpu", weights_only=False)
     model = Transformer(ckpt["model_config"]).eval()
     model.load_state_dict(ckpt["model"])
@@ -196,7 +196,7 @@ def test_q8_0_quality_against_f32(trained):
     tok = trained["tok"]
     g32 = "".join(f32.generate(PROMPTS[0], max_new_tokens=50, temperature=0))
     g8 = "".join(q8.generate(PROMPTS[0], max_new_tokens=50, temperature=0))
-    common = next((i for i, (x, y) in enumerate(zip(g32, g8)) if x != y), min(len(g32), len(g8)))
+    common = next((i for i, (x, y) in enumerate(zip(g32, g8, strict=False)) if x != y), min(len(g32), len(g8)))
     print(f"greedy 50-token generation: first {common} characters agree ({len(tok.encode(g32[:common]))} tokens)")
 
 

@@ -270,7 +270,7 @@ def test_missing_file_is_oserror(tmp_path):
 
 
 def test_lora_plugin_is_not_a_model_and_model_is_not_a_plugin(tmp_path, good_file):
-    tok, model = small_tokenizer(), small_model()
+    model = small_model()
     c = model.config
     tensors = {}
     for i in range(c.n_layer):

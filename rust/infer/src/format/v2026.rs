@@ -379,8 +379,13 @@ pub fn encode_model(
         .validate()
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
     check_tokens(tokens, config.vocab_size).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    check_inputs(&config.expected_tensors(), tensors)?;
-    let blobs = encode_all(tensors, dtype);
+    let expected = config.expected_tensors();
+    check_inputs(&expected, tensors)?;
+    // canonical order (the model's), so equal inputs give byte-identical files whatever their order
+    let rank = |t: &TensorIn| expected.iter().position(|(n, _)| *n == t.name);
+    let mut ordered: Vec<&TensorIn> = tensors.iter().collect();
+    ordered.sort_by_key(|t| rank(t));
+    let blobs = encode_all(&ordered, dtype);
     assemble(
         KIND_BASE,
         |entries| {
@@ -395,8 +400,8 @@ pub fn encode_model(
     )
 }
 
-fn encode_all(tensors: &[TensorIn], dtype: DType) -> Vec<(TensorEntry, Vec<u8>)> {
-    let encode = |t: &TensorIn| {
+fn encode_all(tensors: &[&TensorIn], dtype: DType) -> Vec<(TensorEntry, Vec<u8>)> {
+    let encode = |t: &&TensorIn| {
         let (dt, b) = encode_tensor(t, dtype);
         let e = TensorEntry {
             name: t.name.clone(),
@@ -421,7 +426,10 @@ pub fn encode_lora(config: &LoraConfig, base: &LoraBase, tensors: &[TensorIn]) -
     let expected =
         expected_lora_tensors(config, base).map_err(|e| Error::InvalidInput(e.to_string()))?;
     check_inputs(&expected, tensors)?;
-    let blobs = encode_all(tensors, DType::F32);
+    let rank = |t: &TensorIn| expected.iter().position(|(n, _)| *n == t.name);
+    let mut ordered: Vec<&TensorIn> = tensors.iter().collect();
+    ordered.sort_by_key(|t| rank(t));
+    let blobs = encode_all(&ordered, DType::F32);
     assemble(
         KIND_LORA,
         |entries| {

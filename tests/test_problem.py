@@ -150,6 +150,29 @@ def test_encoding_masks_exactly_the_answer(formulation):
         assert all(t == vocab.ids[PAD] for t in x[len(q) + 1 + len(a):])
 
 
+@pytest.mark.parametrize("formulation", ["causal", "nar"])
+def test_intermediate_targets_are_subexpression_values(formulation):
+    task = make_task("bool", depth=4)
+    vocab = Vocab(task)
+    rng = random.Random(4)
+    for _ in range(200):
+        q, a = task.sample(rng)
+        x, y, mask = encode_example(vocab, q, a, formulation, block_size(task, formulation),
+                                    task.intermediate(q))
+        for i, t in enumerate(q):
+            if t == ")":  # the sub-expression that closes here, evaluated independently
+                start, level = i, 0
+                while True:
+                    level += (q[start] == ")") - (q[start] == "(")
+                    if level == 0:
+                        break
+                    start -= 1
+                assert mask[i] == 1.0 and vocab.tokens[y[i]] == str(python_bool(q[start:i + 1]))
+            else:
+                assert mask[i] == 0.0
+        assert [vocab.tokens[t] for t, m in zip(y[len(q):], mask[len(q):], strict=True) if m] == a
+
+
 def test_loader_batches_resume_exactly():
     task = make_task("bool", depth=4)
     loader = ProblemLoader(task, "causal", 16, seed=5)

@@ -15,6 +15,9 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="small preset that trains in about a minute on CPU")
     p.add_argument("--formulation", choices=("causal", "nar"),
                    help="causal: greedy decoding; nar: full attention, all answer tokens at once")
+    p.add_argument("--intermediate", action=argparse.BooleanOptionalAction, default=None,
+                   help="also train on intermediate results inside the question (bool: each sub-expression's "
+                        "value at its closing bracket); the answer is still one greedy token")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
     p.add_argument("--batch-size", type=int)
@@ -45,7 +48,8 @@ def main(argv=None) -> int:
     try:
         report = solve(args.task, quick=args.quick, seed=args.seed, eval_samples=args.eval_samples,
                        out_dir=args.out or f"runs/problem/{args.task}", device=args.device, log=not args.quiet,
-                       task_params=task_params, threads=args.threads or None, formulation=args.formulation, steps=args.steps,
+                       task_params=task_params, threads=args.threads or None, formulation=args.formulation,
+                       intermediate=args.intermediate, steps=args.steps,
                        batch_size=args.batch_size, lr=args.lr, n_layer=args.n_layer, n_embd=args.n_embd,
                        n_head=args.n_head, n_hidden=args.n_hidden)
     except (ValueError, OSError) as e:

@@ -58,8 +58,14 @@ def check_formulation(formulation: str) -> None:
 
 
 def encode_example(vocab: Vocab, question: list[str], answer: list[str], formulation: str,
-                   length: int) -> tuple[list[int], list[int], list[float]]:
-    """(x, y, mask) of one sample, each `length` long; mask is 1 where y is an answer token to learn."""
+                   length: int, intermediate: list[str | None] | None = None
+                   ) -> tuple[list[int], list[int], list[float]]:
+    """(x, y, mask) of one sample, each `length` long; mask is 1 where y is an answer token to learn.
+
+    intermediate (optional, one entry per question position) adds training targets inside the question:
+    the model at question position i learns to output intermediate[i] where that is not None. Question
+    positions carry no other target, so this only adds supervision; the answer is scored as before.
+    """
     q = vocab.encode(question) + [vocab.equals]
     a = vocab.encode(answer)
     if formulation == "causal":
@@ -70,6 +76,9 @@ def encode_example(vocab: Vocab, question: list[str], answer: list[str], formula
         x = q + [vocab.mask] * len(a)
         y = [vocab.pad] * len(q) + a
         mask = [0.0] * len(q) + [1.0] * len(a)
+    for i, target in enumerate(intermediate or []):
+        if target is not None:
+            y[i], mask[i] = vocab.ids[target], 1.0
     fill = length - len(x)
     if fill < 0:
         raise ValueError(f"sample of {len(x)} positions does not fit the block size {length}")
@@ -79,19 +88,24 @@ def encode_example(vocab: Vocab, question: list[str], answer: list[str], formula
 class ProblemLoader:
     """An endless stream of fresh batches from a task's training or held-out part (nano.train loader API)."""
 
-    def __init__(self, task: Task, formulation: str, batch_size: int, seed: int, heldout: bool = False):
+    def __init__(self, task: Task, formulation: str, batch_size: int, seed: int, heldout: bool = False,
+                 intermediate: bool = False):
         check_formulation(formulation)
         self.task, self.formulation, self.batch_size, self.heldout = task, formulation, batch_size, heldout
+        self.intermediate = intermediate
         self.vocab = Vocab(task)
         self.length = block_size(task, formulation)
         self.rng = random.Random(seed)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rows = [encode_example(self.vocab, *draw(self.task, self.rng, self.heldout), self.formulation,
-                               self.length) for _ in range(self.batch_size)]
+        rows = []
+        for _ in range(self.batch_size):
+            q, a = draw(self.task, self.rng, self.heldout)
+            extra = self.task.intermediate(q) if self.intermediate else None
+            rows.append(encode_example(self.vocab, q, a, self.formulation, self.length, extra))
         x, y, mask = (torch.tensor(col) for col in zip(*rows, strict=True))
         if self.formulation == "causal":  # trailing padding is invisible to causal attention: cut it
-            width = int(mask.nonzero()[:, 1].max()) + 1
+            width = int(mask.nonzero()[:, 1].max()) + 1  # the answer is the last trained position
             x, y, mask = x[:, :width], y[:, :width], mask[:, :width]
         return x, y, mask.float()
 

@@ -30,7 +30,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         "quick": {"formulation": "nar", "model": (2, 64, 4, 256), "steps": 500, "batch_size": 64, "lr": 3e-3},
     },
     "bool": {
-        "full": {"formulation": "causal", "model": (4, 64, 4, 256), "steps": 1600, "batch_size": 64, "lr": 2e-3},
+        "full": {"formulation": "causal", "model": (4, 64, 4, 256), "steps": 1600, "batch_size": 64, "lr": 2e-3,
+                 "intermediate": True},
         "quick": {"formulation": "causal", "model": (2, 64, 4, 256), "steps": 800, "batch_size": 64, "lr": 3e-3},
     },
     "add": {
@@ -109,7 +110,11 @@ def solve(task_name: str, *, quick: bool = False, seed: int = 0, eval_samples: i
     vocab = Vocab(task)
     out_dir = Path(out_dir)
     mc = model_config(task, s)
-    train_loader = ProblemLoader(task, s["formulation"], int(s["batch_size"]), seed)
+    if s.get("intermediate") and task.intermediate(task.sample(random.Random(0))[0]) is None:
+        raise ValueError(f"task {task.name} has no intermediate targets")
+    train_loader = ProblemLoader(task, s["formulation"], int(s["batch_size"]), seed,
+                                 intermediate=bool(s.get("intermediate")))
+    # the held-out loss is on the answer alone, comparable between runs with and without intermediates
     val_loader = ProblemLoader(task, s["formulation"], 128, seed + 1, heldout=True)
     saved_threads = torch.get_num_threads()
     if threads:
@@ -135,6 +140,7 @@ def _train_and_score(task, s, vocab, mc, train_loader, val_loader, seed, out_dir
         "task": task.name, "task_params": task.params(), "formulation": s["formulation"],
         "model_config": mc, "parameters": model.num_params(), "steps": result["step"],
         "batch_size": int(s["batch_size"]), "learning_rate": float(s["lr"]), "seed": seed,
+        "intermediate_targets": bool(s.get("intermediate")),
         "train_seconds": round(train_secs, 1), "eval_seconds": round(time.perf_counter() - t1, 1),
         "device": str(next(model.parameters()).device), "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "final_train_loss": result["train_loss"], "final_val_loss": result["val_loss"],
@@ -148,7 +154,8 @@ def _train_and_score(task, s, vocab, mc, train_loader, val_loader, seed, out_dir
 def summary_line(r: dict) -> str:
     mc = r["model_config"]
     params = " ".join(f"{k}={v}" for k, v in r["task_params"].items())
-    return (f"{r['task']} ({params}, {r['formulation']}): model {mc['n_layer']}x{mc['n_embd']} "
+    form = r["formulation"] + (" + intermediate targets" if r.get("intermediate_targets") else "")
+    return (f"{r['task']} ({params}, {form}): model {mc['n_layer']}x{mc['n_embd']} "
             f"{r['parameters'] / 1e3:.0f}k params, {r['steps']} steps x {r['batch_size']}, "
             f"train {r['train_seconds']:.0f} s on {r['device']} | accuracy {100 * r['accuracy']:.2f}% "
             f"({r['correct']}/{r['eval_samples']} held-out samples)")

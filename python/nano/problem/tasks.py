@@ -38,6 +38,10 @@ class Task:
         """False when a stratum has too few distinct questions to hold any out."""
         return True
 
+    def intermediate(self, question: list[str]) -> list[str | None] | None:
+        """Optional extra training targets, one per question position (None = none there)."""
+        return None
+
     def params(self) -> dict:
         return {}
 
@@ -145,6 +149,24 @@ class BoolExpr(Task):
             level += (t == "(") - (t == ")")
             deepest = max(deepest, level)
         return deepest
+
+    def intermediate(self, question):
+        """The value of every sub-expression, at the position of its closing bracket."""
+        out: list[str | None] = [None] * len(question)
+        frames: list[list] = [[]]  # operator and operand values of each open bracket
+        for i, t in enumerate(question):
+            if t == "(":
+                frames.append([])
+            elif t in "*+":
+                frames[-1].append(t)
+            elif t in "01":
+                frames[-1].append(int(t))
+            else:  # ")"
+                op, a, b = frames.pop()
+                value = a & b if op == "*" else a | b
+                frames[-1].append(value)
+                out[i] = str(value)
+        return out
 
     def splittable(self, stratum):
         return stratum >= 2  # depth 1 has only 8 expressions: all are trained on and evaluated

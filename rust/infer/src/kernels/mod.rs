@@ -14,8 +14,12 @@ mod f16;
 mod neon;
 mod quant;
 mod scalar;
+#[doc(hidden)]
+pub mod selftest;
 #[cfg(test)]
 mod tests;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -147,6 +151,8 @@ impl Kernels {
         paths.extend(x86::avx512vnni());
         #[cfg(target_arch = "aarch64")]
         paths.extend(neon::neon().into_iter().chain(neon::neon_dotprod()));
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        paths.extend(wasm::simd128());
         paths
     }
 
@@ -172,50 +178,90 @@ impl Kernels {
 
     /// `out[n, rows] = X[n, cols] Wᵀ`; each weight row is read once for all n inputs.
     pub fn matmul(&self, out: &mut [f32], m: &MatRef, x: &[f32], n: usize, scratch: &mut Scratch) {
-        m.check();
-        assert_eq!(x.len(), n * m.cols, "input must be n * cols values");
-        assert_eq!(out.len(), n * m.rows, "output must be n * rows values");
-        if n == 0 || m.rows == 0 {
+        self.matmul_many(&mut [out], std::slice::from_ref(m), x, n, scratch);
+    }
+
+    /// `outs[i][n, rows_i] = X[n, cols] W_iᵀ` for several matrices that share the input (fused Q|K|V,
+    /// W1|W3): the input is quantized once and all rows of all matrices are one parallel job.
+    /// Results are bit-identical to separate [`Kernels::matmul`] calls.
+    pub fn matmul_many(
+        &self,
+        outs: &mut [&mut [f32]],
+        mats: &[MatRef],
+        x: &[f32],
+        n: usize,
+        scratch: &mut Scratch,
+    ) {
+        assert_eq!(outs.len(), mats.len(), "one output per matrix");
+        let Some(cols) = mats.first().map(|m| m.cols) else {
+            return;
+        };
+        for (m, out) in mats.iter().zip(outs.iter()) {
+            m.check();
+            assert_eq!(
+                m.cols, cols,
+                "matrices of one call must share their input size"
+            );
+            assert_eq!(out.len(), n * m.rows, "output must be n * rows values");
+        }
+        assert_eq!(x.len(), n * cols, "input must be n * cols values");
+        if n == 0 {
             return;
         }
-        let (qx, sx, xsum) = match m.w {
-            Weights::Q8_0 { .. } | Weights::Q4_0 { .. } => {
-                scratch.qx.resize(x.len(), 0);
-                scratch.sx.resize(x.len() / QK, 0.0);
-                scratch.xsum.resize(x.len() / QK, 0);
-                quant::quantize_q8_0_into(x, &mut scratch.qx, &mut scratch.sx);
-                for (s, q) in scratch.xsum.iter_mut().zip(scratch.qx.chunks_exact(QK)) {
-                    *s = q.iter().map(|&v| v as i32).sum();
-                }
-                (&scratch.qx[..], &scratch.sx[..], &scratch.xsum[..])
-            }
-            _ => (&[][..], &[][..], &[][..]),
-        };
-        let job = RowJob {
-            k: *self,
-            m,
-            x,
+        let Scratch {
             qx,
             sx,
             xsum,
-            n,
-        };
+            staging,
+        } = scratch;
+        let quantized = mats
+            .iter()
+            .any(|m| matches!(m.w, Weights::Q8_0 { .. } | Weights::Q4_0 { .. }));
+        if quantized {
+            qx.resize(x.len(), 0);
+            sx.resize(x.len() / QK, 0.0);
+            xsum.resize(x.len() / QK, 0);
+            quant::quantize_q8_0_into(x, qx, sx);
+            for (s, q) in xsum.iter_mut().zip(qx.chunks_exact(QK)) {
+                *s = q.iter().map(|&v| v as i32).sum();
+            }
+        }
+        let jobs: Vec<RowJob> = mats
+            .iter()
+            .map(|m| RowJob {
+                k: *self,
+                m,
+                x,
+                qx,
+                sx,
+                xsum,
+                n,
+            })
+            .collect();
         if n == 1 {
-            // out is already in [rows] order: rows write straight into it.
-            par_rows(out, 1, m.rows, m.cols, &|r0, chunk| {
-                job.rows_into(r0, chunk)
-            });
-        } else {
-            // Stage as [rows, n] so row chunks are contiguous, then transpose into [n, rows].
-            scratch.staging.resize(n * m.rows, 0.0);
-            par_rows(&mut scratch.staging, n, m.rows, m.cols, &|r0, chunk| {
-                job.rows_into(r0, chunk)
-            });
-            for (r, vals) in scratch.staging.chunks_exact(n).enumerate() {
+            // Outputs are already in [rows] order: rows write straight into them.
+            run_jobs(&jobs, outs.iter_mut().map(|o| &mut **o).collect(), cols);
+            return;
+        }
+        // Stage each output as [rows, n] so row chunks are contiguous, then transpose into [n, rows].
+        staging.resize(n * mats.iter().map(|m| m.rows).sum::<usize>(), 0.0);
+        let mut dsts = Vec::with_capacity(mats.len());
+        let mut rest = &mut staging[..];
+        for m in mats {
+            let (d, r) = rest.split_at_mut(n * m.rows);
+            dsts.push(d);
+            rest = r;
+        }
+        run_jobs(&jobs, dsts, cols);
+        let mut offset = 0;
+        for (m, out) in mats.iter().zip(outs.iter_mut()) {
+            let staged = &staging[offset..offset + n * m.rows];
+            for (r, vals) in staged.chunks_exact(n).enumerate() {
                 for (t, &v) in vals.iter().enumerate() {
                     out[t * m.rows + r] = v;
                 }
             }
+            offset += n * m.rows;
         }
     }
 }
@@ -269,32 +315,35 @@ const PAR_MIN_WEIGHTS: usize = 1 << 15;
 /// Smallest unit of work handed to a thread, in weights.
 const CHUNK_MIN_WEIGHTS: usize = 1 << 13;
 
-/// Runs `f(first_row, dst_chunk)` over `rows` rows of `per_row` outputs each, in parallel when worth it.
-fn par_rows(
-    dst: &mut [f32],
-    per_row: usize,
-    rows: usize,
-    cols: usize,
-    f: &(dyn Fn(usize, &mut [f32]) + Sync),
-) {
+/// Runs every job into its destination (`n` outputs per row), as one parallel job when worth it.
+fn run_jobs(jobs: &[RowJob], dsts: Vec<&mut [f32]>, cols: usize) {
     #[cfg(feature = "threads")]
     {
         use rayon::prelude::*;
         let threads = rayon::current_num_threads();
-        let work = rows * cols * per_row;
-        if threads > 1 && work >= PAR_MIN_WEIGHTS {
+        let per_row = jobs.first().map_or(1, |j| j.n);
+        let rows: usize = jobs.iter().map(|j| j.m.rows).sum();
+        if threads > 1 && rows * cols * per_row >= PAR_MIN_WEIGHTS {
             // Several chunks per thread so faster cores (big.LITTLE) claim more of them.
             let by_balance = rows.div_ceil(threads * 4);
             let by_size = CHUNK_MIN_WEIGHTS.div_ceil(cols * per_row);
             let chunk_rows = by_balance.max(by_size).max(1);
-            dst.par_chunks_mut(chunk_rows * per_row)
-                .enumerate()
-                .for_each(|(i, chunk)| f(i * chunk_rows, chunk));
+            let mut tasks = Vec::new();
+            for (j, dst) in dsts.into_iter().enumerate() {
+                for (i, chunk) in dst.chunks_mut(chunk_rows * per_row).enumerate() {
+                    tasks.push((j, i * chunk_rows, chunk));
+                }
+            }
+            tasks
+                .into_par_iter()
+                .for_each(|(j, r0, chunk)| jobs[j].rows_into(r0, chunk));
             return;
         }
     }
-    let _ = (rows, cols, per_row, PAR_MIN_WEIGHTS, CHUNK_MIN_WEIGHTS);
-    f(0, dst);
+    let _ = (cols, PAR_MIN_WEIGHTS, CHUNK_MIN_WEIGHTS);
+    for (job, dst) in jobs.iter().zip(dsts) {
+        job.rows_into(0, dst);
+    }
 }
 
 /// `out = W x` on the fastest path (see [`Kernels::matvec`]).
@@ -305,4 +354,15 @@ pub fn matvec(out: &mut [f32], m: &MatRef, x: &[f32], scratch: &mut Scratch) {
 /// `out[n, rows] = X[n, cols] Wᵀ` on the fastest path (see [`Kernels::matmul`]).
 pub fn matmul(out: &mut [f32], m: &MatRef, x: &[f32], n: usize, scratch: &mut Scratch) {
     Kernels::best().matmul(out, m, x, n, scratch)
+}
+
+/// Several matrices sharing one input, on the fastest path (see [`Kernels::matmul_many`]).
+pub fn matmul_many(
+    outs: &mut [&mut [f32]],
+    mats: &[MatRef],
+    x: &[f32],
+    n: usize,
+    scratch: &mut Scratch,
+) {
+    Kernels::best().matmul_many(outs, mats, x, n, scratch)
 }

@@ -1,70 +1,8 @@
 //! Kernel tests: conversions against exact/hardware references, quantization error bounds, every
 //! available ISA path against the scalar reference, and one golden hash of q8_0 / q4_0 outputs.
 
+use super::selftest::{golden_hashes, Mat, Rng, GOLDEN_Q4, GOLDEN_Q8};
 use super::*;
-
-/// SplitMix64: a fixed, portable pseudo-random source (same values on every machine).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1), exactly representable (24 random bits).
-    fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform() * scale).collect()
-    }
-}
-
-/// Owned weights of one matrix in every dtype.
-struct Mat {
-    rows: usize,
-    cols: usize,
-    f32: Vec<f32>,
-    f16: Vec<u16>,
-    q8: (Vec<i8>, Vec<f32>),
-    q4: (Vec<u8>, Vec<f32>),
-}
-
-impl Mat {
-    fn random(rng: &mut Rng, rows: usize, cols: usize) -> Mat {
-        let f32 = rng.vec(rows * cols, 0.5);
-        Mat {
-            rows,
-            cols,
-            f16: f32.iter().map(|&v| f32_to_f16(v)).collect(),
-            q8: quantize_q8_0(&f32, cols),
-            q4: quantize_q4_0(&f32, cols),
-            f32,
-        }
-    }
-    fn refs(&self) -> [MatRef<'_>; 4] {
-        let m = |w| MatRef {
-            rows: self.rows,
-            cols: self.cols,
-            w,
-        };
-        [
-            m(Weights::F32(&self.f32)),
-            m(Weights::F16(&self.f16)),
-            m(Weights::Q8_0 {
-                qs: &self.q8.0,
-                scales: &self.q8.1,
-            }),
-            m(Weights::Q4_0 {
-                packed: &self.q4.0,
-                scales: &self.q4.1,
-            }),
-        ]
-    }
-}
 
 fn dequantized(m: &MatRef) -> Vec<f32> {
     let mut all = vec![0f32; m.rows * m.cols];
@@ -354,41 +292,17 @@ fn every_path_agrees_with_scalar() {
     }
 }
 
-/// FNV-1a-64 over the output bits.
-fn hash(v: &[f32]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in v.iter().flat_map(|f| f.to_bits().to_le_bytes()) {
-        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 /// The golden test: fixed inputs, the same q8_0 / q4_0 output bits on every path of every architecture
-/// (x86-64 scalar / AVX2 / AVX-512, aarch64 NEON under qemu, wasm32). A change of these constants
+/// (x86-64 scalar / AVX2 / AVX-512, aarch64 NEON under qemu, wasm32 simd128). A change of the constants
 /// changes the reduction order that docs/performance.md specifies.
 #[test]
 fn golden_q8_0_and_q4_0_outputs() {
-    const GOLDEN_Q8: u64 = 0x3713_210a_b7f7_c23c;
-    const GOLDEN_Q4: u64 = 0x6c9c_4d72_5425_3610;
-    let mut rng = Rng(0x6e616e6f);
-    let mat = Mat::random(&mut rng, 96, 1408);
-    let n = 3;
-    let x = rng.vec(n * 1408, 4.0);
-    let mut scratch = Scratch::default();
-    for k in Kernels::available() {
-        let [_, _, q8, q4] = mat.refs();
-        let mut out8 = vec![0f32; n * 96];
-        k.matmul(&mut out8, &q8, &x, n, &mut scratch);
-        let mut out4 = vec![0f32; n * 96];
-        k.matmul(&mut out4, &q4, &x, n, &mut scratch);
-        eprintln!(
-            "{}: q8_0 {:#018x} q4_0 {:#018x}",
-            k.name(),
-            hash(&out8),
-            hash(&out4)
-        );
-        assert_eq!(hash(&out8), GOLDEN_Q8, "q8_0 golden on {}", k.name());
-        assert_eq!(hash(&out4), GOLDEN_Q4, "q4_0 golden on {}", k.name());
+    let results = golden_hashes();
+    assert_eq!(results.len(), Kernels::available().len());
+    for (name, q8, q4) in results {
+        eprintln!("{name}: q8_0 {q8:#018x} q4_0 {q4:#018x}");
+        assert_eq!(q8, GOLDEN_Q8, "q8_0 golden on {name}");
+        assert_eq!(q4, GOLDEN_Q4, "q4_0 golden on {name}");
     }
 }
 
@@ -445,4 +359,38 @@ fn detected_paths_are_available() {
     #[cfg(target_arch = "aarch64")]
     assert!(names.contains(&"neon"), "{names:?}");
     assert_eq!(Kernels::best().name(), *names.last().unwrap());
+}
+
+/// matmul_many (fused projections) == separate matmuls, bit for bit, threaded or not.
+#[test]
+fn matmul_many_equals_separate_matmuls() {
+    let mut rng = Rng(8);
+    let (a, b, c) = (
+        Mat::random(&mut rng, 512, 256),
+        Mat::random(&mut rng, 64, 256),
+        Mat::random(&mut rng, 130, 256),
+    );
+    let mut scratch = Scratch::default();
+    for n in [1, 3] {
+        let x = rng.vec(n * 256, 1.0);
+        for dt in 0..4 {
+            let mats = [a.refs()[dt], b.refs()[dt], c.refs()[dt]];
+            let mut fused: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; n * m.rows]).collect();
+            {
+                let mut outs: Vec<&mut [f32]> = fused.iter_mut().map(|v| &mut v[..]).collect();
+                matmul_many(&mut outs, &mats, &x, n, &mut scratch);
+            }
+            for (m, got) in mats.iter().zip(&fused) {
+                let mut want = vec![0f32; n * m.rows];
+                Kernels::available()[0].matmul(&mut want, m, &x, n, &mut scratch);
+                if is_quantized(m) {
+                    assert!(bits(got) == bits(&want), "{:?} n={n}", m.w);
+                } else {
+                    let mut same = vec![0f32; n * m.rows];
+                    matmul(&mut same, m, &x, n, &mut scratch);
+                    assert!(bits(got) == bits(&same), "{:?} n={n}", m.w);
+                }
+            }
+        }
+    }
 }

@@ -39,6 +39,11 @@ def expected(models):
     with_lora = wh.native_greedy(models["f32"], PROMPT, MAX_NEW, lora=models["lora"])
     assert len(base) > 0
     assert with_lora != base, "the test LoRA must change the greedy text"
+    # ... which is also exactly what the `nano-infer` program prints, when it is built here.
+    binary = wh.nano_infer_binary()
+    if binary is not None:
+        assert wh.cli_greedy(binary, models["f32"], PROMPT, MAX_NEW) == base
+        assert wh.cli_greedy(binary, models["f32"], PROMPT, MAX_NEW, lora=models["lora"]) == with_lora
     return {"base": base, "lora": with_lora}
 
 

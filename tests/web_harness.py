@@ -257,3 +257,30 @@ def random_model(out: Path, vocab: Path, dtype: str = "f32", *, n_layer: int = 6
     ckpt = {"format": "nano-checkpoint", "version": 1, "model": model.state_dict(), "step": 0,
             "model_config": config.to_dict(), "tokenizer_json": tok.to_json(), "tokenizer_hash": tok.hash}
     return export_checkpoint(ckpt, out, dtype=dtype)
+
+
+def nano_infer_binary() -> Path | None:
+    """The native `nano-infer` program: on PATH, or built by cargo in this checkout's target dir."""
+    found = shutil.which("nano-infer")
+    if found:
+        return Path(found)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    for profile in ("release", "debug"):
+        candidate = target / profile / "nano-infer"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def cli_greedy(binary: Path, model_path: Path, prompt: str, max_new_tokens: int, lora: Path | None = None) -> str:
+    """What `nano-infer MODEL --prompt P -t 0` prints (the text, without the final newline)."""
+    import subprocess
+
+    cmd = [str(binary), str(model_path), "--prompt", prompt, "-n", str(max_new_tokens), "-t", "0", "-k", "0",
+           "-p", "1", "-r", "1", "--threads", "1", "-q"]
+    if lora is not None:
+        cmd += ["-l", str(lora)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"nano-infer failed ({proc.returncode}): {proc.stderr}")
+    return proc.stdout.removesuffix("\n")

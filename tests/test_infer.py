@@ -144,3 +144,16 @@ def test_bin_export_gives_the_same_text_as_pytorch(trained, tmp_path):
                              *flags], env=env, capture_output=True, text=True, timeout=120)
         assert rs.returncode == 0, rs.stderr
         assert rs.stdout == expected, flags
+
+
+def test_repl_answers_each_line(trained, monkeypatch, capsys):
+    import io
+
+    from nano.infer import main
+
+    _, result, tok, text = trained
+    model, _ = load_model(result["checkpoint"])
+    expected = "".join(stream(model, tok, text[:3], temperature=0, max_seq_length=16))
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{text[:3]}\n{text[:3]}\nexit\n"))
+    assert main(["-m", result["checkpoint"], "-t", "0", "-s", "16"]) == 0
+    assert capsys.readouterr().out.count(expected + "\n") == 2

@@ -1,8 +1,11 @@
 """The Python API of nano.Tokenizer: loading, saving, encoding variants, pickling, threads."""
 
 import json
+import os
 import pickle
+import signal
 import threading
+import time
 
 import nano
 import numpy as np
@@ -104,3 +107,25 @@ def test_pickle_and_threads(small):
 def test_unknown_characters(tok):
     ids = tok.encode("\U0001F600a")
     assert ids[0] == tok.unknown_id and tok.decode(ids[1:]) == "a"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_parallel_encoding_works_in_a_forked_child(small):
+    # Worker pools of the parent have no threads in a forked child (DataLoader workers); the
+    # child must build its own instead of waiting forever on them.
+    texts = ["abcab中文" * 40_000, "ab"] * 2
+    expect = small.encode_batch(texts, threads=2)
+    pid = os.fork()
+    if pid == 0:  # child: exit code says whether it got the same ids
+        ok = small.encode_batch(texts, threads=2) == expect and small.encode_batch(texts) == expect
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("encoding in a forked child hung")

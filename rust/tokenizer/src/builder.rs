@@ -72,7 +72,7 @@ fn always_kept() -> impl Iterator<Item = char> {
 }
 
 pub fn build_vocabulary(texts: &[&str], opts: &BuildOptions) -> Result<(Tokenizer, BuildReport)> {
-    with_threads(opts.threads, || build_in_pool(texts, opts))
+    with_threads(opts.threads, |_| build_in_pool(texts, opts))
 }
 
 fn build_in_pool(texts: &[&str], opts: &BuildOptions) -> Result<(Tokenizer, BuildReport)> {

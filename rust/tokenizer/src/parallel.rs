@@ -13,31 +13,44 @@ const MIN_PIECE_BYTES: usize = 64 * 1024;
 /// How far past an ideal cut to look for a safe one before giving up on that cut.
 const MAX_CUT_SEARCH_BYTES: usize = 16 * 1024;
 
-/// Runs `f` on a pool of `threads` workers (`None` or 0: rayon's global pool, all cores).
-/// Pools are cached per size: building one costs about a millisecond per thread.
-pub(crate) fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> R {
-    let n = match threads {
-        None | Some(0) => return f(),
-        Some(n) => n,
-    };
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+/// Worker count for a `threads` argument: `None` or 0 means every available core.
+pub(crate) fn thread_count(threads: Option<usize>) -> usize {
+    match threads {
+        Some(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// Runs `f(n)` inside a pool of `n = thread_count(threads)` workers, so rayon calls in `f` use it.
+///
+/// Pools are our own, cached per (process id, size), never rayon's global pool: a process forked
+/// after encoding (e.g. a PyTorch DataLoader worker) inherits pools whose threads do not exist in
+/// it, and would hang on them; keyed by pid, the child builds fresh ones.
+pub(crate) fn with_threads<R: Send>(
+    threads: Option<usize>,
+    f: impl FnOnce(usize) -> R + Send,
+) -> R {
+    let n = thread_count(threads);
+    type Pools = HashMap<(u32, usize), Arc<rayon::ThreadPool>>;
+    static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
+    let key = (std::process::id(), n);
     let pool = {
         let mut pools = POOLS
             .get_or_init(Default::default)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        match pools.get(&n) {
+        match pools.get(&key) {
             Some(pool) => Some(Arc::clone(pool)),
             None => match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
-                Ok(pool) => Some(Arc::clone(pools.entry(n).or_insert(Arc::new(pool)))),
+                Ok(pool) => Some(Arc::clone(pools.entry(key).or_insert(Arc::new(pool)))),
                 // Threads unavailable (e.g. wasm32): run on the caller's thread.
                 Err(_) => None,
             },
         }
     };
     match pool {
-        Some(pool) => pool.install(f),
-        None => f(),
+        Some(pool) => pool.install(|| f(n)),
+        None => f(1),
     }
 }
 
@@ -93,9 +106,13 @@ impl Tokenizer {
         true
     }
 
-    /// Encodes one document, cutting it into pieces for the current rayon pool when it is long.
-    pub(crate) fn encode_in_pool(&self, text: &str, allow_special: bool) -> Vec<u32> {
-        let threads = rayon::current_num_threads();
+    /// Encodes one document on `threads` workers of the current pool, cut into pieces when long.
+    pub(crate) fn encode_in_pool(
+        &self,
+        text: &str,
+        allow_special: bool,
+        threads: usize,
+    ) -> Vec<u32> {
         if threads <= 1 || text.len() < 2 * MIN_PIECE_BYTES {
             return self.encode(text, allow_special);
         }
@@ -115,10 +132,10 @@ impl Tokenizer {
         allow_special: bool,
         threads: Option<usize>,
     ) -> Vec<u32> {
-        if threads == Some(1) {
+        if thread_count(threads) == 1 || text.len() < 2 * MIN_PIECE_BYTES {
             return self.encode(text, allow_special);
         }
-        with_threads(threads, || self.encode_in_pool(text, allow_special))
+        with_threads(threads, |n| self.encode_in_pool(text, allow_special, n))
     }
 
     /// Encodes many documents with `threads` workers (`None`: all cores); long documents are
@@ -129,16 +146,18 @@ impl Tokenizer {
         allow_special: bool,
         threads: Option<usize>,
     ) -> Vec<Vec<u32>> {
-        if threads == Some(1) {
+        if thread_count(threads) == 1
+            || texts.len() <= 1 && texts.iter().all(|t| t.len() < 2 * MIN_PIECE_BYTES)
+        {
             return texts
                 .iter()
                 .map(|t| self.encode(t, allow_special))
                 .collect();
         }
-        with_threads(threads, || {
+        with_threads(threads, |n| {
             texts
                 .par_iter()
-                .map(|t| self.encode_in_pool(t, allow_special))
+                .map(|t| self.encode_in_pool(t, allow_special, n))
                 .collect()
         })
     }

@@ -47,6 +47,13 @@ def expected(models):
     return {"base": base, "lora": with_lora}
 
 
+def _assert_golden(paths: list[dict], expected: list[str]) -> None:
+    assert expected == ["3713210ab7f7c23c", "6c9c4d7254253610"]  # as pinned by the native kernel tests
+    assert {p["path"] for p in paths} == {"scalar", "simd128"}, paths  # the build has SIMD128
+    for p in paths:
+        assert [p["q8_0"], p["q4_0"]] == expected, p
+
+
 def test_node_kernels_bit_exact_and_engine(models, expected):
     node = shutil.which("node")
     if node is None:
@@ -60,8 +67,8 @@ def test_node_kernels_bit_exact_and_engine(models, expected):
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    # The native kernel tests' golden hashes (rust/infer/src/kernels/tests.rs), reproduced in wasm32.
-    assert out["golden"] == out["goldenExpected"] == ["3713210ab7f7c23c", "6c9c4d7254253610"]
+    # The native kernel tests' golden hashes (nano_infer::kernels::selftest), on every wasm32 kernel path.
+    _assert_golden(out["golden"], out["goldenExpected"])
     # q8_0 kernels are integer-exact, so the wasm text equals native's for the quantized model too.
     assert out["greedy"]["text"] == wh.native_greedy(models["q8_0"], PROMPT, MAX_NEW)
     assert out["greedy"]["interrupted"] is False
@@ -77,7 +84,7 @@ def test_page_end_to_end(models, expected):
         assert version == _native.__version__
 
         # Kernel golden hashes inside the browser's worker too.
-        golden = page.evaluate(
+        reply = page.evaluate(
             """() => new Promise((resolve, reject) => {
                 const w = new Worker('worker.js', {type: 'module'});
                 w.onmessage = (e) => {
@@ -87,7 +94,7 @@ def test_page_end_to_end(models, expected):
                 w.onerror = (e) => reject(new Error(e.message));
             })"""
         )
-        assert golden["got"] == golden["expected"] == ["3713210ab7f7c23c", "6c9c4d7254253610"]
+        _assert_golden(json.loads(reply["got"]), reply["expected"])
 
         # A corrupt file before any model: a clear error, and the page keeps working.
         wh.choose_file(page, "#model-file", "corrupt.bin", b"NANO" + bytes(range(256)) * 4)

@@ -12,7 +12,7 @@ glue.initSync({ module: readFileSync(join(pkgDir, "nano_wasm_bg.wasm")) });
 
 const out = {
   version: glue.version(),
-  golden: glue.kernelGolden(),
+  golden: JSON.parse(glue.kernelGolden()),
   goldenExpected: glue.kernelGoldenExpected(),
 };
 

@@ -2,10 +2,9 @@
 //! implementation) in a small wasm-bindgen API that the page's Web Worker drives:
 //! load a model from bytes, load / unload a LoRA plug-in, set sampling options, generate with a
 //! per-piece callback (returning false interrupts), and report tokens/s.
+use nano_infer::kernels::selftest;
 use nano_infer::{Engine, GenerateOptions, Lora, Model};
 use wasm_bindgen::prelude::*;
-
-mod golden;
 
 #[wasm_bindgen]
 extern "C" {
@@ -20,21 +19,27 @@ pub fn version() -> String {
     nano_infer::VERSION.to_string()
 }
 
-/// The kernels' golden hashes on this build, as 16-hex-digit strings `[q8_0, q4_0]`; they must equal
-/// [`golden_expected`] (the native kernel tests' values) bit for bit.
+/// The kernels' golden test on this build (the same fixed inputs as the native kernel tests, in
+/// `nano_infer::kernels::selftest`): for every kernel path this build has (scalar, simd128), a JSON
+/// object `{"path", "q8_0", "q4_0"}` with 16-hex-digit output hashes; each must equal
+/// [`kernel_golden_expected`] bit for bit.
 #[wasm_bindgen(js_name = kernelGolden)]
-pub fn kernel_golden() -> Vec<String> {
-    let (q8, q4) = golden::golden_hashes();
-    vec![format!("{q8:016x}"), format!("{q4:016x}")]
+pub fn kernel_golden() -> String {
+    let paths: Vec<_> = selftest::golden_hashes()
+        .into_iter()
+        .map(|(path, q8, q4)| serde_json::json!({"path": path, "q8_0": hex(q8), "q4_0": hex(q4)}))
+        .collect();
+    serde_json::Value::Array(paths).to_string()
 }
 
 /// The native kernel tests' golden hashes `[q8_0, q4_0]`.
 #[wasm_bindgen(js_name = kernelGoldenExpected)]
-pub fn golden_expected() -> Vec<String> {
-    vec![
-        format!("{:016x}", golden::GOLDEN_Q8_0),
-        format!("{:016x}", golden::GOLDEN_Q4_0),
-    ]
+pub fn kernel_golden_expected() -> Vec<String> {
+    vec![hex(selftest::GOLDEN_Q8), hex(selftest::GOLDEN_Q4)]
+}
+
+fn hex(h: u64) -> String {
+    format!("{h:016x}")
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
@@ -217,4 +222,24 @@ fn describe(e: &JsValue) -> String {
                 .as_string()
         })
         .unwrap_or_else(|| format!("{e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_kernel_paths_match_the_golden_hashes() {
+        let expected = kernel_golden_expected();
+        let paths: serde_json::Value = serde_json::from_str(&kernel_golden()).unwrap();
+        let paths = paths.as_array().unwrap();
+        assert!(paths.iter().any(|p| p["path"] == "scalar"));
+        for p in paths {
+            assert_eq!(
+                [&p["q8_0"], &p["q4_0"]],
+                [&expected[0], &expected[1]],
+                "{p}"
+            );
+        }
+    }
 }

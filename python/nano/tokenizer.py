@@ -259,8 +259,8 @@ class Tokenizer:
             texts, vocab_size, list(special_tokens), min_char_count, max_token_chars, threads
         )
         tok = cls(core)
-        tok.build_report = {k: (int(v) if float(v).is_integer() and k != "char_coverage" else v)
-                            for k, v in report}
+        counts = {"distinct_chars", "kept_chars", "multi_char_tokens", "rounds", "corpus_chars"}
+        tok.build_report = {k: int(v) if k in counts else float(v) for k, v in report}
         return tok
 
     def stats(self, text: str, allow_special: bool = False, threads: int | None = None) -> dict:

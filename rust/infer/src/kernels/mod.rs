@@ -279,32 +279,38 @@ struct RowJob<'a> {
 
 impl RowJob<'_> {
     /// Fills `dst[(r - r0) * n + t]` for the rows starting at `r0`; weights of a row stay in cache for all t.
+    /// The dtype is matched once per chunk, not per row.
     fn rows_into(&self, r0: usize, dst: &mut [f32]) {
-        let (cols, n) = (self.m.cols, self.n);
-        let g = cols / QK;
-        for (i, vals) in dst.chunks_exact_mut(n).enumerate() {
-            let r = r0 + i;
-            let span = r * cols..(r + 1) * cols;
+        let (cols, g, k) = (self.m.cols, self.m.cols / QK, self.k);
+        let xrow = |t: usize| &self.x[t * cols..(t + 1) * cols];
+        let qrow = |t: usize| QRow {
+            qs: &self.qx[t * cols..(t + 1) * cols],
+            d: &self.sx[t * g..(t + 1) * g],
+            sums: &self.xsum[t * g..(t + 1) * g],
+        };
+        match &self.m.w {
+            Weights::F32(w) => self.each(r0, dst, |r, t| {
+                (k.dot_f32)(&w[r * cols..(r + 1) * cols], xrow(t))
+            }),
+            Weights::F16(w) => self.each(r0, dst, |r, t| {
+                (k.dot_f16)(&w[r * cols..(r + 1) * cols], xrow(t))
+            }),
+            Weights::Q8_0 { qs, scales } => self.each(r0, dst, |r, t| {
+                let (w, d) = (&qs[r * cols..(r + 1) * cols], &scales[r * g..(r + 1) * g]);
+                (k.dot_q8)(w, d, &qrow(t))
+            }),
+            Weights::Q4_0 { packed, scales } => self.each(r0, dst, |r, t| {
+                let w = &packed[r * cols / 2..(r + 1) * cols / 2];
+                (k.dot_q4)(w, &scales[r * g..(r + 1) * g], &qrow(t))
+            }),
+        }
+    }
+
+    #[inline(always)]
+    fn each(&self, r0: usize, dst: &mut [f32], f: impl Fn(usize, usize) -> f32) {
+        for (i, vals) in dst.chunks_exact_mut(self.n).enumerate() {
             for (t, v) in vals.iter_mut().enumerate() {
-                let xs = t * cols..(t + 1) * cols;
-                let gs = t * g..(t + 1) * g;
-                let q = || QRow {
-                    qs: &self.qx[xs.clone()],
-                    d: &self.sx[gs.clone()],
-                    sums: &self.xsum[gs.clone()],
-                };
-                *v = match &self.m.w {
-                    Weights::F32(w) => (self.k.dot_f32)(&w[span.clone()], &self.x[xs.clone()]),
-                    Weights::F16(w) => (self.k.dot_f16)(&w[span.clone()], &self.x[xs.clone()]),
-                    Weights::Q8_0 { qs, scales } => {
-                        (self.k.dot_q8)(&qs[span.clone()], &scales[r * g..(r + 1) * g], &q())
-                    }
-                    Weights::Q4_0 { packed, scales } => (self.k.dot_q4)(
-                        &packed[span.start / 2..span.end / 2],
-                        &scales[r * g..(r + 1) * g],
-                        &q(),
-                    ),
-                };
+                *v = f(r0 + i, t);
             }
         }
     }

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's Rust (with std's source, for -Z build-std to wasm32), the wasm linker, headless Chromium.
+# Debian's Rust (with std's source, for -Z build-std to wasm32), the wasm linker, headless Chromium
+# and a CJK font (so the screenshot of Chinese model output is legible).
 need=()
-for pkg in rustc-web cargo-web rust-web-src lld-22 chromium; do
+for pkg in rustc-web cargo-web rust-web-src lld-22 chromium fonts-wqy-microhei; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

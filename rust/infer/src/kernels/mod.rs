@@ -18,6 +18,7 @@ mod scalar;
 pub mod selftest;
 #[cfg(test)]
 mod tests;
+mod topology;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
 #[cfg(target_arch = "x86_64")]
@@ -25,6 +26,7 @@ mod x86;
 
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use quant::{dequantize_row, quantize_q4_0, quantize_q8_0};
+pub use topology::performance_cores;
 
 use std::sync::OnceLock;
 

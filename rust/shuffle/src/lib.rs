@@ -34,6 +34,8 @@ pub const MIN_MEMORY: u64 = 1 << 20;
 /// At most this many piles at once (each is an open file during pass 1); more data means recursion.
 pub const MAX_PILES: u64 = 1000;
 const MAX_DEPTH: u32 = 6;
+/// Largest amount of data shuffled in memory at once (line offsets are u32).
+const MAX_IN_MEMORY: u64 = 7 << 29; // 3.5 GiB
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -148,8 +150,11 @@ impl Budget {
     fn new(memory: u64, pile_bytes: Option<u64>) -> Budget {
         let clamp = |v: u64, lo: u64, hi: u64| v.clamp(lo, hi) as usize;
         Budget {
-            in_memory: memory / 4 * 3,
-            pile_target: pile_bytes.unwrap_or(memory / 4).max(1),
+            // Line starts are u32 offsets, so nothing shuffled in memory may reach 4 GiB.
+            in_memory: (memory / 4 * 3).min(MAX_IN_MEMORY),
+            pile_target: pile_bytes
+                .unwrap_or((memory / 4).min(MAX_IN_MEMORY / 3))
+                .max(1),
             read_chunk: clamp(memory / 16, 64 << 10, 8 << 20),
             write_buffer: clamp(memory / 32, 32 << 10, 4 << 20),
             // Long records are the one thing copied whole through several buffers at once.

@@ -131,7 +131,7 @@ impl Engine {
         #[cfg(not(feature = "threads"))]
         let _ = threads;
         Ok(Engine {
-            cache: KvCache::new(&model),
+            cache: KvCache::new(&model)?,
             rope: Rope::new(&model),
             model,
             lora: None,

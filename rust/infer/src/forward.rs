@@ -1,6 +1,7 @@
 //! The transformer forward pass of `python/nano/model.py` (RMSNorm, interleaved-pair RoPE, GQA
 //! attention over a KV cache holding only the KV heads, SwiGLU, tied head). All matrix products go
 //! through `crate::kernels`; this file does the per-element work around them.
+use crate::error::{Error, Result};
 use crate::kernels::{self, MatRef, Scratch, Weights};
 use crate::model::{Adapter, Lora, Model};
 
@@ -14,16 +15,30 @@ pub(crate) struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(model: &Model) -> Self {
+    /// Allocates the whole cache up front; an impossible size is an error, not an abort.
+    pub fn new(model: &Model) -> Result<Self> {
         let c = model.config();
-        let n = c.n_layer * c.n_kv_head * c.block_size * c.head_dim();
-        KvCache {
-            k: vec![0.0; n],
-            v: vec![0.0; n],
+        let n = [c.n_layer, c.n_kv_head, c.block_size, c.head_dim()]
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b))
+            .ok_or_else(|| Error::Unsupported("the KV cache size overflows".into()))?;
+        let zeros = || -> Result<Vec<f32>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| {
+                Error::Unsupported(format!(
+                    "cannot allocate a KV cache of {n} values for this model"
+                ))
+            })?;
+            v.resize(n, 0.0);
+            Ok(v)
+        };
+        Ok(KvCache {
+            k: zeros()?,
+            v: zeros()?,
             block: c.block_size,
             hd: c.head_dim(),
             kv_heads: c.n_kv_head,
-        }
+        })
     }
     fn at(&self, layer: usize, head: usize, pos: usize) -> usize {
         ((layer * self.kv_heads + head) * self.block + pos) * self.hd

@@ -35,7 +35,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "quick": {"formulation": "causal", "model": (2, 64, 4, 256), "steps": 800, "batch_size": 64, "lr": 3e-3},
     },
     "add": {
-        "full": {"formulation": "nar", "model": (2, 64, 4, 256), "steps": 3000, "batch_size": 128, "lr": 2e-3},
+        "full": {"formulation": "nar", "model": (2, 64, 4, 256), "steps": 1500, "batch_size": 128, "lr": 2e-3},
         "quick": {"formulation": "nar", "model": (2, 64, 4, 256), "steps": 800, "batch_size": 64, "lr": 3e-3},
     },
 }

@@ -4,6 +4,7 @@ under Node: same greedy text as the native engine, LoRA on/off, corrupt files, r
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -153,12 +154,24 @@ def test_page_end_to_end(models, expected):
     assert (wh.ARTIFACTS / "screenshot.png").stat().st_size > 10_000
 
 
-def test_bad_settings_are_reported(models):
+def test_drop_a_model_and_bad_settings_are_reported(models):
     from playwright.sync_api import expect
 
     with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
         wh.open_page(page, url)
-        wh.choose_file(page, "#model-file", "tiny-f32.bin", models["f32"].read_bytes())
+        # Drag and drop a model file onto the page.
+        page.evaluate(
+            """(b64) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], 'dropped.bin'));
+                document.getElementById('drop-zone').dispatchEvent(
+                    new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+            }""",
+            base64.b64encode(models["f32"].read_bytes()).decode(),
+        )
+        page.wait_for_selector("#model-info[data-loaded='dropped.bin']", state="attached")
+        wh.wait_idle(page)
         page.fill("#temperature", "-1")
         page.fill("#prompt", PROMPT)
         page.click("#generate")

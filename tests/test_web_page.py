@@ -212,3 +212,38 @@ def test_stop_button_interrupts(tmp_path):
         text, _ = wh.generate(page, wh.TEXT[:4])
         assert len(text) > 0
         assert requests.off_loopback() == []
+
+
+def test_stop_without_cross_origin_isolation_restarts_the_worker(tmp_path):
+    """Served without COOP/COEP (no SharedArrayBuffer), Stop ends the worker and reloads the model."""
+    _require_browser_stack()
+    pytest.importorskip("torch")
+    model = wh.random_model(tmp_path / "stop.bin", wh.VOCAB, "q8_0", n_layer=4, n_embd=256, n_head=4,
+                            n_hidden=768, block_size=512, never_eos=True)
+    with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
+        def strip_isolation(route):
+            response = route.fetch()
+            headers = {k: v for k, v in response.headers.items()
+                       if k.lower() not in ("cross-origin-opener-policy", "cross-origin-embedder-policy")}
+            route.fulfill(response=response, headers=headers)
+
+        page.route("**/*", strip_isolation)
+        wh.open_page(page, url)
+        assert page.evaluate("() => self.crossOriginIsolated") is False
+        wh.choose_file(page, "#model-file", "stop.bin", model.read_bytes())
+        wh.set_options(page, max_new_tokens=8)
+        reference, _ = wh.generate(page, wh.TEXT[:4])
+        wh.set_options(page, max_new_tokens=400)
+        page.fill("#prompt", wh.TEXT[:4])
+        page.click("#generate")
+        page.wait_for_function("() => document.getElementById('generated').textContent.length > 0")
+        page.click("#stop")
+        page.wait_for_selector("#generated[data-done='1']", state="attached")
+        partial = page.text_content("#generated")
+        assert 0 < len(partial) < 400
+        # A fresh worker has the model again: the same greedy text as before the stop.
+        page.wait_for_selector("#engine-status[data-version]", state="attached")
+        wh.set_options(page, max_new_tokens=8)
+        assert wh.generate(page, wh.TEXT[:4])[0] == reference
+        assert wh.page_error(page) == ""
+        assert requests.off_loopback() == []

@@ -259,14 +259,20 @@ class _Trainer:
             dist.all_reduce(t)
         return t
 
-    def train_step(self) -> tuple[float, float, int]:
-        """One optimizer step; returns (loss, grad norm, tokens processed by this rank)."""
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One optimizer step; returns (loss, grad norm, tokens processed by this rank).
+
+        Loss and grad norm stay tensors: converting them every step would make the host wait for the GPU.
+        """
         accum = int(self.cfg["gradient_accumulation_steps"])
         batches = [self.train_loader.next_batch() for _ in range(accum)]
-        count = sum(float(m.sum()) for _, _, m in batches)
-        count = float(self._all_reduce(torch.tensor(count, dtype=torch.float64, device=self.device)))
-        # DDP/FSDP average gradients over ranks, so scale by world_size / global trained tokens
-        denom = max(count, 1.0) / self.ddp.world_size
+        count = sum(float(m.sum()) for _, _, m in batches)  # masks come from the loader, on the host
+        if self.ddp.enabled:  # the global count, kept on the device (no host sync)
+            count = self._all_reduce(torch.tensor(count, dtype=torch.float32, device=self.device))
+            # DDP/FSDP average gradients over ranks, so scale by world_size / global trained tokens
+            denom = count.clamp(min=1.0) / self.ddp.world_size
+        else:
+            denom = max(count, 1.0)
         lr = runtime.lr_at(self.step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -288,9 +294,12 @@ class _Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        loss = float(self._all_reduce(total)) / max(count, 1.0)
+        if torch.is_tensor(count):
+            loss = self._all_reduce(total) / count.double().clamp(min=1.0)
+        else:
+            loss = total / max(count, 1.0)
         gn = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-        return loss, float(gn), tokens
+        return loss, gn.detach(), tokens
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -356,13 +365,14 @@ class _Trainer:
         tok_per_s = 0.0
         deadline = time.monotonic() + float(cfg["time_limit"]) if cfg["time_limit"] else None
         while self.step < max_iters:
-            loss, grad_norm, tokens = self.train_step()
-            last_loss = loss
+            loss_t, grad_norm_t, tokens = self.train_step()
+            last_loss = loss_t
             tokens_since += tokens * self.ddp.world_size
             bar.update(1)
             if self.step % int(cfg["log_interval"]) == 0 or self.step == max_iters:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
+                loss, grad_norm = float(loss_t), float(grad_norm_t)
                 dt = time.perf_counter() - t_since
                 tok_per_s = tokens_since / max(dt, 1e-9)
                 record = {"step": self.step, "split": "train", "loss": loss,
@@ -381,7 +391,8 @@ class _Trainer:
                     if self.ddp.is_main:
                         metrics.write({"step": self.step, "split": "val", "loss": val_loss})
                     if self.log:
-                        bar.write(f"step {self.step}: train loss {loss:.4f}, val loss {val_loss:.4f}", file=sys.stderr)
+                        bar.write(f"step {self.step}: train loss {float(loss_t):.4f}, val loss {val_loss:.4f}",
+                                  file=sys.stderr)
                     if val_loss < self.best_val:
                         self.best_val = val_loss
                         if cfg["save_best"]:
@@ -407,7 +418,7 @@ class _Trainer:
         if lora_modules(self.model) and self.ddp.is_main:
             adapter = save_lora(self.model, out_dir / "lora.pt")
         metrics.close()
-        return {"step": self.step, "train_loss": last_loss, "val_loss": val_loss,
+        return {"step": self.step, "train_loss": None if last_loss is None else float(last_loss), "val_loss": val_loss,
                 "best_val_loss": self.best_val if self.best_val < math.inf else None,
                 "tokens_per_s": tok_per_s, "checkpoint": str(ckpt_path), "lora": str(adapter) if adapter else None,
                 "metrics_log": str(metrics_path), "model": self.model, "tokenizer": self.tokenizer}

@@ -103,6 +103,8 @@ pub struct Scratch {
 pub(crate) struct QRow<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
+    // Only the x86 paths offset weights to unsigned bytes.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub sums: &'a [i32],
 }
 

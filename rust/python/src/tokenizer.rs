@@ -154,33 +154,38 @@ impl PyTokenizer {
                 self.inner.vocab_size()
             )));
         }
-        let ids = py.detach(|| {
+        let parts = py.detach(|| {
             let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
             if threads == Some(1) {
-                // One thread: encode straight into the output, no per-text vectors.
+                // One thread: encode straight into one vector, no per-text vectors.
                 let bytes: usize = refs.iter().map(|t| t.len()).sum();
                 let mut flat = Vec::with_capacity(bytes / 2 + refs.len());
                 for text in refs {
                     self.inner.encode_into(text, allow_special, &mut flat);
                     flat.extend(separator);
                 }
-                return flat;
+                return vec![flat];
             }
-            let parts = self.inner.encode_batch(&refs, allow_special, threads);
-            let total =
-                parts.iter().map(Vec::len).sum::<usize>() + separator.map_or(0, |_| parts.len());
-            let mut flat = Vec::with_capacity(total);
-            for part in parts {
-                flat.extend_from_slice(&part);
-                flat.extend(separator);
+            let mut parts = self.inner.encode_batch(&refs, allow_special, threads);
+            if let Some(sep) = separator {
+                parts.iter_mut().for_each(|p| p.push(sep));
             }
-            flat
+            parts
         });
         if wide {
-            Ok(PyArray1::from_vec(py, ids).into_any())
+            let flat = py.detach(|| parts.concat());
+            Ok(PyArray1::from_vec(py, flat).into_any())
         } else {
-            let narrow: Vec<u16> = py.detach(|| ids.into_iter().map(|i| i as u16).collect());
-            Ok(PyArray1::from_vec(py, narrow).into_any())
+            // Narrow while concatenating: one pass over the ids.
+            let flat: Vec<u16> = py.detach(|| {
+                let total = parts.iter().map(Vec::len).sum();
+                let mut flat = Vec::with_capacity(total);
+                for part in &parts {
+                    flat.extend(part.iter().map(|&i| i as u16));
+                }
+                flat
+            });
+            Ok(PyArray1::from_vec(py, flat).into_any())
         }
     }
 

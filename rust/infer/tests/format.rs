@@ -1,5 +1,7 @@
 //! Format round trips and every kind of damaged file, through the public reader/writer API.
-use nano_infer::format::{self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig, TokenList};
+use nano_infer::format::{
+    self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig, TokenList,
+};
 use nano_infer::{Engine, Error, GenerateOptions, Lora, Model};
 
 fn config() -> ModelConfig {
@@ -20,7 +22,9 @@ fn config() -> ModelConfig {
 }
 
 fn tokens(n: usize) -> TokenList {
-    let mut t: Vec<String> = ["<|padding|>", "<|unknown|>", "<|bos|>", "<|eos|>"].map(String::from).to_vec();
+    let mut t: Vec<String> = ["<|padding|>", "<|unknown|>", "<|bos|>", "<|eos|>"]
+        .map(String::from)
+        .to_vec();
     let mut special = vec![true; 4];
     for i in 0..n - 4 {
         t.push(char::from(b'a' + i as u8).to_string());
@@ -38,9 +42,15 @@ fn weights(c: &ModelConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
             let n: usize = shape.iter().product();
             let v = (0..n)
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                    if shape.len() == 1 { 1.0 + 0.1 * u } else { 0.2 * u }
+                    if shape.len() == 1 {
+                        1.0 + 0.1 * u
+                    } else {
+                        0.2 * u
+                    }
                 })
                 .collect();
             (name, shape, v)
@@ -51,8 +61,22 @@ fn weights(c: &ModelConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 fn encode(dtype: DType) -> Vec<u8> {
     let c = config();
     let w = weights(&c);
-    let refs: Vec<_> = w.iter().map(|(n, s, v)| v2026::TensorIn { name: n.clone(), shape: s.clone(), data: v }).collect();
-    v2026::encode_model(&c, &tokens(c.vocab_size), Some("00112233aabbccdd"), &refs, dtype).unwrap()
+    let refs: Vec<_> = w
+        .iter()
+        .map(|(n, s, v)| v2026::TensorIn {
+            name: n.clone(),
+            shape: s.clone(),
+            data: v,
+        })
+        .collect();
+    v2026::encode_model(
+        &c,
+        &tokens(c.vocab_size),
+        Some("00112233aabbccdd"),
+        &refs,
+        dtype,
+    )
+    .unwrap()
 }
 
 fn err_text(r: Result<Model, Error>) -> String {
@@ -70,9 +94,15 @@ fn v2026_round_trip_all_dtypes_and_alignment() {
         assert_eq!(parsed.config, config());
         assert_eq!(parsed.base_hash.as_deref(), Some("00112233aabbccdd"));
         for t in &parsed.tensors {
-            let format::Store::File { offset, .. } = t.store else { panic!("in place") };
+            let format::Store::File { offset, .. } = t.store else {
+                panic!("in place")
+            };
             assert_eq!(offset % 64, 0, "{} not 64-byte aligned", t.name);
-            let want = if t.shape.len() == 1 { DType::F32 } else { dtype };
+            let want = if t.shape.len() == 1 {
+                DType::F32
+            } else {
+                dtype
+            };
             assert_eq!(t.dtype, want, "{}", t.name);
         }
         let model = Model::from_bytes(bytes).unwrap();
@@ -100,7 +130,10 @@ fn every_truncation_is_refused() {
     let bytes = encode(DType::Q8_0);
     for cut in (0..bytes.len()).step_by(97).chain([bytes.len() - 1]) {
         let e = err_text(Model::from_bytes(bytes[..cut].to_vec()));
-        assert!(e.contains("truncated") || e.contains("too short"), "cut {cut}: {e}");
+        assert!(
+            e.contains("truncated") || e.contains("too short"),
+            "cut {cut}: {e}"
+        );
     }
 }
 
@@ -150,7 +183,11 @@ fn inconsistent_headers_are_refused() {
         ("\"vocab_size\":12", "\"vocab_size\":13", "vocab_size"),
         ("\"dtype\":\"f32\"", "\"dtype\":\"f16\"", "bytes"),
         ("\"offset\":0,", "\"offset\":8,", "aligned"),
-        ("\"name\":\"norm.weight\"", "\"name\":\"norm.weighx\"", "tensor"),
+        (
+            "\"name\":\"norm.weight\"",
+            "\"name\":\"norm.weighx\"",
+            "tensor",
+        ),
     ];
     for (from, to, want) in cases {
         let e = err_text(Model::from_bytes(patch_header(&b, from, to)));
@@ -161,15 +198,29 @@ fn inconsistent_headers_are_refused() {
 #[test]
 fn lora_files_round_trip_and_wrong_base_is_refused() {
     let c = config();
-    let cfg = LoraConfig { rank: 4, alpha: 8.0, targets: vec!["wq".into(), "wv".into(), "w2".into()] };
+    let cfg = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: vec!["wq".into(), "wv".into(), "w2".into()],
+    };
     let base = LoraBase::of(&c, Some("00112233aabbccdd".into()));
     let expected = format::expected_lora_tensors(&cfg, &base).unwrap();
-    let data: Vec<Vec<f32>> =
-        expected.iter().map(|(_, s)| (0..s.iter().product::<usize>()).map(|i| i as f32 * 1e-3).collect()).collect();
+    let data: Vec<Vec<f32>> = expected
+        .iter()
+        .map(|(_, s)| {
+            (0..s.iter().product::<usize>())
+                .map(|i| i as f32 * 1e-3)
+                .collect()
+        })
+        .collect();
     let refs: Vec<_> = expected
         .iter()
         .zip(&data)
-        .map(|((n, s), v)| v2026::TensorIn { name: n.clone(), shape: s.clone(), data: v })
+        .map(|((n, s), v)| v2026::TensorIn {
+            name: n.clone(),
+            shape: s.clone(),
+            data: v,
+        })
         .collect();
     let bytes = v2026::encode_lora(&cfg, &base, &refs).unwrap();
     let lora = Lora::from_bytes(bytes.clone()).unwrap();
@@ -182,9 +233,15 @@ fn lora_files_round_trip_and_wrong_base_is_refused() {
     e.unload_lora();
     assert_eq!(plain, e.logits(&[2, 5, 6]).unwrap());
 
-    let other = LoraBase { hash: Some("ffffffffffffffff".into()), ..base.clone() };
+    let other = LoraBase {
+        hash: Some("ffffffffffffffff".into()),
+        ..base.clone()
+    };
     let bytes = v2026::encode_lora(&cfg, &other, &refs).unwrap();
-    let err = e.load_lora(Lora::from_bytes(bytes).unwrap()).unwrap_err().to_string();
+    let err = e
+        .load_lora(Lora::from_bytes(bytes).unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("another base"), "{err}");
     // a LoRA file is not a model, and a model is not a LoRA file
     assert!(Model::from_bytes(v2026::encode_lora(&cfg, &base, &refs).unwrap()).is_err());
@@ -195,31 +252,59 @@ fn lora_files_round_trip_and_wrong_base_is_refused() {
 fn legacy_round_trip_gives_identical_logits() {
     let c = config();
     let w = weights(&c);
-    let refs: Vec<_> = w.iter().map(|(n, s, v)| v2026::TensorIn { name: n.clone(), shape: s.clone(), data: v }).collect();
+    let refs: Vec<_> = w
+        .iter()
+        .map(|(n, s, v)| v2026::TensorIn {
+            name: n.clone(),
+            shape: s.clone(),
+            data: v,
+        })
+        .collect();
     let old = legacy::encode_model(&c, &tokens(c.vocab_size), &refs).unwrap();
     let mut a = Engine::new(Model::from_bytes(old.clone()).unwrap(), Some(1)).unwrap();
     let mut b = Engine::new(Model::from_bytes(encode(DType::F32)).unwrap(), Some(1)).unwrap();
-    assert_eq!(a.logits(&[1, 2, 3, 4]).unwrap(), b.logits(&[1, 2, 3, 4]).unwrap());
+    assert_eq!(
+        a.logits(&[1, 2, 3, 4]).unwrap(),
+        b.logits(&[1, 2, 3, 4]).unwrap()
+    );
     for cut in [10, 255, 300, old.len() - 4] {
         assert!(Model::from_bytes(old[..cut].to_vec()).is_err());
     }
     let mut longer = old.clone();
     longer.extend([0u8; 4]);
     assert!(err_text(Model::from_bytes(longer)).contains("longer"));
-    let refuse = ModelConfig { rope_theta: 500000.0, ..c.clone() };
+    let refuse = ModelConfig {
+        rope_theta: 500000.0,
+        ..c.clone()
+    };
     assert!(legacy::encode_model(&refuse, &tokens(c.vocab_size), &refs).is_err());
 }
 
 #[test]
 fn bad_prompts_are_errors() {
     let mut e = Engine::new(Model::from_bytes(encode(DType::F32)).unwrap(), Some(1)).unwrap();
-    let opts = GenerateOptions { max_new_tokens: 4, temperature: 0.0, ..Default::default() };
+    let opts = GenerateOptions {
+        max_new_tokens: 4,
+        temperature: 0.0,
+        ..Default::default()
+    };
     let mut sink = |_: &str| true;
-    assert!(e.generate("", &opts, &mut sink).unwrap_err().to_string().contains("empty"));
+    assert!(e
+        .generate("", &opts, &mut sink)
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
     let long = "a".repeat(17);
-    assert!(e.generate(&long, &opts, &mut sink).unwrap_err().to_string().contains("longer than the context"));
+    assert!(e
+        .generate(&long, &opts, &mut sink)
+        .unwrap_err()
+        .to_string()
+        .contains("longer than the context"));
     assert!(e.logits(&[99]).is_err());
-    let bad = GenerateOptions { temperature: -1.0, ..opts.clone() };
+    let bad = GenerateOptions {
+        temperature: -1.0,
+        ..opts.clone()
+    };
     assert!(e.generate("ab", &bad, &mut sink).is_err());
     // a prompt exactly filling the context generates nothing, without error
     let s = e.generate(&"a".repeat(16), &opts, &mut sink).unwrap();

@@ -6,7 +6,11 @@ use clap::Parser;
 use nano_infer::{Engine, Error, GenerateOptions, GenerateStats, Lora, Model};
 
 #[derive(Parser, Debug)]
-#[command(name = "nano-infer", version, about = "Run a Nano model file (.bin) on the CPU")]
+#[command(
+    name = "nano-infer",
+    version,
+    about = "Run a Nano model file (.bin) on the CPU"
+)]
 struct Args {
     /// Model file (.bin, Nano 2026.1 or 2024.10)
     model: PathBuf,
@@ -75,10 +79,17 @@ pub fn main(argv: &[std::ffi::OsString]) -> Result<(), Error> {
 }
 
 /// Streams the generated text to stdout as it is produced.
-fn generate(engine: &mut Engine, prompt: &str, opts: &GenerateOptions) -> Result<GenerateStats, Error> {
+fn generate(
+    engine: &mut Engine,
+    prompt: &str,
+    opts: &GenerateOptions,
+) -> Result<GenerateStats, Error> {
     let mut out = std::io::stdout().lock();
     let mut failed = None;
-    let stats = engine.generate(prompt, opts, &mut |piece| match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+    let stats = engine.generate(prompt, opts, &mut |piece| match out
+        .write_all(piece.as_bytes())
+        .and_then(|_| out.flush())
+    {
         Ok(()) => true,
         Err(e) => {
             failed = Some(e); // e.g. a closed pipe: stop generating
@@ -88,7 +99,10 @@ fn generate(engine: &mut Engine, prompt: &str, opts: &GenerateOptions) -> Result
     let _ = writeln!(out);
     if let Some(e) = failed {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(Error::Io { path: "stdout".into(), source: e });
+            return Err(Error::Io {
+                path: "stdout".into(),
+                source: e,
+            });
         }
     }
     Ok(stats)
@@ -118,7 +132,10 @@ fn repl(engine: &mut Engine, opts: &GenerateOptions, quiet: bool) -> Result<(), 
             eprint!("> ");
         }
         line.clear();
-        let n = stdin.lock().read_line(&mut line).map_err(|e| Error::Io { path: "stdin".into(), source: e })?;
+        let n = stdin.lock().read_line(&mut line).map_err(|e| Error::Io {
+            path: "stdin".into(),
+            source: e,
+        })?;
         if n == 0 {
             return Ok(());
         }

@@ -133,6 +133,14 @@ def speed(data: Path, mb: float, repeats: int, built: Tokenizer | None) -> None:
         print(f"{name:44s} {value:9.1f} {one / value:27.1f}×")
     print(f"\nthread scaling: 2 threads / 1 thread = {rows['nano -> numpy, 2 threads'] / one:.2f}×, "
           f"all / 1 = {rows['nano -> numpy, all threads'] / one:.2f}×")
+    # On a shared machine wall-clock scaling says little; MB per CPU-second shows the parallel
+    # overhead (equal figures mean n free cores would give about n× the speed).
+    for threads in (1, 2):
+        t0, c0 = time.perf_counter(), time.process_time()
+        to_numpy(threads)()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"threads={threads}: {mb_per_s(text, cpu):.1f} MB per CPU-second "
+              f"(CPU time / wall time = {cpu / wall:.2f})")
 
 
 def compactness(data: Path) -> Tokenizer:

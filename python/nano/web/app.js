@@ -101,6 +101,12 @@ function startWorker() {
   });
 }
 
+/** Sends a copy of the bytes to the worker (transferred, not cloned: the page keeps its own copy). */
+function withCopy(msg, bytes) {
+  const copy = bytes.slice(0);
+  return [{ ...msg, bytes: copy }, [copy]];
+}
+
 function request(msg, transfer = [], onPiece = null) {
   const id = nextId++;
   return new Promise((resolve, reject) => {
@@ -115,8 +121,8 @@ async function restartWorker() {
   for (const entry of pending.values()) entry.reject(Object.assign(new Error("engine restarted"), { restarted: true }));
   pending.clear();
   await startWorker();
-  if (loaded.model) await request({ type: "load", bytes: loaded.model.slice(0) });
-  if (loaded.lora) await request({ type: "lora", bytes: loaded.lora.slice(0) });
+  if (loaded.model) await request(...withCopy({ type: "load" }, loaded.model));
+  if (loaded.lora) await request(...withCopy({ type: "lora" }, loaded.lora));
 }
 
 /** Runs one request with the controls locked; shows its error, restarting the worker after a trap. */
@@ -157,7 +163,7 @@ async function loadModel(file) {
     ui.modelInfo.textContent = `Loading ${file.name}…`;
     const bytes = await file.arrayBuffer();
     try {
-      const reply = await request({ type: "load", bytes: bytes.slice(0) });
+      const reply = await request(...withCopy({ type: "load" }, bytes));
       loaded.model = bytes;
       loaded.modelName = file.name;
       loaded.lora = null;
@@ -180,7 +186,7 @@ async function loadLora(file) {
   await run(async () => {
     const bytes = await file.arrayBuffer();
     try {
-      await request({ type: "lora", bytes: bytes.slice(0) });
+      await request(...withCopy({ type: "lora" }, bytes));
     } catch (err) {
       throw new Error(`cannot load the LoRA ${file.name}: ${err.message}`, { cause: err });
     }

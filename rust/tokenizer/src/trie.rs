@@ -41,13 +41,23 @@ pub(crate) enum Match {
 
 impl Trie {
     pub fn new<'a>(tokens: impl IntoIterator<Item = (&'a str, bool)>) -> Trie {
+        let tokens: Vec<(&str, bool)> = tokens.into_iter().collect();
+        // The dense root table only spans the BMP first characters in use, so small
+        // vocabularies (toy problems, tests, fuzzing) stay cheap to build.
+        let root_len = tokens
+            .iter()
+            .filter_map(|(t, _)| t.chars().next())
+            .map(|c| c as usize + 1)
+            .filter(|&n| n <= BMP)
+            .max()
+            .unwrap_or(0);
         let mut trie = Trie {
             nodes: vec![Node {
                 token_all: NONE,
                 token_plain: NONE,
                 child_bits: 0,
             }],
-            root_bmp: vec![NONE; BMP],
+            root_bmp: vec![NONE; root_len],
             edges: EdgeTable::default(),
         };
         for (id, (token, special)) in tokens.into_iter().enumerate() {
@@ -62,7 +72,7 @@ impl Trie {
                             child_bits: 0,
                         });
                         trie.nodes[node as usize].child_bits |= char_bit(c as u32);
-                        if node == 0 && (c as usize) < BMP {
+                        if node == 0 && (c as usize) < trie.root_bmp.len() {
                             trie.root_bmp[c as usize] = new;
                         } else {
                             trie.edges.insert(node, c as u32, new);
@@ -83,7 +93,7 @@ impl Trie {
 
     #[inline]
     fn child(&self, node: u32, c: u32) -> u32 {
-        if node == 0 && (c as usize) < BMP {
+        if node == 0 && (c as usize) < self.root_bmp.len() {
             self.root_bmp[c as usize]
         } else {
             self.edges.get(node, c)

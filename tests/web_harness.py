@@ -260,16 +260,15 @@ def random_model(out: Path, vocab: Path, dtype: str = "f32", *, n_layer: int = 6
 
 
 def nano_infer_binary() -> Path | None:
-    """The native `nano-infer` program: on PATH, or built by cargo in this checkout's target dir."""
-    found = shutil.which("nano-infer")
-    if found:
-        return Path(found)
+    """The native `nano-infer` program: the newest one cargo built in this checkout's target dir (fresh in
+    CI, where `cargo test` builds it), else one on PATH."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    for profile in ("release", "debug"):
-        candidate = target / profile / "nano-infer"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    built = [p for p in (target / "release" / "nano-infer", target / "debug" / "nano-infer")
+             if p.is_file() and os.access(p, os.X_OK)]
+    if built:
+        return max(built, key=lambda p: p.stat().st_mtime)
+    found = shutil.which("nano-infer")
+    return Path(found) if found else None
 
 
 def cli_greedy(binary: Path, model_path: Path, prompt: str, max_new_tokens: int, lora: Path | None = None) -> str:

@@ -181,3 +181,26 @@ def test_cli_prints_summary(tmp_path):
     assert sorted(out.read_text().splitlines()) == sorted(src.read_text().splitlines())
     res = subprocess.run([*cmd[:-2], "--memory", "12"], capture_output=True, text=True)
     assert res.returncode == 2 and "minimum" in res.stderr
+
+
+def test_ctrl_c_stops_and_cleans_up(tmp_path):
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        for i in range(40):
+            f.write(b"".join(b"%d %d payload payload payload\n" % (i, j) for j in range(50_000)))
+    out, work = tmp_path / "out" / "shuffled.txt", tmp_path / "work"
+    out.parent.mkdir()
+    work.mkdir()
+    cmd = [sys.executable, "-m", "nano.data", "shuffle", str(big), "-o", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--memory", "2M", "--threads", "1", "--tmp-dir", str(work)], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while not any(work.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.002)
+    assert proc.poll() is None, "the shuffle ended before it could be interrupted; use a larger input"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert list(work.iterdir()) == [] and list(out.parent.iterdir()) == []

@@ -117,6 +117,9 @@ def main(argv=None) -> int:
     except (DataError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
     _report(summary)
     return 0
 

@@ -1,6 +1,9 @@
 //! Python binding of the `nano-shuffle` crate: `nano._native.shuffle_files`, wrapped by
 //! `nano.data.shuffle`. The shuffle runs with the GIL released.
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use nano_shuffle::{shuffle_files as run_shuffle, Error, Options, RecordFormat};
 use pyo3::exceptions::{PyOSError, PyValueError};
@@ -36,6 +39,7 @@ fn shuffle_files<'py>(
         None => RecordFormat::Lines,
         Some(n) => RecordFormat::Fixed(n),
     };
+    let cancel = Arc::new(AtomicBool::new(false));
     let opts = Options {
         memory,
         seed,
@@ -43,11 +47,37 @@ fn shuffle_files<'py>(
         threads,
         format,
         progress,
+        cancel: Some(cancel.clone()),
         pile_bytes,
     };
-    let summary = py
-        .detach(|| run_shuffle(&inputs, &output, &opts))
-        .map_err(to_py_err)?;
+    // The shuffle runs on its own thread; this one wakes every 100 ms to let Python handle signals,
+    // so Ctrl-C stops a long shuffle promptly (and the shuffler removes its temporary files).
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = done_tx.send(run_shuffle(&inputs, &output, &opts));
+    });
+    let mut rx = done_rx;
+    let result = loop {
+        // The receiver moves into the GIL-free closure and back (it is Send but not Sync).
+        let (got, back) = py.detach(move || (rx.recv_timeout(Duration::from_millis(100)), rx));
+        rx = back;
+        match got {
+            Ok(result) => break result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(interrupt) = py.check_signals() {
+                    cancel.store(true, Ordering::Relaxed);
+                    let _ = py.detach(move || worker.join());
+                    return Err(interrupt);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break Err(Error::Options(
+                    "the shuffle thread stopped unexpectedly".into(),
+                ))
+            }
+        }
+    };
+    let summary = result.map_err(to_py_err)?;
     let d = PyDict::new(py);
     d.set_item("records", summary.records)?;
     d.set_item("bytes", summary.bytes)?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 mod gather;
 mod records;
@@ -50,6 +50,9 @@ pub enum Error {
     /// Bad options.
     #[error("{0}")]
     Options(String),
+    /// Stopped through `Options::cancel` (temporary files are removed, no output is written).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {
@@ -74,6 +77,9 @@ pub struct Options {
     pub format: RecordFormat,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Set to true (from another thread) to stop early with `Error::Cancelled`; checked between
+    /// read chunks and between piles.
+    pub cancel: Option<Arc<AtomicBool>>,
     /// Tuning and tests: the target pile size in bytes instead of the one derived from `memory`
     /// (forces the two-pass path even for small inputs).
     pub pile_bytes: Option<u64>,
@@ -88,6 +94,7 @@ impl Default for Options {
             threads: None,
             format: RecordFormat::Lines,
             progress: false,
+            cancel: None,
             pile_bytes: None,
         }
     }
@@ -171,6 +178,15 @@ struct Ctx<'a> {
     tmp_parent: PathBuf,
     threads: usize,
     progress: Progress,
+}
+
+impl Ctx<'_> {
+    fn cancelled(&self) -> bool {
+        self.opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// Shuffles the records of `inputs` (concatenated, in order) into `output`. See the crate docs.
@@ -352,6 +368,7 @@ fn shuffle_sources(
         |i| work.file(&format!("pile-{i}")),
         &mut Rng::new(seed, 0),
         &ctx.progress,
+        &|| ctx.cancelled(),
     )?;
     if depth == 0 {
         summary.piles = piles.len();
@@ -401,6 +418,14 @@ fn shuffle_sources(
     let work = || {
         let mut scratch = Scratch::default();
         while !failed.load(Ordering::Relaxed) {
+            if ctx.cancelled() {
+                failed.store(true, Ordering::Relaxed);
+                first_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(Error::Cancelled);
+                break;
+            }
             let k = next.fetch_add(1, Ordering::Relaxed);
             let Some(&i) = small.get(k) else { break };
             if let Err(e) = gather_one(i, &mut scratch) {

@@ -42,6 +42,7 @@ pub fn scatter(
     pile_path: impl Fn(usize) -> PathBuf,
     rng: &mut Rng,
     progress: &Progress,
+    cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<Pile>, Error> {
     let mut files = Vec::with_capacity(plan.piles);
     let mut piles = Vec::with_capacity(plan.piles);
@@ -107,6 +108,10 @@ pub fn scatter(
 
         let mut result: Result<(), Error> = Ok(());
         for chunk in &chunk_rx {
+            if cancelled() {
+                result = Err(Error::Cancelled);
+                break;
+            }
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {

@@ -293,3 +293,20 @@ fn errors_are_clear_and_leave_nothing_behind() {
     assert!(entries(&tmp).is_empty(), "temp piles removed on error");
     assert_eq!(entries(dir.path()), ["big.txt", "odd.bin", "s.txt", "tmp"]);
 }
+
+#[test]
+fn cancelling_stops_and_removes_everything() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", &numbered_lines(5000));
+    let out = dir.path().join("out.txt");
+    let opts = Options {
+        cancel: Some(Arc::new(AtomicBool::new(true))),
+        pile_bytes: Some(10_000),
+        ..Options::default()
+    };
+    let err = shuffle_files(&[input], &out, &opts).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert_eq!(entries(dir.path()), ["in.txt"]);
+}

@@ -131,10 +131,13 @@ def run_llama2c(binary: str, model_path: Path, tok_path: Path, threads: int, ste
 
 # ---- Nano and PyTorch ----
 
-def nano_ladder(binary: Path, model_path: Path, threads: list[int], prompt: int, decode: int) -> dict:
-    out = subprocess.run([str(binary), "bench", str(model_path), "--threads", ",".join(map(str, threads)),
-                          "--prompt-tokens", str(prompt), "--decode-tokens", str(decode), "--repeat", "2"],
-                         capture_output=True, text=True, timeout=1200)
+def nano_ladder(binary: Path, model_path: Path, threads: list[int], prompt: int, decode: int,
+                lora: Path | None = None) -> dict:
+    cmd = [str(binary), "bench", str(model_path), "--threads", ",".join(map(str, threads)),
+           "--prompt-tokens", str(prompt), "--decode-tokens", str(decode), "--repeat", "2"]
+    if lora:
+        cmd += ["--lora", str(lora)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     if out.returncode:
         raise RuntimeError(out.stderr)
     rows = {}
@@ -144,6 +147,23 @@ def nano_ladder(binary: Path, model_path: Path, threads: list[int], prompt: int,
             rows[int(m.group(1))] = {"line": line.strip(), "prefill": float(m.group(2)),
                                      "decode": float(m.group(3)), "limit": int(m.group(6))}
     return rows
+
+
+def random_lora(model, rank: int = 8):
+    """A rank-`rank` LoRA payload (format nano-lora) on wq/wk/wv/wo with random A and B."""
+    import torch
+    from nano.model import base_hash
+
+    g = torch.Generator().manual_seed(1)
+    sd = {}
+    for name, w in model.state_dict().items():
+        if any(name.endswith(f"attention.{t}.weight") for t in ("wq", "wk", "wv", "wo")):
+            stem = name.removesuffix(".weight")
+            sd[f"{stem}.lora_A"] = torch.randn(rank, w.shape[1], generator=g) * 0.02
+            sd[f"{stem}.lora_B"] = torch.randn(w.shape[0], rank, generator=g) * 0.02
+    return {"format": "nano-lora", "version": 1,
+            "lora_config": {"rank": rank, "alpha": 2.0 * rank, "dropout": 0.0, "targets": ["wq", "wk", "wv", "wo"]},
+            "model_config": model.config.to_dict(), "base_hash": base_hash(model.state_dict()), "state_dict": sd}
 
 
 def torch_speed(model, threads: int, prompt: int, decode: int, repeat: int = 2) -> tuple[float, float]:
@@ -187,9 +207,10 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="/tmp/nano-bench")
     ap.add_argument("--nano-infer", default=None)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--lora-dtype", default="q8_0", help="dtype whose decode is measured with a rank-8 LoRA ('' = skip)")
     args = ap.parse_args(argv)
 
-    from nano.export import export_checkpoint
+    from nano.export import export_checkpoint, export_lora
     from nano.tokenizer import Tokenizer
 
     threads = [int(t) for t in args.threads.split(",")]
@@ -211,6 +232,13 @@ def main(argv=None) -> int:
             for t, row in nano_ladder(binary, path, threads, args.prompt, args.decode).items():
                 res[(dt, t)] = row
                 print(f"nano {dt:5} {row['line']}")
+            if dt == args.lora_dtype:
+                lora_path = export_lora(random_lora(model), work / f"{shape}_lora8.bin")
+                for t, row in nano_ladder(binary, path, threads, args.prompt, args.decode, lora_path).items():
+                    base = res[(dt, t)]["decode"]
+                    print(f"nano {dt:5} +LoRA rank 8 (wq,wk,wv,wo) {row['line']}  "
+                          f"overhead {100 * (base / row['decode'] - 1):.1f}%")
+                lora_path.unlink()
             path.unlink()
         peers: dict[tuple[str, int], float] = {}
         if not args.no_torch:

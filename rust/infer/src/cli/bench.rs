@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use nano_infer::format::DType;
-use nano_infer::{Engine, Error, GenerateOptions, Model};
+use nano_infer::{Engine, Error, GenerateOptions, Lora, Model};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +33,9 @@ struct Args {
     /// Repetitions; the best (fastest) of them is reported
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// LoRA plug-in applied (unmerged) during the measurement
+    #[arg(short = 'l', long)]
+    lora: Option<PathBuf>,
 }
 
 pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
@@ -66,6 +69,9 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
     drop(model);
     for &t in &args.threads {
         let mut engine = Engine::new(Model::open(&args.model)?, Some(t))?;
+        if let Some(path) = &args.lora {
+            engine.load_lora(Lora::open(path)?)?;
+        }
         let (mut prefill, mut dec) = (0f64, 0f64);
         for rep in 0..args.repeat {
             let (p, d) = measure(&mut engine, prompt_len, decode, rep as u64)?;

@@ -28,8 +28,11 @@ fn json_err(what: &str) -> impl Fn(serde_json::Error) -> PyErr + '_ {
     move |e| PyValueError::new_err(format!("{what}: {e}"))
 }
 
+/// A named tensor copied out of NumPy: (name, shape, row-major f32 values).
+type OwnedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// name -> (shape, f32 values) copied out of NumPy arrays (any layout; must be float32).
-fn tensors_from(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Vec<usize>, Vec<f32>)>> {
+fn tensors_from(dict: &Bound<'_, PyDict>) -> PyResult<Vec<OwnedTensor>> {
     let mut out = Vec::with_capacity(dict.len());
     for (k, v) in dict.iter() {
         let name: String = k.extract()?;
@@ -44,7 +47,7 @@ fn tensors_from(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Vec<usize>, V
     Ok(out)
 }
 
-fn tensor_refs(t: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<v2026::TensorIn<'_>> {
+fn tensor_refs(t: &[OwnedTensor]) -> Vec<v2026::TensorIn<'_>> {
     t.iter()
         .map(|(n, s, v)| v2026::TensorIn {
             name: n.clone(),

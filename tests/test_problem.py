@@ -236,3 +236,11 @@ def test_cli_rejects_mismatched_options(capsys):
 
     assert main(["reverse", "--depth", "3"]) == 2
     assert "--depth" in capsys.readouterr().err
+
+
+def test_intermediate_targets_only_where_a_task_has_them(tmp_path):
+    from nano.problem import solve
+
+    with pytest.raises(ValueError, match="no intermediate targets"):
+        solve("q", intermediate=True, steps=1, out_dir=tmp_path, log=False)
+    assert make_task("sort").intermediate(list("123")) is None

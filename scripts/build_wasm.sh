@@ -49,7 +49,12 @@ rm -rf "$OUT.tmp"
 if command -v wasm-pack >/dev/null 2>&1; then
     wasm-pack --log-level warn build "$CRATE" --release --target web --mode force --no-opt --no-pack \
         --out-dir "$OUT.tmp" --out-name nano_wasm -- "${PROFILE_FLAGS[@]}"
-else
+fi
+# wasm-pack has been seen to exit 0 without writing its output on a machine where it ran for the first
+# time (offline); the plain cargo + wasm-bindgen route then produces the same package.
+if [ ! -f "$OUT.tmp/nano_wasm_bg.wasm" ]; then
+    [ -d "$OUT.tmp" ] && echo "build_wasm: wasm-pack wrote no package; building with wasm-bindgen directly" >&2
+    rm -rf "$OUT.tmp"
     "${CARGO[@]}" build -p nano-wasm --release --target "$TARGET" "${PROFILE_FLAGS[@]}"
     wasm-bindgen --target web --out-dir "$OUT.tmp" --out-name nano_wasm \
         "$CARGO_TARGET_DIR/$TARGET/release/nano_wasm.wasm"

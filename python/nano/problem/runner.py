@@ -30,7 +30,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "quick": {"formulation": "nar", "model": (2, 64, 4, 256), "steps": 500, "batch_size": 64, "lr": 3e-3},
     },
     "bool": {
-        "full": {"formulation": "causal", "model": (4, 64, 4, 256), "steps": 1600, "batch_size": 64, "lr": 2e-3,
+        "full": {"formulation": "causal", "model": (4, 64, 4, 256), "steps": 3000, "batch_size": 64, "lr": 2e-3,
                  "intermediate": True},
         "quick": {"formulation": "causal", "model": (2, 64, 4, 256), "steps": 800, "batch_size": 64, "lr": 3e-3},
     },

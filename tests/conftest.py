@@ -15,3 +15,13 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "tokenizer_16384.json").exists():
         pytest.skip(f"shared data not found at {SHARED_DATA} (set NANO_SHARED_DATA)")
     return SHARED_DATA
+
+
+def subprocess_env(**extra: str) -> dict:
+    """Environment for a child `python -m nano.…`: it must import the same `nano` this test process
+    imported (the installed wheel in CI, the source tree in an editable install), never the bare
+    source folder, which has no compiled `_native` when the package was installed as a wheel."""
+    import nano
+
+    package_root = str(Path(nano.__file__).resolve().parent.parent)
+    return dict(os.environ, PYTHONPATH=package_root, **extra)

@@ -1,7 +1,6 @@
 """Distributed: a real 2-process torchrun (gloo on CPU) equals a 1-process run with the same global batch."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import subprocess_env
 from nano.train.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ def launch(tmp: Path, name: str, nproc: int, batch_size: int, **extra) -> Path:
                dtype="float32", device="cpu", shuffle="epoch", random_seed=1, **extra)
     (tmp / f"{name}.json").write_text(json.dumps(cfg))
     (tmp / "model.json").write_text(json.dumps(MODEL))
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"), OMP_NUM_THREADS="1")
+    env = subprocess_env(OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "nano.train", "-m", str(tmp / "model.json"), "-t", str(tmp / f"{name}.json")]
     if nproc == 1:  # the reference runs in this process (saves an interpreter start)
         from nano.train import run

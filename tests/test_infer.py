@@ -1,12 +1,12 @@
 """PyTorch inference: checkpoint loading, greedy CLI output = in-process generation, eos stop, LoRA, plot."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import subprocess_env
 from nano.infer import load_model, prompt_ids, stream
 from nano.lora import LoraConfig, apply_lora, lora_modules, save_lora
 from nano.model import Transformer
@@ -66,7 +66,7 @@ def test_checkpoint_round_trip_and_greedy_cli_matches(trained):
     eos = tok.token_to_id("<|eos|>")
     # stops at the length limit (prompt + output = 16 tokens) or just before the first <|eos|>
     assert stats["generated_tokens"] == (raw.index(eos) if eos in raw else 13)
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    env = subprocess_env()
     proc = subprocess.run([sys.executable, "-m", "nano.infer", "-m", result["checkpoint"], "--prompt", text[:3],
                            "-t", "0", "-s", "16", "--profile"], env=env, capture_output=True, text=True,
                           timeout=120)
@@ -132,7 +132,7 @@ def test_bin_export_gives_the_same_text_as_pytorch(trained, tmp_path):
 
     _, result, tok, text = trained
     out = export_checkpoint(result["checkpoint"], tmp_path / "m.bin")
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    env = subprocess_env()
     model, _ = load_model(result["checkpoint"])
     cases = [(["-t", "0"], dict(temperature=0)),
              (["-t", "0.9", "-k", "20", "-p", "0.95", "-r", "1.1", "--seed", "7"],

@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import subprocess_env
 from nano.model import ModelConfig, Transformer
 from nano.train import run
 from nano.train.metrics import read_metrics
@@ -112,7 +112,7 @@ def test_resume_in_a_new_process_continues_exactly(tmp_path):
     run(m, dict(part, max_iters=4), log=False)  # "interrupted" after step 4
     (tmp_path / "m.json").write_text(json.dumps(m))
     (tmp_path / "t.json").write_text(json.dumps(part))
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"), OMP_NUM_THREADS="1")
+    env = subprocess_env(OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "nano.train", "-m", str(tmp_path / "m.json"), "-t",
                            str(tmp_path / "t.json"), "--resume"], env=env, capture_output=True, text=True,
                           timeout=300)

@@ -25,3 +25,14 @@ def subprocess_env(**extra: str) -> dict:
 
     package_root = str(Path(nano.__file__).resolve().parent.parent)
     return dict(os.environ, PYTHONPATH=package_root, **extra)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from more threads; restore the setting for other modules' tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,14 +13,7 @@ from nano.model import Transformer
 from nano.plot import plot, read_log
 from nano.train import run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from more threads; restore the setting for other modules' tests."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = REPO / "python" / "nano" / "corpus" / "chinese_classic_vocab.json"
 

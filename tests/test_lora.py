@@ -15,14 +15,7 @@ from nano.lora import (
 )
 from nano.model import ModelConfig, Transformer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from more threads; restore the setting for other modules' tests."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = ModelConfig(block_size=16, vocab_size=61, n_layer=2, n_embd=32, n_head=4, n_kv_head=2, n_hidden=48)
 
 

@@ -6,14 +6,7 @@ import pytest
 import torch
 from nano.model import ModelConfig, Transformer, apply_rope, base_hash, flops_per_token, rope_tables
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from more threads; restore the setting for other modules' tests."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**kw) -> ModelConfig:

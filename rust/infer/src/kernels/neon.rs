@@ -8,7 +8,8 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{reduce8, Kernels, QRow, QK};
+use super::scalar::{finish_lanes, group_q4, group_q8};
+use super::{Kernels, QRow, QK};
 
 /// The plain NEON path (NEON is part of the aarch64 baseline).
 pub(super) fn neon() -> Option<Kernels> {
@@ -122,28 +123,7 @@ unsafe fn dot_groups<const DOT: bool>(
     let mut lanes = [0f32; 8];
     vst1q_f32(lanes.as_mut_ptr(), lo);
     vst1q_f32(lanes.as_mut_ptr().add(4), hi);
-    for t in g..groups {
-        lanes[t % 8] += tail(t) as f32 * (sw[t] * sx[t]);
-    }
-    reduce8(lanes)
-}
-
-fn tail_q8(qw: &[i8], qx: &[i8], g: usize) -> i32 {
-    let r = g * QK..(g + 1) * QK;
-    qw[r.clone()]
-        .iter()
-        .zip(&qx[r])
-        .map(|(&a, &b)| a as i32 * b as i32)
-        .sum()
-}
-
-fn tail_q4(p: &[u8], qx: &[i8], g: usize) -> i32 {
-    let (b, x) = (&p[g * 16..g * 16 + 16], &qx[g * QK..(g + 1) * QK]);
-    (0..16)
-        .map(|j| {
-            ((b[j] & 15) as i32 - 8) * x[j] as i32 + ((b[j] >> 4) as i32 - 8) * x[j + 16] as i32
-        })
-        .sum()
+    finish_lanes(lanes, g, sw, sx, tail)
 }
 
 #[target_feature(enable = "neon")]
@@ -155,7 +135,7 @@ unsafe fn dot_q8<const DOT: bool>(qw: &[i8], sw: &[f32], qx: &[i8], sx: &[f32]) 
         qx,
         sw,
         sx,
-        |g| tail_q8(qw, qx, g),
+        |g| group_q8(qw, qx, g),
     )
 }
 
@@ -168,7 +148,7 @@ unsafe fn dot_q4<const DOT: bool>(p: &[u8], sw: &[f32], qx: &[i8], sx: &[f32]) -
         qx,
         sw,
         sx,
-        |g| tail_q4(p, qx, g),
+        |g| group_q4(p, qx, g),
     )
 }
 

@@ -39,30 +39,52 @@ pub(super) fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
 /// group g's integer dot s_g (exact in i32) becomes `(s_g as f32) * (sw[g] * sx[g])`, which is added
 /// to lane `g % 8`; the 8 lanes are then combined by [`reduce8`]. No fused multiply-add anywhere.
 pub(super) fn dot_q8(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
-    let (qx, sx) = (x.qs, x.d);
-    let mut acc = [0f32; 8];
-    for (g, (w, x)) in qw.chunks_exact(QK).zip(qx.chunks_exact(QK)).enumerate() {
-        let s: i32 = w.iter().zip(x).map(|(&a, &b)| a as i32 * b as i32).sum();
-        acc[g % 8] += s as f32 * (sw[g] * sx[g]);
-    }
-    reduce8(acc)
+    finish_lanes([0f32; 8], 0, sw, x.d, |g| group_q8(qw, x.qs, g))
 }
 
 /// q4_0 weights · q8_0 activations, same reduction order as [`dot_q8`].
 pub(super) fn dot_q4(packed: &[u8], sw: &[f32], x: &QRow) -> f32 {
-    let (qx, sx) = (x.qs, x.d);
-    let mut acc = [0f32; 8];
-    for (g, (b, x)) in packed
-        .chunks_exact(QK / 2)
-        .zip(qx.chunks_exact(QK))
-        .enumerate()
-    {
-        let mut s = 0i32;
-        for j in 0..QK / 2 {
-            s += ((b[j] & 0x0f) as i32 - 8) * x[j] as i32;
-            s += ((b[j] >> 4) as i32 - 8) * x[j + QK / 2] as i32;
-        }
-        acc[g % 8] += s as f32 * (sw[g] * sx[g]);
+    finish_lanes([0f32; 8], 0, sw, x.d, |g| group_q4(packed, x.qs, g))
+}
+
+/// Adds groups `from..` to the 8 lane sums in the defining order (group g into lane `g % 8`), then
+/// [`reduce8`]. Every SIMD path hands its vector lanes and its tail groups to this one function.
+#[inline(always)]
+pub(super) fn finish_lanes(
+    mut lanes: [f32; 8],
+    from: usize,
+    sw: &[f32],
+    sx: &[f32],
+    group_dot: impl Fn(usize) -> i32,
+) -> f32 {
+    for g in from..sw.len() {
+        lanes[g % 8] += group_dot(g) as f32 * (sw[g] * sx[g]);
     }
-    reduce8(acc)
+    reduce8(lanes)
+}
+
+/// Exact integer dot of q8_0 group `g` of a weight row with the activation row.
+#[inline(always)]
+pub(super) fn group_q8(qw: &[i8], qx: &[i8], g: usize) -> i32 {
+    let r = g * QK..(g + 1) * QK;
+    qw[r.clone()]
+        .iter()
+        .zip(&qx[r])
+        .map(|(&a, &b)| a as i32 * b as i32)
+        .sum()
+}
+
+/// Exact integer dot of q4_0 group `g` (byte j: element j low nibble, j+16 high nibble, stored q+8).
+#[inline(always)]
+pub(super) fn group_q4(packed: &[u8], qx: &[i8], g: usize) -> i32 {
+    let (b, x) = (
+        &packed[g * QK / 2..(g + 1) * QK / 2],
+        &qx[g * QK..(g + 1) * QK],
+    );
+    (0..QK / 2)
+        .map(|j| {
+            ((b[j] & 0x0f) as i32 - 8) * x[j] as i32
+                + ((b[j] >> 4) as i32 - 8) * x[j + QK / 2] as i32
+        })
+        .sum()
 }

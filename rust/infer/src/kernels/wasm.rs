@@ -3,7 +3,8 @@
 
 use std::arch::wasm32::*;
 
-use super::{reduce8, Kernels, QRow, QK};
+use super::scalar::{finish_lanes, group_q4, group_q8};
+use super::{Kernels, QRow, QK};
 
 pub(super) fn simd128() -> Option<Kernels> {
     Some(Kernels {
@@ -16,7 +17,7 @@ pub(super) fn simd128() -> Option<Kernels> {
                 |g| load_q8(&qw[g * QK..]),
                 x,
                 sw,
-                |g| tail_q8(qw, x.qs, g),
+                |g| group_q8(qw, x.qs, g),
             )
         },
         dot_q4: |p, sw, x| {
@@ -25,7 +26,7 @@ pub(super) fn simd128() -> Option<Kernels> {
                 |g| load_q4(&p[g * QK / 2..]),
                 x,
                 sw,
-                |g| tail_q4(p, x.qs, g),
+                |g| group_q4(p, x.qs, g),
             )
         },
     })
@@ -119,7 +120,7 @@ fn dot_groups(
         hi = f32x4_add(hi, f32x4_mul(s_hi, d_hi));
         g += 8;
     }
-    let mut lanes = [
+    let lanes = [
         f32x4_extract_lane::<0>(lo),
         f32x4_extract_lane::<1>(lo),
         f32x4_extract_lane::<2>(lo),
@@ -129,28 +130,7 @@ fn dot_groups(
         f32x4_extract_lane::<2>(hi),
         f32x4_extract_lane::<3>(hi),
     ];
-    for t in g..groups {
-        lanes[t % 8] += tail(t) as f32 * (sw[t] * sx[t]);
-    }
-    reduce8(lanes)
-}
-
-fn tail_q8(qw: &[i8], qx: &[i8], g: usize) -> i32 {
-    let r = g * QK..(g + 1) * QK;
-    qw[r.clone()]
-        .iter()
-        .zip(&qx[r])
-        .map(|(&a, &b)| a as i32 * b as i32)
-        .sum()
-}
-
-fn tail_q4(p: &[u8], qx: &[i8], g: usize) -> i32 {
-    let (b, x) = (&p[g * 16..g * 16 + 16], &qx[g * QK..(g + 1) * QK]);
-    (0..16)
-        .map(|j| {
-            ((b[j] & 15) as i32 - 8) * x[j] as i32 + ((b[j] >> 4) as i32 - 8) * x[j + 16] as i32
-        })
-        .sum()
+    finish_lanes(lanes, g, sw, sx, tail)
 }
 
 fn hsum_f32(v: v128) -> f32 {

@@ -7,7 +7,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{reduce8, Kernels, QRow, QK};
+use super::scalar::{finish_lanes, group_q4, group_q8};
+use super::{Kernels, QRow, QK};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
 pub(super) fn avx2() -> Option<Kernels> {
@@ -71,7 +72,7 @@ unsafe fn accumulate8(acc: __m256, s: __m256i, sw: *const f32, sx: *const f32) -
     _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s), d))
 }
 
-/// Finishes a lane accumulator over the tail groups `from..` with scalar code, then [`reduce8`].
+/// Stores the 8-lane accumulator and finishes the tail groups `from..` by the scalar definition.
 #[inline(always)]
 unsafe fn finish(
     acc: __m256,
@@ -82,28 +83,7 @@ unsafe fn finish(
 ) -> f32 {
     let mut lanes = [0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-    for g in from..sw.len() {
-        lanes[g % 8] += tail(g) as f32 * (sw[g] * sx[g]);
-    }
-    reduce8(lanes)
-}
-
-fn tail_q8(qw: &[i8], qx: &[i8], g: usize) -> i32 {
-    let r = g * QK..(g + 1) * QK;
-    qw[r.clone()]
-        .iter()
-        .zip(&qx[r])
-        .map(|(&a, &b)| a as i32 * b as i32)
-        .sum()
-}
-
-fn tail_q4(p: &[u8], qx: &[i8], g: usize) -> i32 {
-    let (b, x) = (&p[g * 16..g * 16 + 16], &qx[g * QK..(g + 1) * QK]);
-    (0..16)
-        .map(|j| {
-            ((b[j] & 15) as i32 - 8) * x[j] as i32 + ((b[j] >> 4) as i32 - 8) * x[j + 16] as i32
-        })
-        .sum()
+    finish_lanes(lanes, from, sw, sx, tail)
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -123,7 +103,7 @@ unsafe fn dot_q8_avx2(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
         acc = accumulate8(acc, hsum8x8(v), sw.as_ptr().add(g), sx.as_ptr().add(g));
         g += 8;
     }
-    finish(acc, g, |g| tail_q8(qw, qx, g), sw, sx)
+    finish(acc, g, |g| group_q8(qw, qx, g), sw, sx)
 }
 
 /// q4_0: unsigned nibbles (0..=15) times signed activations with one maddubs, minus 8·Σx per group.
@@ -145,7 +125,7 @@ unsafe fn dot_q4_avx2(p: &[u8], sw: &[f32], x: &QRow) -> f32 {
         acc = accumulate8(acc, s, sw.as_ptr().add(g), sx.as_ptr().add(g));
         g += 8;
     }
-    finish(acc, g, |g| tail_q4(p, qx, g), sw, sx)
+    finish(acc, g, |g| group_q4(p, qx, g), sw, sx)
 }
 
 #[inline(always)]
@@ -283,7 +263,7 @@ unsafe fn dot_q8_vnni(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
         acc = accumulate8(acc, s, sw.as_ptr().add(g), sx.as_ptr().add(g));
         g += 8;
     }
-    finish(acc, g, |g| tail_q8(qw, qx, g), sw, sx)
+    finish(acc, g, |g| group_q8(qw, qx, g), sw, sx)
 }
 
 /// q4_0 with VNNI: unsigned nibbles · activations, minus 8·Σx per group.
@@ -304,5 +284,5 @@ unsafe fn dot_q4_vnni(p: &[u8], sw: &[f32], x: &QRow) -> f32 {
         acc = accumulate8(acc, s, sw.as_ptr().add(g), sx.as_ptr().add(g));
         g += 8;
     }
-    finish(acc, g, |g| tail_q4(p, qx, g), sw, sx)
+    finish(acc, g, |g| group_q4(p, qx, g), sw, sx)
 }

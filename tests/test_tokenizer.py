@@ -76,6 +76,12 @@ def test_encode_variants_agree(tok, shared_data):
     wide = tok.encode_to_numpy(texts, dtype="uint32")
     assert wide.dtype == np.uint32 and wide.tolist() == [i for ids in one for i in ids]
     assert tok.encode_to_numpy([]).size == 0
+    # a long text is cut into pieces encoded in parallel; empty texts still get their separator
+    mixed = [text, "", texts[0], text[:1000], ""]
+    expected = [i for t in mixed for i in (*tok.encode(t), 3)]
+    assert tok.encode_to_numpy(mixed, threads=2, separator_id=3).tolist() == expected
+    flat = [i for t in mixed for i in tok.encode(t)]
+    assert tok.encode_to_numpy(mixed, threads=3, dtype="uint32").tolist() == flat
 
 
 def test_decode_accepts_arrays_and_streams(small):

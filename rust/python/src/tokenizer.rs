@@ -154,36 +154,17 @@ impl PyTokenizer {
                 self.inner.vocab_size()
             )));
         }
-        let parts = py.detach(|| {
-            let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
-            if threads == Some(1) {
-                // One thread: encode straight into one vector, no per-text vectors.
-                let bytes: usize = refs.iter().map(|t| t.len()).sum();
-                let mut flat = Vec::with_capacity(bytes / 2 + refs.len());
-                for text in refs {
-                    self.inner.encode_into(text, allow_special, &mut flat);
-                    flat.extend(separator);
-                }
-                return vec![flat];
-            }
-            let mut parts = self.inner.encode_batch(&refs, allow_special, threads);
-            if let Some(sep) = separator {
-                parts.iter_mut().for_each(|p| p.push(sep));
-            }
-            parts
-        });
+        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
         if wide {
-            let flat = py.detach(|| parts.concat());
+            let flat: Vec<u32> = py.detach(|| {
+                self.inner
+                    .encode_flat(&refs, allow_special, threads, separator)
+            });
             Ok(PyArray1::from_vec(py, flat).into_any())
         } else {
-            // Narrow while concatenating: one pass over the ids.
             let flat: Vec<u16> = py.detach(|| {
-                let total = parts.iter().map(Vec::len).sum();
-                let mut flat = Vec::with_capacity(total);
-                for part in &parts {
-                    flat.extend(part.iter().map(|&i| i as u16));
-                }
-                flat
+                self.inner
+                    .encode_flat(&refs, allow_special, threads, separator)
             });
             Ok(PyArray1::from_vec(py, flat).into_any())
         }

@@ -18,6 +18,7 @@ use std::path::Path;
 
 pub use builder::{build_vocabulary, BuildOptions, BuildReport};
 pub use error::{read_utf8_file, Result, TokenizerError};
+pub use parallel::FlatId;
 pub use stream::StreamDecoder;
 use trie::{Match, Trie};
 

@@ -161,4 +161,95 @@ impl Tokenizer {
                 .collect()
         })
     }
+
+    /// Encodes `texts` into one flat id array (with `separator` after each text when given), on
+    /// `threads` workers. Long texts are cut at safe positions; every piece is encoded, then copied
+    /// (and narrowed to `T`) into its place in the output in parallel, so no serial concatenation
+    /// pass over the ids remains.
+    pub fn encode_flat<T: FlatId>(
+        &self,
+        texts: &[&str],
+        allow_special: bool,
+        threads: Option<usize>,
+        separator: Option<u32>,
+    ) -> Vec<T> {
+        if thread_count(threads) == 1 {
+            // One thread: straight into one vector, no per-text vectors.
+            let bytes: usize = texts.iter().map(|t| t.len()).sum();
+            let mut ids = Vec::with_capacity(bytes / 2 + texts.len());
+            for text in texts {
+                self.encode_into(text, allow_special, &mut ids);
+                ids.extend(separator);
+            }
+            return ids.into_iter().map(T::from_id).collect();
+        }
+        with_threads(threads, |n| {
+            // (text index, byte range, ends its text)
+            let mut pieces: Vec<(usize, usize, usize, bool)> = Vec::with_capacity(texts.len());
+            for (i, text) in texts.iter().enumerate() {
+                let cuts = if n > 1 && text.len() >= 2 * MIN_PIECE_BYTES {
+                    let count = (text.len() / MIN_PIECE_BYTES).min(n * 4);
+                    self.safe_cuts(text, count, allow_special)
+                } else {
+                    vec![0, text.len()]
+                };
+                if cuts.len() < 2 {
+                    pieces.push((i, 0, 0, true));
+                }
+                for w in cuts.windows(2) {
+                    pieces.push((i, w[0], w[1], w[1] == text.len()));
+                }
+            }
+            let encoded: Vec<Vec<u32>> = pieces
+                .par_iter()
+                .map(|&(i, start, end, _)| self.encode(&texts[i][start..end], allow_special))
+                .collect();
+            // Output length of each piece: its ids, plus the separator after a text's last piece.
+            let lens: Vec<usize> = pieces
+                .iter()
+                .zip(&encoded)
+                .map(|(p, ids)| ids.len() + usize::from(p.3 && separator.is_some()))
+                .collect();
+            let total = lens.iter().sum();
+            // Zeroed allocation: its pages are first touched by the parallel copy below.
+            let mut out = vec![T::default(); total];
+            let mut slots: Vec<&mut [T]> = Vec::with_capacity(pieces.len());
+            let mut rest = out.as_mut_slice();
+            for &len in &lens {
+                let (slot, tail) = rest.split_at_mut(len);
+                slots.push(slot);
+                rest = tail;
+            }
+            slots
+                .into_par_iter()
+                .zip(encoded.par_iter())
+                .for_each(|(slot, ids)| {
+                    for (o, &id) in slot.iter_mut().zip(ids) {
+                        *o = T::from_id(id);
+                    }
+                    if let (Some(sep), true) = (separator, slot.len() > ids.len()) {
+                        slot[ids.len()] = T::from_id(sep);
+                    }
+                });
+            out
+        })
+    }
+}
+
+/// An element type of [`Tokenizer::encode_flat`]'s output: `u32`, or `u16` when the vocabulary fits.
+pub trait FlatId: Copy + Default + Send + Sync {
+    fn from_id(id: u32) -> Self;
+}
+
+impl FlatId for u32 {
+    fn from_id(id: u32) -> Self {
+        id
+    }
+}
+
+impl FlatId for u16 {
+    /// Callers check that the vocabulary fits in 16 bits.
+    fn from_id(id: u32) -> Self {
+        id as u16
+    }
 }

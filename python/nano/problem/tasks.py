@@ -54,64 +54,60 @@ def _digits(rng: random.Random, n: int) -> list[str]:
 
 
 @dataclass
-class LoopCount(Task):
-    """q: count the closed loops in the digits of an n-digit number (0, 6, 9 -> 1; 8 -> 2); one answer token."""
+class DigitStringTask(Task):
+    """A question of `length` random digits; a subclass says what the answer is."""
 
     length: int = 6
+
+    def __post_init__(self):
+        _check_positive("length", self.length)
+        self.max_question_len = self.answer_len = self.length
+        self.symbols = DIGITS
+
+    def sample(self, rng):
+        q = _digits(rng, self.length)
+        return q, self.answer(q)
+
+    def answer(self, question: list[str]) -> list[str]:
+        raise NotImplementedError
+
+    def params(self):
+        return {"length": self.length}
+
+
+@dataclass
+class LoopCount(DigitStringTask):
+    """q: count the closed loops in the digits of an n-digit number (0, 6, 9 -> 1; 8 -> 2); one answer token."""
+
     name = "q"
 
     def __post_init__(self):
-        _check_positive("length", self.length)
-        self.max_question_len = self.length
+        super().__post_init__()
         self.answer_len = 1
         self.symbols = DIGITS + tuple(str(n) for n in range(10, 2 * self.length + 1))
 
-    def sample(self, rng):
-        q = _digits(rng, self.length)
-        return q, [str(sum(LOOPS.get(d, 0) for d in q))]
-
-    def params(self):
-        return {"length": self.length}
+    def answer(self, question):
+        return [str(sum(LOOPS.get(d, 0) for d in question))]
 
 
 @dataclass
-class SortDigits(Task):
+class SortDigits(DigitStringTask):
     """sort: the digits of an n-digit string in ascending order (114515 -> 111455)."""
 
-    length: int = 6
     name = "sort"
 
-    def __post_init__(self):
-        _check_positive("length", self.length)
-        self.max_question_len = self.answer_len = self.length
-        self.symbols = DIGITS
-
-    def sample(self, rng):
-        q = _digits(rng, self.length)
-        return q, sorted(q)
-
-    def params(self):
-        return {"length": self.length}
+    def answer(self, question):
+        return sorted(question)
 
 
 @dataclass
-class ReverseDigits(Task):
+class ReverseDigits(DigitStringTask):
     """reverse: a digit string backwards (123456 -> 654321)."""
 
-    length: int = 6
     name = "reverse"
 
-    def __post_init__(self):
-        _check_positive("length", self.length)
-        self.max_question_len = self.answer_len = self.length
-        self.symbols = DIGITS
-
-    def sample(self, rng):
-        q = _digits(rng, self.length)
-        return q, q[::-1]
-
-    def params(self):
-        return {"length": self.length}
+    def answer(self, question):
+        return question[::-1]
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Peers, measured in the same run on the same file: `cat FILE > OUT` (the I/O floor; a two-pass shuffle
 costs at least 2x), GNU `shuf` (everything in RAM) and terashuf (the usual out-of-core shuffler; set
 TERASHUF to its binary, built locally from its public source — it is skipped when absent).
-Prints median wall time and peak RSS per tool, and the ratios the issue targets.
+Prints median wall time, median CPU time (user + sys) and peak RSS per tool, and the ratios the issue
+targets. The machine may be shared: the CPU times tell a busy machine from a slow tool.
 
     python benches/bench_shuffle.py [--size-mb 1024] [--repeat 3] [--dir /tmp/nano-bench]
 """
@@ -48,8 +49,8 @@ def build_input(path: Path, size: int) -> None:
     tmp.rename(path)
 
 
-def run(cmd: list[str], stdin=None, stdout=None, env=None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one command."""
+def run(cmd: list[str], stdin=None, stdout=None, env=None) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + sys) of one command."""
     fin = open(stdin, "rb") if stdin else None
     fout = open(stdout, "wb") if stdout else None
     try:
@@ -64,7 +65,7 @@ def run(cmd: list[str], stdin=None, stdout=None, env=None) -> tuple[float, int]:
                 f.close()
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed with exit code {proc.returncode}")
-    return seconds, usage.ru_maxrss * 1024
+    return seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -111,7 +112,7 @@ def main() -> None:
     else:
         print("terashuf: skipped (set TERASHUF to a locally built binary)")
 
-    results: dict[str, list[tuple[float, int]]] = {name: [] for name in tools}
+    results: dict[str, list[tuple[float, int, float]]] = {name: [] for name in tools}
     for _ in range(args.repeat):
         for name, t in tools.items():
             results[name].append(
@@ -129,10 +130,11 @@ def main() -> None:
     for name, rs in results.items():
         secs = statistics.median(r[0] for r in rs)
         rss = max(r[1] for r in rs)
+        cpu = statistics.median(r[2] for r in rs)
         med[name] = secs
         print(
-            f"  {name:9s} {secs:7.2f} s   peak RSS {rss / 2**20:7.0f} MiB   "
-            f"({', '.join(f'{r[0]:.2f}' for r in rs)})"
+            f"  {name:9s} {secs:7.2f} s   CPU {cpu:6.2f} s   peak RSS {rss / 2**20:7.0f} MiB   "
+            f"(wall {', '.join(f'{r[0]:.2f}' for r in rs)})"
         )
     nano_rss = max(r[1] for r in results["nano"])
     print(f"nano / cat      = {med['nano'] / med['cat']:.2f}x   (target <= 3)")

@@ -5,10 +5,12 @@
 //! Fisher–Yates and written at its place in the output (pass 2, "gather"). Piles are independent, so
 //! pass 2 runs several at once when the memory budget allows. Given the pile of every record, each pile
 //! order is uniform and independent, so every permutation of the input is equally likely. A pile that
-//! turns out too large for the budget is shuffled the same way recursively.
+//! turns out too large for the budget is shuffled the same way recursively. Pass 1 runs on several
+//! threads too: each fixed-size input chunk draws its records' piles from its own random stream and
+//! claims its place in the piles in chunk order (see `scatter`).
 //!
 //! The result depends only on the input, the seed and the memory budget (which fixes the number of
-//! piles) — never on the thread count. Temporary files live in a private directory removed on success
+//! piles and the chunk size) — never on the thread count. Temporary files live in a private directory removed on success
 //! and on error; the output is written under a temporary name and renamed when complete.
 use std::path::{Path, PathBuf};
 
@@ -72,7 +74,7 @@ pub struct Options {
     pub seed: u64,
     /// Directory for the temporary piles (default: the output's directory).
     pub tmp_dir: Option<PathBuf>,
-    /// Worker threads for pass 2 (default: all cores); the output does not depend on it.
+    /// Worker threads for both passes (default: all cores); the output does not depend on it.
     pub threads: Option<usize>,
     pub format: RecordFormat,
     /// Draw a progress bar on stderr.
@@ -149,6 +151,8 @@ struct Budget {
     in_memory: u64,
     pile_target: u64,
     read_chunk: usize,
+    /// Pass 1 input chunk; with the seed it fixes every record's pile, so it depends on the budget only.
+    scatter_chunk: usize,
     write_buffer: usize,
     max_record: u64,
 }
@@ -163,9 +167,13 @@ impl Budget {
                 .unwrap_or((memory / 4).min(MAX_IN_MEMORY / 3))
                 .max(1),
             read_chunk: clamp(memory / 16, 64 << 10, 8 << 20),
-            write_buffer: clamp(memory / 32, 32 << 10, 4 << 20),
-            // Long records are the one thing copied whole through several buffers at once.
-            max_record: memory / 16,
+            // Small enough that a chunk and its grouped copy stay in a core's cache.
+            scatter_chunk: clamp(memory / 64, 16 << 10, 1 << 20),
+            // Small enough to stay in cache between the gathering copy and the kernel's copy.
+            write_buffer: clamp(memory / 64, 16 << 10, 1 << 20),
+            // Long records are the one thing copied whole through several buffers at once
+            // (and line ends within a scatter chunk are u32).
+            max_record: (memory / 16).min(1 << 31),
         }
     }
 }
@@ -309,6 +317,24 @@ fn load(ctx: &Ctx, sources: &[PathBuf], bytes: u64) -> Result<Vec<u8>, Error> {
     Ok(data)
 }
 
+/// Maps a finished pile (our own private file, so nothing truncates it under the map) with its pages
+/// populated at once: no copy into a buffer, and the page cache pages are shared, not duplicated.
+fn map_pile(path: &Path, bytes: u64) -> Result<memmap2::Mmap, Error> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the pile lives in this run's private work directory and is never written again, so the
+    // mapped bytes cannot change or vanish while mapped.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        .map_err(|e| Error::io(path, e))?;
+    if map.len() as u64 != bytes {
+        return Err(Error::Records(format!(
+            "{}: pile holds {} bytes, expected {bytes}",
+            path.display(),
+            map.len()
+        )));
+    }
+    Ok(map)
+}
+
 /// Shuffles `sources` into the output at byte `at`; returns (records, bytes) written.
 #[allow(clippy::too_many_arguments)]
 fn shuffle_sources(
@@ -325,13 +351,11 @@ fn shuffle_sources(
     let budget = &ctx.budget;
     if let Some(n) = records {
         if gather_cost(format, bytes, n, budget.write_buffer) <= budget.in_memory {
-            let mut scratch = Scratch {
-                data: load(ctx, sources, bytes)?,
-                ..Scratch::default()
-            };
-            let size = scratch.data.len() as u64;
+            let data = load(ctx, sources, bytes)?;
+            let size = data.len() as u64;
             let mut rng = Rng::new(seed, 1);
-            let n = scratch.shuffle_and_write(
+            let n = Scratch::default().shuffle_and_write(
+                &data,
                 format,
                 &mut rng,
                 ctx.out,
@@ -352,21 +376,20 @@ fn shuffle_sources(
     }
     let cost = gather_cost(format, bytes, records.unwrap_or(0), 0);
     let piles = cost.div_ceil(budget.pile_target).clamp(2, MAX_PILES) as usize;
-    let pool_buffers = (piles + scatter::SPARE_BUFFERS) as u64;
     let work = WorkDir::create(&ctx.tmp_parent)?;
     ctx.progress.more_work(bytes);
     let plan = ScatterPlan {
         piles,
-        read_chunk: budget.read_chunk,
-        pile_buffer: ((budget.in_memory / 3) / pool_buffers).clamp(4 << 10, 4 << 20) as usize,
+        chunk: budget.scatter_chunk,
         max_record: budget.max_record,
+        threads: ctx.threads,
     };
     let piles = scatter(
         sources,
         format,
         &plan,
         |i| work.file(&format!("pile-{i}")),
-        &mut Rng::new(seed, 0),
+        seed,
         &ctx.progress,
         &|| ctx.cancelled(),
     )?;
@@ -397,17 +420,20 @@ fn shuffle_sources(
     summary.gather_threads = summary.gather_threads.max(workers);
     let gather_one = |i: usize, scratch: &mut Scratch| {
         let pile = &piles[i];
-        scratch.read_file(&pile.path)?;
-        let _ = std::fs::remove_file(&pile.path); // free the disk early
-        let mut rng = Rng::new(pile_seed(i), 1);
-        scratch.shuffle_and_write(
-            format,
-            &mut rng,
-            ctx.out,
-            ctx.out_path,
-            offsets[i],
-            budget.write_buffer,
-        )?;
+        if pile.bytes > 0 {
+            let map = map_pile(&pile.path, pile.bytes)?;
+            let mut rng = Rng::new(pile_seed(i), 1);
+            scratch.shuffle_and_write(
+                &map,
+                format,
+                &mut rng,
+                ctx.out,
+                ctx.out_path,
+                offsets[i],
+                budget.write_buffer,
+            )?;
+        }
+        let _ = std::fs::remove_file(&pile.path); // free the disk (and page cache) early
         ctx.progress.add(pile.bytes);
         Ok::<(), Error>(())
     };

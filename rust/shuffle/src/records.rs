@@ -15,11 +15,12 @@ pub enum RecordFormat {
 }
 
 impl RecordFormat {
-    /// Bytes of bookkeeping per record while a pile is shuffled in memory (a u32 line start).
+    /// Bytes of bookkeeping per record while a pile is shuffled in memory: a line's start and length
+    /// (two u32), a fixed record's number (u32).
     pub fn index_bytes(self) -> u64 {
         match self {
-            RecordFormat::Lines => 4,
-            RecordFormat::Fixed(_) => 0, // shuffled in place by swapping
+            RecordFormat::Lines => 8,
+            RecordFormat::Fixed(_) => 4,
         }
     }
 
@@ -28,21 +29,6 @@ impl RecordFormat {
         match self {
             RecordFormat::Lines => memchr::memchr_iter(b'\n', data).count() as u64,
             RecordFormat::Fixed(n) => (data.len() / n) as u64,
-        }
-    }
-
-    /// Calls `f` for each record of `data`, which holds whole records only.
-    #[inline]
-    pub fn for_each(self, data: &[u8], mut f: impl FnMut(&[u8])) {
-        match self {
-            RecordFormat::Lines => {
-                let mut start = 0;
-                for end in memchr::memchr_iter(b'\n', data) {
-                    f(&data[start..=end]);
-                    start = end + 1;
-                }
-            }
-            RecordFormat::Fixed(n) => data.chunks_exact(n).for_each(f),
         }
     }
 }
@@ -107,7 +93,7 @@ pub fn read_whole_records(
     }
 }
 
-fn too_long(path: &Path, offset: u64, len: u64, max: u64) -> Error {
+pub(crate) fn too_long(path: &Path, offset: u64, len: u64, max: u64) -> Error {
     Error::Records(format!(
         "{}: the record at byte {offset} is longer than {len} bytes, more than this memory budget allows \
          ({max} bytes per record); raise --memory",

@@ -1,10 +1,19 @@
 //! Pass 1: send every record to a uniformly random pile (a temporary file).
+//!
+//! The input is cut into fixed-size chunks (a chunk owns the records that *start* in its byte range).
+//! Workers take chunks in order; for chunk `g` a worker reads it with one `pread`, draws a pile for
+//! each of its records from the random stream `g` (so a record's pile depends on the seed, the chunk
+//! size and the input only), groups the records by pile in a second buffer and writes each group with
+//! one `pwrite` at its offset in the pile file. The offsets come from a running total that chunks
+//! advance strictly in chunk order (a cheap step between drawing and copying), so every pile holds
+//! its records in input order whatever the number of threads: the output never depends on it.
 use std::fs::File;
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::mpsc::{channel, sync_channel};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
-use crate::records::{read_whole_records, RecordFormat};
+use crate::records::{too_long, RecordFormat};
 use crate::rng::Rng;
 use crate::{Error, Progress};
 
@@ -15,145 +24,363 @@ pub struct Pile {
     pub records: u64,
 }
 
-/// The sizes that bound pass 1's memory: the read chunk and each pile's write buffer.
+/// Pass 1's shape: pile count, chunk size (which, with the seed, fixes every record's pile), longest
+/// record accepted, worker threads (which change nothing in the result).
 pub struct ScatterPlan {
     pub piles: usize,
-    pub read_chunk: usize,
-    pub pile_buffer: usize,
+    pub chunk: usize,
     pub max_record: u64,
+    pub threads: usize,
 }
 
-/// Spare pile buffers in flight between the scattering thread and the writer thread.
-pub const SPARE_BUFFERS: usize = 4;
-/// Read chunks in flight between the reader thread and the scattering thread.
-pub const CHUNKS_IN_FLIGHT: usize = 2;
+/// The records starting in bytes `lo..hi` of input `source`.
+struct Chunk {
+    source: usize,
+    lo: u64,
+    hi: u64,
+}
+
+/// Running pile sizes, advanced by one chunk at a time in chunk order.
+struct Totals {
+    next_chunk: usize,
+    bytes: Vec<u64>,
+    records: Vec<u64>,
+    error: Option<Error>,
+}
+
+struct Shared<'a> {
+    totals: Mutex<Totals>,
+    turn: Condvar,
+    files: &'a [File],
+    paths: &'a [PathBuf],
+}
+
+impl Shared<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fail(&self, e: Error) {
+        self.lock().error.get_or_insert(e);
+        self.turn.notify_all();
+    }
+
+    fn failed(&self) -> bool {
+        self.lock().error.is_some()
+    }
+}
+
+/// Marks the run failed if its worker panics, so no other worker waits forever for its turn.
+struct FailOnPanic<'a, 'b>(&'a Shared<'b>);
+
+impl Drop for FailOnPanic<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail(Error::Options("a scatter thread panicked".into()));
+        }
+    }
+}
+
+/// Buffers one worker reuses from chunk to chunk.
+#[derive(Default)]
+struct Worker {
+    /// The chunk as read (plus the byte before it and the tail of its last record).
+    input: Vec<u8>,
+    /// The chunk's records grouped by pile.
+    grouped: Vec<u8>,
+    /// Per record: its end in `input` (lines) and its pile.
+    ends: Vec<u32>,
+    piles: Vec<u16>,
+    /// Per pile: bytes and records of this chunk, then the write cursor.
+    bytes: Vec<u64>,
+    records: Vec<u64>,
+    cursor: Vec<usize>,
+    offsets: Vec<u64>,
+}
 
 /// Scatters the records of `sources` (in order) to `plan.piles` piles named by `pile_path(i)`.
-/// The pile of each record is drawn from `rng`, one draw per record in input order, so the result
-/// depends only on the seed and the input, never on timing or threads.
-///
-/// Three threads overlap the work: one reads chunks of whole records, this one draws piles and copies
-/// records into per-pile buffers, one writes full buffers to the pile files. Buffers are recycled
-/// through channels, so memory stays fixed.
+/// Each record's pile is drawn uniformly from a stream that depends on `seed` and its chunk only.
 pub fn scatter(
     sources: &[PathBuf],
     format: RecordFormat,
     plan: &ScatterPlan,
     pile_path: impl Fn(usize) -> PathBuf,
-    rng: &mut Rng,
+    seed: u64,
     progress: &Progress,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<Pile>, Error> {
+    assert!(plan.piles <= u16::MAX as usize, "pile ids are u16");
+    let mut inputs = Vec::with_capacity(sources.len());
+    let mut chunks = Vec::new();
+    let step = match format {
+        RecordFormat::Lines => plan.chunk.max(1) as u64,
+        RecordFormat::Fixed(n) => (plan.chunk / n).max(1) as u64 * n as u64,
+    };
+    for (source, path) in sources.iter().enumerate() {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if let RecordFormat::Fixed(n) = format {
+            if size % n as u64 != 0 {
+                return Err(Error::Records(format!(
+                    "{}: size {size} is not a multiple of the record size {n} (a truncated file?)",
+                    path.display()
+                )));
+            }
+        }
+        let mut lo = 0;
+        while lo < size {
+            let hi = (lo + step).min(size);
+            chunks.push(Chunk { source, lo, hi });
+            lo = hi;
+        }
+        inputs.push((file, size));
+    }
+
+    let mut paths = Vec::with_capacity(plan.piles);
     let mut files = Vec::with_capacity(plan.piles);
-    let mut piles = Vec::with_capacity(plan.piles);
     for i in 0..plan.piles {
         let path = pile_path(i);
         files.push(File::create(&path).map_err(|e| Error::io(&path, e))?);
-        piles.push(Pile {
-            path,
-            bytes: 0,
-            records: 0,
-        });
+        paths.push(path);
     }
-    let mut buffers: Vec<Vec<u8>> = (0..plan.piles)
-        .map(|_| Vec::with_capacity(plan.pile_buffer))
-        .collect();
-    let (chunk_tx, chunk_rx) = sync_channel::<Result<Vec<u8>, Error>>(CHUNKS_IN_FLIGHT);
-    let (spare_chunk_tx, spare_chunk_rx) = channel::<Vec<u8>>();
-    let (full_tx, full_rx) = sync_channel::<(usize, Vec<u8>)>(SPARE_BUFFERS);
-    let (empty_tx, empty_rx) = channel::<Vec<u8>>();
-    for _ in 0..SPARE_BUFFERS {
-        let _ = empty_tx.send(Vec::with_capacity(plan.pile_buffer));
-    }
-    let n = plan.piles as u64;
-    let pile_buffer = plan.pile_buffer;
-    let paths: Vec<PathBuf> = piles.iter().map(|p| p.path.clone()).collect();
-
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
-            for source in sources {
-                let sent =
-                    read_whole_records(source, format, plan.read_chunk, plan.max_record, |chunk| {
-                        let mut buf = spare_chunk_rx.try_recv().unwrap_or_default();
-                        buf.clear();
-                        buf.extend_from_slice(chunk);
-                        // A closed channel means the scattering side stopped on an error: stop quietly.
-                        chunk_tx
-                            .send(Ok(buf))
-                            .map_err(|_| Error::Options(String::new()))
-                    });
-                if let Err(e) = sent {
-                    let _ = chunk_tx.send(Err(e));
-                    return;
-                }
+    let shared = Shared {
+        totals: Mutex::new(Totals {
+            next_chunk: 0,
+            bytes: vec![0; plan.piles],
+            records: vec![0; plan.piles],
+            error: None,
+        }),
+        turn: Condvar::new(),
+        files: &files,
+        paths: &paths,
+    };
+    let chunk_seed = Rng::new(seed, 0).next_u64();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let _guard = FailOnPanic(&shared);
+        let mut w = Worker::default();
+        loop {
+            if shared.failed() {
+                return;
             }
-        });
-        let writer = scope.spawn(move || -> Result<(), Error> {
-            let mut result = Ok(());
-            for (i, mut buf) in full_rx {
-                if result.is_ok() {
-                    result = files[i]
-                        .write_all(&buf)
-                        .map_err(|e| Error::io(&paths[i], e));
-                }
-                // Pool buffers go back (also after an error, so the scatterer never blocks); a lone
-                // long record's buffer is larger than any pool buffer and is freed instead.
-                if buf.capacity() <= pile_buffer {
-                    buf.clear();
-                    let _ = empty_tx.send(buf);
-                }
-            }
-            result
-        });
-
-        let mut result: Result<(), Error> = Ok(());
-        for chunk in &chunk_rx {
+            let g = next.fetch_add(1, Ordering::Relaxed);
+            let Some(chunk) = chunks.get(g) else { return };
             if cancelled() {
-                result = Err(Error::Cancelled);
-                break;
+                shared.fail(Error::Cancelled);
+                return;
             }
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            format.for_each(&chunk, |record| {
-                let i = rng.below(n) as usize;
-                let pile = &mut piles[i];
-                pile.bytes += record.len() as u64;
-                pile.records += 1;
-                let buf = &mut buffers[i];
-                if buf.len() + record.len() > buf.capacity() && !buf.is_empty() {
-                    let fresh = empty_rx.recv().unwrap_or_default();
-                    let full = std::mem::replace(buf, fresh);
-                    let _ = full_tx.send((i, full));
-                }
-                if record.len() > buf.capacity() {
-                    // Longer than a pile buffer: sent on its own (the writer frees it, see below).
-                    let _ = full_tx.send((i, record.to_vec()));
-                } else {
-                    buf.extend_from_slice(record);
-                }
-            });
-            progress.add(chunk.len() as u64);
-            let _ = spare_chunk_tx.send(chunk);
+            let (file, size) = &inputs[chunk.source];
+            let path = &sources[chunk.source];
+            let mut rng = Rng::new(chunk_seed, g as u64);
+            if let Err(e) =
+                w.scatter_chunk(g, chunk, file, *size, path, format, plan, &mut rng, &shared)
+            {
+                shared.fail(e);
+                return;
+            }
+            progress.add(chunk.hi - chunk.lo);
         }
-        drop(chunk_rx); // unblocks the reader if we stopped early
-        if result.is_ok() {
-            for (i, buf) in buffers.drain(..).enumerate() {
-                if !buf.is_empty() {
-                    let _ = full_tx.send((i, buf));
+    };
+    let threads = plan.threads.clamp(1, chunks.len().max(1));
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
+    let totals = shared
+        .totals
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = totals.error {
+        return Err(e);
+    }
+    Ok(paths
+        .into_iter()
+        .zip(totals.bytes.iter().zip(&totals.records))
+        .map(|(path, (&bytes, &records))| Pile {
+            path,
+            bytes,
+            records,
+        })
+        .collect())
+}
+
+impl Worker {
+    /// Reads chunk `g`, draws its records' piles, takes its turn to claim pile offsets and writes.
+    #[allow(clippy::too_many_arguments)]
+    fn scatter_chunk(
+        &mut self,
+        g: usize,
+        chunk: &Chunk,
+        file: &File,
+        size: u64,
+        path: &Path,
+        format: RecordFormat,
+        plan: &ScatterPlan,
+        rng: &mut Rng,
+        shared: &Shared,
+    ) -> Result<(), Error> {
+        let n = plan.piles;
+        self.bytes.clear();
+        self.bytes.resize(n, 0);
+        self.records.clear();
+        self.records.resize(n, 0);
+        self.piles.clear();
+        self.ends.clear();
+        let (first, end) = match format {
+            RecordFormat::Lines => self.read_lines(chunk, file, size, path, plan.max_record)?,
+            RecordFormat::Fixed(_) => {
+                let len = (chunk.hi - chunk.lo) as usize;
+                self.input.resize(len, 0);
+                file.read_exact_at(&mut self.input, chunk.lo)
+                    .map_err(|e| Error::io(path, e))?;
+                (0, len)
+            }
+        };
+
+        // Draw every record's pile (one draw per record, in input order).
+        match format {
+            RecordFormat::Lines => {
+                let mut start = first;
+                for e in memchr::memchr_iter(b'\n', &self.input[first..end]) {
+                    let stop = first + e + 1;
+                    let len = (stop - start) as u64;
+                    if len > plan.max_record {
+                        let at = chunk.lo.saturating_sub(1) + start as u64;
+                        return Err(too_long(path, at, plan.max_record, plan.max_record));
+                    }
+                    let p = rng.below(n as u64) as usize;
+                    self.bytes[p] += len;
+                    self.records[p] += 1;
+                    self.piles.push(p as u16);
+                    self.ends.push(stop as u32);
+                    start = stop;
+                }
+            }
+            RecordFormat::Fixed(r) => {
+                for _ in 0..(end - first) / r {
+                    let p = rng.below(n as u64) as usize;
+                    self.bytes[p] += r as u64;
+                    self.records[p] += 1;
+                    self.piles.push(p as u16);
                 }
             }
         }
-        drop(full_tx);
-        let _ = reader.join();
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(Error::Options("pile writer thread panicked".into())));
-        result.and(written)
-    })?;
-    Ok(piles)
+
+        // Claim this chunk's place in every pile: chunks advance the totals strictly in order.
+        {
+            let mut t = shared.lock();
+            while t.next_chunk != g {
+                if t.error.is_some() {
+                    return Ok(()); // the run stops; the failing worker reported why
+                }
+                t = shared.turn.wait(t).unwrap_or_else(|p| p.into_inner());
+            }
+            self.offsets.clear();
+            self.offsets.extend_from_slice(&t.bytes);
+            for p in 0..n {
+                t.bytes[p] += self.bytes[p];
+                t.records[p] += self.records[p];
+            }
+            t.next_chunk += 1;
+        }
+        shared.turn.notify_all();
+
+        // Group the records by pile (a counting sort), then one write per pile.
+        self.cursor.clear();
+        let mut at = 0usize;
+        for &b in &self.bytes {
+            self.cursor.push(at);
+            at += b as usize;
+        }
+        self.grouped.resize(at, 0);
+        match format {
+            RecordFormat::Lines => {
+                let mut start = first;
+                for (&p, &stop) in self.piles.iter().zip(&self.ends) {
+                    let stop = stop as usize;
+                    let c = &mut self.cursor[p as usize];
+                    self.grouped[*c..*c + stop - start].copy_from_slice(&self.input[start..stop]);
+                    *c += stop - start;
+                    start = stop;
+                }
+            }
+            RecordFormat::Fixed(r) => {
+                for (k, &p) in self.piles.iter().enumerate() {
+                    let c = &mut self.cursor[p as usize];
+                    self.grouped[*c..*c + r].copy_from_slice(&self.input[k * r..(k + 1) * r]);
+                    *c += r;
+                }
+            }
+        }
+        let mut from = 0usize;
+        for p in 0..n {
+            let len = self.bytes[p] as usize;
+            if len > 0 {
+                shared.files[p]
+                    .write_all_at(&self.grouped[from..from + len], self.offsets[p])
+                    .map_err(|e| Error::io(&shared.paths[p], e))?;
+            }
+            from += len;
+        }
+        Ok(())
+    }
+
+    /// Reads the lines starting in the chunk into `self.input`; returns the range of `self.input` they
+    /// fill (whole lines, a missing final newline added). `self.input[0]` is the byte before the chunk
+    /// (when there is one), which tells whether a line starts right at the chunk's first byte.
+    fn read_lines(
+        &mut self,
+        chunk: &Chunk,
+        file: &File,
+        size: u64,
+        path: &Path,
+        max_record: u64,
+    ) -> Result<(usize, usize), Error> {
+        let base = chunk.lo.saturating_sub(1);
+        // The last line usually ends soon after the chunk: read a little past it at once.
+        let mut want = (chunk.hi - base + 4096).min(size - base) as usize;
+        self.input.resize(want, 0);
+        file.read_exact_at(&mut self.input, base)
+            .map_err(|e| Error::io(path, e))?;
+        let own = (chunk.hi - base) as usize; // input[..own] is the chunk (and the byte before)
+        let first = if chunk.lo == 0 {
+            0
+        } else {
+            match memchr::memchr(b'\n', &self.input[..own - 1]) {
+                Some(i) => i + 1,
+                None => return Ok((0, 0)), // inside a line that started in an earlier chunk
+            }
+        };
+        // The chunk's last line ends at the first newline at or after its last byte.
+        let mut searched = own - 1;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.input[searched..]) {
+                return Ok((first, searched + i + 1));
+            }
+            if base + want as u64 == size {
+                // The input ends without a newline: add one so records never merge.
+                self.input.push(b'\n');
+                return Ok((first, want + 1));
+            }
+            if (want - first) as u64 > max_record {
+                return Err(too_long(
+                    path,
+                    base + first as u64,
+                    (want - first) as u64,
+                    max_record,
+                ));
+            }
+            searched = want;
+            want = (want + (own.max(64 << 10))).min((size - base) as usize);
+            self.input.resize(want, 0);
+            file.read_exact_at(&mut self.input[searched..], base + searched as u64)
+                .map_err(|e| Error::io(path, e))?;
+        }
+    }
 }

@@ -110,7 +110,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// `threads`: worker threads for the kernels (None = rayon's default pool; ignored without "threads").
+    /// `threads`: worker threads for the kernels (None = the physical performance cores, see
+    /// [`crate::kernels::performance_cores`]; ignored without the "threads" feature).
     pub fn new(model: Model, threads: Option<usize>) -> Result<Engine> {
         if !model.config().is_causal {
             return Err(Error::Unsupported(
@@ -120,13 +121,17 @@ impl Engine {
         #[cfg(feature = "threads")]
         let pool = match threads {
             Some(0) => return Err(Error::InvalidInput("threads must be at least 1".into())),
-            Some(n) => Some(std::sync::Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .map_err(|e| Error::Unsupported(format!("cannot start {n} threads: {e}")))?,
-            )),
-            None => None,
+            n => {
+                let n = n.unwrap_or_else(crate::kernels::performance_cores);
+                Some(std::sync::Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(n)
+                        .build()
+                        .map_err(|e| {
+                            Error::Unsupported(format!("cannot start {n} threads: {e}"))
+                        })?,
+                ))
+            }
         };
         #[cfg(not(feature = "threads"))]
         let _ = threads;

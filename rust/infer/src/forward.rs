@@ -2,7 +2,7 @@
 //! attention over a KV cache holding only the KV heads, SwiGLU, tied head). All matrix products go
 //! through `crate::kernels`; this file does the per-element work around them.
 use crate::error::{Error, Result};
-use crate::kernels::{self, MatRef, Scratch, Weights};
+use crate::kernels::{self, Scratch};
 use crate::model::{Adapter, Lora, Model};
 
 /// Keys and values of every layer for positions 0..block_size: [layer][kv_head][pos][head_dim].
@@ -132,16 +132,15 @@ impl Forward<'_> {
             let lt = m.layers[layer];
             rmsnorm(&mut xb, &x, m.vector(lt.attn_norm), c.norm_eps);
             let att = self.attention(layer, &xb, start, n);
-            let o = self.project(layer, "wo", lt.wo, &att, n);
+            let [o] = self.project_many(layer, [("wo", lt.wo)], &att, n);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
 
             rmsnorm(&mut xb, &x, m.vector(lt.ffn_norm), c.norm_eps);
-            let mut h1 = self.project(layer, "w1", lt.w1, &xb, n);
-            let h3 = self.project(layer, "w3", lt.w3, &xb, n);
+            let [mut h1, h3] = self.project_many(layer, [("w1", lt.w1), ("w3", lt.w3)], &xb, n);
             for (a, &b) in h1.iter_mut().zip(&h3) {
                 *a = *a / (1.0 + (-*a).exp()) * b;
             }
-            let o = self.project(layer, "w2", lt.w2, &h1, n);
+            let [o] = self.project_many(layer, [("w2", lt.w2)], &h1, n);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         }
         let rows = if all { n } else { 1 };
@@ -154,28 +153,28 @@ impl Forward<'_> {
         logits
     }
 
-    /// `x W^T` for n rows, plus the LoRA adapter `scale * (x A^T) B^T` when one targets this projection.
-    fn project(
+    /// `x W_iᵀ` for projections of one layer that share their input (Q|K|V, W1|W3: one kernel call,
+    /// so the input is quantized once and all rows form one parallel job), plus the LoRA adapter
+    /// `scale · B (A x)` of each projection one targets.
+    fn project_many<const N: usize>(
         &mut self,
         layer: usize,
-        target: &str,
-        index: usize,
+        targets: [(&str, usize); N],
         x: &[f32],
         n: usize,
-    ) -> Vec<f32> {
-        let w = self.model.mat(index);
-        let mut out = vec![0.0f32; n * w.rows];
-        kernels::matmul(&mut out, &w, x, n, self.scratch);
+    ) -> [Vec<f32>; N] {
+        let mats = targets.map(|(_, index)| self.model.mat(index));
+        let mut outs = mats.map(|w| vec![0.0f32; n * w.rows]);
+        let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        kernels::matmul_many(&mut views, &mats, x, n, self.scratch);
         if let Some(lora) = self.lora {
-            if let Some(ad) = lora
-                .adapters
-                .iter()
-                .find(|a| a.layer == layer && a.target == target)
-            {
-                add_adapter(&mut out, ad, lora.scale(), x, n, self.scratch);
+            for ((target, _), out) in targets.iter().zip(outs.iter_mut()) {
+                if let Some(ad) = lora.adapter(layer, target) {
+                    add_adapter(out, ad, lora.scale(), x);
+                }
             }
         }
-        out
+        outs
     }
 
     /// Projects q/k/v, applies RoPE, appends k/v to the cache and attends; returns [n, n_head*head_dim].
@@ -184,9 +183,8 @@ impl Forward<'_> {
         let c = m.config();
         let lt = m.layers[layer];
         let (hd, nh, nkv) = (c.head_dim(), c.n_head, c.n_kv_head);
-        let mut q = self.project(layer, "wq", lt.wq, xb, n);
-        let mut k = self.project(layer, "wk", lt.wk, xb, n);
-        let v = self.project(layer, "wv", lt.wv, xb, n);
+        let [mut q, mut k, v] =
+            self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
         if c.use_rope {
             for t in 0..n {
                 self.rope
@@ -244,33 +242,34 @@ impl Forward<'_> {
     }
 }
 
+/// Σ a·b in 8 interleaved lanes, a shape the compiler vectorizes (a plain ordered sum stays scalar).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut lanes = [0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
-/// out += scale * (x A^T) B^T  (the adapter stays unmerged: the base weights are never touched).
-fn add_adapter(
-    out: &mut [f32],
-    ad: &Adapter,
-    scale: f32,
-    x: &[f32],
-    n: usize,
-    scratch: &mut Scratch,
-) {
-    let rank = ad.a.len() / ad.cols;
-    let a = MatRef {
-        rows: rank,
-        cols: ad.cols,
-        w: Weights::F32(&ad.a),
-    };
-    let b = MatRef {
-        rows: ad.rows,
-        cols: rank,
-        w: Weights::F32(&ad.b),
-    };
-    let mut ax = vec![0.0f32; n * rank];
-    kernels::matmul(&mut ax, &a, x, n, scratch);
-    let mut bax = vec![0.0f32; n * ad.rows];
-    kernels::matmul(&mut bax, &b, &ax, n, scratch);
-    out.iter_mut().zip(&bax).for_each(|(o, d)| *o += scale * d);
+/// out += scale · B (A x) for every row of x (the adapter stays unmerged: base weights are never
+/// touched). B is kept transposed, so each rank component is one contiguous multiply-add over out.
+fn add_adapter(out: &mut [f32], ad: &Adapter, scale: f32, x: &[f32]) {
+    let mut ax = vec![0f32; ad.rank()];
+    for (xr, or) in x.chunks_exact(ad.cols).zip(out.chunks_exact_mut(ad.rows)) {
+        for (s, a_row) in ax.iter_mut().zip(ad.a.chunks_exact(ad.cols)) {
+            *s = scale * dot(a_row, xr);
+        }
+        for (&s, b_col) in ax.iter().zip(ad.b_t.chunks_exact(ad.rows)) {
+            or.iter_mut().zip(b_col).for_each(|(o, &b)| *o += s * b);
+        }
+    }
 }

@@ -71,11 +71,20 @@ impl Model {
         Self::load(Backing::Bytes(bytes))
     }
 
-    /// Memory-maps a model file and validates it; tensor data is used in place.
+    /// Reads a model file and validates it; tensor data is used in place.
+    ///
+    /// On Linux the bytes go into anonymous memory backed by transparent huge pages when the kernel
+    /// allows it: decode streams every weight once per token, and with 4 KiB page-cache pages the TLB
+    /// misses cost ~10% of single-thread decode speed (measured on x86-64). Elsewhere, or if that
+    /// allocation fails, the file is memory-mapped.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        #[cfg(target_os = "linux")]
+        if let Some(map) = read_into_huge_pages(&file).map_err(|e| Error::io(path, e))? {
+            return Self::load(Backing::Mmap(map));
+        }
         // SAFETY: the map is read-only; like every mmap user we rely on the file not being truncated
         // or rewritten while it is open (the exporter writes new files and renames them into place).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
@@ -216,6 +225,28 @@ fn aligned<T: Pod>(bytes: &[u8]) -> &[T] {
 
 /// Tensors are used in place when their bytes are aligned for their element type; otherwise (a byte
 /// buffer with an unusual address) they are copied into owned, aligned memory once.
+/// The whole file in read-only anonymous memory advised to use huge pages; `None` when such memory
+/// cannot be had (the caller then maps the file).
+#[cfg(target_os = "linux")]
+fn read_into_huge_pages(file: &std::fs::File) -> std::io::Result<Option<memmap2::Mmap>> {
+    use std::io::Read;
+    let len = file.metadata()?.len();
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(None);
+    };
+    if len == 0 {
+        return Ok(None);
+    }
+    let Ok(mut anon) = memmap2::MmapOptions::new().len(len).map_anon() else {
+        return Ok(None);
+    };
+    // Only a hint: without transparent huge pages the copy still works with normal pages.
+    let _ = anon.advise(memmap2::Advice::HugePage);
+    let mut reader = file;
+    reader.read_exact(&mut anon)?;
+    Ok(anon.make_read_only().ok())
+}
+
 fn copy_if_misaligned(t: &mut Tensor, bytes: &[u8]) {
     let Store::File { offset, nbytes } = t.store else {
         return;
@@ -268,10 +299,18 @@ pub struct Lora {
 pub(crate) struct Adapter {
     pub layer: usize,
     pub target: String,
+    /// A: [rank, cols].
     pub a: Vec<f32>,
-    pub b: Vec<f32>,
+    /// B transposed: [rank, rows] (the file holds B as [rows, rank]); column k of B is contiguous.
+    pub b_t: Vec<f32>,
     pub rows: usize,
     pub cols: usize,
+}
+
+impl Adapter {
+    pub fn rank(&self) -> usize {
+        self.a.len() / self.cols
+    }
 }
 
 impl Lora {
@@ -290,13 +329,20 @@ impl Lora {
                         "LoRA tensors of layer {i} {target} are missing"
                     )));
                 };
+                let (rows, rank) = (b.1[0], b.1[1]);
+                let mut b_t = vec![0f32; rows * rank];
+                for (r, b_row) in b.2.chunks_exact(rank).enumerate() {
+                    for (k, &v) in b_row.iter().enumerate() {
+                        b_t[k * rows + r] = v;
+                    }
+                }
                 adapters.push(Adapter {
                     layer: i,
                     target: target.clone(),
-                    rows: b.1[0],
+                    rows,
                     cols: a.1[1],
                     a: a.2.clone(),
-                    b: b.2.clone(),
+                    b_t,
                 });
             }
         }
@@ -316,6 +362,13 @@ impl Lora {
     }
 
     /// alpha / rank: the factor on B (A x).
+    /// The adapter of projection `target` ("wq", "w1", ...) in `layer`, if this plug-in has one.
+    pub(crate) fn adapter(&self, layer: usize, target: &str) -> Option<&Adapter> {
+        self.adapters
+            .iter()
+            .find(|a| a.layer == layer && a.target == target)
+    }
+
     pub fn scale(&self) -> f32 {
         self.config.alpha / self.config.rank as f32
     }

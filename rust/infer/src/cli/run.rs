@@ -38,7 +38,7 @@ struct Args {
     /// Random seed (same seed, same text)
     #[arg(short = 's', long = "seed", default_value_t = 0)]
     seed: u64,
-    /// Worker threads (default: all cores)
+    /// Worker threads (default: the physical performance cores)
     #[arg(long)]
     threads: Option<usize>,
     /// Generate once from this prompt and exit (without it: interactive loop reading stdin)

@@ -12,6 +12,7 @@
 mod f16;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod prefetch;
 mod quant;
 mod scalar;
 #[doc(hidden)]
@@ -293,26 +294,56 @@ impl RowJob<'_> {
             sums: &self.xsum[t * g..(t + 1) * g],
         };
         match &self.m.w {
-            Weights::F32(w) => self.each(r0, dst, |r, t| {
-                (k.dot_f32)(&w[r * cols..(r + 1) * cols], xrow(t))
-            }),
-            Weights::F16(w) => self.each(r0, dst, |r, t| {
-                (k.dot_f16)(&w[r * cols..(r + 1) * cols], xrow(t))
-            }),
-            Weights::Q8_0 { qs, scales } => self.each(r0, dst, |r, t| {
-                let (w, d) = (&qs[r * cols..(r + 1) * cols], &scales[r * g..(r + 1) * g]);
-                (k.dot_q8)(w, d, &qrow(t))
-            }),
-            Weights::Q4_0 { packed, scales } => self.each(r0, dst, |r, t| {
-                let w = &packed[r * cols / 2..(r + 1) * cols / 2];
-                (k.dot_q4)(w, &scales[r * g..(r + 1) * g], &qrow(t))
-            }),
+            Weights::F32(w) => self.each(
+                r0,
+                dst,
+                |r| prefetch::ahead(&w[r * cols], cols * 4),
+                |r, t| (k.dot_f32)(&w[r * cols..(r + 1) * cols], xrow(t)),
+            ),
+            Weights::F16(w) => self.each(
+                r0,
+                dst,
+                |r| prefetch::ahead(&w[r * cols], cols * 2),
+                |r, t| (k.dot_f16)(&w[r * cols..(r + 1) * cols], xrow(t)),
+            ),
+            Weights::Q8_0 { qs, scales } => self.each(
+                r0,
+                dst,
+                |r| {
+                    prefetch::ahead(&qs[r * cols], cols);
+                    prefetch::ahead(&scales[r * g], g * 4);
+                },
+                |r, t| {
+                    let (w, d) = (&qs[r * cols..(r + 1) * cols], &scales[r * g..(r + 1) * g]);
+                    (k.dot_q8)(w, d, &qrow(t))
+                },
+            ),
+            Weights::Q4_0 { packed, scales } => self.each(
+                r0,
+                dst,
+                |r| {
+                    prefetch::ahead(&packed[r * cols / 2], cols / 2);
+                    prefetch::ahead(&scales[r * g], g * 4);
+                },
+                |r, t| {
+                    let w = &packed[r * cols / 2..(r + 1) * cols / 2];
+                    (k.dot_q4)(w, &scales[r * g..(r + 1) * g], &qrow(t))
+                },
+            ),
         }
     }
 
+    /// Row by row: request the weights [`prefetch::AHEAD_BYTES`] ahead, then the row's n dot products.
     #[inline(always)]
-    fn each(&self, r0: usize, dst: &mut [f32], f: impl Fn(usize, usize) -> f32) {
+    fn each(
+        &self,
+        r0: usize,
+        dst: &mut [f32],
+        fetch: impl Fn(usize),
+        f: impl Fn(usize, usize) -> f32,
+    ) {
         for (i, vals) in dst.chunks_exact_mut(self.n).enumerate() {
+            fetch(r0 + i);
             for (t, v) in vals.iter_mut().enumerate() {
                 *v = f(r0 + i, t);
             }

@@ -12,9 +12,14 @@ use crate::records::RecordFormat;
 use crate::rng::Rng;
 use crate::Error;
 
-/// Memory needed to shuffle `bytes` bytes holding `records` records in memory (plus the write buffer).
+/// Memory needed to shuffle `bytes` bytes holding `records` records in memory (plus the write buffer
+/// and, for lines, the pile's file of line lengths).
 pub fn gather_cost(format: RecordFormat, bytes: u64, records: u64, write_buffer: usize) -> u64 {
-    bytes + records * format.index_bytes() + write_buffer as u64
+    let lengths = match format {
+        RecordFormat::Lines => 4,
+        RecordFormat::Fixed(_) => 0,
+    };
+    bytes + records * (format.index_bytes() + lengths) + write_buffer as u64
 }
 
 /// How many records ahead of the one being copied are prefetched.
@@ -28,15 +33,29 @@ pub struct Scratch {
     /// Fixed-size records: record numbers.
     numbers: Vec<u32>,
     out: Vec<u8>,
+    /// A pile's line lengths as read from its file (u32, little-endian).
+    pub lengths: Vec<u8>,
 }
 
 impl Scratch {
+    /// Reads a pile's line lengths (`records` of them) into `self.lengths`.
+    pub fn read_lengths(&mut self, path: &Path, records: u64) -> Result<(), Error> {
+        let len = records as usize * 4;
+        self.lengths.resize(len, 0);
+        File::open(path)
+            .and_then(|f| f.read_exact_at(&mut self.lengths, 0))
+            .map_err(|e| Error::io(path, e))
+    }
+
     /// Permutes the whole records of `data` uniformly at random with `rng` and writes them to `out`
     /// starting at byte `at`, through a buffer of `write_buffer` bytes. Returns the record count.
+    /// With `known_lengths`, lines are cut by `self.lengths` (read by `read_lengths`) instead of by
+    /// scanning `data` for newlines.
     #[allow(clippy::too_many_arguments)]
     pub fn shuffle_and_write(
         &mut self,
         data: &[u8],
+        known_lengths: bool,
         format: RecordFormat,
         rng: &mut Rng,
         out: &File,
@@ -59,12 +78,27 @@ impl Scratch {
                 let index = &mut self.lines;
                 index.clear();
                 let mut start = 0usize;
-                for end in memchr::memchr_iter(b'\n', data) {
-                    index.push(pack(start, end + 1 - start));
-                    start = end + 1;
-                }
-                if start < data.len() {
-                    index.push(pack(start, data.len() - start)); // defensive: piles end in '\n'
+                if known_lengths {
+                    for len in self.lengths.chunks_exact(4) {
+                        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                        index.push(pack(start, len));
+                        start += len;
+                    }
+                    if start != data.len() {
+                        return Err(Error::Records(format!(
+                            "a pile's line lengths add up to {start} bytes, not {} (temporary files \
+                             changed during the run?)",
+                            data.len()
+                        )));
+                    }
+                } else {
+                    for end in memchr::memchr_iter(b'\n', data) {
+                        index.push(pack(start, end + 1 - start));
+                        start = end + 1;
+                    }
+                    if start < data.len() {
+                        index.push(pack(start, data.len() - start)); // defensive: input ends in '\n'
+                    }
                 }
                 rng.shuffle(index);
                 for k in 0..index.len() {

@@ -17,9 +17,11 @@ use crate::records::{too_long, RecordFormat};
 use crate::rng::Rng;
 use crate::{Error, Progress};
 
-/// A finished pile: its file, its size and its number of records.
+/// A finished pile: its file, its size and its number of records; for lines also a file of their
+/// lengths (u32, little-endian, in pile order), so pass 2 need not scan the pile for line ends.
 pub struct Pile {
     pub path: PathBuf,
+    pub lengths: Option<PathBuf>,
     pub bytes: u64,
     pub records: u64,
 }
@@ -53,6 +55,9 @@ struct Shared<'a> {
     turn: Condvar,
     files: &'a [File],
     paths: &'a [PathBuf],
+    /// Lines only: one file of line lengths per pile.
+    length_files: &'a [File],
+    length_paths: &'a [PathBuf],
 }
 
 impl Shared<'_> {
@@ -87,8 +92,9 @@ impl Drop for FailOnPanic<'_, '_> {
 struct Worker {
     /// The chunk as read (plus the byte before it and the tail of its last record).
     input: Vec<u8>,
-    /// The chunk's records grouped by pile.
+    /// The chunk's records grouped by pile, and (lines) their lengths grouped the same way.
     grouped: Vec<u8>,
+    grouped_lengths: Vec<u8>,
     /// Per record: its end in `input` (lines) and its pile.
     ends: Vec<u32>,
     piles: Vec<u16>,
@@ -96,10 +102,13 @@ struct Worker {
     bytes: Vec<u64>,
     records: Vec<u64>,
     cursor: Vec<usize>,
+    length_cursor: Vec<usize>,
     offsets: Vec<u64>,
+    record_offsets: Vec<u64>,
 }
 
-/// Scatters the records of `sources` (in order) to `plan.piles` piles named by `pile_path(i)`.
+/// Scatters the records of `sources` (in order) to `plan.piles` piles named by `pile_path(i)` (line
+/// lengths go beside, with the extension `len`).
 /// Each record's pile is drawn uniformly from a stream that depends on `seed` and its chunk only.
 pub fn scatter(
     sources: &[PathBuf],
@@ -139,9 +148,16 @@ pub fn scatter(
 
     let mut paths = Vec::with_capacity(plan.piles);
     let mut files = Vec::with_capacity(plan.piles);
+    let mut length_paths = Vec::new();
+    let mut length_files = Vec::new();
     for i in 0..plan.piles {
         let path = pile_path(i);
         files.push(File::create(&path).map_err(|e| Error::io(&path, e))?);
+        if format == RecordFormat::Lines {
+            let lengths = path.with_extension("len");
+            length_files.push(File::create(&lengths).map_err(|e| Error::io(&lengths, e))?);
+            length_paths.push(lengths);
+        }
         paths.push(path);
     }
     let shared = Shared {
@@ -154,6 +170,8 @@ pub fn scatter(
         turn: Condvar::new(),
         files: &files,
         paths: &paths,
+        length_files: &length_files,
+        length_paths: &length_paths,
     };
     let chunk_seed = Rng::new(seed, 0).next_u64();
     let next = AtomicUsize::new(0);
@@ -199,11 +217,13 @@ pub fn scatter(
     if let Some(e) = totals.error {
         return Err(e);
     }
+    let mut length_paths = length_paths.into_iter();
     Ok(paths
         .into_iter()
         .zip(totals.bytes.iter().zip(&totals.records))
         .map(|(path, (&bytes, &records))| Pile {
             path,
+            lengths: length_paths.next(),
             bytes,
             records,
         })
@@ -283,6 +303,8 @@ impl Worker {
             }
             self.offsets.clear();
             self.offsets.extend_from_slice(&t.bytes);
+            self.record_offsets.clear();
+            self.record_offsets.extend_from_slice(&t.records);
             for p in 0..n {
                 t.bytes[p] += self.bytes[p];
                 t.records[p] += self.records[p];
@@ -301,12 +323,23 @@ impl Worker {
         self.grouped.resize(at, 0);
         match format {
             RecordFormat::Lines => {
+                self.length_cursor.clear();
+                let mut at = 0usize;
+                for &r in &self.records {
+                    self.length_cursor.push(at);
+                    at += r as usize * 4;
+                }
+                self.grouped_lengths.resize(at, 0);
                 let mut start = first;
                 for (&p, &stop) in self.piles.iter().zip(&self.ends) {
                     let stop = stop as usize;
+                    let len = stop - start;
                     let c = &mut self.cursor[p as usize];
-                    self.grouped[*c..*c + stop - start].copy_from_slice(&self.input[start..stop]);
-                    *c += stop - start;
+                    self.grouped[*c..*c + len].copy_from_slice(&self.input[start..stop]);
+                    *c += len;
+                    let c = &mut self.length_cursor[p as usize];
+                    self.grouped_lengths[*c..*c + 4].copy_from_slice(&(len as u32).to_le_bytes());
+                    *c += 4;
                     start = stop;
                 }
             }
@@ -319,6 +352,7 @@ impl Worker {
             }
         }
         let mut from = 0usize;
+        let mut lengths_from = 0usize;
         for p in 0..n {
             let len = self.bytes[p] as usize;
             if len > 0 {
@@ -327,6 +361,17 @@ impl Worker {
                     .map_err(|e| Error::io(&shared.paths[p], e))?;
             }
             from += len;
+            if let Some(file) = shared.length_files.get(p) {
+                let len = self.records[p] as usize * 4;
+                if len > 0 {
+                    file.write_all_at(
+                        &self.grouped_lengths[lengths_from..lengths_from + len],
+                        self.record_offsets[p] * 4,
+                    )
+                    .map_err(|e| Error::io(&shared.length_paths[p], e))?;
+                }
+                lengths_from += len;
+            }
         }
         Ok(())
     }

@@ -138,6 +138,39 @@ fn same_seed_same_output_whatever_the_thread_count() {
     assert_ne!(one, run(4, 6));
 }
 
+#[test]
+fn many_scatter_chunks_give_the_same_output_for_any_thread_count() {
+    // The smallest budget cuts the input into 16 KiB scatter chunks: lines longer than a chunk (so
+    // some chunks hold no line start), many chunks per pile, and a last line without its newline.
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = numbered_lines(12_000);
+    for i in 0..5 {
+        data.extend(format!("long {i} {}\n", "z".repeat(40_000 + 7 * i)).bytes());
+        data.extend(numbered_lines(700 + i));
+    }
+    data.extend(b"last line without a newline");
+    let input = write(dir.path(), "in.txt", &data);
+    let run = |threads: usize| {
+        let out = dir.path().join(format!("out-{threads}.txt"));
+        let opts = Options {
+            memory: 1 << 20,
+            threads: Some(threads),
+            seed: 11,
+            pile_bytes: Some(60_000),
+            ..Options::default()
+        };
+        let s = shuffle_files(std::slice::from_ref(&input), &out, &opts).unwrap();
+        assert!(s.piles > 8, "{s:?}");
+        fs::read(out).unwrap()
+    };
+    let one = run(1);
+    let mut normalised = data.clone();
+    normalised.push(b'\n');
+    assert_eq!(lines_of(&one), lines_of(&normalised));
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}
+
 /// Chi-square statistic of observed counts against a uniform expectation.
 fn chi_square(counts: &[u64]) -> f64 {
     let total: u64 = counts.iter().sum();

@@ -67,15 +67,17 @@ def test_binary_records_permuted_nothing_lost(tmp_path):
 
 
 def test_same_seed_same_output_whatever_the_threads(tmp_path):
+    """The smallest budget cuts the input into many 16 KiB scatter chunks, shared among the threads."""
     src = tmp_path / "in.txt"
-    write_lines(src, 5000)
+    write_lines(src, 20000)
     outs = []
     for threads in (1, 2, 3):
         out = tmp_path / f"out{threads}.txt"
-        shuffle([src], out, seed=7, threads=threads, _pile_bytes=8000)
+        shuffle([src], out, memory="1M", seed=7, threads=threads, _pile_bytes=8000)
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] == outs[2]
-    shuffle([src], tmp_path / "other.txt", seed=8, _pile_bytes=8000)
+    assert sorted(outs[0].splitlines()) == sorted(src.read_bytes().splitlines())
+    shuffle([src], tmp_path / "other.txt", memory="1M", seed=8, _pile_bytes=8000)
     assert (tmp_path / "other.txt").read_bytes() != outs[0]
 
 

@@ -413,11 +413,14 @@ impl Worker {
                 self.input.push(b'\n');
                 return Ok((first, want + 1));
             }
-            if (want - first) as u64 > max_record {
+            // The unfinished line is the chunk's last one (it has no newline up to `want`).
+            let last = memchr::memrchr(b'\n', &self.input[first..own - 1])
+                .map_or(first, |i| first + i + 1);
+            if (want - last) as u64 > max_record {
                 return Err(too_long(
                     path,
-                    base + first as u64,
-                    (want - first) as u64,
+                    base + last as u64,
+                    (want - last) as u64,
                     max_record,
                 ));
             }

@@ -33,8 +33,10 @@ use tmp::{PendingOutput, WorkDir};
 
 /// The smallest memory budget accepted (the fixed buffers alone need about this much).
 pub const MIN_MEMORY: u64 = 1 << 20;
-/// At most this many piles at once (each is an open file during pass 1); more data means recursion.
-pub const MAX_PILES: u64 = 1000;
+/// At most this many open pile files at once during pass 1 (a line pile is two files: its lines and
+/// their lengths), which keeps well within the usual limit of 1024 open files; more data means
+/// recursion. Fixed, not read from the limit, so that the output never depends on the machine.
+pub const MAX_PILE_FILES: u64 = 1000;
 const MAX_DEPTH: u32 = 6;
 /// Largest amount of data shuffled in memory at once (line offsets are u32).
 const MAX_IN_MEMORY: u64 = 7 << 29; // 3.5 GiB
@@ -385,7 +387,12 @@ fn shuffle_sources(
         )));
     }
     let cost = gather_cost(format, bytes, records.unwrap_or(0), 0);
-    let piles = cost.div_ceil(budget.pile_target).clamp(2, MAX_PILES) as usize;
+    let files_per_pile = match format {
+        RecordFormat::Lines => 2,
+        RecordFormat::Fixed(_) => 1,
+    };
+    let max_piles = MAX_PILE_FILES / files_per_pile;
+    let piles = cost.div_ceil(budget.pile_target).clamp(2, max_piles) as usize;
     let work = WorkDir::create(&ctx.tmp_parent)?;
     ctx.progress.more_work(bytes);
     let plan = ScatterPlan {

@@ -399,7 +399,10 @@ fn shuffle_sources(
         piles,
         chunk: budget.scatter_chunk,
         max_record: budget.max_record,
-        threads: ctx.threads,
+        // Each thread holds a chunk and its grouped copy: together at most a quarter of the budget.
+        threads: ctx
+            .threads
+            .min((ctx.opts.memory / 4 / (2 * budget.scatter_chunk as u64)).max(1) as usize),
     };
     let piles = scatter(
         sources,

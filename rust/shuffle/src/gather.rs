@@ -34,7 +34,7 @@ pub struct Scratch {
     numbers: Vec<u32>,
     out: Vec<u8>,
     /// A pile's line lengths as read from its file (u32, little-endian).
-    pub lengths: Vec<u8>,
+    lengths: Vec<u8>,
 }
 
 impl Scratch {

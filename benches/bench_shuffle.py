@@ -126,12 +126,12 @@ def main() -> None:
         f"input {size / 2**20:.0f} MiB ({src}), budget {budget / 2**20:.0f} MiB, "
         f"{args.repeat} runs, medians; {os.cpu_count()} cores"
     )
-    med = {}
+    med, med_cpu = {}, {}
     for name, rs in results.items():
         secs = statistics.median(r[0] for r in rs)
         rss = max(r[1] for r in rs)
         cpu = statistics.median(r[2] for r in rs)
-        med[name] = secs
+        med[name], med_cpu[name] = secs, cpu
         print(
             f"  {name:9s} {secs:7.2f} s   CPU {cpu:6.2f} s   peak RSS {rss / 2**20:7.0f} MiB   "
             f"(wall {', '.join(f'{r[0]:.2f}' for r in rs)})"
@@ -142,6 +142,16 @@ def main() -> None:
     if "terashuf" in med:
         print(f"terashuf / nano = {med['terashuf'] / med['nano']:.2f}x   (target >= 2)")
     print(f"nano peak RSS - budget = {(nano_rss - budget) / 2**20:.0f} MiB   (target <= 64)")
+    # CPU-time ratios: less sensitive than wall times to other load on a shared machine.
+    print(
+        f"CPU time: nano / cat = {med_cpu['nano'] / med_cpu['cat']:.2f}x, "
+        f"shuf / nano = {med_cpu['shuf'] / med_cpu['nano']:.2f}x"
+        + (
+            f", terashuf / nano = {med_cpu['terashuf'] / med_cpu['nano']:.2f}x"
+            if "terashuf" in med_cpu
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -59,6 +59,23 @@ if [ ! -f "$OUT.tmp/nano_wasm_bg.wasm" ]; then
     wasm-bindgen --target web --out-dir "$OUT.tmp" --out-name nano_wasm \
         "$CARGO_TARGET_DIR/$TARGET/release/nano_wasm.wasm"
 fi
+# The relaxed-SIMD variant (same source, +relaxed-simd: faster exact integer dots and fused f32
+# multiply-add, see rust/infer/src/kernels/wasm.rs). Only its .wasm is kept: its JS glue must be the
+# same as the plain build's, so the worker can hand either module to the one nano_wasm.js.
+# A separate target dir because the flags differ (sharing one would rebuild everything each time).
+RELAXED_DIR="$CARGO_TARGET_DIR-relaxed"
+CARGO_TARGET_DIR="$RELAXED_DIR" RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+    "${CARGO[@]}" build -p nano-wasm --release --target "$TARGET" "${PROFILE_FLAGS[@]}"
+rm -rf "$OUT.relaxed"
+wasm-bindgen --target web --out-dir "$OUT.relaxed" --out-name nano_wasm \
+    "$RELAXED_DIR/$TARGET/release/nano_wasm.wasm"
+if ! cmp -s "$OUT.relaxed/nano_wasm.js" "$OUT.tmp/nano_wasm.js"; then
+    echo "build_wasm: the relaxed-SIMD build's JS glue differs from the plain build's" >&2
+    exit 1
+fi
+mv "$OUT.relaxed/nano_wasm_bg.wasm" "$OUT.tmp/nano_wasm_relaxed_bg.wasm"
+rm -rf "$OUT.relaxed"
+
 # Keep only what the page loads (wasm-pack also writes a .gitignore, which would hide the files from
 # packaging tools), then swap the new package in whole.
 find "$OUT.tmp" -type f ! -name '*.js' ! -name '*.wasm' ! -name '*.d.ts' -delete

@@ -84,18 +84,27 @@ def test_page_end_to_end(models, expected):
         version = wh.open_page(page, url)
         assert version == _native.__version__
 
-        # Kernel golden hashes inside the browser's worker too.
-        reply = page.evaluate(
-            """() => new Promise((resolve, reject) => {
-                const w = new Worker('worker.js', {type: 'module'});
-                w.onmessage = (e) => {
-                    if (e.data.type === 'ready') w.postMessage({id: 1, type: 'golden'});
-                    else if (e.data.id === 1) { w.terminate(); resolve(e.data); }
-                };
-                w.onerror = (e) => reject(new Error(e.message));
-            })"""
-        )
-        _assert_golden(json.loads(reply["got"]), reply["expected"])
+        # Kernel golden hashes inside the browser's worker too, on both builds: the relaxed-SIMD one
+        # (what this Chromium loads by default) and the plain SIMD128 one (other browsers).
+        for query, build in (("", "relaxed-simd"), ("?simd=simd128", "simd128")):
+            reply = page.evaluate(
+                """(query) => new Promise((resolve, reject) => {
+                    const w = new Worker('worker.js' + query, {type: 'module'});
+                    let simd = null;
+                    w.onmessage = (e) => {
+                        if (e.data.type === 'ready') {
+                            simd = e.data.simd;
+                            w.postMessage({id: 1, type: 'golden'});
+                        } else if (e.data.type === 'fatal') reject(new Error(e.data.message));
+                        else if (e.data.id === 1) { w.terminate(); resolve({simd, ...e.data}); }
+                    };
+                    w.onerror = (e) => reject(new Error(e.message));
+                })""",
+                query,
+            )
+            assert reply["simd"] == build
+            _assert_golden(json.loads(reply["got"]), reply["expected"])
+        assert page.get_attribute("#engine-status", "data-simd") == "relaxed-simd"
 
         # A corrupt file before any model: a clear error, and the page keeps working.
         wh.choose_file(page, "#model-file", "corrupt.bin", b"NANO" + bytes(range(256)) * 4)
@@ -128,6 +137,13 @@ def test_page_end_to_end(models, expected):
         assert page.get_attribute("#lora-info", "data-loaded") is None
         assert wh.generate(page, PROMPT)[0] == expected["base"]
 
+        # q8_0 on the relaxed-SIMD build: integer-exact kernels, so exactly native's greedy text.
+        wh.choose_file(page, "#model-file", "tiny-q8_0.bin", models["q8_0"].read_bytes())
+        assert wh.page_error(page) == ""
+        assert wh.generate(page, PROMPT)[0] == wh.native_greedy(models["q8_0"], PROMPT, MAX_NEW)
+        wh.choose_file(page, "#model-file", "tiny-f32.bin", models["f32"].read_bytes())
+        assert wh.page_error(page) == ""
+
         # A model file given as a LoRA is refused with a reason.
         wh.choose_file(page, "#lora-file", "not-a-lora.bin", models["f32"].read_bytes())
         assert "cannot load the LoRA not-a-lora.bin" in wh.page_error(page)
@@ -149,7 +165,7 @@ def test_page_end_to_end(models, expected):
 
         assert not [m for m in page.console_log if m.startswith(("error", "pageerror"))], page.console_log
         assert requests.urls, "no request was recorded"
-        assert any(u.endswith("/pkg/nano_wasm_bg.wasm") for u in requests.urls), requests.urls
+        assert any(u.endswith("/pkg/nano_wasm_relaxed_bg.wasm") for u in requests.urls), requests.urls
         assert requests.off_loopback() == []
     assert (wh.ARTIFACTS / "screenshot.png").stat().st_size > 10_000
 

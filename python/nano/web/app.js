@@ -64,9 +64,10 @@ function startWorker() {
       const msg = event.data;
       if (msg.type === "ready") {
         state.version = msg.version;
-        ui.engineStatus.textContent = `Engine ${msg.version} ready (WebAssembly${
+        ui.engineStatus.textContent = `Engine ${msg.version} ready (WebAssembly ${msg.simd}${
           self.crossOriginIsolated ? ", cross-origin isolated" : ""}).`;
         ui.engineStatus.dataset.version = msg.version;
+        ui.engineStatus.dataset.simd = msg.simd;
         if (self.crossOriginIsolated) {
           stopFlag = new Int32Array(new SharedArrayBuffer(4));
           request({ type: "stopFlag", flag: stopFlag.buffer });

@@ -3,8 +3,9 @@
 //
 // Protocol (page -> worker): {id, type, ...}; the worker answers each request with exactly one
 // {id, type: "ok", ...} or {id, type: "error", message, fatal}; generation also streams
-// {id, type: "piece", text} before its final "ok". Unsolicited: {type: "ready", version} once, or
-// {type: "fatal", message} when the engine cannot start.
+// {id, type: "piece", text} before its final "ok". Unsolicited: {type: "ready", version, simd} once
+// (simd: "relaxed-simd" or "simd128", the build in use), or {type: "fatal", message} when the engine
+// cannot start.
 //   load   {bytes: ArrayBuffer}            -> ok {info}       (the old model stays on error)
 //   lora   {bytes: ArrayBuffer}            -> ok {info}
 //   unlora {}                              -> ok {info}
@@ -76,9 +77,21 @@ function requireModel() {
   if (!engine) throw new Error("no model loaded: choose a model file first");
 }
 
-const ready = init({ module_or_path: new URL("./pkg/nano_wasm_bg.wasm", import.meta.url) }).then(
+// A module using i32x4.relaxed_dot_i8x16_i7x16_add_s and f32x4.relaxed_madd: where the browser validates
+// it, the relaxed-SIMD build (faster, bit-identical quantized results) is loaded, else the plain SIMD128
+// one. `worker.js?simd=simd128` forces the plain build (tests compare both).
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 6, 1, 96, 1, 123, 1, 123, 3, 2, 1, 0, 10, 23, 1, 21, 0, 32, 0, 32, 0,
+  32, 0, 253, 147, 2, 32, 0, 32, 0, 32, 0, 253, 133, 2, 26, 11,
+]);
+const forced = new URL(import.meta.url).searchParams.get("simd");
+const simd =
+  forced === "simd128" || !WebAssembly.validate(RELAXED_PROBE) ? "simd128" : "relaxed-simd";
+const wasmFile = simd === "relaxed-simd" ? "nano_wasm_relaxed_bg.wasm" : "nano_wasm_bg.wasm";
+
+const ready = init({ module_or_path: new URL(`./pkg/${wasmFile}`, import.meta.url) }).then(
   () => {
-    postMessage({ type: "ready", version: version() });
+    postMessage({ type: "ready", version: version(), simd });
     return true;
   },
   (err) => {

@@ -1,55 +1,61 @@
 //! wasm32 simd128 row kernels (compiled in when the build enables `+simd128`; wasm has no run-time
 //! feature detection). q8_0 / q4_0 follow the reduction order of [`super::scalar::dot_q8`] bit for bit.
+//!
+//! Speed notes (V8 / SpiderMonkey compile each simd128 op to one or two SSE/AVX instructions):
+//! * every hot loop walks `chunks_exact` slices and loads whole vectors with `v128_load`, so there are
+//!   no per-element bounds checks and no lane-by-lane vector construction;
+//! * integer group dots use `i32x4_dot_i16x8` (one `pmaddwd`) over sign-extended i8 halves;
+//! * wasm has no fused multiply-add, so f32 dots keep 8 independent accumulators to hide the add latency.
+//!
+//! A second build adds `+relaxed-simd` (scripts/build_wasm.sh; the page loads it where the browser
+//! validates relaxed SIMD). It changes only how exact integer group sums are formed:
+//! `i32x4_relaxed_dot_i8x16_i7x16_add` (one `vpdpbusd` with AVX-VNNI, `pmaddubsw`+`pmaddwd` without) is
+//! exact and the same on every engine whenever its second operand lies in 0..=127 and no i16 pair sum
+//! overflows, so it is used only that way: q4_0 multiplies the unsigned nibbles (0..=15) and subtracts
+//! 8·Σx afterwards; q8_0 multiplies |w| by x with w's sign moved onto x, and a block whose weights hold
+//! -128 (|w| = 128 would not be 7-bit) is recomputed on the plain path. Group sums are therefore the
+//! same integers as [`super::scalar`]'s, and the reduction order is unchanged: bit-identical results.
+//! f32 / f16 dots use `f32x4_relaxed_madd` (one rounding with FMA hardware, two without: f32 results are
+//! only ever equal within rounding across paths).
 
 use std::arch::wasm32::*;
 
-use super::scalar::{finish_lanes, group_q4, group_q8};
+use super::scalar::finish_lanes;
 use super::{Kernels, QRow, QK};
 
 pub(super) fn simd128() -> Option<Kernels> {
     Some(Kernels {
+        // The page's tests expect this name on either build; which build runs is reported by the worker.
         name: "simd128",
         dot_f32,
         dot_f16,
-        dot_q8: |qw, sw, x| {
-            dot_groups(
-                sw.len(),
-                |g| load_q8(&qw[g * QK..]),
-                x,
-                sw,
-                |g| group_q8(qw, x.qs, g),
-            )
-        },
-        dot_q4: |p, sw, x| {
-            dot_groups(
-                sw.len(),
-                |g| load_q4(&p[g * QK / 2..]),
-                x,
-                sw,
-                |g| group_q4(p, x.qs, g),
-            )
-        },
+        dot_q8,
+        dot_q4,
     })
 }
 
+/// The 16 bytes at `s[at..at + 16]` as one vector (panics when the slice is too short; inside the
+/// `chunks_exact` loops below the check folds away because the chunk length is a constant).
 #[inline(always)]
-fn load(s: &[i8]) -> v128 {
-    assert!(s.len() >= 16);
-    // SAFETY: at least 16 readable bytes (checked above); v128_load has no alignment requirement.
-    unsafe { v128_load(s.as_ptr() as *const v128) }
+fn load_bytes<T: Copy>(s: &[T], at: usize) -> v128 {
+    let bytes = std::mem::size_of_val(s);
+    let start = at * std::mem::size_of::<T>();
+    assert!(start + 16 <= bytes);
+    // SAFETY: bytes start..start+16 of `s` are in bounds (checked above); v128_load has no alignment
+    // requirement and every bit pattern is a valid v128.
+    unsafe { v128_load(s.as_ptr().cast::<u8>().add(start).cast::<v128>()) }
 }
 
+/// 32 q8_0 values of one group.
 #[inline(always)]
 fn load_q8(s: &[i8]) -> [v128; 2] {
-    [load(s), load(&s[16..])]
+    [load_bytes(s, 0), load_bytes(s, 16)]
 }
 
 /// 32 q4_0 values (16 packed bytes) as i8 in -8..=7: low nibbles are elements 0..16, high 16..32.
 #[inline(always)]
 fn load_q4(p: &[u8]) -> [v128; 2] {
-    assert!(p.len() >= 16);
-    // SAFETY: 16 readable bytes.
-    let b = unsafe { v128_load(p.as_ptr() as *const v128) };
+    let b = load_bytes(p, 0);
     let eight = i8x16_splat(8);
     [
         i8x16_sub(v128_and(b, u8x16_splat(0x0f)), eight),
@@ -57,21 +63,28 @@ fn load_q4(p: &[u8]) -> [v128; 2] {
     ]
 }
 
+/// Σ of the 16 i8·i8 products of two vectors as 4 i32 partial sums (exact: each i16·i16 product and
+/// pair sum fits i32).
+#[inline(always)]
+fn dot_i8x16(w: v128, x: v128) -> v128 {
+    i32x4_add(
+        i32x4_dot_i16x8(i16x8_extend_low_i8x16(w), i16x8_extend_low_i8x16(x)),
+        i32x4_dot_i16x8(i16x8_extend_high_i8x16(w), i16x8_extend_high_i8x16(x)),
+    )
+}
+
 /// One group's i8·i8 products as 4 i32 partial sums (exact).
 #[inline(always)]
 fn group_dot(w: [v128; 2], x: [v128; 2]) -> v128 {
-    let mut acc = i32x4_splat(0);
-    for h in 0..2 {
-        acc = i32x4_add(
-            acc,
-            i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(w[h], x[h])),
-        );
-        acc = i32x4_add(
-            acc,
-            i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(w[h], x[h])),
-        );
-    }
-    acc
+    i32x4_add(dot_i8x16(w[0], x[0]), dot_i8x16(w[1], x[1]))
+}
+
+/// Exact sum of the 4 lanes.
+#[inline(always)]
+fn hsum_i32(v: v128) -> i32 {
+    let v = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+    let v = i32x4_add(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
+    i32x4_extract_lane::<0>(v)
 }
 
 /// Exact sums of 4 vectors: lane j = Σ lanes of v[j].
@@ -91,34 +104,120 @@ fn hsum4x4(v: [v128; 4]) -> v128 {
     )
 }
 
+fn dot_q8(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
+    dot_groups::<i8, QK, false>(
+        qw,
+        q8_group,
+        |w, x| group_dot(load_q8(w), load_q8(x)),
+        sw,
+        x,
+    )
+}
+
+fn dot_q4(packed: &[u8], sw: &[f32], x: &QRow) -> f32 {
+    let exact = |p: &[u8], x: &[i8]| group_dot(load_q4(p), load_q8(x));
+    dot_groups::<u8, { QK / 2 }, Q4_OFFSET>(packed, q4_group, exact, sw, x)
+}
+
+/// No lane flags: the plain simd128 group sums are always exact.
+const EXACT: v128 = u64x2(0, 0);
+
+/// One q8_0 group: (4 i32 partial sums, flags). A flag lane with its top bit set means the partial
+/// sums are not exact and the group must be recomputed with the plain path.
+#[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
-fn f32s(s: &[f32]) -> v128 {
-    f32x4(s[0], s[1], s[2], s[3])
+fn q8_group(w: &[i8], x: &[i8]) -> (v128, v128) {
+    (group_dot(load_q8(w), load_q8(x)), EXACT)
+}
+
+/// |w|·(sign(w)·x): x is in -127..=127 (the activation quantizer clamps), so sign(w)·x is too, and
+/// |w| is 7-bit unless w = -128, whose |w| keeps its top bit and so flags the group.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn q8_group(w: &[i8], x: &[i8]) -> (v128, v128) {
+    let (w, x) = (load_q8(w), load_q8(x));
+    let zero = i8x16_splat(0);
+    let mut acc = i32x4_splat(0);
+    let mut flags = zero;
+    for h in 0..2 {
+        let neg = i8x16_lt(w[h], zero);
+        let signed_x = i8x16_sub(v128_xor(x[h], neg), neg);
+        let abs_w = i8x16_abs(w[h]);
+        flags = v128_or(flags, abs_w);
+        acc = i32x4_relaxed_dot_i8x16_i7x16_add(signed_x, abs_w, acc);
+    }
+    (acc, flags)
+}
+
+/// Whether q4 group sums come out offset by +8·Σx (the relaxed path multiplies unsigned nibbles).
+const Q4_OFFSET: bool = cfg!(target_feature = "relaxed-simd");
+
+#[cfg(not(target_feature = "relaxed-simd"))]
+#[inline(always)]
+fn q4_group(p: &[u8], x: &[i8]) -> (v128, v128) {
+    (group_dot(load_q4(p), load_q8(x)), EXACT)
+}
+
+/// Σ nibble·x over the group (nibbles 0..=15 are 7-bit); the caller subtracts 8·Σx.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn q4_group(p: &[u8], x: &[i8]) -> (v128, v128) {
+    let b = load_bytes(p, 0);
+    let x = load_q8(x);
+    let lo = v128_and(b, u8x16_splat(0x0f));
+    let hi = u8x16_shr(b, 4);
+    let acc = i32x4_relaxed_dot_i8x16_i7x16_add(x[0], lo, i32x4_splat(0));
+    (i32x4_relaxed_dot_i8x16_i7x16_add(x[1], hi, acc), EXACT)
 }
 
 #[inline(always)]
-fn dot_groups(
-    groups: usize,
-    load_w: impl Fn(usize) -> [v128; 2],
-    x: &QRow,
+fn flagged(flags: v128) -> bool {
+    u8x16_bitmask(flags) != 0
+}
+
+/// The quantized row dot in the defining order: groups 8 at a time, group g's exact integer sum times
+/// `sw[g] * sx[g]` added to lane g % 8 (lanes 0..4 in `lo`, 4..8 in `hi`); the remaining groups (also
+/// vector dots, one group at a time) and the final [`super::reduce8`] in [`finish_lanes`].
+/// `w` holds `GROUP_BYTES` bytes per group. `group` gives a group's partial sums and flags (see
+/// [`q8_group`]); a flagged block is recomputed with `exact`. With `OFFSET`, `group`'s sums exceed the
+/// true ones by 8·Σx (x.sums), which is subtracted.
+#[inline(always)]
+fn dot_groups<T: Copy, const GROUP_BYTES: usize, const OFFSET: bool>(
+    w: &[T],
+    group: impl Fn(&[T], &[i8]) -> (v128, v128),
+    exact: impl Fn(&[T], &[i8]) -> v128,
     sw: &[f32],
-    tail: impl Fn(usize) -> i32,
+    x: &QRow,
 ) -> f32 {
     let (sx, qx) = (x.d, x.qs);
     let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let mut g = 0;
-    while g + 8 <= groups {
-        let mut v = [i32x4_splat(0); 8];
-        for (j, vj) in v.iter_mut().enumerate() {
-            *vj = group_dot(load_w(g + j), load_q8(&qx[(g + j) * QK..]));
+    let blocks = w
+        .chunks_exact(8 * GROUP_BYTES)
+        .zip(qx.chunks_exact(8 * QK))
+        .zip(sw.chunks_exact(8).zip(sx.chunks_exact(8)))
+        .zip(x.sums.chunks_exact(8));
+    let mut done = 0;
+    for (((wb, xb), (swb, sxb)), sums) in blocks {
+        let wg = |j: usize| &wb[j * GROUP_BYTES..(j + 1) * GROUP_BYTES];
+        let xg = |j: usize| &xb[j * QK..(j + 1) * QK];
+        // Written out (not a loop) so the 8 groups stay in registers.
+        let gd = |j: usize| group(wg(j), xg(j));
+        let r = [gd(0), gd(1), gd(2), gd(3), gd(4), gd(5), gd(6), gd(7)];
+        let mut v = r.map(|(p, _)| p);
+        if flagged(r.iter().fold(EXACT, |f, &(_, g)| v128_or(f, g))) {
+            v = std::array::from_fn(|j| exact(wg(j), xg(j)));
         }
-        let s_lo = f32x4_convert_i32x4(hsum4x4([v[0], v[1], v[2], v[3]]));
-        let s_hi = f32x4_convert_i32x4(hsum4x4([v[4], v[5], v[6], v[7]]));
-        let d_lo = f32x4_mul(f32s(&sw[g..]), f32s(&sx[g..]));
-        let d_hi = f32x4_mul(f32s(&sw[g + 4..]), f32s(&sx[g + 4..]));
-        lo = f32x4_add(lo, f32x4_mul(s_lo, d_lo));
-        hi = f32x4_add(hi, f32x4_mul(s_hi, d_hi));
-        g += 8;
+        let mut s_lo = hsum4x4([v[0], v[1], v[2], v[3]]);
+        let mut s_hi = hsum4x4([v[4], v[5], v[6], v[7]]);
+        if OFFSET {
+            s_lo = i32x4_sub(s_lo, i32x4_shl(load_bytes(sums, 0), 3));
+            s_hi = i32x4_sub(s_hi, i32x4_shl(load_bytes(sums, 4), 3));
+        }
+        let d_lo = f32x4_mul(load_bytes(swb, 0), load_bytes(sxb, 0));
+        let d_hi = f32x4_mul(load_bytes(swb, 4), load_bytes(sxb, 4));
+        lo = f32x4_add(lo, f32x4_mul(f32x4_convert_i32x4(s_lo), d_lo));
+        hi = f32x4_add(hi, f32x4_mul(f32x4_convert_i32x4(s_hi), d_hi));
+        done += 8;
     }
     let lanes = [
         f32x4_extract_lane::<0>(lo),
@@ -130,29 +229,62 @@ fn dot_groups(
         f32x4_extract_lane::<2>(hi),
         f32x4_extract_lane::<3>(hi),
     ];
-    finish_lanes(lanes, g, sw, sx, tail)
+    finish_lanes(lanes, done, sw, sx, |g| {
+        let (wg, xg) = (
+            &w[g * GROUP_BYTES..(g + 1) * GROUP_BYTES],
+            &qx[g * QK..(g + 1) * QK],
+        );
+        let (p, flags) = group(wg, xg);
+        if flagged(flags) {
+            hsum_i32(exact(wg, xg))
+        } else if OFFSET {
+            hsum_i32(p) - 8 * x.sums[g]
+        } else {
+            hsum_i32(p)
+        }
+    })
 }
 
+#[inline(always)]
 fn hsum_f32(v: v128) -> f32 {
     (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
         + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
 }
 
-/// f32 dot with 4 independent accumulators (wasm has no fused multiply-add).
+/// a·b + c: fused where the engine has FMA (relaxed build), else a product and a sum.
+#[inline(always)]
+fn madd(a: v128, b: v128, c: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    return f32x4_relaxed_madd(a, b, c);
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    return f32x4_add(c, f32x4_mul(a, b));
+}
+
+/// f32 dot with 8 independent accumulators over blocks of 32 (wasm has no fused multiply-add), then
+/// blocks of 4, then single values.
 fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    let n = w.len();
-    let mut a = [f32x4_splat(0.0); 4];
-    let mut i = 0;
-    while i + 16 <= n {
+    let mut a = [f32x4_splat(0.0); 8];
+    let (wc, xc) = (w.chunks_exact(32), x.chunks_exact(32));
+    let (wr, xr) = (wc.remainder(), xc.remainder());
+    for (wk, xk) in wc.zip(xc) {
         for (k, ak) in a.iter_mut().enumerate() {
-            let o = i + 4 * k;
-            *ak = f32x4_add(*ak, f32x4_mul(f32s(&w[o..]), f32s(&x[o..])));
+            *ak = madd(load_bytes(wk, 4 * k), load_bytes(xk, 4 * k), *ak);
         }
-        i += 16;
     }
-    let mut t = hsum_f32(f32x4_add(f32x4_add(a[0], a[1]), f32x4_add(a[2], a[3])));
-    for j in i..n {
-        t += w[j] * x[j];
+    let (wc4, xc4) = (wr.chunks_exact(4), xr.chunks_exact(4));
+    let (wr1, xr1) = (wc4.remainder(), xc4.remainder());
+    for (wk, xk) in wc4.zip(xc4) {
+        a[0] = madd(load_bytes(wk, 0), load_bytes(xk, 0), a[0]);
+    }
+    let s = [
+        f32x4_add(a[0], a[4]),
+        f32x4_add(a[1], a[5]),
+        f32x4_add(a[2], a[6]),
+        f32x4_add(a[3], a[7]),
+    ];
+    let mut t = hsum_f32(f32x4_add(f32x4_add(s[0], s[2]), f32x4_add(s[1], s[3])));
+    for (&wv, &xv) in wr1.iter().zip(xr1) {
+        t += wv * xv;
     }
     t
 }
@@ -169,34 +301,21 @@ fn half4_to_f32(h: v128) -> v128 {
     v128_or(v128_bitselect(inf_nan, scaled, special), sign)
 }
 
+/// f16 weights · f32 activations: 8 halves per load, converted exactly, 2 accumulators.
 fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
-    let n = w.len();
     let (mut a0, mut a1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let mut i = 0;
-    while i + 8 <= n {
-        let h = u16x8(
-            w[i],
-            w[i + 1],
-            w[i + 2],
-            w[i + 3],
-            w[i + 4],
-            w[i + 5],
-            w[i + 6],
-            w[i + 7],
-        );
-        a0 = f32x4_add(
-            a0,
-            f32x4_mul(half4_to_f32(u32x4_extend_low_u16x8(h)), f32s(&x[i..])),
-        );
-        a1 = f32x4_add(
-            a1,
-            f32x4_mul(half4_to_f32(u32x4_extend_high_u16x8(h)), f32s(&x[i + 4..])),
-        );
-        i += 8;
+    let (wc, xc) = (w.chunks_exact(8), x.chunks_exact(8));
+    let (wr, xr) = (wc.remainder(), xc.remainder());
+    for (wk, xk) in wc.zip(xc) {
+        let h = load_bytes(wk, 0);
+        let lo = half4_to_f32(u32x4_extend_low_u16x8(h));
+        let hi = half4_to_f32(u32x4_extend_high_u16x8(h));
+        a0 = madd(lo, load_bytes(xk, 0), a0);
+        a1 = madd(hi, load_bytes(xk, 4), a1);
     }
     let mut t = hsum_f32(f32x4_add(a0, a1));
-    for j in i..n {
-        t += super::f16_to_f32(w[j]) * x[j];
+    for (&wv, &xv) in wr.iter().zip(xr) {
+        t += super::f16_to_f32(wv) * xv;
     }
     t
 }

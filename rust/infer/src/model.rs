@@ -13,8 +13,12 @@ use crate::kernels::{MatRef, Weights};
 
 /// The bytes a model was loaded from.
 enum Backing {
+    /// The file mapped read-only (its weights stay in the row layout).
     #[cfg(not(target_arch = "wasm32"))]
     Mmap(memmap2::Mmap),
+    /// A private copy of the file in anonymous memory.
+    #[cfg(not(target_arch = "wasm32"))]
+    Anon(memmap2::MmapMut),
     Bytes(Vec<u8>),
 }
 
@@ -23,7 +27,19 @@ impl Backing {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             Backing::Mmap(m) => m,
+            #[cfg(not(target_arch = "wasm32"))]
+            Backing::Anon(m) => m,
             Backing::Bytes(b) => b,
+        }
+    }
+    /// The bytes, when this copy is private and may be rearranged.
+    fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Backing::Mmap(_) => None,
+            #[cfg(not(target_arch = "wasm32"))]
+            Backing::Anon(m) => Some(m),
+            Backing::Bytes(b) => Some(b),
         }
     }
 }
@@ -49,6 +65,8 @@ pub struct Model {
     base_hash: Option<String>,
     version: FileVersion,
     tensors: Vec<Tensor>,
+    /// Per tensor: its values were rearranged into 16-row panels at load (see `kernels::panel`).
+    in_panels: Vec<bool>,
     pub(crate) tok_embeddings: usize,
     pub(crate) pos_embeddings: Option<usize>,
     pub(crate) layers: Vec<LayerTensors>,
@@ -83,7 +101,7 @@ impl Model {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         #[cfg(target_os = "linux")]
         if let Some(map) = read_into_huge_pages(&file).map_err(|e| Error::io(path, e))? {
-            return Self::load(Backing::Mmap(map));
+            return Self::load(Backing::Anon(map));
         }
         // SAFETY: the map is read-only; like every mmap user we rely on the file not being truncated
         // or rewritten while it is open (the exporter writes new files and renames them into place).
@@ -91,7 +109,7 @@ impl Model {
         Self::load(Backing::Mmap(map))
     }
 
-    fn load(backing: Backing) -> Result<Model> {
+    fn load(mut backing: Backing) -> Result<Model> {
         let parsed = format::parse_model(backing.bytes())?;
         let tokenizer = Tokenizer::from_tokens(parsed.tokens.tokens, parsed.tokens.special)
             .map_err(|e| Error::Format(format!("tokenizer section: {e}")))?;
@@ -99,6 +117,10 @@ impl Model {
         for t in &mut tensors {
             copy_if_misaligned(t, backing.bytes());
         }
+        let in_panels = match backing.bytes_mut() {
+            Some(bytes) => tensors.iter().map(|t| pack_panels(t, bytes)).collect(),
+            None => vec![false; tensors.len()],
+        };
         let find = |name: &str| -> Result<usize> {
             tensors
                 .iter()
@@ -138,6 +160,7 @@ impl Model {
             base_hash: parsed.base_hash,
             version: parsed.version,
             backing,
+            in_panels,
             config,
             tensors,
             tok_embeddings,
@@ -176,11 +199,12 @@ impl Model {
             [c] => (1, *c),
             _ => unreachable!("validated at load: tensors are 1-D or 2-D"),
         };
-        MatRef {
-            rows,
-            cols,
-            w: self.weights(t),
-        }
+        let w = match (self.weights(t), self.in_panels[index]) {
+            (Weights::Q8_0 { qs, scales }, true) => Weights::Q8_0Panels { qs, scales },
+            (Weights::Q4_0 { packed, scales }, true) => Weights::Q4_0Panels { packed, scales },
+            (w, _) => w,
+        };
+        MatRef { rows, cols, w }
     }
 
     fn weights<'a>(&'a self, t: &'a Tensor) -> Weights<'a> {
@@ -225,10 +249,45 @@ fn aligned<T: Pod>(bytes: &[u8]) -> &[T] {
 
 /// Tensors are used in place when their bytes are aligned for their element type; otherwise (a byte
 /// buffer with an unusual address) they are copied into owned, aligned memory once.
-/// The whole file in read-only anonymous memory advised to use huge pages; `None` when such memory
+/// Rearranges a file-backed q8_0 / q4_0 matrix into 16-row panels in place when the fastest kernel
+/// path has panel kernels and the shape allows; returns whether it did.
+fn pack_panels(t: &Tensor, bytes: &mut [u8]) -> bool {
+    use crate::kernels::{panel, Kernels, QK};
+    let (Store::File { offset, nbytes }, [rows, cols]) = (&t.store, t.shape.as_slice()) else {
+        return false;
+    };
+    let (rows, cols) = (*rows, *cols);
+    let quantized = matches!(t.dtype, DType::Q8_0 | DType::Q4_0);
+    if !quantized || !rows.is_multiple_of(panel::ROWS) || Kernels::best().panels().is_none() {
+        return false;
+    }
+    let values = if t.dtype == DType::Q8_0 {
+        rows * cols
+    } else {
+        rows * cols / 2
+    };
+    let (vals, scales) = bytes[*offset..offset + nbytes].split_at_mut(values);
+    if t.dtype == DType::Q8_0 {
+        panel::pack_q8_values(vals, rows, cols);
+    } else {
+        panel::pack_q4_values(vals, rows, cols);
+    }
+    // Scales move as whole 4-byte values, so their byte order does not matter.
+    let mut words: Vec<[u8; 4]> = scales
+        .chunks_exact(4)
+        .map(|c| [c[0], c[1], c[2], c[3]])
+        .collect();
+    panel::pack_scales(&mut words, rows, cols / QK);
+    for (dst, w) in scales.chunks_exact_mut(4).zip(&words) {
+        dst.copy_from_slice(w);
+    }
+    true
+}
+
+/// The whole file in private anonymous memory advised to use huge pages; `None` when such memory
 /// cannot be had (the caller then maps the file).
 #[cfg(target_os = "linux")]
-fn read_into_huge_pages(file: &std::fs::File) -> std::io::Result<Option<memmap2::Mmap>> {
+fn read_into_huge_pages(file: &std::fs::File) -> std::io::Result<Option<memmap2::MmapMut>> {
     use std::io::Read;
     let len = file.metadata()?.len();
     let Ok(len) = usize::try_from(len) else {
@@ -244,7 +303,7 @@ fn read_into_huge_pages(file: &std::fs::File) -> std::io::Result<Option<memmap2:
     let _ = anon.advise(memmap2::Advice::HugePage);
     let mut reader = file;
     reader.read_exact(&mut anon)?;
-    Ok(anon.make_read_only().ok())
+    Ok(Some(anon))
 }
 
 fn copy_if_misaligned(t: &mut Tensor, bytes: &[u8]) {

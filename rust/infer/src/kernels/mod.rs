@@ -12,6 +12,7 @@
 mod f16;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+pub mod panel;
 mod prefetch;
 mod quant;
 mod scalar;
@@ -50,6 +51,30 @@ pub enum Weights<'a> {
         packed: &'a [u8],
         scales: &'a [f32],
     },
+    /// q8_0 in 16-row panels ([`panel`]); `rows % 16 == 0`.
+    Q8_0Panels {
+        qs: &'a [i8],
+        scales: &'a [f32],
+    },
+    /// q4_0 in 16-row panels ([`panel`]); `rows % 16 == 0`.
+    Q4_0Panels {
+        packed: &'a [u8],
+        scales: &'a [f32],
+    },
+}
+
+impl Weights<'_> {
+    /// Stored in 16-row panels ([`panel`]).
+    pub fn in_panels(&self) -> bool {
+        matches!(
+            self,
+            Weights::Q8_0Panels { .. } | Weights::Q4_0Panels { .. }
+        )
+    }
+    /// q8_0 or q4_0, in either layout: multiplied with q8_0-quantized activations.
+    pub fn is_quantized(&self) -> bool {
+        !matches!(self, Weights::F32(_) | Weights::F16(_))
+    }
 }
 
 /// A borrowed row-major [rows, cols] weight matrix (a PyTorch Linear weight [out, in]).
@@ -75,16 +100,24 @@ impl MatRef<'_> {
         match &self.w {
             Weights::F32(w) => assert_eq!(w.len(), n, "f32 weights: wrong length"),
             Weights::F16(w) => assert_eq!(w.len(), n, "f16 weights: wrong length"),
-            Weights::Q8_0 { qs, scales } => {
+            Weights::Q8_0 { qs, scales } | Weights::Q8_0Panels { qs, scales } => {
                 let g = groups();
                 assert_eq!(qs.len(), n, "q8_0 weights: wrong length");
                 assert_eq!(scales.len(), g, "q8_0 scales: wrong length");
             }
-            Weights::Q4_0 { packed, scales } => {
+            Weights::Q4_0 { packed, scales } | Weights::Q4_0Panels { packed, scales } => {
                 let g = groups();
                 assert_eq!(packed.len(), n / 2, "q4_0 weights: wrong length");
                 assert_eq!(scales.len(), g, "q4_0 scales: wrong length");
             }
+        }
+        if self.w.in_panels() {
+            assert!(
+                self.rows.is_multiple_of(panel::ROWS),
+                "panel matrices need rows % {} == 0, got {}",
+                panel::ROWS,
+                self.rows
+            );
         }
     }
 }
@@ -121,6 +154,23 @@ type DotF32 = fn(&[f32], &[f32]) -> f32;
 type DotF16 = fn(&[u16], &[f32]) -> f32;
 type DotQ8 = fn(&[i8], &[f32], &QRow) -> f32;
 type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
+
+/// Kernels for 16-row panels ([`panel`]): one panel's values and scales · up to
+/// [`panel::MAX_INPUTS`] activation rows → 16 results per input, `out[t * 16 + i]` (the row definition
+/// of the q8_0 / q4_0 dots, bit for bit).
+#[derive(Clone, Copy)]
+pub struct Panels {
+    pub(crate) dot_q8: PanelQ8,
+    pub(crate) dot_q4: PanelQ4,
+}
+type PanelQ8 = fn(&[i8], &[f32], &[QRow], &mut [f32]);
+type PanelQ4 = fn(&[u8], &[f32], &[QRow], &mut [f32]);
+
+/// The scalar panel kernels (tests, and any path without its own).
+const SCALAR_PANELS: Panels = Panels {
+    dot_q8: panel::dot_q8_scalar,
+    dot_q4: panel::dot_q4_scalar,
+};
 
 /// One ISA path: a row dot product per weight type. Only constructed for paths the CPU supports.
 #[derive(Clone, Copy)]
@@ -171,6 +221,16 @@ impl Kernels {
         })
     }
 
+    /// This path's own panel kernels, when it has them: then quantized matrices are faster in the
+    /// panel layout, and model loading rearranges them (see [`panel`]).
+    pub fn panels(&self) -> Option<Panels> {
+        #[cfg(target_arch = "x86_64")]
+        if self.name == "avx512vnni" {
+            return x86::avx512vnni_panels();
+        }
+        None
+    }
+
     /// The path's name, e.g. "scalar", "avx2", "neon-dotprod".
     pub fn name(&self) -> &'static str {
         self.name
@@ -219,9 +279,7 @@ impl Kernels {
             xsum,
             staging,
         } = scratch;
-        let quantized = mats
-            .iter()
-            .any(|m| matches!(m.w, Weights::Q8_0 { .. } | Weights::Q4_0 { .. }));
+        let quantized = mats.iter().any(|m| m.w.is_quantized());
         if quantized {
             qx.resize(x.len(), 0);
             sx.resize(x.len() / QK, 0.0);
@@ -261,9 +319,19 @@ impl Kernels {
         let mut offset = 0;
         for (m, out) in mats.iter().zip(outs.iter_mut()) {
             let staged = &staging[offset..offset + n * m.rows];
-            for (r, vals) in staged.chunks_exact(n).enumerate() {
-                for (t, &v) in vals.iter().enumerate() {
-                    out[t * m.rows + r] = v;
+            if m.w.in_panels() {
+                // Staged as [panel][t][16]: 16 contiguous results per panel and input.
+                for (p, block) in staged.chunks_exact(panel::ROWS * n).enumerate() {
+                    for (t, vals) in block.chunks_exact(panel::ROWS).enumerate() {
+                        let at = t * m.rows + p * panel::ROWS;
+                        out[at..at + panel::ROWS].copy_from_slice(vals);
+                    }
+                }
+            } else {
+                for (r, vals) in staged.chunks_exact(n).enumerate() {
+                    for (t, &v) in vals.iter().enumerate() {
+                        out[t * m.rows + r] = v;
+                    }
                 }
             }
             offset += n * m.rows;
@@ -330,6 +398,46 @@ impl RowJob<'_> {
                     (k.dot_q4)(w, &scales[r * g..(r + 1) * g], &qrow(t))
                 },
             ),
+            Weights::Q8_0Panels { qs, scales } => {
+                let dot = k.panels().unwrap_or(SCALAR_PANELS).dot_q8;
+                self.each_panel(r0, dst, qrow, |p, xs, out| {
+                    let (w, s) = (&qs[p * 16 * cols..], &scales[p * 16 * g..]);
+                    prefetch::ahead(w.as_ptr(), 16 * cols);
+                    prefetch::ahead(s.as_ptr(), 16 * g * 4);
+                    dot(&w[..16 * cols], &s[..16 * g], xs, out)
+                })
+            }
+            Weights::Q4_0Panels { packed, scales } => {
+                let dot = k.panels().unwrap_or(SCALAR_PANELS).dot_q4;
+                self.each_panel(r0, dst, qrow, |p, xs, out| {
+                    let (w, s) = (&packed[p * 8 * cols..], &scales[p * 16 * g..]);
+                    prefetch::ahead(w.as_ptr(), 8 * cols);
+                    prefetch::ahead(s.as_ptr(), 16 * g * 4);
+                    dot(&w[..8 * cols], &s[..16 * g], xs, out)
+                })
+            }
+        }
+    }
+
+    /// Panel by panel (`r0 % 16 == 0`), inputs in tiles of up to [`panel::MAX_INPUTS`] (the panel's
+    /// weights are loaded once per tile). `dst` is staged as [panel][t][16] (for n = 1 that is
+    /// plain row order).
+    fn each_panel<'q>(
+        &self,
+        r0: usize,
+        dst: &mut [f32],
+        qrow: impl Fn(usize) -> QRow<'q>,
+        f: impl Fn(usize, &[QRow], &mut [f32]),
+    ) {
+        debug_assert!(r0.is_multiple_of(panel::ROWS));
+        let n = self.n;
+        let rows: Vec<QRow> = (0..n).map(qrow).collect();
+        for (pi, block) in dst.chunks_exact_mut(panel::ROWS * n).enumerate() {
+            let p = r0 / panel::ROWS + pi;
+            let tiles = block.chunks_mut(panel::ROWS * panel::MAX_INPUTS);
+            for (xs, out) in rows.chunks(panel::MAX_INPUTS).zip(tiles) {
+                f(p, xs, out);
+            }
         }
     }
 
@@ -368,7 +476,8 @@ fn run_jobs(jobs: &[RowJob], dsts: Vec<&mut [f32]>, cols: usize) {
             // Several chunks per thread so faster cores (big.LITTLE) claim more of them.
             let by_balance = rows.div_ceil(threads * 4);
             let by_size = CHUNK_MIN_WEIGHTS.div_ceil(cols * per_row);
-            let chunk_rows = by_balance.max(by_size).max(1);
+            // Whole 16-row panels per chunk (harmless for the row layout).
+            let chunk_rows = by_balance.max(by_size).max(1).next_multiple_of(panel::ROWS);
             let mut tasks = Vec::new();
             for (j, dst) in dsts.into_iter().enumerate() {
                 for (i, chunk) in dst.chunks_mut(chunk_rows * per_row).enumerate() {

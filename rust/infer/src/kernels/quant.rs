@@ -5,7 +5,7 @@
 //! the engine and every ISA path quantize the same way.
 
 use super::f16::f16_to_f32;
-use super::{MatRef, Weights, QK};
+use super::{panel, MatRef, Weights, QK};
 
 fn check_shape(len: usize, cols: usize) {
     assert!(
@@ -117,6 +117,18 @@ pub fn dequantize_row(m: &MatRef, row: usize, out: &mut [f32]) {
                     o[j] = ((b[j] & 0x0f) as i32 - 8) as f32 * d;
                     o[j + QK / 2] = ((b[j] >> 4) as i32 - 8) as f32 * d;
                 }
+            }
+        }
+        Weights::Q8_0Panels { qs, scales } => {
+            for (c, o) in out.iter_mut().enumerate() {
+                let d = scales[panel::scale_index(groups, row, c / QK)];
+                *o = panel::q8_value(qs, m.cols, row, c) as f32 * d;
+            }
+        }
+        Weights::Q4_0Panels { packed, scales } => {
+            for (c, o) in out.iter_mut().enumerate() {
+                let d = scales[panel::scale_index(groups, row, c / QK)];
+                *o = panel::q4_value(packed, m.cols, row, c) as f32 * d;
             }
         }
     }

@@ -13,7 +13,7 @@ fn dequantized(m: &MatRef) -> Vec<f32> {
 }
 
 fn is_quantized(m: &MatRef) -> bool {
-    matches!(m.w, Weights::Q8_0 { .. } | Weights::Q4_0 { .. })
+    m.w.is_quantized()
 }
 
 #[test]
@@ -391,6 +391,111 @@ fn matmul_many_equals_separate_matmuls() {
                     assert!(bits(got) == bits(&same), "{:?} n={n}", m.w);
                 }
             }
+        }
+    }
+}
+
+/// Owned panel-layout copies of a matrix's q8_0 and q4_0 weights (packed by `panel`'s functions).
+struct PanelMat {
+    q8: (Vec<i8>, Vec<f32>),
+    q4: (Vec<u8>, Vec<f32>),
+}
+
+impl PanelMat {
+    fn of(m: &Mat) -> PanelMat {
+        let groups = m.cols / QK;
+        let mut q8: Vec<u8> = m.q8.0.iter().map(|&v| v as u8).collect();
+        panel::pack_q8_values(&mut q8, m.rows, m.cols);
+        let mut q4 = m.q4.0.clone();
+        panel::pack_q4_values(&mut q4, m.rows, m.cols);
+        let (mut s8, mut s4) = (m.q8.1.clone(), m.q4.1.clone());
+        panel::pack_scales(&mut s8, m.rows, groups);
+        panel::pack_scales(&mut s4, m.rows, groups);
+        PanelMat {
+            q8: (q8.into_iter().map(|v| v as i8).collect(), s8),
+            q4: (q4, s4),
+        }
+    }
+    /// (row layout, panel layout) pairs for q8_0 and q4_0.
+    fn pairs<'a>(&'a self, m: &'a Mat) -> [(MatRef<'a>, MatRef<'a>); 2] {
+        let [_, _, q8, q4] = m.refs();
+        let p = |w| MatRef {
+            rows: m.rows,
+            cols: m.cols,
+            w,
+        };
+        [
+            (
+                q8,
+                p(Weights::Q8_0Panels {
+                    qs: &self.q8.0,
+                    scales: &self.q8.1,
+                }),
+            ),
+            (
+                q4,
+                p(Weights::Q4_0Panels {
+                    packed: &self.q4.0,
+                    scales: &self.q4.1,
+                }),
+            ),
+        ]
+    }
+}
+
+/// The panel layout holds the same values (dequantized rows equal) and every path multiplies it to
+/// exactly the bits of the scalar row-layout definition, for one and several inputs.
+#[test]
+fn panel_layout_gives_the_row_layout_bits() {
+    let mut rng = Rng(12);
+    let scalar = Kernels::available()[0];
+    let mut scratch = Scratch::default();
+    // 1, 3, 9, 16 and 44 groups: the 8-group main loop and its tails.
+    for (rows, cols) in [(16, 32), (32, 96), (48, 288), (16, 512), (64, 1408)] {
+        let mat = Mat::random(&mut rng, rows, cols);
+        let panels = PanelMat::of(&mat);
+        for (row_layout, panel_layout) in panels.pairs(&mat) {
+            assert_eq!(dequantized(&row_layout), dequantized(&panel_layout));
+            // 6 inputs: a full tile of 4 and a tile of 2.
+            for n in [1, 3, 6] {
+                let x = rng.vec(n * cols, 2.0);
+                let mut want = vec![0f32; n * rows];
+                scalar.matmul(&mut want, &row_layout, &x, n, &mut scratch);
+                for k in Kernels::available() {
+                    let mut got = vec![0f32; n * rows];
+                    k.matmul(&mut got, &panel_layout, &x, n, &mut scratch);
+                    assert!(
+                        bits(&got) == bits(&want),
+                        "{} {:?} {rows}x{cols} n={n}",
+                        k.name(),
+                        panel_layout.w
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Threaded panel chunks (whole panels per chunk) give exactly the serial row-layout result.
+#[cfg(feature = "threads")]
+#[test]
+fn threaded_panels_equal_serial_rows() {
+    let mut rng = Rng(13);
+    let mat = Mat::random(&mut rng, 1408, 512);
+    let panels = PanelMat::of(&mat);
+    let x = rng.vec(3 * 512, 1.0);
+    let mut scratch = Scratch::default();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    for (row_layout, panel_layout) in panels.pairs(&mat) {
+        for n in [1, 3] {
+            let mut par = vec![0f32; n * mat.rows];
+            let mut ser = vec![0f32; n * mat.rows];
+            pool.install(|| matmul(&mut par, &panel_layout, &x[..n * 512], n, &mut scratch));
+            Kernels::available()[0].matmul(&mut ser, &row_layout, &x[..n * 512], n, &mut scratch);
+            assert!(bits(&par) == bits(&ser), "{:?} n={n}", panel_layout.w);
         }
     }
 }

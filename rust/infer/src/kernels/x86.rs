@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::scalar::{finish_lanes, group_q4, group_q8};
-use super::{Kernels, QRow, QK};
+use super::{Kernels, Panels, QRow, QK};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
 pub(super) fn avx2() -> Option<Kernels> {
@@ -205,6 +205,16 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
     })
 }
 
+/// The 16-row panel kernels of the VNNI path (see [`super::panel`]).
+pub(super) fn avx512vnni_panels() -> Option<Panels> {
+    avx512vnni()?;
+    // SAFETY (wrappers): only reachable after the VNNI path was detected above.
+    Some(Panels {
+        dot_q8: |qw, sw, x, out| unsafe { panel_q8_vnni(qw, sw, x, out) },
+        dot_q4: |p, sw, x, out| unsafe { panel_q4_vnni(p, sw, x, out) },
+    })
+}
+
 /// Exact group sums of 4 group-pair vectors z_j (groups 2j, 2j+1; lanes 0..8 the first, 8..16 the
 /// second) → [g0, …, g7].
 #[inline(always)]
@@ -285,4 +295,132 @@ unsafe fn dot_q4_vnni(p: &[u8], sw: &[f32], x: &QRow) -> f32 {
         g += 8;
     }
     finish(acc, g, |g| group_q4(p, qx, g), sw, sx)
+}
+
+/// Adds the group sums `s` (16 rows, exact) of group g into lane accumulator `acc` as the scalar
+/// definition does: `(s as f32) * (sw * sx)`, a multiply then an add (no FMA).
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn panel_accumulate(acc: __m512, s: __m512i, sw: *const f32, sx: f32) -> __m512 {
+    let d = _mm512_mul_ps(_mm512_loadu_ps(sw), _mm512_set1_ps(sx));
+    _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(s), d))
+}
+
+/// One panel times T activation rows. `sums(g)` gives group g's exact integer dots for the 16 rows
+/// and each of the T inputs; they go into lane g % 8 of that input's accumulators, then [`reduce8`]
+/// across the 8 lane vectors gives the 16 results of each input (`out[t * 16 + i]`).
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn panel_tile<const T: usize>(
+    xs: &[QRow],
+    sw: &[f32],
+    out: &mut [f32],
+    sums: impl Fn(usize) -> [__m512i; T],
+) {
+    let groups = xs[0].d.len();
+    assert!(xs.len() == T && out.len() >= 16 * T && sw.len() >= 16 * groups);
+    let ps = sw.as_ptr();
+    let mut acc = [[_mm512_setzero_ps(); 8]; T];
+    for g in 0..groups {
+        let s = sums(g);
+        for t in 0..T {
+            let a = &mut acc[t][g % 8];
+            *a = panel_accumulate(*a, s[t], ps.add(g * 16), xs[t].d[g]);
+        }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        // reduce8 of every row: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
+        let s = [
+            _mm512_add_ps(a[0], a[4]),
+            _mm512_add_ps(a[1], a[5]),
+            _mm512_add_ps(a[2], a[6]),
+            _mm512_add_ps(a[3], a[7]),
+        ];
+        let r = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+        _mm512_storeu_ps(out.as_mut_ptr().add(16 * t), r);
+    }
+}
+
+/// 4 activation bytes (columns c..c+4 of input t) broadcast to all 16 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn broadcast4(x: &QRow, c: usize) -> __m512i {
+    _mm512_set1_epi32((x.qs.as_ptr().add(c) as *const i32).read_unaligned())
+}
+
+/// q8_0 panel · T inputs: per step, 64 weight bytes (offset to unsigned by flipping the sign bit) are
+/// loaded once and multiplied with 4 bytes of each input broadcast to all lanes; 128·Σx is removed.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn panel_q8_tile<const T: usize>(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    let groups = xs[0].d.len();
+    assert!(qs.len() >= groups * 512 && xs.iter().all(|x| x.qs.len() >= groups * QK));
+    let pw = qs.as_ptr();
+    let flip = _mm512_set1_epi8(-128);
+    panel_tile::<T>(xs, sw, out, |g| {
+        let mut s = [_mm512_setzero_si512(); T];
+        for st in 0..8 {
+            let w = _mm512_xor_si512(
+                _mm512_loadu_si512(pw.add(g * 512 + st * 64) as *const _),
+                flip,
+            );
+            for t in 0..T {
+                s[t] = _mm512_dpbusd_epi32(s[t], w, broadcast4(&xs[t], g * QK + st * 4));
+            }
+        }
+        for t in 0..T {
+            s[t] = _mm512_sub_epi32(s[t], _mm512_set1_epi32(xs[t].sums[g] << 7));
+        }
+        s
+    })
+}
+
+/// q4_0 panel · T inputs: each 64-byte load holds two steps (low and high nibbles, values 0..=15);
+/// 8·Σx is removed per group.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn panel_q4_tile<const T: usize>(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    let groups = xs[0].d.len();
+    assert!(packed.len() >= groups * 256 && xs.iter().all(|x| x.qs.len() >= groups * QK));
+    let pw = packed.as_ptr();
+    let low = _mm512_set1_epi8(0x0f);
+    panel_tile::<T>(xs, sw, out, |g| {
+        let mut s = [_mm512_setzero_si512(); T];
+        for pair in 0..4 {
+            let v = _mm512_loadu_si512(pw.add(g * 256 + pair * 64) as *const _);
+            let (w0, w1) = (
+                _mm512_and_si512(v, low),
+                _mm512_and_si512(_mm512_srli_epi16::<4>(v), low),
+            );
+            for t in 0..T {
+                let c = g * QK + pair * 8;
+                s[t] = _mm512_dpbusd_epi32(s[t], w0, broadcast4(&xs[t], c));
+                s[t] = _mm512_dpbusd_epi32(s[t], w1, broadcast4(&xs[t], c + 4));
+            }
+        }
+        for t in 0..T {
+            s[t] = _mm512_sub_epi32(s[t], _mm512_set1_epi32(xs[t].sums[g] << 3));
+        }
+        s
+    })
+}
+
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn panel_q8_vnni(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    match xs.len() {
+        1 => panel_q8_tile::<1>(qs, sw, xs, out),
+        2 => panel_q8_tile::<2>(qs, sw, xs, out),
+        3 => panel_q8_tile::<3>(qs, sw, xs, out),
+        _ => panel_q8_tile::<4>(qs, sw, &xs[..4], out),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn panel_q4_vnni(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    match xs.len() {
+        1 => panel_q4_tile::<1>(packed, sw, xs, out),
+        2 => panel_q4_tile::<2>(packed, sw, xs, out),
+        3 => panel_q4_tile::<3>(packed, sw, xs, out),
+        _ => panel_q4_tile::<4>(packed, sw, &xs[..4], out),
+    }
 }

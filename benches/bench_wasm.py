@@ -5,7 +5,7 @@
 Builds a randomly initialised Llama-style model (speed does not depend on the weights' values; ~15M
 parameters like the original project's smallest model, or a tiny one with --small), exports it with
 nano.export, then measures greedy decoding: the page in Debian's headless Chromium (the WASM engine in
-its Web Worker, SIMD128, one thread) and nano.Engine(threads=1) (the native build). Decode tokens/s =
+its Web Worker, one thread, the relaxed-SIMD build where Chromium validates it, else SIMD128) and nano.Engine(threads=1) (the native build). Decode tokens/s =
 (generated - 1) / time from the first new token to the last, median of the repeats; prints the ratio.
 On a busy machine wall-clock rates swing with the load, so it also prints tokens per CPU second of the
 engine's thread (native: this process's CPU time; WASM: Chromium's DedicatedWorker thread, from /proc).
@@ -113,7 +113,9 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp, wh.serve_page() as url, wh.browser_page(url) as (page, log):
         version = wh.open_page(page, url)
-        print(f"WASM engine {version} in {wh.chromium_path()} (headless); native nano.Engine(threads=1)")
+        simd = page.get_attribute("#engine-status", "data-simd")
+        print(f"WASM engine {version} ({simd} build) in {wh.chromium_path()} (headless); "
+              "native nano.Engine(threads=1)")
         for dtype in args.dtypes.split(","):
             path = bench_model(Path(tmp), dtype, args.small)
             m = measure(page, path, args.tokens, args.repeats)

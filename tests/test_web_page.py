@@ -48,11 +48,18 @@ def expected(models):
     return {"base": base, "lora": with_lora}
 
 
-def _assert_golden(paths: list[dict], expected: list[str]) -> None:
+PANEL_PATHS = {"scalar-panels", "simd128-panels"}  # the panel layout on the build's panel kernels
+
+
+def _assert_golden(paths: list[dict], expected: list[str], minus128: dict) -> None:
     assert expected == ["3713210ab7f7c23c", "6c9c4d7254253610"]  # as pinned by the native kernel tests
-    assert {p["path"] for p in paths} == {"scalar", "simd128"}, paths  # the build has SIMD128
+    names = {p["path"] for p in paths}
+    assert names - PANEL_PATHS == {"scalar", "simd128"}, paths  # the build has SIMD128
+    assert len(names & PANEL_PATHS) == 1, paths
     for p in paths:
         assert [p["q8_0"], p["q4_0"]] == expected, p
+    # q8_0 weights of -128 (the relaxed kernels' slow exact branch): same bits as the scalar reference.
+    assert minus128["rows"] == minus128["scalar"] == minus128["panels"], minus128
 
 
 def test_node_kernels_bit_exact_and_engine(models, expected):
@@ -69,7 +76,7 @@ def test_node_kernels_bit_exact_and_engine(models, expected):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     # The native kernel tests' golden hashes (nano_infer::kernels::selftest), on every wasm32 kernel path.
-    _assert_golden(out["golden"], out["goldenExpected"])
+    _assert_golden(out["golden"], out["goldenExpected"], out["minus128"])
     # q8_0 kernels are integer-exact, so the wasm text equals native's for the quantized model too.
     assert out["greedy"]["text"] == wh.native_greedy(models["q8_0"], PROMPT, MAX_NEW)
     assert out["greedy"]["interrupted"] is False
@@ -103,7 +110,7 @@ def test_page_end_to_end(models, expected):
                 query,
             )
             assert reply["simd"] == build
-            _assert_golden(json.loads(reply["got"]), reply["expected"])
+            _assert_golden(json.loads(reply["got"]), reply["expected"], json.loads(reply["minus128"]))
         assert page.get_attribute("#engine-status", "data-simd") == "relaxed-simd"
 
         # A corrupt file before any model: a clear error, and the page keeps working.

@@ -10,9 +10,15 @@
 //   lora   {bytes: ArrayBuffer}            -> ok {info}
 //   unlora {}                              -> ok {info}
 //   generate {prompt, options}             -> piece*, ok {stats}
-//   golden {}                              -> ok {got, expected}   (kernels' golden hashes)
+//   golden {}                              -> ok {got, expected, minus128}   (kernels' self-checks)
 //   stopFlag {flag: SharedArrayBuffer}     -> ok   (generation stops when flag[0] != 0)
-import init, { kernelGolden, kernelGoldenExpected, version, WasmEngine } from "./pkg/nano_wasm.js";
+import init, {
+  kernelGolden,
+  kernelGoldenExpected,
+  kernelMinus128Check,
+  version,
+  WasmEngine,
+} from "./pkg/nano_wasm.js";
 
 let engine = null;
 let stopFlag = null; // Int32Array over a SharedArrayBuffer, when the page is cross-origin isolated
@@ -65,7 +71,7 @@ const handlers = {
     return { stats: out };
   },
   golden() {
-    return { got: kernelGolden(), expected: kernelGoldenExpected() };
+    return { got: kernelGolden(), expected: kernelGoldenExpected(), minus128: kernelMinus128Check() };
   },
   stopFlag({ flag }) {
     stopFlag = new Int32Array(flag);

@@ -20,16 +20,102 @@ pub fn version() -> String {
 }
 
 /// The kernels' golden test on this build (the same fixed inputs as the native kernel tests, in
-/// `nano_infer::kernels::selftest`): for every kernel path this build has (scalar, simd128), a JSON
-/// object `{"path", "q8_0", "q4_0"}` with 16-hex-digit output hashes; each must equal
-/// [`kernel_golden_expected`] bit for bit.
+/// `nano_infer::kernels::selftest`): for every kernel path this build has (scalar, simd128), and for
+/// the 16-row panel layout (see [`panel_golden`]), a JSON object `{"path", "q8_0", "q4_0"}` with
+/// 16-hex-digit output hashes; each must equal [`kernel_golden_expected`] bit for bit.
 #[wasm_bindgen(js_name = kernelGolden)]
 pub fn kernel_golden() -> String {
     let paths: Vec<_> = selftest::golden_hashes()
         .into_iter()
+        .map(|(path, q8, q4)| (path.to_string(), q8, q4))
+        .chain(std::iter::once(panel_golden()))
         .map(|(path, q8, q4)| serde_json::json!({"path": path, "q8_0": hex(q8), "q4_0": hex(q4)}))
         .collect();
     serde_json::Value::Array(paths).to_string()
+}
+
+/// q8_0 weights of -128 (never written by the quantizer, but valid in a file) take a slower exact
+/// branch in the relaxed-SIMD kernels. A JSON object of output hashes of such a matrix: the scalar
+/// reference ("scalar"), this build's fastest row kernels ("rows") and its panel layout ("panels");
+/// all three must be equal.
+#[wasm_bindgen(js_name = kernelMinus128Check)]
+pub fn kernel_minus128_check() -> String {
+    use nano_infer::kernels::{panel, Kernels, MatRef, Scratch, Weights, QK};
+    let mut rng = selftest::Rng(0x2d31_3238);
+    let (rows, cols, n) = (32, 320, 2);
+    let mat = selftest::Mat::random(&mut rng, rows, cols);
+    let x = rng.vec(n * cols, 4.0);
+    let mut qs = mat.q8.0.clone();
+    // Every 5th weight -128: in some groups of every row, beside both signs of x.
+    qs.iter_mut().step_by(5).for_each(|v| *v = -128);
+    let mut packed: Vec<u8> = qs.iter().map(|&v| v as u8).collect();
+    panel::pack_q8_values(&mut packed, rows, cols);
+    let packed: Vec<i8> = packed.into_iter().map(|v| v as i8).collect();
+    let mut scales = mat.q8.1.clone();
+    panel::pack_scales(&mut scales, rows, cols / QK);
+    let mut scratch = Scratch::default();
+    let mut run = |k: Kernels, w| {
+        let mut out = vec![0f32; n * rows];
+        k.matmul(&mut out, &MatRef { rows, cols, w }, &x, n, &mut scratch);
+        hex(selftest::hash(&out))
+    };
+    let row_layout = Weights::Q8_0 {
+        qs: &qs,
+        scales: &mat.q8.1,
+    };
+    let scalar = run(Kernels::available()[0], row_layout);
+    let best = run(Kernels::best(), row_layout);
+    let panels = run(
+        Kernels::best(),
+        Weights::Q8_0Panels {
+            qs: &packed,
+            scales: &scales,
+        },
+    );
+    serde_json::json!({"scalar": scalar, "rows": best, "panels": panels}).to_string()
+}
+
+/// The golden product (selftest's seed, matrix and inputs) with the weights rearranged into 16-row
+/// panels, as model loading does when the fastest path has panel kernels; run on that path's panel
+/// kernels ("simd128-panels") or else the scalar ones ("scalar-panels"). Panels change only the
+/// layout, so the hashes are the row layout's.
+fn panel_golden() -> (String, u64, u64) {
+    use nano_infer::kernels::{panel, Kernels, MatRef, Scratch, Weights, QK};
+    let mut rng = selftest::Rng(0x6e61_6e6f);
+    let mat = selftest::Mat::random(&mut rng, 96, 1408);
+    let n = 3;
+    let x = rng.vec(n * 1408, 4.0);
+    let (rows, cols) = (mat.rows, mat.cols);
+    let mut q8: Vec<u8> = mat.q8.0.iter().map(|&v| v as u8).collect();
+    panel::pack_q8_values(&mut q8, rows, cols);
+    let q8: Vec<i8> = q8.into_iter().map(|v| v as i8).collect();
+    let mut s8 = mat.q8.1.clone();
+    panel::pack_scales(&mut s8, rows, cols / QK);
+    let mut q4 = mat.q4.0.clone();
+    panel::pack_q4_values(&mut q4, rows, cols);
+    let mut s4 = mat.q4.1.clone();
+    panel::pack_scales(&mut s4, rows, cols / QK);
+    let k = Kernels::best();
+    let mut scratch = Scratch::default();
+    let mut hash_of = |w| {
+        let mut out = vec![0f32; n * rows];
+        k.matmul(&mut out, &MatRef { rows, cols, w }, &x, n, &mut scratch);
+        selftest::hash(&out)
+    };
+    let h8 = hash_of(Weights::Q8_0Panels {
+        qs: &q8,
+        scales: &s8,
+    });
+    let h4 = hash_of(Weights::Q4_0Panels {
+        packed: &q4,
+        scales: &s4,
+    });
+    let path = if k.panels().is_some() {
+        k.name()
+    } else {
+        "scalar"
+    };
+    (format!("{path}-panels"), h8, h4)
 }
 
 /// The native kernel tests' golden hashes `[q8_0, q4_0]`.

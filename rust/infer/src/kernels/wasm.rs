@@ -319,3 +319,153 @@ fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
     }
     t
 }
+
+/// Panel kernels ([`super::panel`] layout) for the relaxed-SIMD build: in a panel one i32 lane is one
+/// row, so `i32x4_relaxed_dot_i8x16_i7x16_add` with 4 activation bytes broadcast to every lane advances
+/// 4 rows × 4 columns per instruction and a group's exact sums come out one row per lane (no horizontal
+/// sums, no per-row calls). The order of the f32 work is the row definition's, vectorized across rows:
+/// lane sum `g % 8` of each row gains `(s as f32) * (sw * sx)` group by group, then [`super::reduce8`]'s
+/// order lane-wise. The plain SIMD128 build keeps the row layout (its exact i8 dots gain little here).
+#[cfg(target_feature = "relaxed-simd")]
+#[allow(dead_code)] // until `Kernels::panels` (kernels/mod.rs) returns it for this path
+pub(super) fn simd128_panels() -> Option<super::Panels> {
+    Some(super::Panels {
+        dot_q8: |w, sw, xs, out| {
+            for (x, out) in xs.iter().zip(out.chunks_exact_mut(ROWS)) {
+                panel_one::<i8, { ROWS * QK }>(w, sw, x, out, panel_group_q8, 0);
+            }
+        },
+        dot_q4: |p, sw, xs, out| {
+            for (x, out) in xs.iter().zip(out.chunks_exact_mut(ROWS)) {
+                panel_one::<u8, { ROWS * QK / 2 }>(p, sw, x, out, panel_group_q4, 8);
+            }
+        },
+    })
+}
+
+#[cfg(target_feature = "relaxed-simd")]
+use super::panel::ROWS;
+
+/// 4 activation bytes (columns `at..at + 4`) in every i32 lane.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn broadcast4(qs: &[i8], at: usize) -> v128 {
+    let b: [i8; 4] = qs[at..at + 4].try_into().expect("4 bytes");
+    i32x4_splat(i32::from_le_bytes(b.map(|v| v as u8)))
+}
+
+/// One group of one q8_0 panel (512 bytes: 8 steps × 16 rows × 4 columns) times its 32 activations:
+/// 4 vectors of exact i32 sums (rows 4q..4q+4 in vector q). x is in -127..=127, so |x| is 7-bit and the
+/// sign of x moves onto w; that product is exact unless w = -128 meets a negative x (flagged: then the
+/// group is recomputed from sign-extended halves).
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn panel_group_q8(w: &[i8], xg: &[i8]) -> [v128; 4] {
+    let zero = i8x16_splat(0);
+    let mut acc = [i32x4_splat(0); 4];
+    let mut bad = zero;
+    for s in 0..QK / 4 {
+        let x = broadcast4(xg, 4 * s);
+        let neg = i8x16_lt(x, zero);
+        let abs_x = i8x16_abs(x);
+        for (q, a) in acc.iter_mut().enumerate() {
+            let wv = load_bytes(w, s * 64 + q * 16);
+            bad = v128_or(bad, v128_and(neg, i8x16_eq(wv, i8x16_splat(-128))));
+            let signed_w = i8x16_sub(v128_xor(wv, neg), neg);
+            *a = i32x4_relaxed_dot_i8x16_i7x16_add(signed_w, abs_x, *a);
+        }
+    }
+    if v128_any_true(bad) {
+        return panel_group_q8_exact(w, xg);
+    }
+    acc
+}
+
+/// [`panel_group_q8`] from sign-extended i16 halves (exact for every i8 value; slower).
+#[cfg(target_feature = "relaxed-simd")]
+#[cold]
+fn panel_group_q8_exact(w: &[i8], xg: &[i8]) -> [v128; 4] {
+    let mut acc = [i32x4_splat(0); 4];
+    for s in 0..QK / 4 {
+        let x = broadcast4(xg, 4 * s);
+        let (xl, xh) = (i16x8_extend_low_i8x16(x), i16x8_extend_high_i8x16(x));
+        for (q, a) in acc.iter_mut().enumerate() {
+            let wv = load_bytes(w, s * 64 + q * 16);
+            // Lanes: (row 4q, cols 0-1), (4q, 2-3), (4q+1, 0-1), ... then pairs summed per row.
+            let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(wv), xl);
+            let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(wv), xh);
+            let rows = i32x4_add(
+                i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
+                i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
+            );
+            *a = i32x4_add(*a, rows);
+        }
+    }
+    acc
+}
+
+/// One group of one q4_0 panel (256 bytes: 4 step pairs × 16 rows × 4 bytes, even step in the low
+/// nibbles, odd in the high): Σ nibble·x per row (nibbles 0..=15 are 7-bit); the caller subtracts 8·Σx.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn panel_group_q4(p: &[u8], xg: &[i8]) -> [v128; 4] {
+    let mut acc = [i32x4_splat(0); 4];
+    for sp in 0..QK / 8 {
+        let (xe, xo) = (broadcast4(xg, 8 * sp), broadcast4(xg, 8 * sp + 4));
+        for (q, a) in acc.iter_mut().enumerate() {
+            let b = load_bytes(p, sp * 64 + q * 16);
+            let lo = v128_and(b, u8x16_splat(0x0f));
+            let hi = u8x16_shr(b, 4);
+            *a = i32x4_relaxed_dot_i8x16_i7x16_add(xe, lo, *a);
+            *a = i32x4_relaxed_dot_i8x16_i7x16_add(xo, hi, *a);
+        }
+    }
+    acc
+}
+
+/// One panel (16 rows) times one activation row: `out[i]` = row i's dot in the defining order.
+/// `GROUP_BYTES` is the panel's bytes per group; `offset` · Σx is subtracted from every group sum.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn panel_one<T: Copy, const GROUP_BYTES: usize>(
+    w: &[T],
+    sw: &[f32],
+    x: &QRow,
+    out: &mut [f32],
+    group: impl Fn(&[T], &[i8]) -> [v128; 4],
+    offset: i32,
+) {
+    // lanes[l][q]: lane sum l of rows 4q..4q+4.
+    let mut lanes = [[f32x4_splat(0.0); 4]; 8];
+    let blocks = w
+        .chunks_exact(GROUP_BYTES)
+        .zip(x.qs.chunks_exact(QK))
+        .zip(sw.chunks_exact(ROWS))
+        .zip(x.d.iter().zip(x.sums));
+    for (g, (((wg, xg), swg), (&sx, &sum))) in blocks.enumerate() {
+        let sums = group(wg, xg);
+        let bias = i32x4_splat(offset * sum);
+        let sx = f32x4_splat(sx);
+        let lane = &mut lanes[g % 8];
+        for (q, (l, s)) in lane.iter_mut().zip(sums).enumerate() {
+            let s = f32x4_convert_i32x4(i32x4_sub(s, bias));
+            *l = f32x4_add(*l, f32x4_mul(s, f32x4_mul(load_bytes(swg, 4 * q), sx)));
+        }
+    }
+    for (q, o) in out.chunks_exact_mut(4).enumerate() {
+        let a = |l: usize| lanes[l][q];
+        let s = [
+            f32x4_add(a(0), a(4)),
+            f32x4_add(a(1), a(5)),
+            f32x4_add(a(2), a(6)),
+            f32x4_add(a(3), a(7)),
+        ];
+        let r = f32x4_add(f32x4_add(s[0], s[2]), f32x4_add(s[1], s[3]));
+        o.copy_from_slice(&[
+            f32x4_extract_lane::<0>(r),
+            f32x4_extract_lane::<1>(r),
+            f32x4_extract_lane::<2>(r),
+            f32x4_extract_lane::<3>(r),
+        ]);
+    }
+}

@@ -324,7 +324,11 @@ impl Kernels {
                 for (p, block) in staged.chunks_exact(panel::ROWS * n).enumerate() {
                     for (t, vals) in block.chunks_exact(panel::ROWS).enumerate() {
                         let at = t * m.rows + p * panel::ROWS;
-                        out[at..at + panel::ROWS].copy_from_slice(vals);
+                        // A fixed-size copy: inlined moves instead of a memcpy call per panel.
+                        let dst: &mut [f32; panel::ROWS] = (&mut out[at..at + panel::ROWS])
+                            .try_into()
+                            .expect("16 values");
+                        *dst = vals.try_into().expect("16 values");
                     }
                 }
             } else {
@@ -400,20 +404,16 @@ impl RowJob<'_> {
             ),
             Weights::Q8_0Panels { qs, scales } => {
                 let dot = k.panels().unwrap_or(SCALAR_PANELS).dot_q8;
-                self.each_panel(r0, dst, qrow, |p, xs, out| {
-                    let (w, s) = (&qs[p * 16 * cols..], &scales[p * 16 * g..]);
-                    prefetch::ahead(w.as_ptr(), 16 * cols);
-                    prefetch::ahead(s.as_ptr(), 16 * g * 4);
-                    dot(&w[..16 * cols], &s[..16 * g], xs, out)
+                let (w, s) = (qs.chunks_exact(16 * cols), scales.chunks_exact(16 * g));
+                self.each_panel(r0, dst, qrow, w.zip(s), |(w, s), xs, out| {
+                    dot(w, s, xs, out)
                 })
             }
             Weights::Q4_0Panels { packed, scales } => {
                 let dot = k.panels().unwrap_or(SCALAR_PANELS).dot_q4;
-                self.each_panel(r0, dst, qrow, |p, xs, out| {
-                    let (w, s) = (&packed[p * 8 * cols..], &scales[p * 16 * g..]);
-                    prefetch::ahead(w.as_ptr(), 8 * cols);
-                    prefetch::ahead(s.as_ptr(), 16 * g * 4);
-                    dot(&w[..8 * cols], &s[..16 * g], xs, out)
+                let (w, s) = (packed.chunks_exact(8 * cols), scales.chunks_exact(16 * g));
+                self.each_panel(r0, dst, qrow, w.zip(s), |(w, s), xs, out| {
+                    dot(w, s, xs, out)
                 })
             }
         }
@@ -422,21 +422,25 @@ impl RowJob<'_> {
     /// Panel by panel (`r0 % 16 == 0`), inputs in tiles of up to [`panel::MAX_INPUTS`] (the panel's
     /// weights are loaded once per tile). `dst` is staged as [panel][t][16] (for n = 1 that is
     /// plain row order).
-    fn each_panel<'q>(
+    /// `panels` yields every panel's (values, scales) of the whole matrix.
+    fn each_panel<'q, 'w, W: Copy + 'w, S: Copy + 'w>(
         &self,
         r0: usize,
         dst: &mut [f32],
         qrow: impl Fn(usize) -> QRow<'q>,
-        f: impl Fn(usize, &[QRow], &mut [f32]),
+        panels: impl Iterator<Item = (&'w [W], &'w [S])>,
+        f: impl Fn((&[W], &[S]), &[QRow], &mut [f32]),
     ) {
         debug_assert!(r0.is_multiple_of(panel::ROWS));
         let n = self.n;
         let rows: Vec<QRow> = (0..n).map(qrow).collect();
-        for (pi, block) in dst.chunks_exact_mut(panel::ROWS * n).enumerate() {
-            let p = r0 / panel::ROWS + pi;
+        let blocks = dst.chunks_exact_mut(panel::ROWS * n);
+        for ((w, s), block) in panels.skip(r0 / panel::ROWS).zip(blocks) {
+            prefetch::ahead(w.as_ptr(), std::mem::size_of_val(w));
+            prefetch::ahead(s.as_ptr(), std::mem::size_of_val(s));
             let tiles = block.chunks_mut(panel::ROWS * panel::MAX_INPUTS);
             for (xs, out) in rows.chunks(panel::MAX_INPUTS).zip(tiles) {
-                f(p, xs, out);
+                f((w, s), xs, out);
             }
         }
     }

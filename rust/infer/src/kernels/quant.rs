@@ -29,22 +29,63 @@ pub fn quantize_q8_0(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
 
 /// q8_0 of `v` into caller-provided buffers (used for activations, once per matmul input).
 pub(crate) fn quantize_q8_0_into(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected just above.
+        return unsafe { quantize_q8_0_avx512(v, qs, scales) };
+    }
+    quantize_q8_0_groups(v, qs, scales)
+}
+
+/// The same source compiled for AVX-512 (16-wide): only exact operations (max, division, truncation),
+/// so the values are identical to the baseline build's.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn quantize_q8_0_avx512(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
+    quantize_q8_0_groups(v, qs, scales)
+}
+
+#[inline(always)]
+fn quantize_q8_0_groups(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
     for ((group, q), scale) in v
         .chunks_exact(QK)
         .zip(qs.chunks_exact_mut(QK))
         .zip(scales.iter_mut())
     {
-        let amax = group.iter().fold(0f32, |m, &x| m.max(x.abs()));
+        // Max over 8 lanes, then across them: max is exact in any order, and the lanes let the
+        // compiler vectorize (an ordered fold stays scalar). `if a > m` ignores NaN like f32::max.
+        let mut lanes = [0f32; 8];
+        for c in group.chunks_exact(8) {
+            for (m, &x) in lanes.iter_mut().zip(c) {
+                let a = x.abs();
+                if a > *m {
+                    *m = a;
+                }
+            }
+        }
+        let amax = lanes.iter().fold(0f32, |m, &a| if a > m { a } else { m });
         let d = amax / 127.0;
         *scale = d;
+        if d == 0.0 {
+            q.fill(0);
+            continue;
+        }
         for (qi, &x) in q.iter_mut().zip(group) {
-            *qi = if d == 0.0 {
-                0
-            } else {
-                (x / d).round().clamp(-127.0, 127.0) as i8
-            };
+            *qi = round_to_q8(x / d);
         }
     }
+}
+
+/// `v.round().clamp(-127, 127)` (half away from zero) for |v| ≤ 128 or NaN (→ 0), written with a
+/// truncating conversion instead of a `roundf` call so that the compiler vectorizes it: activations
+/// are quantized before every matmul. `v - trunc(v)` is exact at these magnitudes, so the result is
+/// the same as `f32::round`'s.
+#[inline(always)]
+fn round_to_q8(v: f32) -> i8 {
+    let t = v as i32;
+    let frac = v - t as f32;
+    let r = t + (frac >= 0.5) as i32 - (frac <= -0.5) as i32;
+    r.clamp(-127, 127) as i8
 }
 
 /// 4-bit: scale = (signed value with the largest magnitude, first one on ties) / -8,

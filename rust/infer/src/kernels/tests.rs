@@ -499,3 +499,45 @@ fn threaded_panels_equal_serial_rows() {
         }
     }
 }
+
+/// Activation quantization rounds exactly like `f32::round` (half away from zero), ties included.
+#[test]
+fn q8_0_quantization_rounds_half_away_from_zero() {
+    let reference = |w: &[f32]| -> Vec<i8> {
+        w.chunks_exact(QK)
+            .flat_map(|g| {
+                let d = g.iter().fold(0f32, |m, &x| m.max(x.abs())) / 127.0;
+                g.iter()
+                    .map(move |&x| {
+                        if d == 0.0 {
+                            0
+                        } else {
+                            (x / d).round().clamp(-127.0, 127.0) as i8
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    // amax 127 makes the scale exactly 1, so these values are the quotients themselves: ties at ±k.5.
+    let mut ties = vec![
+        127.0f32,
+        -0.5,
+        0.5,
+        1.5,
+        -1.5,
+        2.5,
+        -126.5,
+        126.5,
+        0.49999997,
+        -0.49999997,
+    ];
+    ties.extend((0..22).map(|i| i as f32 * 5.5 - 60.0));
+    let mut rng = Rng(21);
+    let mut w = ties;
+    w.extend(rng.vec(64 * 32, 7.0));
+    w.extend([0.0; 32]);
+    let (qs, _) = quantize_q8_0(&w, 32);
+    assert_eq!(qs, reference(&w));
+    assert_eq!(&qs[..3], &[127, -1, 1]);
+}

@@ -189,9 +189,11 @@ unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
     t
 }
 
-/// The AVX-512 VNNI path for the integer dots (float dots stay on AVX2: they are bandwidth-bound).
+/// The AVX-512 VNNI path: VNNI integer dots and 16-wide float dots (decode is bandwidth-bound either
+/// way, but prefill multiplies each weight row with many inputs and is compute-bound).
 pub(super) fn avx512vnni() -> Option<Kernels> {
-    let base = avx2()?;
+    // The AVX2 checks too: the kernels below also use AVX2, FMA and F16C instructions.
+    avx2()?;
     let ok = is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vl")
@@ -199,10 +201,65 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
     // SAFETY (wrappers): only reachable through a Kernels built after this check.
     ok.then_some(Kernels {
         name: "avx512vnni",
+        dot_f32: |w, x| unsafe { dot_f32_avx512(w, x) },
+        dot_f16: |w, x| unsafe { dot_f16_avx512(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_vnni(qw, sw, x) },
         dot_q4: |p, sw, x| unsafe { dot_q4_vnni(p, sw, x) },
-        ..base
     })
+}
+
+/// f32 dot with 4 independent 16-wide FMA chains (64 values per step).
+#[target_feature(enable = "avx2,fma,avx512f")]
+unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let (pw, px) = (w.as_ptr(), x.as_ptr());
+    let mut a = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        for (k, ak) in a.iter_mut().enumerate() {
+            let o = i + 16 * k;
+            *ak = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(o)), _mm512_loadu_ps(px.add(o)), *ak);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        a[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(i)), _mm512_loadu_ps(px.add(i)), a[0]);
+        i += 16;
+    }
+    let s = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+    let mut t = _mm512_reduce_add_ps(s);
+    for j in i..n {
+        t += w[j] * x[j];
+    }
+    t
+}
+
+/// f16 weights (16 converted per instruction) · f32 activations.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn dot_f16_avx512(w: &[u16], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let (pw, px) = (w.as_ptr(), x.as_ptr());
+    let mut a = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        for (k, ak) in a.iter_mut().enumerate() {
+            let o = i + 16 * k;
+            let wv = _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(o) as *const __m256i));
+            *ak = _mm512_fmadd_ps(wv, _mm512_loadu_ps(px.add(o)), *ak);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        let wv = _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(i) as *const __m256i));
+        a[0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(px.add(i)), a[0]);
+        i += 16;
+    }
+    let s = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+    let mut t = _mm512_reduce_add_ps(s);
+    for j in i..n {
+        t += super::f16_to_f32(w[j]) * x[j];
+    }
+    t
 }
 
 /// The 16-row panel kernels of the VNNI path (see [`super::panel`]).

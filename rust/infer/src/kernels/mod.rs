@@ -137,7 +137,7 @@ pub struct Scratch {
 pub(crate) struct QRow<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
-    // Only the x86 paths offset weights to unsigned bytes.
+    // Used by the paths that offset weights to unsigned values (x86; q4_0 panels).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub sums: &'a [i32],
 }
@@ -227,6 +227,10 @@ impl Kernels {
         #[cfg(target_arch = "x86_64")]
         if self.name == "avx512vnni" {
             return x86::avx512vnni_panels();
+        }
+        #[cfg(target_arch = "aarch64")]
+        if self.name == "neon-dotprod" {
+            return neon::neon_dotprod_panels();
         }
         None
     }

@@ -9,7 +9,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::scalar::{finish_lanes, group_q4, group_q8};
-use super::{Kernels, QRow, QK};
+use super::{Kernels, Panels, QRow, QK};
 
 /// The plain NEON path (NEON is part of the aarch64 baseline).
 pub(super) fn neon() -> Option<Kernels> {
@@ -227,4 +227,107 @@ unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
         t += super::f16_to_f32(w[j]) * x[j];
     }
     t
+}
+
+/// The 16-row panel kernels of the NEON dotprod path (see [`super::panel`]).
+pub(super) fn neon_dotprod_panels() -> Option<Panels> {
+    neon_dotprod()?;
+    // SAFETY (wrappers): only reachable after dotprod was detected above.
+    Some(Panels {
+        dot_q8: |qw, sw, xs, out| unsafe { panel_q8_dotprod(qw, sw, xs, out) },
+        dot_q4: |p, sw, xs, out| unsafe { panel_q4_dotprod(p, sw, xs, out) },
+    })
+}
+
+/// 4 activation bytes (32-bit lane L of `x`) repeated in every lane.
+#[inline(always)]
+unsafe fn lane4<const L: i32>(x: int8x16_t) -> int8x16_t {
+    vreinterpretq_s8_s32(vdupq_laneq_s32::<L>(vreinterpretq_s32_s8(x)))
+}
+
+/// Step `st` (0..8) of a group: the 4 activation bytes of that step, broadcast.
+#[inline(always)]
+unsafe fn step_bytes(x: [int8x16_t; 2], st: usize) -> int8x16_t {
+    let v = x[st / 4];
+    match st % 4 {
+        0 => lane4::<0>(v),
+        1 => lane4::<1>(v),
+        2 => lane4::<2>(v),
+        _ => lane4::<3>(v),
+    }
+}
+
+/// One panel · one activation row, given `sums(g)`: group g's exact integer dots of the 16 rows as
+/// 4 vectors (rows 0..4, 4..8, 8..12, 12..16). Lane accumulator g % 8, then [`reduce8`] per row.
+#[inline(always)]
+unsafe fn panel_one(x: &QRow, sw: &[f32], out: &mut [f32], sums: impl Fn(usize) -> [int32x4_t; 4]) {
+    let groups = x.d.len();
+    assert!(sw.len() >= 16 * groups && out.len() >= 16);
+    let ps = sw.as_ptr();
+    let mut acc = [[vdupq_n_f32(0.0); 4]; 8];
+    for g in 0..groups {
+        let s = sums(g);
+        let sx = vdupq_n_f32(x.d[g]);
+        let lane = &mut acc[g % 8];
+        for q in 0..4 {
+            let d = vmulq_f32(vld1q_f32(ps.add(g * 16 + q * 4)), sx);
+            lane[q] = vaddq_f32(lane[q], vmulq_f32(vcvtq_f32_s32(s[q]), d));
+        }
+    }
+    for q in 0..4 {
+        // reduce8: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
+        let a = |j: usize| acc[j][q];
+        let r = vaddq_f32(
+            vaddq_f32(vaddq_f32(a(0), a(4)), vaddq_f32(a(2), a(6))),
+            vaddq_f32(vaddq_f32(a(1), a(5)), vaddq_f32(a(3), a(7))),
+        );
+        vst1q_f32(out.as_mut_ptr().add(q * 4), r);
+    }
+}
+
+/// q8_0 panel: per step, 4 × 16 weight bytes (4 rows each) SDOT the step's 4 activation bytes.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn panel_q8_dotprod(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    for (x, out) in xs.iter().zip(out.chunks_exact_mut(16)) {
+        let groups = x.d.len();
+        assert!(qs.len() >= groups * 512 && x.qs.len() >= groups * QK);
+        let (pw, px) = (qs.as_ptr(), x.qs.as_ptr());
+        panel_one(x, sw, out, |g| {
+            let xv = load_q8(px.add(g * QK));
+            let mut s = [vdupq_n_s32(0); 4];
+            for st in 0..8 {
+                let xb = step_bytes(xv, st);
+                for (q, sq) in s.iter_mut().enumerate() {
+                    *sq = sdot(*sq, vld1q_s8(pw.add(g * 512 + st * 64 + q * 16)), xb);
+                }
+            }
+            s
+        });
+    }
+}
+
+/// q4_0 panel: each 64 bytes hold two steps (low / high nibbles, 0..=15); 8·Σx removed per group.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn panel_q4_dotprod(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    for (x, out) in xs.iter().zip(out.chunks_exact_mut(16)) {
+        let groups = x.d.len();
+        assert!(packed.len() >= groups * 256 && x.qs.len() >= groups * QK);
+        let (pw, px) = (packed.as_ptr(), x.qs.as_ptr());
+        let low = vdupq_n_u8(0x0f);
+        panel_one(x, sw, out, |g| {
+            let xv = load_q8(px.add(g * QK));
+            let mut s = [vdupq_n_s32(0); 4];
+            for pair in 0..4 {
+                let (x0, x1) = (step_bytes(xv, 2 * pair), step_bytes(xv, 2 * pair + 1));
+                for (q, sq) in s.iter_mut().enumerate() {
+                    let v = vld1q_u8(pw.add(g * 256 + pair * 64 + q * 16));
+                    let w0 = vreinterpretq_s8_u8(vandq_u8(v, low));
+                    let w1 = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
+                    *sq = sdot(sdot(*sq, w0, x0), w1, x1);
+                }
+            }
+            let off = vdupq_n_s32(x.sums[g] << 3);
+            s.map(|v| vsubq_s32(v, off))
+        });
+    }
 }

@@ -9,14 +9,15 @@
 //!
 //! A second build adds `+relaxed-simd` (scripts/build_wasm.sh; the page loads it where the browser
 //! validates relaxed SIMD). It changes only how exact integer group sums are formed:
-//! `i32x4_relaxed_dot_i8x16_i7x16_add` (one `vpdpbusd` with AVX-VNNI, `pmaddubsw`+`pmaddwd` without) is
-//! exact and the same on every engine whenever its second operand lies in 0..=127 and no i16 pair sum
-//! overflows, so it is used only that way: q4_0 multiplies the unsigned nibbles (0..=15) and subtracts
-//! 8·Σx afterwards; q8_0 multiplies |w| by x with w's sign moved onto x, and a block whose weights hold
-//! -128 (|w| = 128 would not be 7-bit) is recomputed on the plain path. Group sums are therefore the
-//! same integers as [`super::scalar`]'s, and the reduction order is unchanged: bit-identical results.
-//! f32 / f16 dots use `f32x4_relaxed_madd` (one rounding with FMA hardware, two without: f32 results are
-//! only ever equal within rounding across paths).
+//! `i32x4_relaxed_dot_i8x16_i7x16_add` (`pmaddubsw`+`pmaddwd`, or one `vpdpbusd`, on x86) is exact and
+//! the same on every engine whenever its second operand lies in 0..=127 (no i16 pair sum can then
+//! overflow), so it is used only that way: q4_0 multiplies the unsigned nibbles (0..=15) and subtracts
+//! 8·Σx afterwards; q8_0 multiplies |x| (the activation quantizer clamps x to -127..=127) by w, or by
+//! !w = -w-1 where x < 0, and adds back Σ_{x<0} |x|, which holds for every i8 w (-128 included). Group
+//! sums are therefore the same integers as [`super::scalar`]'s and the reduction order is unchanged:
+//! bit-identical results. With relaxed SIMD the q8_0 / q4_0 16-row panel kernels exist too
+//! ([`simd128_panels`]). f32 / f16 dots use `f32x4_relaxed_madd` (one rounding with FMA hardware, two
+//! without: f32 results are only ever equal within rounding across paths).
 
 use std::arch::wasm32::*;
 
@@ -105,48 +106,47 @@ fn hsum4x4(v: [v128; 4]) -> v128 {
 }
 
 fn dot_q8(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
-    dot_groups::<i8, QK, false>(
-        qw,
-        q8_group,
-        |w, x| group_dot(load_q8(w), load_q8(x)),
-        sw,
-        x,
-    )
+    dot_groups::<i8, QK, false>(qw, q8_group, sw, x)
 }
 
 fn dot_q4(packed: &[u8], sw: &[f32], x: &QRow) -> f32 {
-    let exact = |p: &[u8], x: &[i8]| group_dot(load_q4(p), load_q8(x));
-    dot_groups::<u8, { QK / 2 }, Q4_OFFSET>(packed, q4_group, exact, sw, x)
+    dot_groups::<u8, { QK / 2 }, Q4_OFFSET>(packed, q4_group, sw, x)
 }
 
-/// No lane flags: the plain simd128 group sums are always exact.
-const EXACT: v128 = u64x2(0, 0);
-
-/// One q8_0 group: (4 i32 partial sums, flags). A flag lane with its top bit set means the partial
-/// sums are not exact and the group must be recomputed with the plain path.
+/// One q8_0 group's exact sum as 4 i32 partial sums.
 #[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
-fn q8_group(w: &[i8], x: &[i8]) -> (v128, v128) {
-    (group_dot(load_q8(w), load_q8(x)), EXACT)
+fn q8_group(w: &[i8], x: &[i8]) -> v128 {
+    group_dot(load_q8(w), load_q8(x))
 }
 
-/// |w|·(sign(w)·x): x is in -127..=127 (the activation quantizer clamps), so sign(w)·x is too, and
-/// |w| is 7-bit unless w = -128, whose |w| keeps its top bit and so flags the group.
+/// `x` as (|x|, mask of x < 0, -Σ_{x<0} |x| as 4 i32 partial sums): see [`q8_group`].
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn q8_group(w: &[i8], x: &[i8]) -> (v128, v128) {
+fn split_sign(x: v128, corr: v128) -> (v128, v128, v128) {
+    let neg = i8x16_lt(x, i8x16_splat(0));
+    let abs_x = i8x16_abs(x);
+    (
+        abs_x,
+        neg,
+        i32x4_relaxed_dot_i8x16_i7x16_add(neg, abs_x, corr),
+    )
+}
+
+/// Σ w·x over a group with |x| (7-bit) as the relaxed dot's second operand: where x < 0 the first
+/// operand is !w = -w-1, whose product is w·x - |x|; the dot of the mask (-1) with |x| is exactly that
+/// excess, subtracted at the end.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn q8_group(w: &[i8], x: &[i8]) -> v128 {
     let (w, x) = (load_q8(w), load_q8(x));
-    let zero = i8x16_splat(0);
-    let mut acc = i32x4_splat(0);
-    let mut flags = zero;
+    let (mut acc, mut corr) = (i32x4_splat(0), i32x4_splat(0));
     for h in 0..2 {
-        let neg = i8x16_lt(w[h], zero);
-        let signed_x = i8x16_sub(v128_xor(x[h], neg), neg);
-        let abs_w = i8x16_abs(w[h]);
-        flags = v128_or(flags, abs_w);
-        acc = i32x4_relaxed_dot_i8x16_i7x16_add(signed_x, abs_w, acc);
+        let (abs_x, neg, c) = split_sign(x[h], corr);
+        corr = c;
+        acc = i32x4_relaxed_dot_i8x16_i7x16_add(v128_xor(w[h], neg), abs_x, acc);
     }
-    (acc, flags)
+    i32x4_sub(acc, corr)
 }
 
 /// Whether q4 group sums come out offset by +8·Σx (the relaxed path multiplies unsigned nibbles).
@@ -154,38 +154,31 @@ const Q4_OFFSET: bool = cfg!(target_feature = "relaxed-simd");
 
 #[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
-fn q4_group(p: &[u8], x: &[i8]) -> (v128, v128) {
-    (group_dot(load_q4(p), load_q8(x)), EXACT)
+fn q4_group(p: &[u8], x: &[i8]) -> v128 {
+    group_dot(load_q4(p), load_q8(x))
 }
 
 /// Σ nibble·x over the group (nibbles 0..=15 are 7-bit); the caller subtracts 8·Σx.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
-fn q4_group(p: &[u8], x: &[i8]) -> (v128, v128) {
+fn q4_group(p: &[u8], x: &[i8]) -> v128 {
     let b = load_bytes(p, 0);
     let x = load_q8(x);
     let lo = v128_and(b, u8x16_splat(0x0f));
     let hi = u8x16_shr(b, 4);
     let acc = i32x4_relaxed_dot_i8x16_i7x16_add(x[0], lo, i32x4_splat(0));
-    (i32x4_relaxed_dot_i8x16_i7x16_add(x[1], hi, acc), EXACT)
-}
-
-#[inline(always)]
-fn flagged(flags: v128) -> bool {
-    u8x16_bitmask(flags) != 0
+    i32x4_relaxed_dot_i8x16_i7x16_add(x[1], hi, acc)
 }
 
 /// The quantized row dot in the defining order: groups 8 at a time, group g's exact integer sum times
 /// `sw[g] * sx[g]` added to lane g % 8 (lanes 0..4 in `lo`, 4..8 in `hi`); the remaining groups (also
 /// vector dots, one group at a time) and the final [`super::reduce8`] in [`finish_lanes`].
-/// `w` holds `GROUP_BYTES` bytes per group. `group` gives a group's partial sums and flags (see
-/// [`q8_group`]); a flagged block is recomputed with `exact`. With `OFFSET`, `group`'s sums exceed the
-/// true ones by 8·Σx (x.sums), which is subtracted.
+/// `w` holds `GROUP_BYTES` bytes per group; `group` gives a group's 4 partial sums. With `OFFSET` they
+/// exceed the true sum by 8·Σx (x.sums), which is subtracted.
 #[inline(always)]
 fn dot_groups<T: Copy, const GROUP_BYTES: usize, const OFFSET: bool>(
     w: &[T],
-    group: impl Fn(&[T], &[i8]) -> (v128, v128),
-    exact: impl Fn(&[T], &[i8]) -> v128,
+    group: impl Fn(&[T], &[i8]) -> v128,
     sw: &[f32],
     x: &QRow,
 ) -> f32 {
@@ -198,15 +191,14 @@ fn dot_groups<T: Copy, const GROUP_BYTES: usize, const OFFSET: bool>(
         .zip(x.sums.chunks_exact(8));
     let mut done = 0;
     for (((wb, xb), (swb, sxb)), sums) in blocks {
-        let wg = |j: usize| &wb[j * GROUP_BYTES..(j + 1) * GROUP_BYTES];
-        let xg = |j: usize| &xb[j * QK..(j + 1) * QK];
         // Written out (not a loop) so the 8 groups stay in registers.
-        let gd = |j: usize| group(wg(j), xg(j));
-        let r = [gd(0), gd(1), gd(2), gd(3), gd(4), gd(5), gd(6), gd(7)];
-        let mut v = r.map(|(p, _)| p);
-        if flagged(r.iter().fold(EXACT, |f, &(_, g)| v128_or(f, g))) {
-            v = std::array::from_fn(|j| exact(wg(j), xg(j)));
-        }
+        let gd = |j: usize| {
+            group(
+                &wb[j * GROUP_BYTES..(j + 1) * GROUP_BYTES],
+                &xb[j * QK..(j + 1) * QK],
+            )
+        };
+        let v = [gd(0), gd(1), gd(2), gd(3), gd(4), gd(5), gd(6), gd(7)];
         let mut s_lo = hsum4x4([v[0], v[1], v[2], v[3]]);
         let mut s_hi = hsum4x4([v[4], v[5], v[6], v[7]]);
         if OFFSET {
@@ -230,17 +222,14 @@ fn dot_groups<T: Copy, const GROUP_BYTES: usize, const OFFSET: bool>(
         f32x4_extract_lane::<3>(hi),
     ];
     finish_lanes(lanes, done, sw, sx, |g| {
-        let (wg, xg) = (
+        let sum = hsum_i32(group(
             &w[g * GROUP_BYTES..(g + 1) * GROUP_BYTES],
             &qx[g * QK..(g + 1) * QK],
-        );
-        let (p, flags) = group(wg, xg);
-        if flagged(flags) {
-            hsum_i32(exact(wg, xg))
-        } else if OFFSET {
-            hsum_i32(p) - 8 * x.sums[g]
+        ));
+        if OFFSET {
+            sum - 8 * x.sums[g]
         } else {
-            hsum_i32(p)
+            sum
         }
     })
 }
@@ -355,53 +344,22 @@ fn broadcast4(qs: &[i8], at: usize) -> v128 {
 }
 
 /// One group of one q8_0 panel (512 bytes: 8 steps × 16 rows × 4 columns) times its 32 activations:
-/// 4 vectors of exact i32 sums (rows 4q..4q+4 in vector q). x is in -127..=127, so |x| is 7-bit and the
-/// sign of x moves onto w; that product is exact unless w = -128 meets a negative x (flagged: then the
-/// group is recomputed from sign-extended halves).
+/// 4 vectors of exact i32 sums (rows 4q..4q+4 in vector q), by [`q8_group`]'s complement trick with
+/// the 4 activation bytes of each step broadcast.
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn panel_group_q8(w: &[i8], xg: &[i8]) -> [v128; 4] {
-    let zero = i8x16_splat(0);
     let mut acc = [i32x4_splat(0); 4];
-    let mut bad = zero;
+    let mut corr = i32x4_splat(0);
     for s in 0..QK / 4 {
-        let x = broadcast4(xg, 4 * s);
-        let neg = i8x16_lt(x, zero);
-        let abs_x = i8x16_abs(x);
+        let (abs_x, neg, c) = split_sign(broadcast4(xg, 4 * s), corr);
+        corr = c;
         for (q, a) in acc.iter_mut().enumerate() {
-            let wv = load_bytes(w, s * 64 + q * 16);
-            bad = v128_or(bad, v128_and(neg, i8x16_eq(wv, i8x16_splat(-128))));
-            let signed_w = i8x16_sub(v128_xor(wv, neg), neg);
-            *a = i32x4_relaxed_dot_i8x16_i7x16_add(signed_w, abs_x, *a);
+            let wv = v128_xor(load_bytes(w, s * 64 + q * 16), neg);
+            *a = i32x4_relaxed_dot_i8x16_i7x16_add(wv, abs_x, *a);
         }
     }
-    if v128_any_true(bad) {
-        return panel_group_q8_exact(w, xg);
-    }
-    acc
-}
-
-/// [`panel_group_q8`] from sign-extended i16 halves (exact for every i8 value; slower).
-#[cfg(target_feature = "relaxed-simd")]
-#[cold]
-fn panel_group_q8_exact(w: &[i8], xg: &[i8]) -> [v128; 4] {
-    let mut acc = [i32x4_splat(0); 4];
-    for s in 0..QK / 4 {
-        let x = broadcast4(xg, 4 * s);
-        let (xl, xh) = (i16x8_extend_low_i8x16(x), i16x8_extend_high_i8x16(x));
-        for (q, a) in acc.iter_mut().enumerate() {
-            let wv = load_bytes(w, s * 64 + q * 16);
-            // Lanes: (row 4q, cols 0-1), (4q, 2-3), (4q+1, 0-1), ... then pairs summed per row.
-            let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(wv), xl);
-            let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(wv), xh);
-            let rows = i32x4_add(
-                i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
-                i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
-            );
-            *a = i32x4_add(*a, rows);
-        }
-    }
-    acc
+    acc.map(|a| i32x4_sub(a, corr))
 }
 
 /// One group of one q4_0 panel (256 bytes: 4 step pairs × 16 rows × 4 bytes, even step in the low

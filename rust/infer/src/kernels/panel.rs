@@ -60,14 +60,21 @@ pub fn pack_q8_values(qs: &mut [u8], rows: usize, cols: usize) {
 /// << 4) into panels, in place.
 pub fn pack_q4_values(packed: &mut [u8], rows: usize, cols: usize) {
     let src = packed.to_vec();
-    packed.fill(0);
-    for r in 0..rows {
-        for c in 0..cols {
-            let (g, j) = (c / QK, c % QK);
-            let b = src[r * cols / 2 + g * QK / 2 + j % (QK / 2)];
-            let v = if j < QK / 2 { b & 0x0f } else { b >> 4 };
-            let (at, high) = q4_index(cols, r, c);
-            packed[at] |= if high { v << 4 } else { v };
+    let half = QK / 2;
+    for (r, row) in src.chunks_exact(cols / 2).enumerate().take(rows) {
+        for (g, bytes) in row.chunks_exact(half).enumerate() {
+            // The group's 32 values in element order, then written as 4 pairs of steps.
+            let mut v = [0u8; QK];
+            for j in 0..half {
+                v[j] = bytes[j] & 0x0f;
+                v[j + half] = bytes[j] >> 4;
+            }
+            for pair in 0..4 {
+                let (at, _) = q4_index(cols, r, g * QK + pair * 8);
+                for k in 0..4 {
+                    packed[at + k] = v[pair * 8 + k] | (v[pair * 8 + 4 + k] << 4);
+                }
+            }
         }
     }
 }

@@ -1,23 +1,24 @@
 """Data preparation: the out-of-core shuffler and the pretrain / SFT token pipelines (docs/data.md).
 
 ``python -m nano.data shuffle|pretrain|sft ...`` is the command line (see ``nano.data.__main__``).
-Names are imported on first use, so ``python -m nano.data shuffle`` does not pay for NumPy and the
-tokenizer pipelines (≈ 0.2 s per call).
+The token pipelines are imported on first use, so ``python -m nano.data shuffle`` does not pay for
+NumPy (≈ 0.2 s per call).
 """
 
 from __future__ import annotations
 
 import importlib
 
+# Bound eagerly: the submodule ``nano.data.shuffle`` would otherwise shadow the function of that name.
+from nano.data.records import DataError
+from nano.data.shuffle import parse_size, shuffle
+
 _EXPORTS = {
-    "DataError": "nano.data.records",
-    "parse_size": "nano.data.shuffle",
     "prepare_pretrain": "nano.data.pretrain",
     "prepare_sft": "nano.data.sft",
-    "shuffle": "nano.data.shuffle",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["DataError", "parse_size", "prepare_pretrain", "prepare_sft", "shuffle"]
 
 
 def __getattr__(name: str):

@@ -86,7 +86,7 @@ function startWorker() {
       const entry = pending.get(msg.id);
       if (!entry) return;
       if (msg.type === "piece") {
-        entry.onPiece?.(msg.text);
+        entry.onPiece?.(msg.text, msg.tokens);
       } else {
         pending.delete(msg.id);
         if (msg.type === "ok") entry.resolve(msg);
@@ -258,9 +258,9 @@ async function generate() {
   const started = performance.now();
   let pieces = 0;
   const reply = await run(() =>
-    request({ type: "generate", prompt, options }, [], (text) => {
+    request({ type: "generate", prompt, options }, [], (text, tokens) => {
       ui.generated.textContent += text;
-      pieces += 1;
+      pieces += tokens;
       const secs = (performance.now() - started) / 1e3;
       if (secs > 0.25) ui.speed.textContent = `≈ ${(pieces / secs).toFixed(1)} tokens/s`;
     }),

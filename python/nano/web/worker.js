@@ -3,9 +3,9 @@
 //
 // Protocol (page -> worker): {id, type, ...}; the worker answers each request with exactly one
 // {id, type: "ok", ...} or {id, type: "error", message, fatal}; generation also streams
-// {id, type: "piece", text} before its final "ok". Unsolicited: {type: "ready", version, simd} once
-// (simd: "relaxed-simd" or "simd128", the build in use), or {type: "fatal", message} when the engine
-// cannot start.
+// {id, type: "piece", text, tokens} (the text of `tokens` new tokens) before its final "ok".
+// Unsolicited: {type: "ready", version, simd} once (simd: "relaxed-simd" or "simd128", the build in
+// use), or {type: "fatal", message} when the engine cannot start.
 //   load   {bytes: ArrayBuffer}            -> ok {info}       (the old model stays on error)
 //   lora   {bytes: ArrayBuffer}            -> ok {info}
 //   unlora {}                              -> ok {info}
@@ -19,6 +19,8 @@ import init, {
   version,
   WasmEngine,
 } from "./pkg/nano_wasm.js";
+
+const PIECE_INTERVAL_MS = 50;
 
 let engine = null;
 let stopFlag = null; // Int32Array over a SharedArrayBuffer, when the page is cross-origin isolated
@@ -55,10 +57,25 @@ const handlers = {
     engine.set_options(o.maxNewTokens, o.temperature, o.topK, o.topP, o.repetitionPenalty,
       BigInt(o.seed), o.instruct);
     if (stopFlag) Atomics.store(stopFlag, 0, 0);
-    const stats = engine.generate(prompt, (text) => {
-      if (text) postMessage({ id, type: "piece", text });
+    // Pieces are batched: posted at most every PIECE_INTERVAL_MS (and at the end), so the page's main
+    // thread handles a few dozen messages a second instead of one per token; on a small machine it
+    // would otherwise compete with this worker for the CPU.
+    let text = "";
+    let tokens = 0;
+    let last = performance.now();
+    const flush = () => {
+      if (text) postMessage({ id, type: "piece", text, tokens });
+      text = "";
+      tokens = 0;
+      last = performance.now();
+    };
+    const stats = engine.generate(prompt, (piece) => {
+      text += piece;
+      tokens += 1;
+      if (performance.now() - last >= PIECE_INTERVAL_MS) flush();
       return !(stopFlag && Atomics.load(stopFlag, 0) !== 0);
     });
+    flush();
     const out = {
       promptTokens: stats.prompt_tokens,
       generatedTokens: stats.generated_tokens,

@@ -258,7 +258,8 @@ fn pack_panels(t: &Tensor, bytes: &mut [u8]) -> bool {
     };
     let (rows, cols) = (*rows, *cols);
     let quantized = matches!(t.dtype, DType::Q8_0 | DType::Q4_0);
-    if !quantized || !rows.is_multiple_of(panel::ROWS) || Kernels::best().panels().is_none() {
+    let q4 = t.dtype == DType::Q4_0;
+    if !quantized || !rows.is_multiple_of(panel::ROWS) || !Kernels::best().prefers_panels(q4) {
         return false;
     }
     let values = if t.dtype == DType::Q8_0 {

@@ -481,3 +481,141 @@ unsafe fn panel_q4_vnni(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32])
         _ => panel_q4_tile::<4>(packed, sw, &xs[..4], out),
     }
 }
+
+/// The 16-row panel kernels of the AVX2 path (see [`super::panel`]): 8 rows per 256-bit register.
+pub(super) fn avx2_panels() -> Option<Panels> {
+    avx2()?;
+    // SAFETY (wrappers): only reachable after AVX2/FMA/F16C were detected above.
+    Some(Panels {
+        dot_q8: |qw, sw, xs, out| unsafe { panel_q8_avx2(qw, sw, xs, out) },
+        dot_q4: |p, sw, xs, out| unsafe { panel_q4_avx2(p, sw, xs, out) },
+    })
+}
+
+/// One panel times T inputs on AVX2, one half (8 rows, one 256-bit register) at a time so the 8 lane
+/// accumulators of a half fit the 16 registers: `sums(g, h)` gives group g's exact integer dots of
+/// half h for each input; lane accumulator g % 8, then [`reduce8`].
+// Index loops over small fixed arrays (inputs × lanes) read clearer here.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_tile_avx2<const T: usize>(
+    xs: &[QRow],
+    sw: &[f32],
+    out: &mut [f32],
+    sums: impl Fn(usize, usize) -> [__m256i; T],
+) {
+    let groups = xs[0].d.len();
+    assert!(xs.len() == T && out.len() >= 16 * T && sw.len() >= 16 * groups);
+    let ps = sw.as_ptr();
+    for h in 0..2 {
+        let mut acc = [[_mm256_setzero_ps(); 8]; T];
+        for g in 0..groups {
+            let s = sums(g, h);
+            let w = _mm256_loadu_ps(ps.add(g * 16 + h * 8));
+            for t in 0..T {
+                let d = _mm256_mul_ps(w, _mm256_set1_ps(xs[t].d[g]));
+                let a = &mut acc[t][g % 8];
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_cvtepi32_ps(s[t]), d));
+            }
+        }
+        for (t, a) in acc.iter().enumerate() {
+            // reduce8 of every row: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
+            let r = _mm256_add_ps(
+                _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6])),
+                _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7])),
+            );
+            _mm256_storeu_ps(out.as_mut_ptr().add(16 * t + 8 * h), r);
+        }
+    }
+}
+
+/// 4 activation bytes (columns c..c+4) broadcast to all 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn broadcast4_avx2(x: &QRow, c: usize) -> __m256i {
+    _mm256_set1_epi32((x.qs.as_ptr().add(c) as *const i32).read_unaligned())
+}
+
+/// q8_0 panel on AVX2: |w| (unsigned) · sign-adjusted broadcast activations with `vpmaddubsw`
+/// (≤ 2·128·127, no saturation), pairs summed by `vpmaddwd`: one i32 per row and step.
+// Index loops over small fixed arrays (inputs × register halves) read clearer here.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_q8_tile_avx2<const T: usize>(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    let groups = xs[0].d.len();
+    assert!(qs.len() >= groups * 512 && xs.iter().all(|x| x.qs.len() >= groups * QK));
+    let pw = qs.as_ptr();
+    let ones = _mm256_set1_epi16(1);
+    panel_tile_avx2::<T>(xs, sw, out, |g, h| {
+        let mut s = [_mm256_setzero_si256(); T];
+        for st in 0..8 {
+            let w = _mm256_loadu_si256(pw.add(g * 512 + st * 64 + h * 32) as *const __m256i);
+            let aw = _mm256_sign_epi8(w, w);
+            for t in 0..T {
+                let x = _mm256_sign_epi8(broadcast4_avx2(&xs[t], g * QK + st * 4), w);
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones);
+                s[t] = _mm256_add_epi32(s[t], p);
+            }
+        }
+        s
+    })
+}
+
+/// q4_0 panel on AVX2: unsigned nibbles (0..=15) · broadcast activations, minus 8·Σx per group.
+// Index loops over small fixed arrays (inputs × register halves) read clearer here.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_q4_tile_avx2<const T: usize>(
+    packed: &[u8],
+    sw: &[f32],
+    xs: &[QRow],
+    out: &mut [f32],
+) {
+    let groups = xs[0].d.len();
+    assert!(packed.len() >= groups * 256 && xs.iter().all(|x| x.qs.len() >= groups * QK));
+    let pw = packed.as_ptr();
+    let (ones, low) = (_mm256_set1_epi16(1), _mm256_set1_epi8(0x0f));
+    panel_tile_avx2::<T>(xs, sw, out, |g, h| {
+        let mut s = [_mm256_setzero_si256(); T];
+        for pair in 0..4 {
+            let v = _mm256_loadu_si256(pw.add(g * 256 + pair * 64 + h * 32) as *const __m256i);
+            let w0 = _mm256_and_si256(v, low);
+            let w1 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
+            for t in 0..T {
+                let c = g * QK + pair * 8;
+                let p0 = _mm256_maddubs_epi16(w0, broadcast4_avx2(&xs[t], c));
+                let p1 = _mm256_maddubs_epi16(w1, broadcast4_avx2(&xs[t], c + 4));
+                // p0 + p1 ≤ 4·15·127 fits i16.
+                let p = _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones);
+                s[t] = _mm256_add_epi32(s[t], p);
+            }
+        }
+        for t in 0..T {
+            s[t] = _mm256_sub_epi32(s[t], _mm256_set1_epi32(xs[t].sums[g] << 3));
+        }
+        s
+    })
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_q8_avx2(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    match xs.len() {
+        1 => panel_q8_tile_avx2::<1>(qs, sw, xs, out),
+        2 => panel_q8_tile_avx2::<2>(qs, sw, xs, out),
+        3 => panel_q8_tile_avx2::<3>(qs, sw, xs, out),
+        _ => panel_q8_tile_avx2::<4>(qs, sw, &xs[..4], out),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_q4_avx2(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    match xs.len() {
+        1 => panel_q4_tile_avx2::<1>(packed, sw, xs, out),
+        2 => panel_q4_tile_avx2::<2>(packed, sw, xs, out),
+        3 => panel_q4_tile_avx2::<3>(packed, sw, xs, out),
+        _ => panel_q4_tile_avx2::<4>(packed, sw, &xs[..4], out),
+    }
+}

@@ -22,7 +22,11 @@ __all__ = ["Engine"]
 
 
 class Engine:
-    """A loaded model file (memory-mapped) ready to generate; LoRA plug-ins can be swapped at run time."""
+    """A loaded model file ready to generate; LoRA plug-ins can be swapped at run time.
+
+    ``threads=None`` uses the machine's physical performance cores (SMT siblings and, on big.LITTLE
+    boards, the little cores left out).
+    """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         self._native = _native.Engine(os.fspath(path), threads)

@@ -30,6 +30,8 @@ pub(crate) fn format_err<T>(msg: impl Into<String>) -> Result<T> {
 }
 
 impl Error {
+    // Files are opened only natively (the WASM engine gets bytes).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.display().to_string(),

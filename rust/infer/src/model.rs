@@ -1,5 +1,6 @@
 //! A loaded, validated base model: config, tokenizer and weights (used in place from a memory map or
 //! byte buffer when aligned, else copied), plus LoRA plug-ins.
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 use std::sync::Arc;
 

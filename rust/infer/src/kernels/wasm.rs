@@ -61,6 +61,7 @@ fn high_nibbles(b: v128) -> v128 {
 }
 
 /// 32 q4_0 values (16 packed bytes) as i8 in -8..=7: low nibbles are elements 0..16, high 16..32.
+#[cfg(not(target_feature = "relaxed-simd"))] // the plain build's integer dots
 #[inline(always)]
 fn load_q4(p: &[u8]) -> [v128; 2] {
     let b = load_bytes(p, 0);
@@ -73,6 +74,7 @@ fn load_q4(p: &[u8]) -> [v128; 2] {
 
 /// Σ of the 16 i8·i8 products of two vectors as 4 i32 partial sums (exact: each i16·i16 product and
 /// pair sum fits i32).
+#[cfg(not(target_feature = "relaxed-simd"))] // the plain build's integer dots
 #[inline(always)]
 fn dot_i8x16(w: v128, x: v128) -> v128 {
     i32x4_add(
@@ -82,6 +84,7 @@ fn dot_i8x16(w: v128, x: v128) -> v128 {
 }
 
 /// One group's i8·i8 products as 4 i32 partial sums (exact).
+#[cfg(not(target_feature = "relaxed-simd"))] // the plain build's integer dots
 #[inline(always)]
 fn group_dot(w: [v128; 2], x: [v128; 2]) -> v128 {
     i32x4_add(dot_i8x16(w[0], x[0]), dot_i8x16(w[1], x[1]))

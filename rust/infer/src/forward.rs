@@ -217,12 +217,16 @@ impl Forward<'_> {
             let vals = &cache.v[base..base + visible * hd];
             attend(qh, keys, vals, scale, o);
         };
+        // Multiply-adds of all heads (scores and weighted values); below ~64 K (a short decode
+        // context) handing the heads to other threads costs more than it saves.
+        let work = n * nh * (start + n) * hd * 2;
         #[cfg(feature = "threads")]
-        {
+        if work >= 1 << 16 {
             use rayon::prelude::*;
             out.par_chunks_mut(hd).enumerate().for_each(task);
+            return out;
         }
-        #[cfg(not(feature = "threads"))]
+        let _ = work;
         out.chunks_mut(hd).enumerate().for_each(task);
         out
     }

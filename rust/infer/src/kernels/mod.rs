@@ -253,6 +253,11 @@ impl Kernels {
         if self.name == "neon-dotprod" {
             return neon::neon_dotprod_panels();
         }
+        // Panels need a broadcast 4-byte dot: relaxed SIMD's i8 dot (the plain simd128 build keeps rows).
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        if self.name == "simd128" {
+            return wasm::simd128_panels();
+        }
         None
     }
 

@@ -193,6 +193,39 @@ fn matvec_matches_f64_reference() {
     }
 }
 
+/// Float rows of odd lengths (16-wide rests and scalar tails): a matmul of 6 inputs equals 6 matvecs
+/// bit for bit.
+#[test]
+fn float_matmul_with_odd_lengths_equals_matvecs() {
+    let mut rng = Rng(14);
+    let mut scratch = Scratch::default();
+    for cols in [23, 200, 272] {
+        let w = rng.vec(40 * cols, 1.0);
+        let h: Vec<u16> = w.iter().map(|&v| f32_to_f16(v)).collect();
+        let x = rng.vec(6 * cols, 1.0);
+        for k in Kernels::available() {
+            for wts in [Weights::F32(&w), Weights::F16(&h)] {
+                let m = MatRef {
+                    rows: 40,
+                    cols,
+                    w: wts,
+                };
+                let mut batched = vec![0f32; 6 * 40];
+                k.matmul(&mut batched, &m, &x, 6, &mut scratch);
+                for t in 0..6 {
+                    let mut single = vec![0f32; 40];
+                    k.matvec(&mut single, &m, &x[t * cols..(t + 1) * cols], &mut scratch);
+                    assert!(
+                        bits(&batched[t * 40..(t + 1) * 40]) == bits(&single),
+                        "{} cols {cols} token {t}",
+                        k.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// matmul of n inputs == n separate matvecs, bit for bit, on every path and dtype.
 #[test]
 fn matmul_equals_n_matvecs() {

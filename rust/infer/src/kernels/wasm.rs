@@ -326,7 +326,6 @@ fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
 /// lane sum `g % 8` of each row gains `(s as f32) * (sw * sx)` group by group, then [`super::reduce8`]'s
 /// order lane-wise. The plain SIMD128 build keeps the row layout (its exact i8 dots gain little here).
 #[cfg(target_feature = "relaxed-simd")]
-#[allow(dead_code)] // until `Kernels::panels` (kernels/mod.rs) returns it for this path
 pub(super) fn simd128_panels() -> Option<super::Panels> {
     Some(super::Panels {
         dot_q8: |w, sw, xs, out| {

@@ -2,7 +2,7 @@
 //! attention over a KV cache holding only the KV heads, SwiGLU, tied head). All matrix products go
 //! through `crate::kernels`; this file does the per-element work around them.
 use crate::error::{Error, Result};
-use crate::kernels::{self, Scratch};
+use crate::kernels::{self, MatRef, Scratch, Weights};
 use crate::model::{Adapter, Lora, Model};
 
 /// Keys and values of every layer for positions 0..block_size: [layer][kv_head][pos][head_dim].
@@ -155,7 +155,8 @@ impl Forward<'_> {
 
     /// `x W_iᵀ` for projections of one layer that share their input (Q|K|V, W1|W3: one kernel call,
     /// so the input is quantized once and all rows form one parallel job), plus the LoRA adapter
-    /// `scale · B (A x)` of each projection one targets.
+    /// `scale · B (A x)` of each projection one targets. The adapters' `A x` products join the same
+    /// kernel call (f32 matrices of `rank` rows); only the small `B` step runs afterwards.
     fn project_many<const N: usize>(
         &mut self,
         layer: usize,
@@ -163,18 +164,28 @@ impl Forward<'_> {
         x: &[f32],
         n: usize,
     ) -> [Vec<f32>; N] {
-        let mats = targets.map(|(_, index)| self.model.mat(index));
-        let mut outs = mats.map(|w| vec![0.0f32; n * w.rows]);
-        let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        let adapters: [Option<&Adapter>; N] = match self.lora {
+            Some(lora) => targets.map(|(target, _)| lora.adapter(layer, target)),
+            None => [None; N],
+        };
+        let mut mats: Vec<MatRef> = targets.iter().map(|&(_, i)| self.model.mat(i)).collect();
+        mats.extend(adapters.iter().flatten().map(|ad| MatRef {
+            rows: ad.rank(),
+            cols: ad.cols,
+            w: Weights::F32(&ad.a),
+        }));
+        let mut bufs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0.0f32; n * w.rows]).collect();
+        let mut views: Vec<&mut [f32]> = bufs.iter_mut().map(|o| o.as_mut_slice()).collect();
         kernels::matmul_many(&mut views, &mats, x, n, self.scratch);
-        if let Some(lora) = self.lora {
-            for ((target, _), out) in targets.iter().zip(outs.iter_mut()) {
-                if let Some(ad) = lora.adapter(layer, target) {
-                    add_adapter(out, ad, lora.scale(), x);
-                }
+        let mut ax = bufs.split_off(N).into_iter();
+        let scale = self.lora.map_or(0.0, |l| l.scale());
+        for (out, ad) in bufs.iter_mut().zip(adapters) {
+            if let Some(ad) = ad {
+                let ax = ax.next().expect("one A x per adapter, in order");
+                add_adapter_b(out, ad, scale, &ax);
             }
         }
-        outs
+        bufs.try_into().expect("N outputs")
     }
 
     /// Projects q/k/v, applies RoPE, appends k/v to the cache and attends; returns [n, n_head*head_dim].
@@ -292,15 +303,16 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// out += scale · B (A x) for every row of x (the adapter stays unmerged: base weights are never
-/// touched). B is kept transposed, so each rank component is one contiguous multiply-add over out.
-fn add_adapter(out: &mut [f32], ad: &Adapter, scale: f32, x: &[f32]) {
-    let mut ax = vec![0f32; ad.rank()];
-    for (xr, or) in x.chunks_exact(ad.cols).zip(out.chunks_exact_mut(ad.rows)) {
-        for (s, a_row) in ax.iter_mut().zip(ad.a.chunks_exact(ad.cols)) {
-            *s = scale * dot(a_row, xr);
-        }
-        for (&s, b_col) in ax.iter().zip(ad.b_t.chunks_exact(ad.rows)) {
+/// out += scale · B (A x) for every input row, given `ax` = A x ([n, rank]) (the adapter stays
+/// unmerged: base weights are never touched). B is kept transposed, so each rank component is one
+/// contiguous multiply-add over the output row.
+fn add_adapter_b(out: &mut [f32], ad: &Adapter, scale: f32, ax: &[f32]) {
+    for (axr, or) in ax
+        .chunks_exact(ad.rank())
+        .zip(out.chunks_exact_mut(ad.rows))
+    {
+        for (&a, b_col) in axr.iter().zip(ad.b_t.chunks_exact(ad.rows)) {
+            let s = scale * a;
             or.iter_mut().zip(b_col).for_each(|(o, &b)| *o += s * b);
         }
     }

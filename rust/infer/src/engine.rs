@@ -97,7 +97,7 @@ pub struct Engine {
     rope: Rope,
     scratch: Scratch,
     #[cfg(feature = "threads")]
-    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    team: std::sync::Arc<crate::kernels::Team>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -119,20 +119,16 @@ impl Engine {
             ));
         }
         #[cfg(feature = "threads")]
-        let pool = match threads {
-            Some(0) => return Err(Error::InvalidInput("threads must be at least 1".into())),
-            n => {
-                let n = n.unwrap_or_else(crate::kernels::performance_cores);
-                Some(std::sync::Arc::new(
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(n)
-                        .build()
-                        .map_err(|e| {
-                            Error::Unsupported(format!("cannot start {n} threads: {e}"))
-                        })?,
-                ))
-            }
-        };
+        let team =
+            match threads {
+                Some(0) => return Err(Error::InvalidInput("threads must be at least 1".into())),
+                n => {
+                    let n = n.unwrap_or_else(crate::kernels::performance_cores);
+                    std::sync::Arc::new(crate::kernels::Team::new(n).map_err(|e| {
+                        Error::Unsupported(format!("cannot start {n} threads: {e}"))
+                    })?)
+                }
+            };
         #[cfg(not(feature = "threads"))]
         let _ = threads;
         Ok(Engine {
@@ -142,7 +138,7 @@ impl Engine {
             lora: None,
             scratch: Scratch::default(),
             #[cfg(feature = "threads")]
-            pool,
+            team,
         })
     }
 
@@ -164,7 +160,7 @@ impl Engine {
         self.lora = None;
     }
 
-    /// Runs one forward pass inside this engine's thread pool.
+    /// Runs one forward pass inside this engine's thread team (entered once per pass).
     fn forward(&mut self, tokens: &[u32], start: usize, all: bool) -> Vec<f32> {
         let mut f = Forward {
             model: &self.model,
@@ -174,9 +170,8 @@ impl Engine {
             scratch: &mut self.scratch,
         };
         #[cfg(feature = "threads")]
-        if let Some(pool) = &self.pool {
-            return pool.install(|| f.run(tokens, start, all));
-        }
+        return self.team.enter(|| f.run(tokens, start, all));
+        #[cfg(not(feature = "threads"))]
         f.run(tokens, start, all)
     }
 

@@ -234,7 +234,10 @@ impl Forward<'_> {
         #[cfg(feature = "threads")]
         if work >= 1 << 16 {
             use rayon::prelude::*;
-            out.par_chunks_mut(hd).enumerate().for_each(task);
+            match kernels::Team::current() {
+                Some(team) => team.for_each(out.chunks_mut(hd).enumerate().collect(), task),
+                None => out.par_chunks_mut(hd).enumerate().for_each(task),
+            }
             return out;
         }
         let _ = work;

@@ -18,6 +18,8 @@ mod quant;
 mod scalar;
 #[doc(hidden)]
 pub mod selftest;
+#[cfg(feature = "threads")]
+mod team;
 #[cfg(test)]
 mod tests;
 mod topology;
@@ -28,6 +30,8 @@ mod x86;
 
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use quant::{dequantize_row, quantize_q4_0, quantize_q8_0};
+#[cfg(feature = "threads")]
+pub use team::Team;
 pub use topology::performance_cores;
 
 use std::sync::OnceLock;
@@ -510,7 +514,9 @@ fn run_jobs(jobs: &[RowJob], dsts: Vec<&mut [f32]>, cols: usize) {
     #[cfg(feature = "threads")]
     {
         use rayon::prelude::*;
-        let threads = rayon::current_num_threads();
+        // Inside an engine's forward pass its team does the work; elsewhere rayon's current pool.
+        let team = Team::current();
+        let threads = team.map_or_else(rayon::current_num_threads, |t| t.threads());
         let per_row = jobs.first().map_or(1, |j| j.n);
         let rows: usize = jobs.iter().map(|j| j.m.rows).sum();
         if threads > 1 && rows * cols * per_row >= PAR_MIN_WEIGHTS {
@@ -525,9 +531,11 @@ fn run_jobs(jobs: &[RowJob], dsts: Vec<&mut [f32]>, cols: usize) {
                     tasks.push((j, i * chunk_rows, chunk));
                 }
             }
-            tasks
-                .into_par_iter()
-                .for_each(|(j, r0, chunk)| jobs[j].rows_into(r0, chunk));
+            let run = |(j, r0, chunk): (usize, usize, &mut [f32])| jobs[j].rows_into(r0, chunk);
+            match team {
+                Some(team) => team.for_each(tasks, run),
+                None => tasks.into_par_iter().for_each(run),
+            }
             return;
         }
     }

@@ -1,0 +1,241 @@
+//! A team of worker threads that a forward pass enters once per token.
+//!
+//! With rayon every matmul was a hand-off (about 65 per token): workers that had gone to sleep in
+//! the serial parts between matmuls (norms, RoPE, attention set-up) needed a wake-up each time. A
+//! team's workers are woken once per forward pass ([`Team::enter`]) and then spin on an epoch counter,
+//! so handing out a job costs a few atomic operations. The calling thread works on every job too.
+//!
+//! Jobs are `Fn(chunk)` closures over `0..chunks`, claimed dynamically (fast cores take more chunks).
+//! A claim carries the job's epoch, so a worker that saw an old job can never run a chunk of a newer
+//! one with the old closure; the caller returns only when every claimed chunk is done, so the borrowed
+//! closure outlives every use.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// One published job (lives on the caller's stack during `run`).
+struct Job<'a> {
+    f: &'a (dyn Fn(usize) + Sync),
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Incremented for every job; workers watch it to wake up.
+    epoch: AtomicU64,
+    /// The claim word of the current job: epoch (24 bits) | chunks (20 bits) | next chunk (20 bits).
+    next: AtomicU64,
+    /// Chunks of the current job finished.
+    done: AtomicUsize,
+    job: AtomicPtr<Job<'static>>,
+    /// Set while a forward pass is inside the team (workers spin rather than park).
+    active: AtomicBool,
+    quit: AtomicBool,
+}
+
+const FIELD: u64 = (1 << 20) - 1;
+/// Most chunks one job may have (larger jobs run on the caller alone).
+const MAX_CHUNKS: usize = FIELD as usize;
+
+impl Shared {
+    /// Claims and runs chunks of job `epoch` until none is left.
+    fn work(&self, epoch: u64) {
+        loop {
+            let cur = self.next.load(SeqCst);
+            let (e, chunks, i) = (cur >> 40, (cur >> 20) & FIELD, cur & FIELD);
+            if e != epoch & 0xff_ffff || i >= chunks {
+                return; // another job, or nothing left to claim
+            }
+            if self
+                .next
+                .compare_exchange(cur, cur + 1, SeqCst, SeqCst)
+                .is_ok()
+            {
+                // SAFETY: the caller stores the job pointer before it publishes the claim word, and
+                // publishes the next job only after every claimed chunk of this one is done; so,
+                // loaded after a successful claim, the pointer is this job's and it is alive.
+                let job = self.job.load(SeqCst);
+                unsafe { ((*job).f)(i as usize) };
+                self.done.fetch_add(1, SeqCst);
+            }
+        }
+    }
+}
+
+/// Worker threads plus the calling thread. Dropping it stops and joins the workers.
+pub struct Team {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Team {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Team({} threads)", self.threads())
+    }
+}
+
+thread_local! {
+    /// The team the current thread leads, while inside [`Team::enter`].
+    static CURRENT: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Spins before a worker parks when no forward pass is running.
+const SPINS_BEFORE_PARK: u32 = 1 << 16;
+
+impl Team {
+    /// A team of `threads` threads in all (the caller counts as one).
+    pub fn new(threads: usize) -> std::io::Result<Team> {
+        let shared = Arc::new(Shared::default());
+        let mut workers = Vec::new();
+        for i in 1..threads.max(1) {
+            let s = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("nano-worker-{i}"))
+                .spawn(move || worker(&s))?;
+            workers.push(handle);
+        }
+        Ok(Team { shared, workers })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Runs `f` with this team as the current one: [`Team::current`] finds it and the workers spin,
+    /// ready for jobs, until `f` returns.
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Leave<'a>(&'a Team, *const Team);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.shared.active.store(false, SeqCst);
+                CURRENT.with(|c| c.set(self.1));
+            }
+        }
+        let previous = CURRENT.with(|c| c.replace(self as *const Team));
+        self.shared.active.store(true, SeqCst);
+        for w in &self.workers {
+            w.thread().unpark();
+        }
+        let _leave = Leave(self, previous);
+        f()
+    }
+
+    /// The team the current thread is inside, if any. Use the reference only before returning from
+    /// the work `enter` is running (that is what keeps the team alive).
+    pub(crate) fn current<'a>() -> Option<&'a Team> {
+        let p = CURRENT.with(|c| c.get());
+        // SAFETY: set only for the duration of `enter`, whose `&self` outlives every use here
+        // (callers use the reference within the job they are running inside `enter`).
+        unsafe { p.as_ref() }
+    }
+
+    /// Runs `f(0..chunks)` on all threads of the team, each chunk exactly once; returns when all
+    /// are done.
+    pub fn run(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+        if chunks == 0 {
+            return;
+        }
+        if chunks > MAX_CHUNKS || self.workers.is_empty() {
+            (0..chunks).for_each(f);
+            return;
+        }
+        let s = &*self.shared;
+        let job = Job { f };
+        let epoch = s.epoch.load(SeqCst) + 1;
+        // Order matters (see `Shared::work`): the job pointer, then the claim word, then the epoch
+        // that wakes the workers.
+        s.done.store(0, SeqCst);
+        // SAFETY (lifetime): workers dereference the pointer only for successful claims of this
+        // job's chunks, and this function returns only after all of them are done.
+        let ptr = &job as *const Job as *mut Job<'static>;
+        s.job.store(ptr, SeqCst);
+        s.next.store(
+            ((epoch & 0xff_ffff) << 40) | ((chunks as u64) << 20),
+            SeqCst,
+        );
+        s.epoch.store(epoch, SeqCst);
+        s.work(epoch);
+        while s.done.load(SeqCst) < chunks {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+impl Team {
+    /// Runs `f` once for every item, spread over the team (items claimed dynamically).
+    pub(crate) fn for_each<T: Send>(&self, items: Vec<T>, f: impl Fn(T) + Sync) {
+        let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+        self.run(slots.len(), &|i| {
+            let item = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(item) = item {
+                f(item);
+            }
+        });
+    }
+}
+
+fn worker(s: &Shared) {
+    let mut seen = s.epoch.load(SeqCst);
+    let mut idle = 0u32;
+    while !s.quit.load(SeqCst) {
+        let epoch = s.epoch.load(SeqCst);
+        if epoch != seen {
+            seen = epoch;
+            idle = 0;
+            s.work(epoch);
+            continue;
+        }
+        if s.active.load(SeqCst) || idle < SPINS_BEFORE_PARK {
+            idle = idle.saturating_add(1);
+            std::hint::spin_loop();
+        } else {
+            // Woken by `enter` (or the timeout, a safety net against a missed unpark).
+            std::thread::park_timeout(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        self.shared.quit.store(true, SeqCst);
+        for w in &self.workers {
+            w.thread().unpark();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many back-to-back jobs of varying size: every chunk of every job runs exactly once, with the
+    /// job's own closure (a stale worker must never run a chunk of a newer job).
+    #[test]
+    fn every_chunk_runs_once_per_job() {
+        let team = Team::new(3).unwrap();
+        team.enter(|| {
+            for job in 0..20_000usize {
+                let chunks = 1 + job % 37;
+                let hits: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+                team.run(chunks, &|i| {
+                    hits[i].fetch_add(job + 1, SeqCst);
+                });
+                assert!(hits.iter().all(|h| h.load(SeqCst) == job + 1), "job {job}");
+            }
+        });
+        // Outside `enter` the workers park; a later pass still works.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let total = AtomicUsize::new(0);
+        team.enter(|| {
+            team.for_each((0..100).collect(), |v: usize| {
+                total.fetch_add(v, SeqCst);
+            })
+        });
+        assert_eq!(total.load(SeqCst), 4950);
+        assert!(Team::current().is_none());
+    }
+}

@@ -275,14 +275,8 @@ fn pack_panels(t: &Tensor, bytes: &mut [u8]) -> bool {
         panel::pack_q4_values(vals, rows, cols);
     }
     // Scales move as whole 4-byte values, so their byte order does not matter.
-    let mut words: Vec<[u8; 4]> = scales
-        .chunks_exact(4)
-        .map(|c| [c[0], c[1], c[2], c[3]])
-        .collect();
-    panel::pack_scales(&mut words, rows, cols / QK);
-    for (dst, w) in scales.chunks_exact_mut(4).zip(&words) {
-        dst.copy_from_slice(w);
-    }
+    let (words, _) = scales.as_chunks_mut::<4>();
+    panel::pack_scales(words, rows, cols / QK);
     true
 }
 

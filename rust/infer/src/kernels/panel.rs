@@ -103,35 +103,30 @@ pub fn q4_value(packed: &[u8], cols: usize, row: usize, col: usize) -> i32 {
     (if high { b >> 4 } else { b & 0x0f }) as i32 - 8
 }
 
-/// The scalar reference for one panel of q8_0 (`qs`: the panel's 16·cols values, `sw`: its 16·G
-/// scales) times each input: the row definition of [`super::scalar::dot_q8`], row by row.
-pub(super) fn dot_q8_scalar(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+/// The scalar reference for one panel (`sw`: its 16·G scales) times each input: the row definition
+/// of [`super::scalar::dot_q8`], row by row; `value(i, c)` is row i's column c (offset removed).
+fn dot_scalar(sw: &[f32], xs: &[QRow], out: &mut [f32], value: impl Fn(usize, usize) -> i32) {
     for (x, out) in xs.iter().zip(out.chunks_exact_mut(ROWS)) {
-        let cols = x.qs.len();
-        let groups = cols / QK;
+        let groups = x.qs.len() / QK;
         for (i, o) in out.iter_mut().enumerate() {
             let scales: Vec<f32> = (0..groups).map(|g| sw[g * ROWS + i]).collect();
             *o = super::scalar::finish_lanes([0f32; 8], 0, &scales, x.d, |g| {
                 (g * QK..(g + 1) * QK)
-                    .map(|c| q8_value(qs, cols, i, c) as i32 * x.qs[c] as i32)
+                    .map(|c| value(i, c) * x.qs[c] as i32)
                     .sum()
             });
         }
     }
 }
 
-/// The scalar reference for one panel of q4_0 (`packed`: the panel's 8·cols bytes) times each input.
+/// [`dot_scalar`] of one q8_0 panel (`qs`: the panel's 16·cols values).
+pub(super) fn dot_q8_scalar(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+    let cols = qs.len() / ROWS;
+    dot_scalar(sw, xs, out, |i, c| q8_value(qs, cols, i, c) as i32)
+}
+
+/// [`dot_scalar`] of one q4_0 panel (`packed`: the panel's 8·cols bytes).
 pub(super) fn dot_q4_scalar(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
-    for (x, out) in xs.iter().zip(out.chunks_exact_mut(ROWS)) {
-        let cols = x.qs.len();
-        let groups = cols / QK;
-        for (i, o) in out.iter_mut().enumerate() {
-            let scales: Vec<f32> = (0..groups).map(|g| sw[g * ROWS + i]).collect();
-            *o = super::scalar::finish_lanes([0f32; 8], 0, &scales, x.d, |g| {
-                (g * QK..(g + 1) * QK)
-                    .map(|c| q4_value(packed, cols, i, c) * x.qs[c] as i32)
-                    .sum()
-            });
-        }
-    }
+    let cols = packed.len() * 2 / ROWS;
+    dot_scalar(sw, xs, out, |i, c| q4_value(packed, cols, i, c))
 }

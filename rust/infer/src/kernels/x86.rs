@@ -208,58 +208,55 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
     })
 }
 
-/// f32 dot with 4 independent 16-wide FMA chains (64 values per step).
-#[target_feature(enable = "avx2,fma,avx512f")]
-unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let (pw, px) = (w.as_ptr(), x.as_ptr());
+/// Σ w·x with 4 independent 16-wide FMA chains (64 values per step), then the 16-wide rest into chain
+/// 0 and a scalar tail; `load_w(i)` gives weights i..i+16 as f32, `w_at(j)` weight j.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn dot_avx512(
+    n: usize,
+    load_w: impl Fn(usize) -> __m512,
+    w_at: impl Fn(usize) -> f32,
+    x: &[f32],
+) -> f32 {
+    let n = n.min(x.len());
+    let px = x.as_ptr();
     let mut a = [_mm512_setzero_ps(); 4];
     let mut i = 0;
     while i + 64 <= n {
         for (k, ak) in a.iter_mut().enumerate() {
             let o = i + 16 * k;
-            *ak = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(o)), _mm512_loadu_ps(px.add(o)), *ak);
+            *ak = _mm512_fmadd_ps(load_w(o), _mm512_loadu_ps(px.add(o)), *ak);
         }
         i += 64;
     }
     while i + 16 <= n {
-        a[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pw.add(i)), _mm512_loadu_ps(px.add(i)), a[0]);
+        a[0] = _mm512_fmadd_ps(load_w(i), _mm512_loadu_ps(px.add(i)), a[0]);
         i += 16;
     }
     let s = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
     let mut t = _mm512_reduce_add_ps(s);
-    for j in i..n {
-        t += w[j] * x[j];
+    for (j, &xj) in x.iter().enumerate().take(n).skip(i) {
+        t += w_at(j) * xj;
     }
     t
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
+    let pw = w.as_ptr();
+    dot_avx512(w.len(), |i| _mm512_loadu_ps(pw.add(i)), |j| w[j], x)
 }
 
 /// f16 weights (16 converted per instruction) · f32 activations.
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn dot_f16_avx512(w: &[u16], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let (pw, px) = (w.as_ptr(), x.as_ptr());
-    let mut a = [_mm512_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 64 <= n {
-        for (k, ak) in a.iter_mut().enumerate() {
-            let o = i + 16 * k;
-            let wv = _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(o) as *const __m256i));
-            *ak = _mm512_fmadd_ps(wv, _mm512_loadu_ps(px.add(o)), *ak);
-        }
-        i += 64;
-    }
-    while i + 16 <= n {
-        let wv = _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(i) as *const __m256i));
-        a[0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(px.add(i)), a[0]);
-        i += 16;
-    }
-    let s = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
-    let mut t = _mm512_reduce_add_ps(s);
-    for j in i..n {
-        t += super::f16_to_f32(w[j]) * x[j];
-    }
-    t
+    let pw = w.as_ptr();
+    dot_avx512(
+        w.len(),
+        |i| _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(i) as *const __m256i)),
+        |j| super::f16_to_f32(w[j]),
+        x,
+    )
 }
 
 /// The 16-row panel kernels of the VNNI path (see [`super::panel`]).

@@ -43,16 +43,7 @@ pub fn read_whole_records(
     max_record: u64,
     mut f: impl FnMut(&[u8]) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if let RecordFormat::Fixed(n) = format {
-        if size % n as u64 != 0 {
-            return Err(Error::Records(format!(
-                "{}: size {size} is not a multiple of the record size {n} (a truncated file?)",
-                path.display()
-            )));
-        }
-    }
+    let (mut file, size) = open_input(path, format)?;
     // Never allocate (and zero) more than the file needs; grow only for a record longer than a chunk.
     let chunk = chunk.min(size as usize + 1).max(1);
     let mut buf = vec![0u8; chunk];
@@ -91,6 +82,22 @@ pub fn read_whole_records(
             return Ok(());
         }
     }
+}
+
+/// Opens an input file and returns it with its size; a fixed-record file whose size is not a multiple
+/// of the record size is refused (a truncated file).
+pub(crate) fn open_input(path: &Path, format: RecordFormat) -> Result<(File, u64), Error> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if let RecordFormat::Fixed(n) = format {
+        if size % n as u64 != 0 {
+            return Err(Error::Records(format!(
+                "{}: size {size} is not a multiple of the record size {n} (a truncated file?)",
+                path.display()
+            )));
+        }
+    }
+    Ok((file, size))
 }
 
 pub(crate) fn too_long(path: &Path, offset: u64, len: u64, max: u64) -> Error {

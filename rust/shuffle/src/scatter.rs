@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use crate::records::{too_long, RecordFormat};
+use crate::records::{open_input, too_long, RecordFormat};
 use crate::rng::Rng;
 use crate::{Error, Progress};
 
@@ -127,16 +127,7 @@ pub fn scatter(
         RecordFormat::Fixed(n) => (plan.chunk / n).max(1) as u64 * n as u64,
     };
     for (source, path) in sources.iter().enumerate() {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if let RecordFormat::Fixed(n) = format {
-            if size % n as u64 != 0 {
-                return Err(Error::Records(format!(
-                    "{}: size {size} is not a multiple of the record size {n} (a truncated file?)",
-                    path.display()
-                )));
-            }
-        }
+        let (file, size) = open_input(path, format)?;
         let mut lo = 0;
         while lo < size {
             let hi = (lo + step).min(size);

@@ -3,6 +3,7 @@
 //! through `crate::kernels`; this file does the per-element work around them.
 use crate::error::{Error, Result};
 use crate::kernels::{self, MatRef, Scratch, Weights};
+use crate::math;
 use crate::model::{Adapter, Lora, Model};
 
 /// Keys and values of every layer for positions 0..block_size: [layer][kv_head][pos][head_dim].
@@ -96,7 +97,16 @@ pub(crate) struct Forward<'a> {
     pub scratch: &'a mut Scratch,
 }
 
+/// RMSNorm of every row of `x` (tokens of `w.len()` values), rows spread over the team.
 fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    let c = kernels::token_chunk(x.len() / d, d) * d;
+    kernels::spread(out.chunks_mut(c).zip(x.chunks(c)), |(out, x)| {
+        rmsnorm_rows(out, x, w, eps)
+    });
+}
+
+fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let d = w.len();
     for (o, xr) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
         let ms = xr.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / d as f64;
@@ -137,9 +147,12 @@ impl Forward<'_> {
 
             rmsnorm(&mut xb, &x, m.vector(lt.ffn_norm), c.norm_eps);
             let [mut h1, h3] = self.project_many(layer, [("w1", lt.w1), ("w3", lt.w3)], &xb, n);
-            for (a, &b) in h1.iter_mut().zip(&h3) {
-                *a = *a / (1.0 + (-*a).exp()) * b;
-            }
+            let hidden = h3.len() / n;
+            let ch = kernels::token_chunk(n, hidden);
+            kernels::spread(
+                h1.chunks_mut(ch * hidden).zip(h3.chunks(ch * hidden)),
+                |(h, g)| math::silu_gate(h, g),
+            );
             let [o] = self.project_many(layer, [("w2", lt.w2)], &h1, n);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         }
@@ -197,12 +210,18 @@ impl Forward<'_> {
         let [mut q, mut k, v] =
             self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
         if c.use_rope {
-            for t in 0..n {
-                self.rope
-                    .apply(&mut q[t * nh * hd..(t + 1) * nh * hd], start + t);
-                self.rope
-                    .apply(&mut k[t * nkv * hd..(t + 1) * nkv * hd], start + t);
-            }
+            let rope = self.rope;
+            let ch = kernels::token_chunk(n, (nh + nkv) * hd);
+            let parts = q.chunks_mut(ch * nh * hd).zip(k.chunks_mut(ch * nkv * hd));
+            kernels::spread(parts.enumerate(), |(i, (q, k))| {
+                let rows = q
+                    .chunks_exact_mut(nh * hd)
+                    .zip(k.chunks_exact_mut(nkv * hd));
+                for (t, (q, k)) in (start + i * ch..).zip(rows) {
+                    rope.apply(q, t);
+                    rope.apply(k, t);
+                }
+            });
         }
         for t in 0..n {
             for h in 0..nkv {
@@ -277,8 +296,10 @@ fn attend_generic(qh: &[f32], keys: &[f32], vals: &[f32], scale: f32, o: &mut [f
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
+        *s = math::exp(*s - max);
+    }
+    for &s in &scores {
+        sum += s;
     }
     o.fill(0.0);
     for (p, vr) in scores.iter().zip(vals.chunks_exact(hd)) {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod format;
 mod forward;
 pub mod kernels;
+mod math;
 mod model;
 pub mod sampler;
 

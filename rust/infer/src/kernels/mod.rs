@@ -325,10 +325,18 @@ impl Kernels {
             qx.resize(x.len(), 0);
             sx.resize(x.len() / QK, 0.0);
             xsum.resize(x.len() / QK, 0);
-            quant::quantize_q8_0_into(x, qx, sx);
-            for (s, q) in xsum.iter_mut().zip(qx.chunks_exact(QK)) {
-                *s = q.iter().map(|&v| v as i32).sum();
-            }
+            let c = token_chunk(n, cols);
+            let g = cols / QK;
+            let parts = x
+                .chunks(c * cols)
+                .zip(qx.chunks_mut(c * cols))
+                .zip(sx.chunks_mut(c * g).zip(xsum.chunks_mut(c * g)));
+            spread(parts, |((x, qx), (sx, xsum))| {
+                quant::quantize_q8_0_into(x, qx, sx);
+                for (s, q) in xsum.iter_mut().zip(qx.chunks_exact(QK)) {
+                    *s = q.iter().map(|&v| v as i32).sum();
+                }
+            });
         }
         let jobs: Vec<RowJob> = mats
             .iter()
@@ -360,26 +368,30 @@ impl Kernels {
         let mut offset = 0;
         for (m, out) in mats.iter().zip(outs.iter_mut()) {
             let staged = &staging[offset..offset + n * m.rows];
-            if m.w.in_panels() {
-                // Staged as [panel][t][16]: 16 contiguous results per panel and input.
-                for (p, block) in staged.chunks_exact(panel::ROWS * n).enumerate() {
-                    for (t, vals) in block.chunks_exact(panel::ROWS).enumerate() {
-                        let at = t * m.rows + p * panel::ROWS;
-                        // A fixed-size copy: inlined moves instead of a memcpy call per panel.
-                        let dst: &mut [f32; panel::ROWS] = (&mut out[at..at + panel::ROWS])
-                            .try_into()
-                            .expect("16 values");
-                        *dst = vals.try_into().expect("16 values");
-                    }
-                }
-            } else {
-                for (r, vals) in staged.chunks_exact(n).enumerate() {
-                    for (t, &v) in vals.iter().enumerate() {
-                        out[t * m.rows + r] = v;
-                    }
-                }
-            }
             offset += n * m.rows;
+            let c = token_chunk(n, m.rows);
+            spread(out.chunks_mut(c * m.rows).enumerate(), |(i, out)| {
+                unstage(staged, m, n, i * c, out)
+            });
+        }
+    }
+}
+
+/// Moves the staged results of inputs `t0..` into `out` ([t, rows], as many inputs as it holds).
+/// Staged as [rows, n], or for panels as [panel][t][16] (16 contiguous results per panel and input).
+fn unstage(staged: &[f32], m: &MatRef, n: usize, t0: usize, out: &mut [f32]) {
+    for (t, out) in (t0..).zip(out.chunks_exact_mut(m.rows)) {
+        if m.w.in_panels() {
+            for (p, dst) in out.chunks_exact_mut(panel::ROWS).enumerate() {
+                let at = (p * n + t) * panel::ROWS;
+                // A fixed-size copy: inlined moves instead of a memcpy call per panel.
+                let dst: &mut [f32; panel::ROWS] = dst.try_into().expect("16 values");
+                *dst = staged[at..at + panel::ROWS].try_into().expect("16 values");
+            }
+        } else {
+            for (r, o) in out.iter_mut().enumerate() {
+                *o = staged[r * n + t];
+            }
         }
     }
 }
@@ -410,18 +422,21 @@ impl RowJob<'_> {
             Weights::F32(w) => self.each(
                 r0,
                 dst,
+                cols * 4,
                 |r| prefetch::ahead(&w[r * cols], cols * 4),
                 |r, t| (k.dot_f32)(&w[r * cols..(r + 1) * cols], xrow(t)),
             ),
             Weights::F16(w) => self.each(
                 r0,
                 dst,
+                cols * 2,
                 |r| prefetch::ahead(&w[r * cols], cols * 2),
                 |r, t| (k.dot_f16)(&w[r * cols..(r + 1) * cols], xrow(t)),
             ),
             Weights::Q8_0 { qs, scales } => self.each(
                 r0,
                 dst,
+                cols + g * 4,
                 |r| {
                     prefetch::ahead(&qs[r * cols], cols);
                     prefetch::ahead(&scales[r * g], g * 4);
@@ -434,6 +449,7 @@ impl RowJob<'_> {
             Weights::Q4_0 { packed, scales } => self.each(
                 r0,
                 dst,
+                cols / 2 + g * 4,
                 |r| {
                     prefetch::ahead(&packed[r * cols / 2], cols / 2);
                     prefetch::ahead(&scales[r * g], g * 4);
@@ -487,22 +503,45 @@ impl RowJob<'_> {
     }
 
     /// Row by row: request the weights [`prefetch::AHEAD_BYTES`] ahead, then the row's n dot products.
+    /// Several inputs (prefill) are cache-blocked: rows in groups that stay in L2, inputs in blocks
+    /// that stay in L1, so each dot product reads both operands from cache nearest the core instead
+    /// of streaming every input from L2 once per row. Each output is still one call of `f`: the
+    /// same bits as one input at a time.
     #[inline(always)]
     fn each(
         &self,
         r0: usize,
         dst: &mut [f32],
+        row_bytes: usize,
         fetch: impl Fn(usize),
         f: impl Fn(usize, usize) -> f32,
     ) {
-        for (i, vals) in dst.chunks_exact_mut(self.n).enumerate() {
-            fetch(r0 + i);
-            for (t, v) in vals.iter_mut().enumerate() {
-                *v = f(r0 + i, t);
+        let n = self.n;
+        let rows = dst.len() / n;
+        let cols = self.m.cols;
+        let group = (L2_GROUP_BYTES / row_bytes.max(1)).clamp(1, rows.max(1));
+        let block = (L1_BLOCK_BYTES / (cols * 4)).clamp(1, n);
+        for g0 in (0..rows).step_by(group) {
+            let g1 = (g0 + group).min(rows);
+            for t0 in (0..n).step_by(block) {
+                let t1 = (t0 + block).min(n);
+                for i in g0..g1 {
+                    if t0 == 0 {
+                        fetch(r0 + i);
+                    }
+                    for t in t0..t1 {
+                        dst[i * n + t] = f(r0 + i, t);
+                    }
+                }
             }
         }
     }
 }
+
+/// Weights of one row group of a blocked float matmul (kept in L2 across the input blocks).
+const L2_GROUP_BYTES: usize = 256 << 10;
+/// Inputs of one block of a blocked float matmul (kept in L1 across the rows of a group).
+const L1_BLOCK_BYTES: usize = 24 << 10;
 
 /// Below this many weights a matrix runs on the calling thread: handing out work would cost more.
 const PAR_MIN_WEIGHTS: usize = 1 << 15;
@@ -564,4 +603,35 @@ pub fn matmul_many(
     scratch: &mut Scratch,
 ) {
     Kernels::best().matmul_many(outs, mats, x, n, scratch)
+}
+
+/// Values below which per-token work (norms, activation quantization, gates) stays on the calling
+/// thread: a hand-off costs about a microsecond.
+const SPREAD_MIN_VALUES: usize = 1 << 13;
+
+/// Tokens per chunk for spreading `n` tokens of `row` values each over the current team: two
+/// chunks per thread; all `n` (one chunk) when there is no team or too little work.
+pub(crate) fn token_chunk(n: usize, row: usize) -> usize {
+    #[cfg(feature = "threads")]
+    if let Some(team) = Team::current() {
+        if team.threads() > 1 && n > 1 && n * row >= SPREAD_MIN_VALUES {
+            return n.div_ceil(team.threads() * 2);
+        }
+    }
+    let _ = (row, SPREAD_MIN_VALUES);
+    n.max(1)
+}
+
+/// Runs `f` on every item, over the current team when there is one and several items (see
+/// [`token_chunk`]), else in order on this thread. Items are independent, so the results do not
+/// depend on the thread count.
+pub(crate) fn spread<T: Send>(items: impl Iterator<Item = T>, f: impl Fn(T) + Sync) {
+    let items: Vec<T> = items.collect();
+    #[cfg(feature = "threads")]
+    if let Some(team) = Team::current() {
+        if items.len() > 1 && team.threads() > 1 {
+            return team.for_each(items, f);
+        }
+    }
+    items.into_iter().for_each(f)
 }

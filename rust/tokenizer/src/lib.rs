@@ -146,16 +146,22 @@ impl Tokenizer {
 
     /// Appends the ids of `text` to `out`.
     pub fn encode_into(&self, text: &str, allow_special: bool, out: &mut Vec<u32>) {
+        self.encode_each(text, allow_special, |id| out.push(id));
+    }
+
+    /// Calls `emit` with each id of `text` in order: the matching loop behind every encode method.
+    #[inline]
+    pub(crate) fn encode_each(&self, text: &str, allow_special: bool, mut emit: impl FnMut(u32)) {
         let b = text.as_bytes();
         let mut pos = 0;
         while pos < b.len() {
             match self.trie.longest_match(b, pos, allow_special) {
                 Match::Token(id, len) => {
-                    out.push(id);
+                    emit(id);
                     pos += len;
                 }
                 Match::Unknown(len) => {
-                    out.push(self.unknown_id);
+                    emit(self.unknown_id);
                     pos += len;
                 }
             }

@@ -163,9 +163,10 @@ impl Tokenizer {
     }
 
     /// Encodes `texts` into one flat id array (with `separator` after each text when given), on
-    /// `threads` workers. Long texts are cut at safe positions; every piece is encoded, then copied
-    /// (and narrowed to `T`) into its place in the output in parallel, so no serial concatenation
-    /// pass over the ids remains.
+    /// `threads` workers. Long texts are cut at safe positions. A piece yields at most one id per
+    /// character, so every piece writes its ids straight into its own share of one output of that
+    /// size (no per-piece vectors, no second copy, pages first touched by the thread that fills
+    /// them); the gaps left by multi-character tokens are closed at the end.
     pub fn encode_flat<T: FlatId>(
         &self,
         texts: &[&str],
@@ -174,14 +175,13 @@ impl Tokenizer {
         separator: Option<u32>,
     ) -> Vec<T> {
         if thread_count(threads) == 1 {
-            // One thread: straight into one vector, no per-text vectors.
             let bytes: usize = texts.iter().map(|t| t.len()).sum();
-            let mut ids = Vec::with_capacity(bytes / 2 + texts.len());
+            let mut ids = Vec::with_capacity(bytes / 3 + texts.len());
             for text in texts {
-                self.encode_into(text, allow_special, &mut ids);
-                ids.extend(separator);
+                self.encode_each(text, allow_special, |id| ids.push(T::from_id(id)));
+                ids.extend(separator.map(T::from_id));
             }
-            return ids.into_iter().map(T::from_id).collect();
+            return ids;
         }
         with_threads(threads, |n| {
             // (text index, byte range, ends its text)
@@ -200,37 +200,50 @@ impl Tokenizer {
                     pieces.push((i, w[0], w[1], w[1] == text.len()));
                 }
             }
-            let encoded: Vec<Vec<u32>> = pieces
+            let with_separator = |ends_text: bool| usize::from(ends_text && separator.is_some());
+            let caps: Vec<usize> = pieces
                 .par_iter()
-                .map(|&(i, start, end, _)| self.encode(&texts[i][start..end], allow_special))
+                .map(|&(i, start, end, last)| {
+                    texts[i][start..end].chars().count() + with_separator(last)
+                })
                 .collect();
-            // Output length of each piece: its ids, plus the separator after a text's last piece.
-            let lens: Vec<usize> = pieces
-                .iter()
-                .zip(&encoded)
-                .map(|(p, ids)| ids.len() + usize::from(p.3 && separator.is_some()))
-                .collect();
-            let total = lens.iter().sum();
-            // Zeroed allocation: its pages are first touched by the parallel copy below.
+            let total = caps.iter().sum();
+            // Zeroed allocation: untouched pages (the gaps) never get memory.
             let mut out = vec![T::default(); total];
             let mut slots: Vec<&mut [T]> = Vec::with_capacity(pieces.len());
             let mut rest = out.as_mut_slice();
-            for &len in &lens {
-                let (slot, tail) = rest.split_at_mut(len);
+            for &cap in &caps {
+                let (slot, tail) = rest.split_at_mut(cap);
                 slots.push(slot);
                 rest = tail;
             }
-            slots
+            let lens: Vec<usize> = slots
                 .into_par_iter()
-                .zip(encoded.par_iter())
-                .for_each(|(slot, ids)| {
-                    for (o, &id) in slot.iter_mut().zip(ids) {
-                        *o = T::from_id(id);
+                .zip(pieces.par_iter())
+                .map(|(slot, &(i, start, end, last))| {
+                    let mut k = 0;
+                    self.encode_each(&texts[i][start..end], allow_special, |id| {
+                        slot[k] = T::from_id(id);
+                        k += 1;
+                    });
+                    if let (Some(sep), true) = (separator, last) {
+                        slot[k] = T::from_id(sep);
+                        k += 1;
                     }
-                    if let (Some(sep), true) = (separator, slot.len() > ids.len()) {
-                        slot[ids.len()] = T::from_id(sep);
-                    }
-                });
+                    k
+                })
+                .collect();
+            let (mut from, mut to) = (0, 0);
+            for (&cap, &len) in caps.iter().zip(&lens) {
+                if from != to {
+                    out.copy_within(from..from + len, to);
+                }
+                (from, to) = (from + cap, to + len);
+            }
+            if to < total {
+                out.truncate(to);
+                out.shrink_to_fit();
+            }
             out
         })
     }

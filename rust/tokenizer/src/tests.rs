@@ -169,6 +169,29 @@ fn parallel_encoding_equals_sequential() {
 }
 
 #[test]
+fn flat_encoding_equals_the_concatenation() {
+    // Multi-character tokens leave gaps between the pieces' shares of the output: the flat result
+    // must still be the plain concatenation, with and without separators, for any thread count.
+    let t = small();
+    let long = "abcab中文中<|eos|>😀x\nababab".repeat(20_000);
+    let texts = [long.as_str(), "", "abc", &long[..long.len() / 2], ""];
+    for separator in [None, Some(3)] {
+        let want: Vec<u32> = texts
+            .iter()
+            .flat_map(|x| t.encode(x, true).into_iter().chain(separator))
+            .collect();
+        for threads in [Some(1), Some(2), Some(3), None] {
+            let wide: Vec<u32> = t.encode_flat(&texts, true, threads, separator);
+            assert_eq!(wide, want, "{threads:?} {separator:?}");
+            let narrow: Vec<u16> = t.encode_flat(&texts, true, threads, separator);
+            assert!(narrow.iter().map(|&v| v as u32).eq(want.iter().copied()));
+        }
+    }
+    let none: Vec<u16> = t.encode_flat(&[], false, Some(2), Some(3));
+    assert!(none.is_empty());
+}
+
+#[test]
 fn safe_cuts_are_token_boundaries() {
     let t = small();
     let text = "abcabab中文文中".repeat(50);

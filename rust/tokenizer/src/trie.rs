@@ -111,7 +111,7 @@ impl Trie {
     }
 
     /// The longest token that is a prefix of `text[pos..]` (`pos` on a char boundary, `< len`).
-    #[inline]
+    #[inline(always)]
     pub fn longest_match(&self, text: &[u8], pos: usize, allow_special: bool) -> Match {
         let (c, first_len) = decode_char(text, pos);
         let mut node = self.child(0, c);

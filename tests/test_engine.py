@@ -129,6 +129,26 @@ def test_sampled_generation_identical_with_the_same_seed(trained):
     assert other != torch_text(model, tok, PROMPTS[0], 60, **opts)[0]
 
 
+def test_f16_kv_cache_stays_close_to_the_f32_cache(trained):
+    tok = trained["tok"]
+    ids = tok.encode(tok.decode(trained["held_out"][:200].tolist()))
+    full = Engine(trained["files"]["f32"]).logits(ids)
+    got = Engine(trained["files"]["f32"], threads=2, kv_cache="f16").logits(ids)
+    err = np.abs(got - full).max()
+    # keys and values are rounded to half precision: close to the f32 cache's logits, yet not the same
+    assert 0 < err < 1e-2 * np.abs(full).max(), err
+    assert (got.argmax(-1) == full.argmax(-1)).mean() > 0.95
+    with pytest.raises(ValueError, match="f32 or f16"):
+        Engine(trained["files"]["f32"], kv_cache="bf16")
+    exe = str(nano_infer_binary())
+    cli = subprocess.run([exe, str(trained["files"]["q8_0"]), "--prompt", PROMPTS[0], "-n", "20", "-t", "0",
+                          "--kv-cache", "f16"], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0 and cli.stdout.strip(), cli.stderr
+    bad = subprocess.run([exe, str(trained["files"]["q8_0"]), "--prompt", "x", "--kv-cache", "f8"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "f32 or f16" in bad.stderr
+
+
 def test_lora_loaded_and_unloaded_at_run_time(trained):
     tok, base, adapted = trained["tok"], trained["model"], trained["lora_model"]
     eng = Engine(trained["files"]["f32"])

@@ -25,11 +25,12 @@ class Engine:
     """A loaded model file ready to generate; LoRA plug-ins can be swapped at run time.
 
     ``threads=None`` uses the machine's physical performance cores (SMT siblings and, on big.LITTLE
-    boards, the little cores left out).
+    boards, the little cores left out). ``kv_cache="f16"`` keeps the attention cache in half precision:
+    half its memory, logits within about 1e-3 of the f32 cache's.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        self._native = _native.Engine(os.fspath(path), threads)
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, kv_cache: str = "f32"):
+        self._native = _native.Engine(os.fspath(path), threads, kv_cache)
         self.path = os.fspath(path)
         self.config: dict = json.loads(self._native.config_json)
 

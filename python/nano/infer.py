@@ -114,12 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt", help="generate once for this prompt (otherwise an interactive prompt)")
     ap.add_argument("--device", default="cpu", help="torch device for .pt checkpoints")
     ap.add_argument("--threads", type=int, default=None, help="threads of the Rust engine (.bin)")
+    ap.add_argument("--kv-cache", choices=["f32", "f16"], default="f32",
+                    help="KV cache element type of the Rust engine (.bin); f16 halves its memory")
     args = ap.parse_args(argv)
     try:
         if Path(args.model).suffix == ".bin":
             from nano.engine import Engine
 
-            engine = Engine(args.model, threads=args.threads)
+            engine = Engine(args.model, threads=args.threads, kv_cache=args.kv_cache)
             if args.lora:
                 engine.load_lora(args.lora)
 

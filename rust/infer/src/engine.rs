@@ -3,7 +3,7 @@
 use nano_tokenizer::StreamDecoder;
 
 use crate::error::{Error, Result};
-use crate::forward::{Forward, KvCache, Rope};
+use crate::forward::{Forward, KvCache, KvDtype, Rope};
 use crate::kernels::Scratch;
 use crate::model::{Lora, Model};
 use crate::sampler::{Sampler, SamplerOptions};
@@ -113,6 +113,12 @@ impl Engine {
     /// `threads`: worker threads for the kernels (None = the physical performance cores, see
     /// [`crate::kernels::performance_cores`]; ignored without the "threads" feature).
     pub fn new(model: Model, threads: Option<usize>) -> Result<Engine> {
+        Engine::with_kv_cache(model, threads, KvDtype::F32)
+    }
+
+    /// [`Engine::new`] with the KV cache kept in `kv` (f16 halves its memory and what each decode
+    /// step reads of it, for a small loss of precision in attention).
+    pub fn with_kv_cache(model: Model, threads: Option<usize>, kv: KvDtype) -> Result<Engine> {
         if !model.config().is_causal {
             return Err(Error::Unsupported(
                 "this model is not causal (is_causal = false); the engine generates with causal models only".into(),
@@ -132,7 +138,7 @@ impl Engine {
         #[cfg(not(feature = "threads"))]
         let _ = threads;
         Ok(Engine {
-            cache: KvCache::new(&model)?,
+            cache: KvCache::new(&model, kv)?,
             rope: Rope::new(&model),
             model,
             lora: None,
@@ -140,6 +146,10 @@ impl Engine {
             #[cfg(feature = "threads")]
             team,
         })
+    }
+
+    pub fn kv_cache(&self) -> KvDtype {
+        self.cache.dtype()
     }
 
     pub fn model(&self) -> &Model {

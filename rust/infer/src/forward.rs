@@ -6,43 +6,131 @@ use crate::kernels::{self, MatRef, Scratch, Weights};
 use crate::math;
 use crate::model::{Adapter, Lora, Model};
 
+/// Element type of the KV cache: f32, or IEEE half (half the memory and the bytes each decode
+/// step reads; keys and values are rounded to nearest on the way in).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvDtype {
+    #[default]
+    F32,
+    F16,
+}
+
+impl std::str::FromStr for KvDtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(KvDtype::F32),
+            "f16" => Ok(KvDtype::F16),
+            _ => Err(Error::InvalidInput(format!(
+                "KV cache type must be f32 or f16, got {s:?}"
+            ))),
+        }
+    }
+}
+
 /// Keys and values of every layer for positions 0..block_size: [layer][kv_head][pos][head_dim].
 pub(crate) struct KvCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    store: KvStore,
     block: usize,
     hd: usize,
     kv_heads: usize,
 }
 
+enum KvStore {
+    F32 { k: Vec<f32>, v: Vec<f32> },
+    F16 { k: Vec<u16>, v: Vec<u16> },
+}
+
+/// One cached value, stored from an f32.
+trait KvElem: Copy {
+    fn store(v: f32) -> Self;
+}
+
+impl KvElem for f32 {
+    fn store(v: f32) -> Self {
+        v
+    }
+}
+
+impl KvElem for u16 {
+    fn store(v: f32) -> Self {
+        kernels::f32_to_f16(v)
+    }
+}
+
 impl KvCache {
     /// Allocates the whole cache up front; an impossible size is an error, not an abort.
-    pub fn new(model: &Model) -> Result<Self> {
+    pub fn new(model: &Model, dtype: KvDtype) -> Result<Self> {
         let c = model.config();
         let n = [c.n_layer, c.n_kv_head, c.block_size, c.head_dim()]
             .iter()
             .try_fold(1usize, |a, &b| a.checked_mul(b))
             .ok_or_else(|| Error::Unsupported("the KV cache size overflows".into()))?;
-        let zeros = || -> Result<Vec<f32>> {
+        fn zeros<T: Clone + Default>(n: usize) -> Result<Vec<T>> {
             let mut v = Vec::new();
             v.try_reserve_exact(n).map_err(|_| {
                 Error::Unsupported(format!(
                     "cannot allocate a KV cache of {n} values for this model"
                 ))
             })?;
-            v.resize(n, 0.0);
+            v.resize(n, T::default());
             Ok(v)
+        }
+        let store = match dtype {
+            KvDtype::F32 => KvStore::F32 {
+                k: zeros(n)?,
+                v: zeros(n)?,
+            },
+            KvDtype::F16 => KvStore::F16 {
+                k: zeros(n)?,
+                v: zeros(n)?,
+            },
         };
         Ok(KvCache {
-            k: zeros()?,
-            v: zeros()?,
+            store,
             block: c.block_size,
             hd: c.head_dim(),
             kv_heads: c.n_kv_head,
         })
     }
+
+    pub fn dtype(&self) -> KvDtype {
+        match self.store {
+            KvStore::F32 { .. } => KvDtype::F32,
+            KvStore::F16 { .. } => KvDtype::F16,
+        }
+    }
+
     fn at(&self, layer: usize, head: usize, pos: usize) -> usize {
         ((layer * self.kv_heads + head) * self.block + pos) * self.hd
+    }
+
+    /// Stores the keys and values of tokens `start..start + n` of `layer` ([n, kv_heads * head_dim]).
+    fn append(&mut self, layer: usize, start: usize, k: &[f32], v: &[f32]) {
+        fn put<E: KvElem>(dst: &mut [E], src: &[f32]) {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = E::store(s));
+        }
+        let (hd, kvh) = (self.hd, self.kv_heads);
+        for (t, (kt, vt)) in k
+            .chunks_exact(kvh * hd)
+            .zip(v.chunks_exact(kvh * hd))
+            .enumerate()
+        {
+            for h in 0..kvh {
+                let at = self.at(layer, h, start + t);
+                let src = h * hd..(h + 1) * hd;
+                match &mut self.store {
+                    KvStore::F32 { k, v } => {
+                        put(&mut k[at..at + hd], &kt[src.clone()]);
+                        put(&mut v[at..at + hd], &vt[src]);
+                    }
+                    KvStore::F16 { k, v } => {
+                        put(&mut k[at..at + hd], &kt[src.clone()]);
+                        put(&mut v[at..at + hd], &vt[src]);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -223,29 +311,37 @@ impl Forward<'_> {
                 }
             });
         }
-        for t in 0..n {
-            for h in 0..nkv {
-                let at = self.cache.at(layer, h, start + t);
-                let src = (t * nkv + h) * hd..(t * nkv + h + 1) * hd;
-                self.cache.k[at..at + hd].copy_from_slice(&k[src.clone()]);
-                self.cache.v[at..at + hd].copy_from_slice(&v[src]);
-            }
-        }
+        self.cache.append(layer, start, &k, &v);
         let mut out = vec![0.0f32; n * nh * hd];
         let cache = &*self.cache;
         let causal = c.is_causal;
         let group = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
-        // one task per (position, head): scores over the visible keys, softmax, weighted sum of values
+        // One task per (position, KV head): the query heads sharing that KV head, each with scores
+        // over the visible keys, softmax, weighted sum of values. `o` holds those heads' outputs
+        // (adjacent in `out`).
         let task = |(i, o): (usize, &mut [f32])| {
-            let (t, h) = (i / nh, i % nh);
-            let kvh = h / group;
+            let (t, kvh) = (i / nkv, i % nkv);
             let visible = if causal { start + t + 1 } else { start + n };
-            let qh = &q[(t * nh + h) * hd..(t * nh + h + 1) * hd];
+            let heads = (t * nh + kvh * group) * hd..(t * nh + (kvh + 1) * group) * hd;
             let base = cache.at(layer, kvh, 0);
-            let keys = &cache.k[base..base + visible * hd];
-            let vals = &cache.v[base..base + visible * hd];
-            attend(qh, keys, vals, scale, o);
+            let span = base..base + visible * hd;
+            let mut each_head = |keys: &[f32], vals: &[f32]| {
+                for (qh, o) in q[heads.clone()]
+                    .chunks_exact(hd)
+                    .zip(o.chunks_exact_mut(hd))
+                {
+                    attend(qh, keys, vals, scale, o);
+                }
+            };
+            match &cache.store {
+                KvStore::F32 { k, v } => each_head(&k[span.clone()], &v[span]),
+                // Widened once for the group: the attention loops then run on f32 vectors.
+                KvStore::F16 { k, v } => each_head(
+                    &kernels::f16_to_f32_vec(&k[span.clone()]),
+                    &kernels::f16_to_f32_vec(&v[span]),
+                ),
+            }
         };
         // Multiply-adds of all heads (scores and weighted values); below ~64 K (a short decode
         // context) handing the heads to other threads costs more than it saves.
@@ -254,13 +350,13 @@ impl Forward<'_> {
         if work >= 1 << 16 {
             use rayon::prelude::*;
             match kernels::Team::current() {
-                Some(team) => team.for_each(out.chunks_mut(hd).enumerate().collect(), task),
-                None => out.par_chunks_mut(hd).enumerate().for_each(task),
+                Some(team) => team.for_each(out.chunks_mut(group * hd).enumerate().collect(), task),
+                None => out.par_chunks_mut(group * hd).enumerate().for_each(task),
             }
             return out;
         }
         let _ = work;
-        out.chunks_mut(hd).enumerate().for_each(task);
+        out.chunks_mut(group * hd).enumerate().for_each(task);
         out
     }
 }

@@ -15,6 +15,7 @@ mod model;
 pub mod sampler;
 
 pub use engine::{Engine, GenerateOptions, GenerateStats};
+pub use forward::KvDtype;
 pub use model::{Lora, Model};
 
 pub use error::{Error, Result};

@@ -10,7 +10,7 @@ use nano_infer::format::{
     self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig, TokenList,
 };
 use nano_infer::kernels;
-use nano_infer::{Engine, Error, GenerateOptions, Lora, Model};
+use nano_infer::{Engine, Error, GenerateOptions, KvDtype, Lora, Model};
 use nano_tokenizer::Tokenizer;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -225,10 +225,16 @@ impl PyEngine {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (path, threads=None))]
-    fn new(py: Python<'_>, path: PathBuf, threads: Option<usize>) -> PyResult<Self> {
+    #[pyo3(signature = (path, threads=None, kv_cache="f32"))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        threads: Option<usize>,
+        kv_cache: &str,
+    ) -> PyResult<Self> {
+        let kv: KvDtype = kv_cache.parse().map_err(to_py_err)?;
         let engine = py
-            .detach(|| Engine::new(Model::open(&path)?, threads))
+            .detach(|| Engine::with_kv_cache(Model::open(&path)?, threads, kv))
             .map_err(to_py_err)?;
         let config_json =
             serde_json::to_string(engine.model().config()).map_err(json_err("config"))?;

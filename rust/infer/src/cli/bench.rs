@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use nano_infer::format::DType;
-use nano_infer::{Engine, Error, GenerateOptions, Lora, Model};
+use nano_infer::{Engine, Error, GenerateOptions, KvDtype, Lora, Model};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +36,9 @@ struct Args {
     /// LoRA plug-in applied (unmerged) during the measurement
     #[arg(short = 'l', long)]
     lora: Option<PathBuf>,
+    /// KV cache element type: f32, or f16 (half the cache memory)
+    #[arg(long = "kv-cache", default_value = "f32")]
+    kv_cache: KvDtype,
 }
 
 pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
@@ -68,7 +71,7 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
     );
     drop(model);
     for &t in &args.threads {
-        let mut engine = Engine::new(Model::open(&args.model)?, Some(t))?;
+        let mut engine = Engine::with_kv_cache(Model::open(&args.model)?, Some(t), args.kv_cache)?;
         if let Some(path) = &args.lora {
             engine.load_lora(Lora::open(path)?)?;
         }

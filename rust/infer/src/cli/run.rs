@@ -3,7 +3,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use clap::Parser;
-use nano_infer::{Engine, Error, GenerateOptions, GenerateStats, Lora, Model};
+use nano_infer::{Engine, Error, GenerateOptions, GenerateStats, KvDtype, Lora, Model};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +41,9 @@ struct Args {
     /// Worker threads (default: the physical performance cores)
     #[arg(long)]
     threads: Option<usize>,
+    /// KV cache element type: f32, or f16 (half the cache memory)
+    #[arg(long = "kv-cache", default_value = "f32")]
+    kv_cache: KvDtype,
     /// Generate once from this prompt and exit (without it: interactive loop reading stdin)
     #[arg(long)]
     prompt: Option<String>,
@@ -55,7 +58,7 @@ pub fn main(argv: &[std::ffi::OsString]) -> Result<(), Error> {
         Err(e) => e.exit(), // --help / --version / usage errors, with clap's own exit codes
     };
     let model = Model::open(&args.model)?;
-    let mut engine = Engine::new(model, args.threads)?;
+    let mut engine = Engine::with_kv_cache(model, args.threads, args.kv_cache)?;
     if let Some(path) = &args.lora {
         engine.load_lora(Lora::open(path)?)?;
     }

@@ -44,20 +44,45 @@ fn round_shift(v: u32, shift: u32) -> u32 {
     }
 }
 
-/// IEEE half bits → f32 (exact).
+/// IEEE half bits → f32 (exact). Branch-free (selects only), so loops over half values vectorize:
+/// the exponent is rebased by adding (127 - 15) << 23; subnormals are renormalized by one float
+/// subtraction; inf/NaN get the rest of the exponent range.
+#[inline(always)]
 pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h as u32) & 0x8000) << 16;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    let bits = match exp {
-        0 if man == 0 => sign,
-        0 => {
-            // Subnormal half: man * 2^-24 is exact in f32.
-            let v = man as f32 * (1.0 / 16_777_216.0);
-            sign | v.to_bits()
-        }
-        0x1f => sign | 0x7f80_0000 | (man << 13),
-        _ => sign | ((exp + 112) << 23) | (man << 13),
+    const EXP: u32 = 0x7c00 << 13;
+    let shifted = ((h as u32) & 0x7fff) << 13;
+    let exp = shifted & EXP;
+    let o = shifted + ((127 - 15) << 23);
+    let o = if exp == EXP {
+        o + ((128 - 16) << 23)
+    } else if exp == 0 {
+        (f32::from_bits(o + (1 << 23)) - f32::from_bits(113 << 23)).to_bits()
+    } else {
+        o
     };
-    f32::from_bits(bits)
+    f32::from_bits(o | (((h as u32) & 0x8000) << 16))
+}
+
+/// Half values widened to f32 (exact), vectorized where the CPU has AVX2.
+pub fn f16_to_f32_vec(h: &[u16]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(h.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected just above.
+        unsafe { widen_avx2(h, &mut out) };
+        return out;
+    }
+    widen(h, &mut out);
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn widen_avx2(h: &[u16], out: &mut Vec<f32>) {
+    widen(h, out)
+}
+
+#[inline(always)]
+fn widen(h: &[u16], out: &mut Vec<f32>) {
+    out.extend(h.iter().map(|&v| f16_to_f32(v)));
 }

@@ -66,14 +66,18 @@ pub fn f16_to_f32(h: u16) -> f32 {
 /// Half values widened to f32 (exact), vectorized where the CPU has AVX2.
 pub fn f16_to_f32_vec(h: &[u16]) -> Vec<f32> {
     let mut out = Vec::with_capacity(h.len());
+    f16_to_f32_into(h, &mut out);
+    out
+}
+
+/// Appends `h` widened to f32 to `out`.
+pub(crate) fn f16_to_f32_into(h: &[u16], out: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 was detected just above.
-        unsafe { widen_avx2(h, &mut out) };
-        return out;
+        return unsafe { widen_avx2(h, out) };
     }
-    widen(h, &mut out);
-    out
+    widen(h, out)
 }
 
 #[cfg(target_arch = "x86_64")]

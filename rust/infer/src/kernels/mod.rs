@@ -184,6 +184,9 @@ pub struct Kernels {
     dot_f16: DotF16,
     dot_q8: DotQ8,
     dot_q4: DotQ4,
+    /// `dot_f16(w, x)` is exactly `dot_f32(widened w, x)` (the same reduction order): prefill may then
+    /// widen f16 weights once per row group instead of once per prompt token, with decode's bits.
+    f16_is_widened_f32: bool,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -198,6 +201,7 @@ const SCALAR: Kernels = Kernels {
     dot_f16: scalar::dot_f16,
     dot_q8: scalar::dot_q8,
     dot_q4: scalar::dot_q4,
+    f16_is_widened_f32: true,
 };
 
 impl Kernels {
@@ -426,6 +430,7 @@ impl RowJob<'_> {
                 |r| prefetch::ahead(&w[r * cols], cols * 4),
                 |r, t| (k.dot_f32)(&w[r * cols..(r + 1) * cols], xrow(t)),
             ),
+            Weights::F16(w) if self.n > 1 && k.f16_is_widened_f32 => self.each_widened(r0, dst, w),
             Weights::F16(w) => self.each(
                 r0,
                 dst,
@@ -535,6 +540,35 @@ impl RowJob<'_> {
                 }
             }
         }
+    }
+}
+
+impl RowJob<'_> {
+    /// f16 weights times several inputs: each row group is widened to f32 once (into a per-thread
+    /// buffer) and multiplied with the f32 dot product, instead of converting every weight once per
+    /// prompt token. Only on paths where that gives the bits of `dot_f16` (`f16_is_widened_f32`).
+    fn each_widened(&self, r0: usize, dst: &mut [f32], w: &[u16]) {
+        thread_local! {
+            static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let (n, cols, dot) = (self.n, self.m.cols, self.k.dot_f32);
+        let rows = dst.len() / n;
+        let group = (L2_GROUP_BYTES / (cols * 4)).clamp(1, rows.max(1));
+        let block = (L1_BLOCK_BYTES / (cols * 4)).clamp(1, n);
+        WIDE.with_borrow_mut(|wide| {
+            for g0 in (0..rows).step_by(group) {
+                let g1 = (g0 + group).min(rows);
+                wide.clear();
+                f16::f16_to_f32_into(&w[(r0 + g0) * cols..(r0 + g1) * cols], wide);
+                for t0 in (0..n).step_by(block) {
+                    for (i, row) in (g0..g1).zip(wide.chunks_exact(cols)) {
+                        for t in t0..(t0 + block).min(n) {
+                            dst[i * n + t] = dot(row, &self.x[t * cols..(t + 1) * cols]);
+                        }
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -570,7 +570,21 @@ fn q8_0_quantization_rounds_half_away_from_zero() {
     let mut w = ties;
     w.extend(rng.vec(64 * 32, 7.0));
     w.extend([0.0; 32]);
-    let (qs, _) = quantize_q8_0(&w, 32);
+    // NaN is skipped by the maximum and quantizes to 0; an infinite maximum makes every quotient 0 or NaN.
+    w.extend((0..32).map(|i| if i % 5 == 0 { f32::NAN } else { i as f32 - 9.7 }));
+    w.extend((0..32).map(|i| if i == 3 { f32::INFINITY } else { i as f32 }));
+    w.extend([f32::NAN; 32]);
+    let (qs, scales) = quantize_q8_0(&w, 32);
     assert_eq!(qs, reference(&w));
     assert_eq!(&qs[..3], &[127, -1, 1]);
+    let want: Vec<u32> = w
+        .chunks_exact(QK)
+        .map(|g| (g.iter().fold(0f32, |m, &x| m.max(x.abs())) / 127.0).to_bits())
+        .collect();
+    assert_eq!(scales.iter().map(|d| d.to_bits()).collect::<Vec<_>>(), want);
+    // The scalar code (baseline build) agrees with the path the CPU dispatches to.
+    let (mut q2, mut s2) = (vec![0i8; w.len()], vec![0f32; w.len() / QK]);
+    super::quant::quantize_q8_0_scalar(&w, &mut q2, &mut s2);
+    assert_eq!(q2, qs);
+    assert_eq!(bits(&s2), bits(&scales));
 }

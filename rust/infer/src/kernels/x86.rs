@@ -22,6 +22,7 @@ pub(super) fn avx2() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_avx2(qw, sw, x) },
         dot_q4: |p, sw, x| unsafe { dot_q4_avx2(p, sw, x) },
+        f16_is_widened_f32: true,
     })
 }
 
@@ -205,6 +206,7 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16_avx512(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_vnni(qw, sw, x) },
         dot_q4: |p, sw, x| unsafe { dot_q4_vnni(p, sw, x) },
+        f16_is_widened_f32: true,
     })
 }
 

@@ -156,6 +156,7 @@ pub(crate) fn reduce8(a: [f32; 8]) -> f32 {
 
 type DotF32 = fn(&[f32], &[f32]) -> f32;
 type DotF16 = fn(&[u16], &[f32]) -> f32;
+type DotF32Tile = fn([&[f32]; 2], [&[f32]; 2]) -> [f32; 4];
 type DotQ8 = fn(&[i8], &[f32], &QRow) -> f32;
 type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 
@@ -184,6 +185,9 @@ pub struct Kernels {
     dot_f16: DotF16,
     dot_q8: DotQ8,
     dot_q4: DotQ4,
+    /// Two rows × two inputs → [w0·x0, w0·x1, w1·x0, w1·x1], each exactly as `dot_f32` computes it
+    /// (prefill shares the loads), where the path has one.
+    dot_f32_2x2: Option<DotF32Tile>,
     /// `dot_f16(w, x)` is exactly `dot_f32(widened w, x)` (the same reduction order): prefill may then
     /// widen f16 weights once per row group instead of once per prompt token, with decode's bits.
     f16_is_widened_f32: bool,
@@ -201,6 +205,7 @@ const SCALAR: Kernels = Kernels {
     dot_f16: scalar::dot_f16,
     dot_q8: scalar::dot_q8,
     dot_q4: scalar::dot_q4,
+    dot_f32_2x2: None,
     f16_is_widened_f32: true,
 };
 
@@ -423,6 +428,7 @@ impl RowJob<'_> {
             sums: &self.xsum[t * g..(t + 1) * g],
         };
         match &self.m.w {
+            Weights::F32(w) if self.n > 1 => self.each_f32_blocked(r0, dst, w),
             Weights::F32(w) => self.each(
                 r0,
                 dst,
@@ -544,6 +550,20 @@ impl RowJob<'_> {
 }
 
 impl RowJob<'_> {
+    /// f32 weights times several inputs: row groups, each multiplied by [`RowJob::float_group`].
+    fn each_f32_blocked(&self, r0: usize, dst: &mut [f32], w: &[f32]) {
+        let (n, cols) = (self.n, self.m.cols);
+        let rows = dst.len() / n;
+        let group = (L2_GROUP_BYTES / (cols * 4)).clamp(1, rows.max(1));
+        for g0 in (0..rows).step_by(group) {
+            let g1 = (g0 + group).min(rows);
+            self.float_group(
+                &w[(r0 + g0) * cols..(r0 + g1) * cols],
+                &mut dst[g0 * n..g1 * n],
+            );
+        }
+    }
+
     /// f16 weights times several inputs: each row group is widened to f32 once (into a per-thread
     /// buffer) and multiplied with the f32 dot product, instead of converting every weight once per
     /// prompt token. Only on paths where that gives the bits of `dot_f16` (`f16_is_widened_f32`).
@@ -551,24 +571,54 @@ impl RowJob<'_> {
         thread_local! {
             static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let (n, cols, dot) = (self.n, self.m.cols, self.k.dot_f32);
+        let (n, cols) = (self.n, self.m.cols);
         let rows = dst.len() / n;
         let group = (L2_GROUP_BYTES / (cols * 4)).clamp(1, rows.max(1));
-        let block = (L1_BLOCK_BYTES / (cols * 4)).clamp(1, n);
         WIDE.with_borrow_mut(|wide| {
             for g0 in (0..rows).step_by(group) {
                 let g1 = (g0 + group).min(rows);
                 wide.clear();
                 f16::f16_to_f32_into(&w[(r0 + g0) * cols..(r0 + g1) * cols], wide);
-                for t0 in (0..n).step_by(block) {
-                    for (i, row) in (g0..g1).zip(wide.chunks_exact(cols)) {
-                        for t in t0..(t0 + block).min(n) {
-                            dst[i * n + t] = dot(row, &self.x[t * cols..(t + 1) * cols]);
-                        }
-                    }
-                }
+                self.float_group(wide, &mut dst[g0 * n..g1 * n]);
             }
         });
+    }
+
+    /// `dst[i * n + t] = rows_i · x_t` for a group of f32 rows (kept in L2), inputs in blocks that
+    /// stay in L1. Where the path has a 2×2 tile (two rows × two inputs sharing their loads, each
+    /// result accumulated exactly as `dot_f32` does), it covers all it can; the rest are single dots.
+    fn float_group(&self, rows: &[f32], dst: &mut [f32]) {
+        let (n, cols, dot) = (self.n, self.m.cols, self.k.dot_f32);
+        let x = |t: usize| &self.x[t * cols..(t + 1) * cols];
+        let row = |i: usize| &rows[i * cols..(i + 1) * cols];
+        let count = rows.len() / cols;
+        let block = (L1_BLOCK_BYTES / (cols * 4)).clamp(1, n);
+        for t0 in (0..n).step_by(block) {
+            let t1 = (t0 + block).min(n);
+            let mut i = 0;
+            if let Some(tile) = self.k.dot_f32_2x2 {
+                while i + 2 <= count {
+                    let w = [row(i), row(i + 1)];
+                    let mut t = t0;
+                    while t + 2 <= t1 {
+                        let r = tile(w, [x(t), x(t + 1)]);
+                        (dst[i * n + t], dst[i * n + t + 1]) = (r[0], r[1]);
+                        (dst[(i + 1) * n + t], dst[(i + 1) * n + t + 1]) = (r[2], r[3]);
+                        t += 2;
+                    }
+                    if t < t1 {
+                        dst[i * n + t] = dot(w[0], x(t));
+                        dst[(i + 1) * n + t] = dot(w[1], x(t));
+                    }
+                    i += 2;
+                }
+            }
+            for i in i..count {
+                for t in t0..t1 {
+                    dst[i * n + t] = dot(row(i), x(t));
+                }
+            }
+        }
     }
 }
 

@@ -229,25 +229,28 @@ fn float_matmul_with_odd_lengths_equals_matvecs() {
 /// matmul of n inputs == n separate matvecs, bit for bit, on every path and dtype.
 #[test]
 fn matmul_equals_n_matvecs() {
-    let mut rng = Rng(4);
-    let mat = Mat::random(&mut rng, 300, 256);
-    let n = 5;
-    let x = rng.vec(n * 256, 1.0);
-    let mut scratch = Scratch::default();
-    for k in Kernels::available() {
-        for m in mat.refs() {
-            let mut batched = vec![0f32; n * m.rows];
-            k.matmul(&mut batched, &m, &x, n, &mut scratch);
-            for t in 0..n {
-                let mut single = vec![0f32; m.rows];
-                k.matvec(&mut single, &m, &x[t * 256..(t + 1) * 256], &mut scratch);
-                let got = &batched[t * m.rows..(t + 1) * m.rows];
-                assert!(
-                    bits(got) == bits(&single),
-                    "{} {:?} token {t}",
-                    k.name(),
-                    m.w
-                );
+    // (rows, cols, inputs): odd rows and inputs leave tails of the 2×2 float tile; 224 columns end
+    // on a 16-wide step after the 64-wide loop.
+    for (rows, cols, n) in [(300, 256, 5), (37, 224, 8)] {
+        let mut rng = Rng(4);
+        let mat = Mat::random(&mut rng, rows, cols);
+        let x = rng.vec(n * cols, 1.0);
+        let mut scratch = Scratch::default();
+        for k in Kernels::available() {
+            for m in mat.refs() {
+                let mut batched = vec![0f32; n * m.rows];
+                k.matmul(&mut batched, &m, &x, n, &mut scratch);
+                for t in 0..n {
+                    let mut single = vec![0f32; m.rows];
+                    k.matvec(&mut single, &m, &x[t * cols..(t + 1) * cols], &mut scratch);
+                    let got = &batched[t * m.rows..(t + 1) * m.rows];
+                    assert!(
+                        bits(got) == bits(&single),
+                        "{} {:?} token {t}",
+                        k.name(),
+                        m.w
+                    );
+                }
             }
         }
     }

@@ -22,6 +22,7 @@ pub(super) fn avx2() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_avx2(qw, sw, x) },
         dot_q4: |p, sw, x| unsafe { dot_q4_avx2(p, sw, x) },
+        dot_f32_2x2: None,
         f16_is_widened_f32: true,
     })
 }
@@ -206,6 +207,7 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16_avx512(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_vnni(qw, sw, x) },
         dot_q4: |p, sw, x| unsafe { dot_q4_vnni(p, sw, x) },
+        dot_f32_2x2: Some(|w, x| unsafe { dot_f32_2x2_avx512(w, x) }),
         f16_is_widened_f32: true,
     })
 }
@@ -247,6 +249,52 @@ unsafe fn dot_avx512(
 unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
     let pw = w.as_ptr();
     dot_avx512(w.len(), |i| _mm512_loadu_ps(pw.add(i)), |j| w[j], x)
+}
+
+/// Rows w0, w1 · inputs x0, x1 → [w0·x0, w0·x1, w1·x0, w1·x1]: per pair exactly the steps of
+/// [`dot_avx512`] (4 chains of 16 lanes, the 16-wide rest into chain 0, the same reduction and scalar
+/// tail), with each weight and input vector loaded once for two products.
+// Index loops over the fixed 4 × 4 accumulator array read clearer here.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn dot_f32_2x2_avx512(w: [&[f32]; 2], x: [&[f32]; 2]) -> [f32; 4] {
+    let n = w[0].len().min(w[1].len()).min(x[0].len()).min(x[1].len());
+    let (pw, px) = (w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()));
+    // a[pair][chain], pair = 2 * row + input
+    let mut a = [[_mm512_setzero_ps(); 4]; 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        for k in 0..4 {
+            let o = i + 16 * k;
+            let (w0, w1) = (_mm512_loadu_ps(pw[0].add(o)), _mm512_loadu_ps(pw[1].add(o)));
+            let (x0, x1) = (_mm512_loadu_ps(px[0].add(o)), _mm512_loadu_ps(px[1].add(o)));
+            a[0][k] = _mm512_fmadd_ps(w0, x0, a[0][k]);
+            a[1][k] = _mm512_fmadd_ps(w0, x1, a[1][k]);
+            a[2][k] = _mm512_fmadd_ps(w1, x0, a[2][k]);
+            a[3][k] = _mm512_fmadd_ps(w1, x1, a[3][k]);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        let (w0, w1) = (_mm512_loadu_ps(pw[0].add(i)), _mm512_loadu_ps(pw[1].add(i)));
+        let (x0, x1) = (_mm512_loadu_ps(px[0].add(i)), _mm512_loadu_ps(px[1].add(i)));
+        a[0][0] = _mm512_fmadd_ps(w0, x0, a[0][0]);
+        a[1][0] = _mm512_fmadd_ps(w0, x1, a[1][0]);
+        a[2][0] = _mm512_fmadd_ps(w1, x0, a[2][0]);
+        a[3][0] = _mm512_fmadd_ps(w1, x1, a[3][0]);
+        i += 16;
+    }
+    let mut out = [0f32; 4];
+    for (p, (acc, o)) in a.iter().zip(out.iter_mut()).enumerate() {
+        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        let mut t = _mm512_reduce_add_ps(s);
+        let (wr, xr) = (w[p / 2], x[p % 2]);
+        for j in i..n {
+            t += wr[j] * xr[j];
+        }
+        *o = t;
+    }
+    out
 }
 
 /// f16 weights (16 converted per instruction) · f32 activations.

@@ -389,18 +389,51 @@ fn attend_generic(qh: &[f32], keys: &[f32], vals: &[f32], scale: f32, o: &mut [f
     for (s, kr) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
         *s = dot(qh, kr) * scale;
     }
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
+    // Maximum and sum in 8 lanes (vectorized), then across them.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for c in scores.chunks_exact(8) {
+        for l in 0..8 {
+            lanes[l] = lanes[l].max(c[l]);
+        }
+    }
+    let tail = scores.chunks_exact(8).remainder();
+    let max = lanes
+        .iter()
+        .chain(tail)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     for s in scores.iter_mut() {
         *s = math::exp(*s - max);
     }
-    for &s in &scores {
-        sum += s;
+    let mut lanes = [0f32; 8];
+    for c in scores.chunks_exact(8) {
+        for l in 0..8 {
+            lanes[l] += c[l];
+        }
     }
-    o.fill(0.0);
-    for (p, vr) in scores.iter().zip(vals.chunks_exact(hd)) {
-        let w = p / sum;
-        o.iter_mut().zip(vr).for_each(|(a, b)| *a += w * b);
+    let tail = scores.chunks_exact(8).remainder();
+    let sum = lanes.iter().chain(tail).sum::<f32>();
+    for s in scores.iter_mut() {
+        *s /= sum;
+    }
+    // o = Σ_k w_k v_k, 8 output values at a time held in registers over all keys (a running sum in
+    // `o` itself went through memory once per key); each value still adds its terms in key order.
+    let full = hd / 8 * 8;
+    for c in (0..full).step_by(8) {
+        let mut acc = [0f32; 8];
+        for (&w, vr) in scores.iter().zip(vals.chunks_exact(hd)) {
+            let v: &[f32; 8] = vr[c..c + 8].try_into().expect("8 values");
+            for l in 0..8 {
+                acc[l] += w * v[l];
+            }
+        }
+        o[c..c + 8].copy_from_slice(&acc);
+    }
+    for (d, od) in o.iter_mut().enumerate().skip(full) {
+        *od = 0.0;
+        for (&w, vr) in scores.iter().zip(vals.chunks_exact(hd)) {
+            *od += w * vr[d];
+        }
     }
 }
 

@@ -6,9 +6,8 @@ reached through the extension module ``nano._native``; training and the referenc
 Public names are imported lazily, so ``import nano`` stays fast and does not import PyTorch.
 """
 
-import importlib
-
 from nano import _native
+from nano._lazy import lazy_exports
 
 __version__ = _native.__version__
 
@@ -25,10 +24,4 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nano' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports("nano", _EXPORTS, globals())

@@ -7,7 +7,7 @@ NumPy (≈ 0.2 s per call).
 
 from __future__ import annotations
 
-import importlib
+from nano._lazy import lazy_exports
 
 # Bound eagerly: the submodule ``nano.data.shuffle`` would otherwise shadow the function of that name.
 from nano.data.records import DataError
@@ -21,14 +21,4 @@ _EXPORTS = {
 __all__ = ["DataError", "parse_size", "prepare_pretrain", "prepare_sft", "shuffle"]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nano.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("nano.data", _EXPORTS, globals())

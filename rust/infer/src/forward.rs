@@ -107,29 +107,34 @@ impl KvCache {
 
     /// Stores the keys and values of tokens `start..start + n` of `layer` ([n, kv_heads * head_dim]).
     fn append(&mut self, layer: usize, start: usize, k: &[f32], v: &[f32]) {
-        fn put<E: KvElem>(dst: &mut [E], src: &[f32]) {
-            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = E::store(s));
-        }
+        // Token t of head h goes to `first + h * head_stride + t * hd`.
+        let (first, head_stride) = (self.at(layer, 0, start), self.block * self.hd);
         let (hd, kvh) = (self.hd, self.kv_heads);
-        for (t, (kt, vt)) in k
-            .chunks_exact(kvh * hd)
-            .zip(v.chunks_exact(kvh * hd))
-            .enumerate()
-        {
-            for h in 0..kvh {
-                let at = self.at(layer, h, start + t);
-                let src = h * hd..(h + 1) * hd;
-                match &mut self.store {
-                    KvStore::F32 { k, v } => {
-                        put(&mut k[at..at + hd], &kt[src.clone()]);
-                        put(&mut v[at..at + hd], &vt[src]);
-                    }
-                    KvStore::F16 { k, v } => {
-                        put(&mut k[at..at + hd], &kt[src.clone()]);
-                        put(&mut v[at..at + hd], &vt[src]);
-                    }
-                }
-            }
+        let slot = move |i: usize| first + (i % kvh) * head_stride + (i / kvh) * hd;
+        match &mut self.store {
+            KvStore::F32 { k: kc, v: vc } => put_rows(kc, vc, k, v, hd, slot),
+            KvStore::F16 { k: kc, v: vc } => put_rows(kc, vc, k, v, hd, slot),
+        }
+    }
+}
+
+/// Copies (converting) the `hd`-value rows of `k` and `v` into the cache at `slot(row index)`.
+fn put_rows<E: KvElem>(
+    kc: &mut [E],
+    vc: &mut [E],
+    k: &[f32],
+    v: &[f32],
+    hd: usize,
+    slot: impl Fn(usize) -> usize,
+) {
+    let rows = k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate();
+    for (i, (kr, vr)) in rows {
+        let slot = slot(i);
+        for (d, &s) in kc[slot..slot + hd].iter_mut().zip(kr) {
+            *d = E::store(s);
+        }
+        for (d, &s) in vc[slot..slot + hd].iter_mut().zip(vr) {
+            *d = E::store(s);
         }
     }
 }

@@ -248,8 +248,6 @@ fn aligned<T: Pod>(bytes: &[u8]) -> &[T] {
     as_slice_of(bytes).expect("alignment checked at load")
 }
 
-/// Tensors are used in place when their bytes are aligned for their element type; otherwise (a byte
-/// buffer with an unusual address) they are copied into owned, aligned memory once.
 /// Rearranges a file-backed q8_0 / q4_0 matrix into 16-row panels in place when the fastest kernel
 /// path has panel kernels and the shape allows; returns whether it did.
 fn pack_panels(t: &Tensor, bytes: &mut [u8]) -> bool {
@@ -258,21 +256,20 @@ fn pack_panels(t: &Tensor, bytes: &mut [u8]) -> bool {
         return false;
     };
     let (rows, cols) = (*rows, *cols);
-    let quantized = matches!(t.dtype, DType::Q8_0 | DType::Q4_0);
-    let q4 = t.dtype == DType::Q4_0;
-    if !quantized || !rows.is_multiple_of(panel::ROWS) || !Kernels::best().prefers_panels(q4) {
+    let q4 = match t.dtype {
+        DType::Q8_0 => false,
+        DType::Q4_0 => true,
+        _ => return false,
+    };
+    if !rows.is_multiple_of(panel::ROWS) || !Kernels::best().prefers_panels(q4) {
         return false;
     }
-    let values = if t.dtype == DType::Q8_0 {
-        rows * cols
-    } else {
-        rows * cols / 2
-    };
+    let values = if q4 { rows * cols / 2 } else { rows * cols };
     let (vals, scales) = bytes[*offset..offset + nbytes].split_at_mut(values);
-    if t.dtype == DType::Q8_0 {
-        panel::pack_q8_values(vals, rows, cols);
-    } else {
+    if q4 {
         panel::pack_q4_values(vals, rows, cols);
+    } else {
+        panel::pack_q8_values(vals, rows, cols);
     }
     // Scales move as whole 4-byte values, so their byte order does not matter.
     let (words, _) = scales.as_chunks_mut::<4>();
@@ -302,6 +299,8 @@ fn read_into_huge_pages(file: &std::fs::File) -> std::io::Result<Option<memmap2:
     Ok(Some(anon))
 }
 
+/// Tensors are used in place when their bytes are aligned for their element type; otherwise (a byte
+/// buffer with an unusual address) they are copied into owned, aligned memory once.
 fn copy_if_misaligned(t: &mut Tensor, bytes: &[u8]) {
     let Store::File { offset, nbytes } = t.store else {
         return;

@@ -201,6 +201,18 @@ impl Ctx<'_> {
     }
 }
 
+/// Runs `work` on `threads` scoped threads (on this one when 1); each copy claims its own jobs.
+pub(crate) fn run_workers(threads: usize, work: impl Fn() + Sync) {
+    if threads <= 1 {
+        return work();
+    }
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(&work);
+        }
+    });
+}
+
 /// Shuffles the records of `inputs` (concatenated, in order) into `output`. See the crate docs.
 pub fn shuffle_files(inputs: &[PathBuf], output: &Path, opts: &Options) -> Result<Summary, Error> {
     check_options(inputs, opts)?;
@@ -487,15 +499,7 @@ fn shuffle_sources(
             }
         }
     };
-    if workers == 1 {
-        work();
-    } else {
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(work);
-            }
-        });
-    }
+    run_workers(workers, work);
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }

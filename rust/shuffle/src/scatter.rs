@@ -191,16 +191,7 @@ pub fn scatter(
             progress.add(chunk.hi - chunk.lo);
         }
     };
-    let threads = plan.threads.clamp(1, chunks.len().max(1));
-    if threads == 1 {
-        work();
-    } else {
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(work);
-            }
-        });
-    }
+    crate::run_workers(plan.threads.clamp(1, chunks.len().max(1)), work);
     let totals = shared
         .totals
         .into_inner()

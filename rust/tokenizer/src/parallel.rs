@@ -106,6 +106,16 @@ impl Tokenizer {
         true
     }
 
+    /// Cuts of `text` into pieces for `threads` workers (a few per worker, none under
+    /// [`MIN_PIECE_BYTES`]); a short text stays whole: `[0, len]`.
+    fn piece_cuts(&self, text: &str, allow_special: bool, threads: usize) -> Vec<usize> {
+        if threads <= 1 || text.len() < 2 * MIN_PIECE_BYTES {
+            return vec![0, text.len()];
+        }
+        let pieces = (text.len() / MIN_PIECE_BYTES).min(threads * 4);
+        self.safe_cuts(text, pieces, allow_special)
+    }
+
     /// Encodes one document on `threads` workers of the current pool, cut into pieces when long.
     pub(crate) fn encode_in_pool(
         &self,
@@ -116,9 +126,8 @@ impl Tokenizer {
         if threads <= 1 || text.len() < 2 * MIN_PIECE_BYTES {
             return self.encode(text, allow_special);
         }
-        let pieces = (text.len() / MIN_PIECE_BYTES).min(threads * 4);
-        let cuts = self.safe_cuts(text, pieces, allow_special);
-        let parts: Vec<Vec<u32>> = cuts
+        let parts: Vec<Vec<u32>> = self
+            .piece_cuts(text, allow_special, threads)
             .par_windows(2)
             .map(|w| self.encode(&text[w[0]..w[1]], allow_special))
             .collect();
@@ -187,12 +196,7 @@ impl Tokenizer {
             // (text index, byte range, ends its text)
             let mut pieces: Vec<(usize, usize, usize, bool)> = Vec::with_capacity(texts.len());
             for (i, text) in texts.iter().enumerate() {
-                let cuts = if n > 1 && text.len() >= 2 * MIN_PIECE_BYTES {
-                    let count = (text.len() / MIN_PIECE_BYTES).min(n * 4);
-                    self.safe_cuts(text, count, allow_special)
-                } else {
-                    vec![0, text.len()]
-                };
+                let cuts = self.piece_cuts(text, allow_special, n);
                 if cuts.len() < 2 {
                     pieces.push((i, 0, 0, true));
                 }

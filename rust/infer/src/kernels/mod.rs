@@ -34,6 +34,7 @@ pub use quant::{dequantize_row, quantize_q4_0, quantize_q8_0};
 pub use team::Team;
 pub use topology::performance_cores;
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 /// Values per quantization group (q8_0, q4_0); groups never straddle rows.
@@ -528,19 +529,13 @@ impl RowJob<'_> {
         f: impl Fn(usize, usize) -> f32,
     ) {
         let n = self.n;
-        let rows = dst.len() / n;
-        let cols = self.m.cols;
-        let group = (L2_GROUP_BYTES / row_bytes.max(1)).clamp(1, rows.max(1));
-        let block = (L1_BLOCK_BYTES / (cols * 4)).clamp(1, n);
-        for g0 in (0..rows).step_by(group) {
-            let g1 = (g0 + group).min(rows);
-            for t0 in (0..n).step_by(block) {
-                let t1 = (t0 + block).min(n);
-                for i in g0..g1 {
-                    if t0 == 0 {
+        for group in row_groups(dst.len() / n, row_bytes) {
+            for inputs in input_blocks(n, self.m.cols) {
+                for i in group.clone() {
+                    if inputs.start == 0 {
                         fetch(r0 + i);
                     }
-                    for t in t0..t1 {
+                    for t in inputs.clone() {
                         dst[i * n + t] = f(r0 + i, t);
                     }
                 }
@@ -553,13 +548,10 @@ impl RowJob<'_> {
     /// f32 weights times several inputs: row groups, each multiplied by [`RowJob::float_group`].
     fn each_f32_blocked(&self, r0: usize, dst: &mut [f32], w: &[f32]) {
         let (n, cols) = (self.n, self.m.cols);
-        let rows = dst.len() / n;
-        let group = (L2_GROUP_BYTES / (cols * 4)).clamp(1, rows.max(1));
-        for g0 in (0..rows).step_by(group) {
-            let g1 = (g0 + group).min(rows);
+        for g in row_groups(dst.len() / n, cols * 4) {
             self.float_group(
-                &w[(r0 + g0) * cols..(r0 + g1) * cols],
-                &mut dst[g0 * n..g1 * n],
+                &w[(r0 + g.start) * cols..(r0 + g.end) * cols],
+                &mut dst[g.start * n..g.end * n],
             );
         }
     }
@@ -572,14 +564,11 @@ impl RowJob<'_> {
             static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         let (n, cols) = (self.n, self.m.cols);
-        let rows = dst.len() / n;
-        let group = (L2_GROUP_BYTES / (cols * 4)).clamp(1, rows.max(1));
         WIDE.with_borrow_mut(|wide| {
-            for g0 in (0..rows).step_by(group) {
-                let g1 = (g0 + group).min(rows);
+            for g in row_groups(dst.len() / n, cols * 4) {
                 wide.clear();
-                f16::f16_to_f32_into(&w[(r0 + g0) * cols..(r0 + g1) * cols], wide);
-                self.float_group(wide, &mut dst[g0 * n..g1 * n]);
+                f16::f16_to_f32_into(&w[(r0 + g.start) * cols..(r0 + g.end) * cols], wide);
+                self.float_group(wide, &mut dst[g.start * n..g.end * n]);
             }
         });
     }
@@ -592,9 +581,7 @@ impl RowJob<'_> {
         let x = |t: usize| &self.x[t * cols..(t + 1) * cols];
         let row = |i: usize| &rows[i * cols..(i + 1) * cols];
         let count = rows.len() / cols;
-        let block = (L1_BLOCK_BYTES / (cols * 4)).clamp(1, n);
-        for t0 in (0..n).step_by(block) {
-            let t1 = (t0 + block).min(n);
+        for Range { start: t0, end: t1 } in input_blocks(n, cols) {
             let mut i = 0;
             if let Some(tile) = self.k.dot_f32_2x2 {
                 while i + 2 <= count {
@@ -626,6 +613,20 @@ impl RowJob<'_> {
 const L2_GROUP_BYTES: usize = 256 << 10;
 /// Inputs of one block of a blocked float matmul (kept in L1 across the rows of a group).
 const L1_BLOCK_BYTES: usize = 24 << 10;
+
+/// `0..rows` in groups of rows (`row_bytes` each) that fit [`L2_GROUP_BYTES`] together.
+fn row_groups(rows: usize, row_bytes: usize) -> impl Iterator<Item = Range<usize>> {
+    let group = (L2_GROUP_BYTES / row_bytes.max(1)).clamp(1, rows.max(1));
+    (0..rows)
+        .step_by(group)
+        .map(move |g| g..(g + group).min(rows))
+}
+
+/// `0..n` inputs (f32 rows of `cols` values) in blocks that fit [`L1_BLOCK_BYTES`] together.
+fn input_blocks(n: usize, cols: usize) -> impl Iterator<Item = Range<usize>> {
+    let block = (L1_BLOCK_BYTES / (cols * 4)).clamp(1, n.max(1));
+    (0..n).step_by(block).map(move |t| t..(t + block).min(n))
+}
 
 /// Below this many weights a matrix runs on the calling thread: handing out work would cost more.
 const PAR_MIN_WEIGHTS: usize = 1 << 15;

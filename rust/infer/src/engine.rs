@@ -2,8 +2,9 @@
 //! with the sampler of docs/sampling.md.
 use nano_tokenizer::StreamDecoder;
 
+use crate::attention::{KvCache, KvDtype};
 use crate::error::{Error, Result};
-use crate::forward::{Forward, KvCache, KvDtype, Rope};
+use crate::forward::{Forward, Rope};
 use crate::kernels::Scratch;
 use crate::model::{Lora, Model};
 use crate::sampler::{Sampler, SamplerOptions};

@@ -1,143 +1,10 @@
 //! The transformer forward pass of `python/nano/model.py` (RMSNorm, interleaved-pair RoPE, GQA
 //! attention over a KV cache holding only the KV heads, SwiGLU, tied head). All matrix products go
 //! through `crate::kernels`; this file does the per-element work around them.
-use crate::error::{Error, Result};
+use crate::attention::{self, KvCache};
 use crate::kernels::{self, MatRef, Scratch, Weights};
 use crate::math;
 use crate::model::{Adapter, Lora, Model};
-
-/// Element type of the KV cache: f32, or IEEE half (half the memory and the bytes each decode
-/// step reads; keys and values are rounded to nearest on the way in).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum KvDtype {
-    #[default]
-    F32,
-    F16,
-}
-
-impl std::str::FromStr for KvDtype {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f32" => Ok(KvDtype::F32),
-            "f16" => Ok(KvDtype::F16),
-            _ => Err(Error::InvalidInput(format!(
-                "KV cache type must be f32 or f16, got {s:?}"
-            ))),
-        }
-    }
-}
-
-/// Keys and values of every layer for positions 0..block_size: [layer][kv_head][pos][head_dim].
-pub(crate) struct KvCache {
-    store: KvStore,
-    block: usize,
-    hd: usize,
-    kv_heads: usize,
-}
-
-enum KvStore {
-    F32 { k: Vec<f32>, v: Vec<f32> },
-    F16 { k: Vec<u16>, v: Vec<u16> },
-}
-
-/// One cached value, stored from an f32.
-trait KvElem: Copy {
-    fn store(v: f32) -> Self;
-}
-
-impl KvElem for f32 {
-    fn store(v: f32) -> Self {
-        v
-    }
-}
-
-impl KvElem for u16 {
-    fn store(v: f32) -> Self {
-        kernels::f32_to_f16(v)
-    }
-}
-
-impl KvCache {
-    /// Allocates the whole cache up front; an impossible size is an error, not an abort.
-    pub fn new(model: &Model, dtype: KvDtype) -> Result<Self> {
-        let c = model.config();
-        let n = [c.n_layer, c.n_kv_head, c.block_size, c.head_dim()]
-            .iter()
-            .try_fold(1usize, |a, &b| a.checked_mul(b))
-            .ok_or_else(|| Error::Unsupported("the KV cache size overflows".into()))?;
-        fn zeros<T: Clone + Default>(n: usize) -> Result<Vec<T>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n).map_err(|_| {
-                Error::Unsupported(format!(
-                    "cannot allocate a KV cache of {n} values for this model"
-                ))
-            })?;
-            v.resize(n, T::default());
-            Ok(v)
-        }
-        let store = match dtype {
-            KvDtype::F32 => KvStore::F32 {
-                k: zeros(n)?,
-                v: zeros(n)?,
-            },
-            KvDtype::F16 => KvStore::F16 {
-                k: zeros(n)?,
-                v: zeros(n)?,
-            },
-        };
-        Ok(KvCache {
-            store,
-            block: c.block_size,
-            hd: c.head_dim(),
-            kv_heads: c.n_kv_head,
-        })
-    }
-
-    pub fn dtype(&self) -> KvDtype {
-        match self.store {
-            KvStore::F32 { .. } => KvDtype::F32,
-            KvStore::F16 { .. } => KvDtype::F16,
-        }
-    }
-
-    fn at(&self, layer: usize, head: usize, pos: usize) -> usize {
-        ((layer * self.kv_heads + head) * self.block + pos) * self.hd
-    }
-
-    /// Stores the keys and values of tokens `start..start + n` of `layer` ([n, kv_heads * head_dim]).
-    fn append(&mut self, layer: usize, start: usize, k: &[f32], v: &[f32]) {
-        // Token t of head h goes to `first + h * head_stride + t * hd`.
-        let (first, head_stride) = (self.at(layer, 0, start), self.block * self.hd);
-        let (hd, kvh) = (self.hd, self.kv_heads);
-        let slot = move |i: usize| first + (i % kvh) * head_stride + (i / kvh) * hd;
-        match &mut self.store {
-            KvStore::F32 { k: kc, v: vc } => put_rows(kc, vc, k, v, hd, slot),
-            KvStore::F16 { k: kc, v: vc } => put_rows(kc, vc, k, v, hd, slot),
-        }
-    }
-}
-
-/// Copies (converting) the `hd`-value rows of `k` and `v` into the cache at `slot(row index)`.
-fn put_rows<E: KvElem>(
-    kc: &mut [E],
-    vc: &mut [E],
-    k: &[f32],
-    v: &[f32],
-    hd: usize,
-    slot: impl Fn(usize) -> usize,
-) {
-    let rows = k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate();
-    for (i, (kr, vr)) in rows {
-        let slot = slot(i);
-        for (d, &s) in kc[slot..slot + hd].iter_mut().zip(kr) {
-            *d = E::store(s);
-        }
-        for (d, &s) in vc[slot..slot + hd].iter_mut().zip(vr) {
-            *d = E::store(s);
-        }
-    }
-}
 
 /// RoPE tables [block_size, head_dim/2], angles computed in f64 then rounded to f32 (as the model does).
 pub(crate) struct Rope {
@@ -322,31 +189,13 @@ impl Forward<'_> {
         let causal = c.is_causal;
         let group = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
-        // One task per (position, KV head): the query heads sharing that KV head, each with scores
-        // over the visible keys, softmax, weighted sum of values. `o` holds those heads' outputs
-        // (adjacent in `out`).
+        // One task per (position, KV head): the query heads sharing that KV head (adjacent in `q`
+        // and in `out`).
         let task = |(i, o): (usize, &mut [f32])| {
             let (t, kvh) = (i / nkv, i % nkv);
             let visible = if causal { start + t + 1 } else { start + n };
             let heads = (t * nh + kvh * group) * hd..(t * nh + (kvh + 1) * group) * hd;
-            let base = cache.at(layer, kvh, 0);
-            let span = base..base + visible * hd;
-            let mut each_head = |keys: &[f32], vals: &[f32]| {
-                for (qh, o) in q[heads.clone()]
-                    .chunks_exact(hd)
-                    .zip(o.chunks_exact_mut(hd))
-                {
-                    attend(qh, keys, vals, scale, o);
-                }
-            };
-            match &cache.store {
-                KvStore::F32 { k, v } => each_head(&k[span.clone()], &v[span]),
-                // Widened once for the group: the attention loops then run on f32 vectors.
-                KvStore::F16 { k, v } => each_head(
-                    &kernels::f16_to_f32_vec(&k[span.clone()]),
-                    &kernels::f16_to_f32_vec(&v[span]),
-                ),
-            }
+            attention::attend_group(&q[heads], cache, layer, kvh, visible, scale, o);
         };
         // Multiply-adds of all heads (scores and weighted values); below ~64 K (a short decode
         // context) handing the heads to other threads costs more than it saves.
@@ -364,101 +213,6 @@ impl Forward<'_> {
         out.chunks_mut(group * hd).enumerate().for_each(task);
         out
     }
-}
-
-/// Softmax attention of one query head `qh` over `keys` / `vals` ([visible, head_dim]) into `o`.
-fn attend(qh: &[f32], keys: &[f32], vals: &[f32], scale: f32, o: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was detected just above.
-        return unsafe { attend_avx2(qh, keys, vals, scale, o) };
-    }
-    attend_generic(qh, keys, vals, scale, o)
-}
-
-/// The same source compiled with 8-wide vectors (the baseline x86-64 build has 4). Rust never fuses
-/// multiplies and adds on its own, so the results are identical to the baseline build's (and to the
-/// WASM engine's).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn attend_avx2(qh: &[f32], keys: &[f32], vals: &[f32], scale: f32, o: &mut [f32]) {
-    attend_generic(qh, keys, vals, scale, o)
-}
-
-#[inline(always)]
-fn attend_generic(qh: &[f32], keys: &[f32], vals: &[f32], scale: f32, o: &mut [f32]) {
-    let hd = qh.len();
-    // A plain loop, not an iterator chain: a collect() would be compiled outside this function's
-    // target features.
-    let mut scores = vec![0f32; keys.len() / hd];
-    for (s, kr) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
-        *s = dot(qh, kr) * scale;
-    }
-    // Maximum and sum in 8 lanes (vectorized), then across them.
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    for c in scores.chunks_exact(8) {
-        for l in 0..8 {
-            lanes[l] = lanes[l].max(c[l]);
-        }
-    }
-    let tail = scores.chunks_exact(8).remainder();
-    let max = lanes
-        .iter()
-        .chain(tail)
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    for s in scores.iter_mut() {
-        *s = math::exp(*s - max);
-    }
-    let mut lanes = [0f32; 8];
-    for c in scores.chunks_exact(8) {
-        for l in 0..8 {
-            lanes[l] += c[l];
-        }
-    }
-    let tail = scores.chunks_exact(8).remainder();
-    let sum = lanes.iter().chain(tail).sum::<f32>();
-    for s in scores.iter_mut() {
-        *s /= sum;
-    }
-    // o = Σ_k w_k v_k, 8 output values at a time held in registers over all keys (a running sum in
-    // `o` itself went through memory once per key); each value still adds its terms in key order.
-    let full = hd / 8 * 8;
-    for c in (0..full).step_by(8) {
-        let mut acc = [0f32; 8];
-        for (&w, vr) in scores.iter().zip(vals.chunks_exact(hd)) {
-            let v: &[f32; 8] = vr[c..c + 8].try_into().expect("8 values");
-            for l in 0..8 {
-                acc[l] += w * v[l];
-            }
-        }
-        o[c..c + 8].copy_from_slice(&acc);
-    }
-    for (d, od) in o.iter_mut().enumerate().skip(full) {
-        *od = 0.0;
-        for (&w, vr) in scores.iter().zip(vals.chunks_exact(hd)) {
-            *od += w * vr[d];
-        }
-    }
-}
-
-/// Σ a·b in 8 interleaved lanes, a shape the compiler vectorizes (a plain ordered sum stays scalar).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    let mut lanes = [0f32; 8];
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// out += scale · B (A x) for every input row, given `ax` = A x ([n, rank]) (the adapter stays

@@ -5,6 +5,7 @@
 //! * [`Engine`]: the forward pass, KV cache, sampler and streaming generation.
 //! * `kernels`: the matrix kernels the engine calls for all matrix products.
 
+mod attention;
 mod engine;
 pub mod error;
 pub mod format;
@@ -14,8 +15,8 @@ mod math;
 mod model;
 pub mod sampler;
 
+pub use attention::KvDtype;
 pub use engine::{Engine, GenerateOptions, GenerateStats};
-pub use forward::KvDtype;
 pub use model::{Lora, Model};
 
 pub use error::{Error, Result};

@@ -65,13 +65,14 @@ pub fn f16_to_f32(h: u16) -> f32 {
 
 /// Half values widened to f32 (exact), vectorized where the CPU has AVX2.
 pub fn f16_to_f32_vec(h: &[u16]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(h.len());
-    f16_to_f32_into(h, &mut out);
+    let mut out = vec![0f32; h.len()];
+    f16_to_f32_slice(h, &mut out);
     out
 }
 
-/// Appends `h` widened to f32 to `out`.
-pub(crate) fn f16_to_f32_into(h: &[u16], out: &mut Vec<f32>) {
+/// Writes `h` widened to f32 into `out` (of the same length).
+pub(crate) fn f16_to_f32_slice(h: &[u16], out: &mut [f32]) {
+    assert_eq!(h.len(), out.len(), "one f32 per half value");
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 was detected just above.
@@ -82,11 +83,13 @@ pub(crate) fn f16_to_f32_into(h: &[u16], out: &mut Vec<f32>) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn widen_avx2(h: &[u16], out: &mut Vec<f32>) {
+unsafe fn widen_avx2(h: &[u16], out: &mut [f32]) {
     widen(h, out)
 }
 
 #[inline(always)]
-fn widen(h: &[u16], out: &mut Vec<f32>) {
-    out.extend(h.iter().map(|&v| f16_to_f32(v)));
+fn widen(h: &[u16], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(h) {
+        *o = f16_to_f32(v);
+    }
 }

@@ -39,13 +39,15 @@ const FIELD: u64 = (1 << 20) - 1;
 const MAX_CHUNKS: usize = FIELD as usize;
 
 impl Shared {
-    /// Claims and runs chunks of job `epoch` until none is left.
+    /// Claims and runs chunks of job `epoch` until none is left, then counts them as done (once:
+    /// a shared counter bumped per chunk cost as much as the claim itself).
     fn work(&self, epoch: u64) {
+        let mut ran = 0;
         loop {
             let cur = self.next.load(SeqCst);
             let (e, chunks, i) = (cur >> 40, (cur >> 20) & FIELD, cur & FIELD);
             if e != epoch & 0xff_ffff || i >= chunks {
-                return; // another job, or nothing left to claim
+                break; // another job, or nothing left to claim
             }
             if self
                 .next
@@ -57,8 +59,11 @@ impl Shared {
                 // loaded after a successful claim, the pointer is this job's and it is alive.
                 let job = self.job.load(SeqCst);
                 unsafe { ((*job).f)(i as usize) };
-                self.done.fetch_add(1, SeqCst);
+                ran += 1;
             }
+        }
+        if ran > 0 {
+            self.done.fetch_add(ran, SeqCst);
         }
     }
 }

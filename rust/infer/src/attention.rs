@@ -13,7 +13,7 @@
 //! * softmax: maximum, e^(s − max) with [`math::exp`], sum in 8 lanes then the tail, division;
 //! * each output value adds its weighted values in key order;
 //! * no multiply and add is fused.
-use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::kernels;
@@ -61,20 +61,29 @@ enum KvStore {
     F16 { k: Vec<u16>, v: Vec<u16> },
 }
 
-/// One cached value, stored from an f32.
+/// One cached value: stored from an f32, read back as one (exactly, for f16).
 trait KvElem: Copy {
     fn store(v: f32) -> Self;
+    fn load(self) -> f32;
 }
 
 impl KvElem for f32 {
     fn store(v: f32) -> Self {
         v
     }
+    #[inline(always)]
+    fn load(self) -> f32 {
+        self
+    }
 }
 
 impl KvElem for u16 {
     fn store(v: f32) -> Self {
         kernels::f32_to_f16(v)
+    }
+    #[inline(always)]
+    fn load(self) -> f32 {
+        kernels::f16_to_f32(self)
     }
 }
 
@@ -164,20 +173,15 @@ impl KvCache {
         }
     }
 
-    /// The keys (whole blocks covering `visible` positions) and values of `visible` positions of
-    /// one KV head, as f32 (an f16 cache is widened here, once for all the query heads sharing it).
-    fn head(&self, layer: usize, head: usize, visible: usize) -> (Cow<'_, [f32]>, Cow<'_, [f32]>) {
+    /// Index ranges of the keys (whole blocks covering `visible` positions) and of the values of
+    /// `visible` positions of one KV head.
+    fn spans(&self, layer: usize, head: usize, visible: usize) -> (Range<usize>, Range<usize>) {
         let kb = self.key_base(layer, head);
-        let keys = kb..kb + visible.div_ceil(KEY_BLOCK) * KEY_BLOCK * self.hd;
         let vb = self.value_base(layer, head);
-        let values = vb..vb + visible * self.hd;
-        match &self.store {
-            KvStore::F32 { k, v } => (Cow::Borrowed(&k[keys]), Cow::Borrowed(&v[values])),
-            KvStore::F16 { k, v } => (
-                Cow::Owned(kernels::f16_to_f32_vec(&k[keys])),
-                Cow::Owned(kernels::f16_to_f32_vec(&v[values])),
-            ),
-        }
+        (
+            kb..kb + visible.div_ceil(KEY_BLOCK) * KEY_BLOCK * self.hd,
+            vb..vb + visible * self.hd,
+        )
     }
 }
 
@@ -209,34 +213,48 @@ pub(crate) fn attend_group(
     scale: f32,
     out: &mut [f32],
 ) {
-    let (keys, values) = cache.head(layer, kv_head, visible);
-    let args = Group {
-        qs,
-        keys: &keys,
-        values: &values,
-        hd: cache.hd,
-        visible,
-        scale,
-    };
+    let (keys, values) = cache.spans(layer, kv_head, visible);
+    let hd = cache.hd;
+    macro_rules! group {
+        ($k:expr, $v:expr) => {
+            Group {
+                qs,
+                keys: &$k[keys],
+                values: &$v[values],
+                hd,
+                visible,
+                scale,
+            }
+        };
+    }
     #[cfg(target_arch = "x86_64")]
     {
+        // SAFETY (all four): the features each path needs were detected just before it.
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was detected just above.
-            return unsafe { x86::attend_avx512(&args, out) };
+            return match &cache.store {
+                KvStore::F32 { k, v } => unsafe { x86::attend_avx512_f32(&group!(k, v), out) },
+                KvStore::F16 { k, v } => unsafe { x86::attend_avx512_f16(&group!(k, v), out) },
+            };
         }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 was detected just above.
-            return unsafe { x86::attend_avx2(&args, out) };
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+            return match &cache.store {
+                KvStore::F32 { k, v } => unsafe { x86::attend_avx2_f32(&group!(k, v), out) },
+                KvStore::F16 { k, v } => unsafe { x86::attend_avx2_f16(&group!(k, v), out) },
+            };
         }
     }
-    attend_with(&args, out, score_block, weighted_sum_2)
+    // Half values are widened as they are read, in every path (no widened copy of the cache).
+    match &cache.store {
+        KvStore::F32 { k, v } => attend_with(&group!(k, v), out, score_block, weighted_sum_2),
+        KvStore::F16 { k, v } => attend_with(&group!(k, v), out, score_block, weighted_sum_2),
+    }
 }
 
-/// The inputs of one [`attend_group`] call, as f32 slices.
-struct Group<'a> {
+/// The inputs of one [`attend_group`] call; keys and values as cached (f32 or f16).
+struct Group<'a, E> {
     qs: &'a [f32],
-    keys: &'a [f32],
-    values: &'a [f32],
+    keys: &'a [E],
+    values: &'a [E],
     hd: usize,
     visible: usize,
     scale: f32,
@@ -247,11 +265,11 @@ struct Group<'a> {
 /// the weighted sums of two heads at once for dimensions `0..c`, returning `c` (the rest is left
 /// to [`weighted_sum`]).
 #[inline(always)]
-fn attend_with(
-    g: &Group,
+fn attend_with<E: KvElem>(
+    g: &Group<E>,
     out: &mut [f32],
-    score: impl Fn(&[f32], &[f32], f32, &mut [f32; KEY_BLOCK]),
-    sum2: impl Fn([&[f32]; 2], &[f32], usize, [&mut [f32]; 2]) -> usize,
+    score: impl Fn(&[f32], &[E], f32, &mut [f32; KEY_BLOCK]),
+    sum2: impl Fn([&[f32]; 2], &[E], usize, [&mut [f32]; 2]) -> usize,
 ) {
     let (hd, visible) = (g.hd, g.visible);
     let padded = visible.div_ceil(KEY_BLOCK) * KEY_BLOCK;
@@ -314,7 +332,7 @@ fn softmax(scores: &mut [f32]) {
 
 /// The plain-source score kernel of [`attend_with`].
 #[inline(always)]
-fn score_block(qh: &[f32], kb: &[f32], scale: f32, s: &mut [f32; KEY_BLOCK]) {
+fn score_block<E: KvElem>(qh: &[f32], kb: &[E], scale: f32, s: &mut [f32; KEY_BLOCK]) {
     let hd = qh.len();
     let full = hd / 8 * 8;
     let mut acc = [[0f32; KEY_BLOCK]; 8];
@@ -322,11 +340,8 @@ fn score_block(qh: &[f32], kb: &[f32], scale: f32, s: &mut [f32; KEY_BLOCK]) {
         .chunks_exact(8)
         .zip(kb.chunks_exact(8 * KEY_BLOCK))
     {
-        add_products_8(
-            &mut acc,
-            qc.try_into().expect("8"),
-            kc.try_into().expect("8 rows"),
-        );
+        let k: [f32; 8 * KEY_BLOCK] = std::array::from_fn(|i| kc[i].load());
+        add_products_8(&mut acc, qc.try_into().expect("8"), &k);
     }
     let mut tail = [0f32; KEY_BLOCK];
     for (&q, kr) in qh[full..]
@@ -334,7 +349,7 @@ fn score_block(qh: &[f32], kb: &[f32], scale: f32, s: &mut [f32; KEY_BLOCK]) {
         .zip(kb[full * KEY_BLOCK..].chunks_exact(KEY_BLOCK))
     {
         for j in 0..KEY_BLOCK {
-            tail[j] += q * kr[j];
+            tail[j] += q * kr[j].load();
         }
     }
     let mut t = acc[0];
@@ -359,19 +374,19 @@ fn add_products_8(acc: &mut [[f32; KEY_BLOCK]; 8], q: &[f32; 8], k: &[f32; 8 * K
 }
 
 /// The plain-source pair kernel of [`attend_with`]: leaves all dimensions to [`weighted_sum`].
-fn weighted_sum_2(_: [&[f32]; 2], _: &[f32], _: usize, _: [&mut [f32]; 2]) -> usize {
+fn weighted_sum_2<E>(_: [&[f32]; 2], _: &[E], _: usize, _: [&mut [f32]; 2]) -> usize {
     0
 }
 
 /// o[d] = Σ_k w[k] · values[k][d] for d in `from..hd`, keys in order.
 #[inline(always)]
-fn weighted_sum(w: &[f32], values: &[f32], hd: usize, from: usize, o: &mut [f32]) {
+fn weighted_sum<E: KvElem>(w: &[f32], values: &[E], hd: usize, from: usize, o: &mut [f32]) {
     // 32 outputs at a time held in registers (four independent chains), then 8, then one by one.
     let mut c = from;
     while c + 32 <= hd {
         let mut acc = [[0f32; 8]; 4];
         for (&w, vr) in w.iter().zip(values.chunks_exact(hd)) {
-            let v: &[f32; 32] = vr[c..c + 32].try_into().expect("32 values");
+            let v: [f32; 32] = std::array::from_fn(|i| vr[c + i].load());
             for j in 0..4 {
                 for l in 0..8 {
                     acc[j][l] += w * v[8 * j + l];
@@ -386,7 +401,7 @@ fn weighted_sum(w: &[f32], values: &[f32], hd: usize, from: usize, o: &mut [f32]
     while c + 8 <= hd {
         let mut acc = [0f32; 8];
         for (&w, vr) in w.iter().zip(values.chunks_exact(hd)) {
-            let v: &[f32; 8] = vr[c..c + 8].try_into().expect("8 values");
+            let v: [f32; 8] = std::array::from_fn(|i| vr[c + i].load());
             for l in 0..8 {
                 acc[l] += w * v[l];
             }
@@ -397,7 +412,7 @@ fn weighted_sum(w: &[f32], values: &[f32], hd: usize, from: usize, o: &mut [f32]
     for (d, od) in o.iter_mut().enumerate().take(hd).skip(c) {
         *od = 0.0;
         for (&w, vr) in w.iter().zip(values.chunks_exact(hd)) {
-            *od += w * vr[d];
+            *od += w * vr[d].load();
         }
     }
 }
@@ -405,41 +420,89 @@ fn weighted_sum(w: &[f32], values: &[f32], hd: usize, from: usize, o: &mut [f32]
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The AVX-512 and AVX2 kernels: the same operations in the same order as the plain source.
+    //! Each takes the path's load (`load(i)`: the vector of f32 from element i on, widened from
+    //! half values for an f16 cache; exact either way).
     use super::{attend_with, Group, KEY_BLOCK};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn attend_avx512(g: &Group, out: &mut [f32]) {
+    pub(super) unsafe fn attend_avx512_f32(g: &Group<f32>, out: &mut [f32]) {
+        // SAFETY (all loads here): in bounds, checked by the kernels' asserts on `len`.
         attend_with(
             g,
             out,
-            // SAFETY (both): reached only where AVX-512F was detected.
-            |q, kb, scale, s| unsafe { score_block_avx512(q, kb, scale, s) },
-            |w, v, hd, o| unsafe { weighted_sum_2_avx512(w, v, hd, o) },
+            |q, kb, scale, s| unsafe {
+                score_block_avx512(q, kb.len(), scale, s, |i| {
+                    _mm512_loadu_ps(kb.as_ptr().add(i))
+                })
+            },
+            |w, v, hd, o| unsafe {
+                weighted_sum_2_avx512(w, v.len(), hd, o, |i| _mm512_loadu_ps(v.as_ptr().add(i)))
+            },
+        )
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn attend_avx512_f16(g: &Group<u16>, out: &mut [f32]) {
+        let wide = |p: *const u16| _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+        attend_with(
+            g,
+            out,
+            |q, kb, scale, s| unsafe {
+                score_block_avx512(q, kb.len(), scale, s, |i| wide(kb.as_ptr().add(i)))
+            },
+            |w, v, hd, o| unsafe {
+                weighted_sum_2_avx512(w, v.len(), hd, o, |i| wide(v.as_ptr().add(i)))
+            },
         )
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn attend_avx2(g: &Group, out: &mut [f32]) {
+    pub(super) unsafe fn attend_avx2_f32(g: &Group<f32>, out: &mut [f32]) {
         attend_with(
             g,
             out,
-            // SAFETY (both): reached only where AVX2 was detected.
-            |q, kb, scale, s| unsafe { score_block_avx2(q, kb, scale, s) },
-            |w, v, hd, o| unsafe { weighted_sum_2_avx2(w, v, hd, o) },
+            |q, kb, scale, s| unsafe {
+                score_block_avx2(q, kb.len(), scale, s, |i| {
+                    _mm256_loadu_ps(kb.as_ptr().add(i))
+                })
+            },
+            |w, v, hd, o| unsafe {
+                weighted_sum_2_avx2(w, v.len(), hd, o, |i| _mm256_loadu_ps(v.as_ptr().add(i)))
+            },
         )
     }
 
-    /// One block's 16 scores in one vector per lane of the dot product.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn attend_avx2_f16(g: &Group<u16>, out: &mut [f32]) {
+        let wide = |p: *const u16| _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+        attend_with(
+            g,
+            out,
+            |q, kb, scale, s| unsafe {
+                score_block_avx2(q, kb.len(), scale, s, |i| wide(kb.as_ptr().add(i)))
+            },
+            |w, v, hd, o| unsafe {
+                weighted_sum_2_avx2(w, v.len(), hd, o, |i| wide(v.as_ptr().add(i)))
+            },
+        )
+    }
+
+    /// One block's 16 scores in one vector per lane of the dot product (`kb_len` elements of keys
+    /// from `load`'s base).
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn score_block_avx512(qh: &[f32], kb: &[f32], scale: f32, s: &mut [f32; KEY_BLOCK]) {
+    unsafe fn score_block_avx512(
+        qh: &[f32],
+        kb_len: usize,
+        scale: f32,
+        s: &mut [f32; KEY_BLOCK],
+        load: impl Fn(usize) -> __m512,
+    ) {
         let hd = qh.len();
-        assert!(kb.len() >= hd * KEY_BLOCK);
-        let (pk, pq) = (kb.as_ptr(), qh.as_ptr());
-        let term = |d: usize| {
-            let k = _mm512_loadu_ps(pk.add(d * KEY_BLOCK));
-            _mm512_mul_ps(_mm512_set1_ps(*pq.add(d)), k)
-        };
+        assert!(kb_len >= hd * KEY_BLOCK);
+        let pq = qh.as_ptr();
+        let term = |d: usize| _mm512_mul_ps(_mm512_set1_ps(*pq.add(d)), load(d * KEY_BLOCK));
         let mut acc = [_mm512_setzero_ps(); 8];
         let full = hd / 8 * 8;
         for d in (0..full).step_by(8) {
@@ -457,24 +520,25 @@ mod x86 {
     }
 
     /// Two heads' weighted sums, 32 then 16 dimensions at a time (independent chains per head
-    /// and vector; keys in order within each).
+    /// and vector; keys in order within each); `v_len` elements of values from `load`'s base.
+    #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn weighted_sum_2_avx512(
         w: [&[f32]; 2],
-        values: &[f32],
+        v_len: usize,
         hd: usize,
         o: [&mut [f32]; 2],
+        load: impl Fn(usize) -> __m512,
     ) -> usize {
         let n = w[0].len();
-        assert!(w[1].len() == n && values.len() >= n * hd && o[0].len() >= hd && o[1].len() >= hd);
-        let (pv, pw) = (values.as_ptr(), w.map(|w| w.as_ptr()));
+        assert!(w[1].len() == n && v_len >= n * hd && o[0].len() >= hd && o[1].len() >= hd);
+        let pw = w.map(|w| w.as_ptr());
         let po = o.map(|o| o.as_mut_ptr());
         let mut c = 0;
         while c + 32 <= hd {
             let mut a = [_mm512_setzero_ps(); 4];
             for k in 0..n {
-                let v = pv.add(k * hd + c);
-                let (v0, v1) = (_mm512_loadu_ps(v), _mm512_loadu_ps(v.add(16)));
+                let (v0, v1) = (load(k * hd + c), load(k * hd + c + 16));
                 let (w0, w1) = (_mm512_set1_ps(*pw[0].add(k)), _mm512_set1_ps(*pw[1].add(k)));
                 a[0] = _mm512_add_ps(a[0], _mm512_mul_ps(w0, v0));
                 a[1] = _mm512_add_ps(a[1], _mm512_mul_ps(w0, v1));
@@ -490,7 +554,7 @@ mod x86 {
         while c + 16 <= hd {
             let mut a = [_mm512_setzero_ps(); 2];
             for k in 0..n {
-                let v = _mm512_loadu_ps(pv.add(k * hd + c));
+                let v = load(k * hd + c);
                 a[0] = _mm512_add_ps(a[0], _mm512_mul_ps(_mm512_set1_ps(*pw[0].add(k)), v));
                 a[1] = _mm512_add_ps(a[1], _mm512_mul_ps(_mm512_set1_ps(*pw[1].add(k)), v));
             }
@@ -502,17 +566,22 @@ mod x86 {
     }
 
     /// As the AVX-512 kernel, with each block in two halves of 8 keys (8 accumulators each).
+    #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn score_block_avx2(qh: &[f32], kb: &[f32], scale: f32, s: &mut [f32; KEY_BLOCK]) {
+    unsafe fn score_block_avx2(
+        qh: &[f32],
+        kb_len: usize,
+        scale: f32,
+        s: &mut [f32; KEY_BLOCK],
+        load: impl Fn(usize) -> __m256,
+    ) {
         let hd = qh.len();
-        assert!(kb.len() >= hd * KEY_BLOCK);
-        let (pk, pq) = (kb.as_ptr(), qh.as_ptr());
+        assert!(kb_len >= hd * KEY_BLOCK);
+        let pq = qh.as_ptr();
         let full = hd / 8 * 8;
         for half in [0, 8] {
-            let term = |d: usize| {
-                let k = _mm256_loadu_ps(pk.add(d * KEY_BLOCK + half));
-                _mm256_mul_ps(_mm256_set1_ps(*pq.add(d)), k)
-            };
+            let term =
+                |d: usize| _mm256_mul_ps(_mm256_set1_ps(*pq.add(d)), load(d * KEY_BLOCK + half));
             let mut acc = [_mm256_setzero_ps(); 8];
             for d in (0..full).step_by(8) {
                 for (l, a) in acc.iter_mut().enumerate() {
@@ -529,24 +598,25 @@ mod x86 {
         }
     }
 
-    /// Two heads' weighted sums, 16 then 8 dimensions at a time.
+    /// Two heads' weighted sums, 16 dimensions at a time.
+    #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn weighted_sum_2_avx2(
         w: [&[f32]; 2],
-        values: &[f32],
+        v_len: usize,
         hd: usize,
         o: [&mut [f32]; 2],
+        load: impl Fn(usize) -> __m256,
     ) -> usize {
         let n = w[0].len();
-        assert!(w[1].len() == n && values.len() >= n * hd && o[0].len() >= hd && o[1].len() >= hd);
-        let (pv, pw) = (values.as_ptr(), w.map(|w| w.as_ptr()));
+        assert!(w[1].len() == n && v_len >= n * hd && o[0].len() >= hd && o[1].len() >= hd);
+        let pw = w.map(|w| w.as_ptr());
         let po = o.map(|o| o.as_mut_ptr());
         let mut c = 0;
         while c + 16 <= hd {
             let mut a = [_mm256_setzero_ps(); 4];
             for k in 0..n {
-                let v = pv.add(k * hd + c);
-                let (v0, v1) = (_mm256_loadu_ps(v), _mm256_loadu_ps(v.add(8)));
+                let (v0, v1) = (load(k * hd + c), load(k * hd + c + 8));
                 let (w0, w1) = (_mm256_set1_ps(*pw[0].add(k)), _mm256_set1_ps(*pw[1].add(k)));
                 a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(w0, v0));
                 a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(w0, v1));
@@ -603,10 +673,10 @@ mod tests {
         }
     }
 
-    /// Keys in the blocked layout; the lanes past `visible` hold NaN (they must not leak).
-    fn blocked(keys: &[f32], hd: usize) -> Vec<f32> {
+    /// Keys in the blocked layout; the lanes past `visible` hold `pad` (NaN: it must not leak).
+    fn blocked<E: Copy>(keys: &[E], hd: usize, pad: E) -> Vec<E> {
         let n = keys.len() / hd;
-        let mut out = vec![f32::NAN; n.div_ceil(KEY_BLOCK) * KEY_BLOCK * hd];
+        let mut out = vec![pad; n.div_ceil(KEY_BLOCK) * KEY_BLOCK * hd];
         for (p, k) in keys.chunks_exact(hd).enumerate() {
             for (d, &x) in k.iter().enumerate() {
                 out[(p / KEY_BLOCK) * KEY_BLOCK * hd + d * KEY_BLOCK + p % KEY_BLOCK] = x;
@@ -615,59 +685,103 @@ mod tests {
         out
     }
 
-    type Path = (&'static str, fn(&Group, &mut [f32]));
+    type Path<E> = (&'static str, Box<dyn Fn(&Group<E>, &mut [f32])>);
+    type Simd<E> = unsafe fn(&Group<E>, &mut [f32]);
 
-    fn paths() -> Vec<Path> {
-        let mut v: Vec<Path> = vec![("plain", |g, o| {
-            attend_with(g, o, score_block, weighted_sum_2)
-        })];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: detected just above.
-                v.push(("avx512", |g, o| unsafe { x86::attend_avx512(g, o) }));
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: detected just above.
-                v.push(("avx2", |g, o| unsafe { x86::attend_avx2(g, o) }));
+    /// The plain path plus the given x86 paths where this CPU has their features.
+    fn paths<E: KvElem + 'static>(x86_paths: Vec<(&'static str, bool, Simd<E>)>) -> Vec<Path<E>> {
+        let mut v: Vec<Path<E>> = vec![(
+            "plain",
+            Box::new(|g, o| attend_with(g, o, score_block, weighted_sum_2)),
+        )];
+        for (name, detected, f) in x86_paths {
+            if detected {
+                // SAFETY: the path's features were detected (`detected`).
+                v.push((name, Box::new(move |g, o| unsafe { f(g, o) })));
             }
         }
         v
     }
 
     /// Every path gives the reference's bits, for head sizes with and without tails of 8, 16 and
-    /// 32, groups of one to three heads and partial key blocks.
+    /// 32, groups of one to three heads and partial key blocks; from an f32 cache and from an f16
+    /// one (its values widened exactly for the reference).
     #[test]
     fn every_path_gives_the_reference_bits() {
+        #[cfg(target_arch = "x86_64")]
+        let (f32_paths, f16_paths) = {
+            let avx512 = std::is_x86_feature_detected!("avx512f");
+            let avx2 =
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c");
+            (
+                paths::<f32>(vec![
+                    ("avx512", avx512, x86::attend_avx512_f32),
+                    ("avx2", avx2, x86::attend_avx2_f32),
+                ]),
+                paths::<u16>(vec![
+                    ("avx512", avx512, x86::attend_avx512_f16),
+                    ("avx2", avx2, x86::attend_avx2_f16),
+                ]),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (f32_paths, f16_paths) = (paths::<f32>(vec![]), paths::<u16>(vec![]));
         let mut rng = Rng(7);
         for hd in [4, 8, 12, 16, 32, 40, 48, 64, 72] {
             for group in [1, 2, 3] {
                 for visible in [1, 7, 16, 17, 40] {
                     let qs = rng.vec(group * hd);
-                    let keys = rng.vec(visible * hd);
-                    let values = rng.vec(visible * hd);
                     let scale = 1.0 / (hd as f32).sqrt();
-                    let mut want = vec![0f32; group * hd];
-                    for (q, o) in qs.chunks_exact(hd).zip(want.chunks_exact_mut(hd)) {
-                        reference(q, &keys, &values, scale, o);
-                    }
-                    let kb = blocked(&keys, hd);
+                    let (keys, values) = (rng.vec(visible * hd), rng.vec(visible * hd));
+                    let want = |keys: &[f32], values: &[f32]| {
+                        let mut want = vec![0f32; group * hd];
+                        for (q, o) in qs.chunks_exact(hd).zip(want.chunks_exact_mut(hd)) {
+                            reference(q, keys, values, scale, o);
+                        }
+                        want
+                    };
+                    let check = |name: &str, got: &[f32], want: &[f32]| {
+                        let same = got
+                            .iter()
+                            .zip(want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{name}: hd {hd} group {group} visible {visible}");
+                    };
+
+                    let want32 = want(&keys, &values);
+                    let kb = blocked(&keys, hd, f32::NAN);
                     let g = Group {
                         qs: &qs,
-                        keys: &kb,
-                        values: &values,
+                        keys: &kb[..],
+                        values: &values[..],
                         hd,
                         visible,
                         scale,
                     };
-                    for (name, path) in paths() {
+                    for (name, path) in &f32_paths {
                         let mut got = vec![f32::NAN; group * hd];
                         path(&g, &mut got);
-                        let same = got
-                            .iter()
-                            .zip(&want)
-                            .all(|(a, b)| a.to_bits() == b.to_bits());
-                        assert!(same, "{name}: hd {hd} group {group} visible {visible}");
+                        check(name, &got, &want32);
+                    }
+
+                    let half =
+                        |v: &[f32]| -> Vec<u16> { v.iter().map(|&x| u16::store(x)).collect() };
+                    let wide = |v: &[u16]| -> Vec<f32> { v.iter().map(|&x| x.load()).collect() };
+                    let (keys16, values16) = (half(&keys), half(&values));
+                    let want16 = want(&wide(&keys16), &wide(&values16));
+                    let kb16 = blocked(&keys16, hd, 0x7e00); // a half NaN in the padding
+                    let g = Group {
+                        qs: &qs,
+                        keys: &kb16[..],
+                        values: &values16[..],
+                        hd,
+                        visible,
+                        scale,
+                    };
+                    for (name, path) in &f16_paths {
+                        let mut got = vec![f32::NAN; group * hd];
+                        path(&g, &mut got);
+                        check(&format!("{name} f16"), &got, &want16);
                     }
                 }
             }

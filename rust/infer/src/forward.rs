@@ -204,7 +204,9 @@ impl Forward<'_> {
         if work >= 1 << 16 {
             use rayon::prelude::*;
             match kernels::Team::current() {
-                Some(team) => team.for_each(out.chunks_mut(group * hd).enumerate().collect(), task),
+                Some(team) => {
+                    team.for_each_chunk(&mut [&mut out[..]], group * hd, |_, i, o| task((i, o)))
+                }
                 None => out.par_chunks_mut(group * hd).enumerate().for_each(task),
             }
             return out;

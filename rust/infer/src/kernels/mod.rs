@@ -681,16 +681,24 @@ fn run_jobs(jobs: &[RowJob], dsts: Vec<&mut [f32]>, cols: usize) {
             let by_size = CHUNK_MIN_WEIGHTS.div_ceil(cols * per_row);
             // Whole 16-row panels per chunk (harmless for the row layout).
             let chunk_rows = by_balance.max(by_size).max(1).next_multiple_of(panel::ROWS);
-            let mut tasks = Vec::new();
-            for (j, dst) in dsts.into_iter().enumerate() {
-                for (i, chunk) in dst.chunks_mut(chunk_rows * per_row).enumerate() {
-                    tasks.push((j, i * chunk_rows, chunk));
-                }
-            }
-            let run = |(j, r0, chunk): (usize, usize, &mut [f32])| jobs[j].rows_into(r0, chunk);
+            let mut dsts = dsts;
             match team {
-                Some(team) => team.for_each(tasks, run),
-                None => tasks.into_par_iter().for_each(run),
+                Some(team) => {
+                    team.for_each_chunk(&mut dsts, chunk_rows * per_row, |j, i, chunk| {
+                        jobs[j].rows_into(i * chunk_rows, chunk)
+                    })
+                }
+                None => {
+                    let mut tasks = Vec::new();
+                    for (j, dst) in dsts.into_iter().enumerate() {
+                        for (i, chunk) in dst.chunks_mut(chunk_rows * per_row).enumerate() {
+                            tasks.push((j, i * chunk_rows, chunk));
+                        }
+                    }
+                    tasks
+                        .into_par_iter()
+                        .for_each(|(j, r0, chunk)| jobs[j].rows_into(r0, chunk))
+                }
             }
             return;
         }

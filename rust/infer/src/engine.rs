@@ -4,7 +4,7 @@ use nano_tokenizer::StreamDecoder;
 
 use crate::attention::{KvCache, KvDtype};
 use crate::error::{Error, Result};
-use crate::forward::{Forward, Rope};
+use crate::forward::{Buffers, Forward, Rope};
 use crate::kernels::Scratch;
 use crate::model::{Lora, Model};
 use crate::sampler::{Sampler, SamplerOptions};
@@ -97,6 +97,7 @@ pub struct Engine {
     cache: KvCache,
     rope: Rope,
     scratch: Scratch,
+    buffers: Buffers,
     #[cfg(feature = "threads")]
     team: std::sync::Arc<crate::kernels::Team>,
 }
@@ -144,6 +145,7 @@ impl Engine {
             model,
             lora: None,
             scratch: Scratch::default(),
+            buffers: Buffers::default(),
             #[cfg(feature = "threads")]
             team,
         })
@@ -179,6 +181,7 @@ impl Engine {
             cache: &mut self.cache,
             rope: &self.rope,
             scratch: &mut self.scratch,
+            buffers: &mut self.buffers,
         };
         #[cfg(feature = "threads")]
         return self.team.enter(|| f.run(tokens, start, all));

@@ -48,6 +48,32 @@ impl Rope {
     }
 }
 
+/// Activation vectors reused across layers and forward passes: a fresh, zeroed vector for every
+/// matrix output cost an allocation and a memset each time (about 600 per decoded token). Old
+/// contents are left in a buffer taken again: every user overwrites all of it. The engine keeps the
+/// buffers of its largest prompt.
+#[derive(Default)]
+pub(crate) struct Buffers(Vec<Vec<f32>>);
+
+impl Buffers {
+    /// A vector of `len` values: the smallest kept one that holds them, else the largest, grown.
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let fits = |v: &&Vec<f32>| v.capacity() >= len;
+        let best = (self.0.iter().enumerate())
+            .filter(|(_, v)| fits(v))
+            .min_by_key(|(_, v)| v.capacity())
+            .or_else(|| self.0.iter().enumerate().max_by_key(|(_, v)| v.capacity()))
+            .map(|(i, _)| i);
+        let mut v = best.map_or_else(Vec::new, |i| self.0.swap_remove(i));
+        v.resize(len, 0.0);
+        v
+    }
+
+    fn give(&mut self, v: Vec<f32>) {
+        self.0.push(v);
+    }
+}
+
 /// Everything one forward call needs besides its inputs.
 pub(crate) struct Forward<'a> {
     pub model: &'a Model,
@@ -55,6 +81,7 @@ pub(crate) struct Forward<'a> {
     pub cache: &'a mut KvCache,
     pub rope: &'a Rope,
     pub scratch: &'a mut Scratch,
+    pub buffers: &'a mut Buffers,
 }
 
 /// RMSNorm of every row of `x` (tokens of `w.len()` values), rows spread over the team.
@@ -84,7 +111,7 @@ impl Forward<'_> {
         let m = self.model;
         let c = m.config();
         let (n, d) = (tokens.len(), c.n_embd);
-        let mut x = vec![0.0f32; n * d];
+        let mut x = self.buffers.take(n * d);
         let emb = m.mat(m.tok_embeddings);
         for (row, &id) in x.chunks_exact_mut(d).zip(tokens) {
             kernels::dequantize_row(&emb, id as usize, row);
@@ -97,13 +124,15 @@ impl Forward<'_> {
                 row.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
             }
         }
-        let mut xb = vec![0.0f32; n * d];
+        let mut xb = self.buffers.take(n * d);
         for layer in 0..c.n_layer {
             let lt = m.layers[layer];
             rmsnorm(&mut xb, &x, m.vector(lt.attn_norm), c.norm_eps);
             let att = self.attention(layer, &xb, start, n);
             let [o] = self.project_many(layer, [("wo", lt.wo)], &att, n);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            self.buffers.give(att);
+            self.buffers.give(o);
 
             rmsnorm(&mut xb, &x, m.vector(lt.ffn_norm), c.norm_eps);
             let [mut h1, h3] = self.project_many(layer, [("w1", lt.w1), ("w3", lt.w3)], &xb, n);
@@ -115,14 +144,20 @@ impl Forward<'_> {
             );
             let [o] = self.project_many(layer, [("w2", lt.w2)], &h1, n);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            for b in [h1, h3, o] {
+                self.buffers.give(b);
+            }
         }
         let rows = if all { n } else { 1 };
         let last = &x[(n - rows) * d..];
-        let mut normed = vec![0.0f32; rows * d];
+        let mut normed = self.buffers.take(rows * d);
         rmsnorm(&mut normed, last, m.vector(m.norm), c.norm_eps);
         let head = m.mat(m.output);
         let mut logits = vec![0.0f32; rows * head.rows];
         kernels::matmul(&mut logits, &head, &normed, rows, self.scratch);
+        for b in [x, xb, normed] {
+            self.buffers.give(b);
+        }
         logits
     }
 
@@ -147,7 +182,7 @@ impl Forward<'_> {
             cols: ad.cols,
             w: Weights::F32(&ad.a),
         }));
-        let mut bufs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0.0f32; n * w.rows]).collect();
+        let mut bufs: Vec<Vec<f32>> = mats.iter().map(|w| self.buffers.take(n * w.rows)).collect();
         let mut views: Vec<&mut [f32]> = bufs.iter_mut().map(|o| o.as_mut_slice()).collect();
         kernels::matmul_many(&mut views, &mats, x, n, self.scratch);
         let mut ax = bufs.split_off(N).into_iter();
@@ -156,6 +191,7 @@ impl Forward<'_> {
             if let Some(ad) = ad {
                 let ax = ax.next().expect("one A x per adapter, in order");
                 add_adapter_b(out, ad, scale, &ax);
+                self.buffers.give(ax);
             }
         }
         bufs.try_into().expect("N outputs")
@@ -184,7 +220,7 @@ impl Forward<'_> {
             });
         }
         self.cache.append(layer, start, &k, &v);
-        let mut out = vec![0.0f32; n * nh * hd];
+        let mut out = self.buffers.take(n * nh * hd);
         let cache = &*self.cache;
         let causal = c.is_causal;
         let group = nh / nkv;
@@ -199,9 +235,9 @@ impl Forward<'_> {
         };
         // Multiply-adds of all heads (scores and weighted values); below ~64 K (a short decode
         // context) handing the heads to other threads costs more than it saves.
-        let work = n * nh * (start + n) * hd * 2;
+        let parallel = cfg!(feature = "threads") && n * nh * (start + n) * hd * 2 >= 1 << 16;
         #[cfg(feature = "threads")]
-        if work >= 1 << 16 {
+        if parallel {
             use rayon::prelude::*;
             match kernels::Team::current() {
                 Some(team) => {
@@ -209,10 +245,13 @@ impl Forward<'_> {
                 }
                 None => out.par_chunks_mut(group * hd).enumerate().for_each(task),
             }
-            return out;
         }
-        let _ = work;
-        out.chunks_mut(group * hd).enumerate().for_each(task);
+        if !parallel {
+            out.chunks_mut(group * hd).enumerate().for_each(task);
+        }
+        for b in [q, k, v] {
+            self.buffers.give(b);
+        }
         out
     }
 }

@@ -163,8 +163,8 @@ fn matvec_matches_f64_reference() {
                 .sum();
             assert!(
                 (got as f64 - exact).abs() <= 1e-5 * mag + 1e-30,
-                "{:?} row {r}: {got} vs {exact}",
-                m.w
+                "{} row {r}: {got} vs {exact}",
+                kind(&m.w)
             );
         }
         // Against the unquantized product: within the worst case of the quantization steps
@@ -246,13 +246,25 @@ fn matmul_equals_n_matvecs() {
                     let got = &batched[t * m.rows..(t + 1) * m.rows];
                     assert!(
                         bits(got) == bits(&single),
-                        "{} {:?} token {t}",
+                        "{} {} token {t}",
                         k.name(),
-                        m.w
+                        kind(&m.w)
                     );
                 }
             }
         }
+    }
+}
+
+/// A matrix's storage, for failure messages (its Debug form prints every weight).
+fn kind(w: &Weights) -> &'static str {
+    match w {
+        Weights::F32(_) => "f32",
+        Weights::F16(_) => "f16",
+        Weights::Q8_0 { .. } => "q8_0",
+        Weights::Q4_0 { .. } => "q4_0",
+        Weights::Q8_0Panels { .. } => "q8_0 panels",
+        Weights::Q4_0Panels { .. } => "q4_0 panels",
     }
 }
 
@@ -282,9 +294,9 @@ fn every_path_agrees_with_scalar() {
                 if is_quantized(&m) {
                     assert!(
                         bits(&got) == bits(&want),
-                        "{} {:?} {rows}x{cols}",
+                        "{} {} {rows}x{cols}",
                         k.name(),
-                        m.w
+                        kind(&m.w)
                     );
                 } else {
                     for r in 0..rows {
@@ -364,7 +376,7 @@ fn threaded_equals_serial() {
             let mut ser = vec![0f32; n * m.rows];
             pool.install(|| matmul(&mut par, &m, &x[..n * 512], n, &mut scratch));
             serial_pool.install(|| matmul(&mut ser, &m, &x[..n * 512], n, &mut scratch));
-            assert!(bits(&par) == bits(&ser), "{:?} n={n}", m.w);
+            assert!(bits(&par) == bits(&ser), "{} n={n}", kind(&m.w));
         }
     }
 }
@@ -420,11 +432,11 @@ fn matmul_many_equals_separate_matmuls() {
                 let mut want = vec![0f32; n * m.rows];
                 Kernels::available()[0].matmul(&mut want, m, &x, n, &mut scratch);
                 if is_quantized(m) {
-                    assert!(bits(got) == bits(&want), "{:?} n={n}", m.w);
+                    assert!(bits(got) == bits(&want), "{} n={n}", kind(&m.w));
                 } else {
                     let mut same = vec![0f32; n * m.rows];
                     matmul(&mut same, m, &x, n, &mut scratch);
-                    assert!(bits(got) == bits(&same), "{:?} n={n}", m.w);
+                    assert!(bits(got) == bits(&same), "{} n={n}", kind(&m.w));
                 }
             }
         }

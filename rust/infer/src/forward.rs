@@ -1,6 +1,7 @@
 //! The transformer forward pass of `python/nano/model.py` (RMSNorm, interleaved-pair RoPE, GQA
 //! attention over a KV cache holding only the KV heads, SwiGLU, tied head). All matrix products go
-//! through `crate::kernels`; this file does the per-element work around them.
+//! through `crate::kernels` and attention through `crate::attention`; this file does the per-element
+//! work around them.
 use crate::attention::{self, KvCache};
 use crate::kernels::{self, MatRef, Scratch, Weights};
 use crate::math;

@@ -60,6 +60,13 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
     let c = model.config();
     let prompt_len = args.prompt_tokens.clamp(1, (c.block_size / 2).max(1));
     let decode = args.decode_tokens.clamp(1, c.block_size - prompt_len);
+    if prompt_len != args.prompt_tokens || decode != args.decode_tokens {
+        eprintln!(
+            "note: measuring a {prompt_len}-token prompt and {decode} decoded tokens (asked for {} and {}; \
+             the prompt is capped at half the context of {})",
+            args.prompt_tokens, args.decode_tokens, c.block_size
+        );
+    }
     eprintln!(
         "model {} ({:?}, dim {}, {} layers, vocab {}); kernels: {}; prompt {prompt_len}, decode {decode}",
         args.model.display(),

@@ -63,14 +63,8 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(o | (((h as u32) & 0x8000) << 16))
 }
 
-/// Half values widened to f32 (exact), vectorized where the CPU has AVX2.
-pub fn f16_to_f32_vec(h: &[u16]) -> Vec<f32> {
-    let mut out = vec![0f32; h.len()];
-    f16_to_f32_slice(h, &mut out);
-    out
-}
-
-/// Writes `h` widened to f32 into `out` (of the same length).
+/// Writes `h` widened to f32 (exact) into `out` (of the same length), vectorized where the CPU has
+/// AVX2.
 pub(crate) fn f16_to_f32_slice(h: &[u16], out: &mut [f32]) {
     assert_eq!(h.len(), out.len(), "one f32 per half value");
     #[cfg(target_arch = "x86_64")]

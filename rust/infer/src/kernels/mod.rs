@@ -28,7 +28,7 @@ mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use f16::{f16_to_f32, f16_to_f32_vec, f32_to_f16};
+pub use f16::{f16_to_f32, f32_to_f16};
 pub use quant::{dequantize_row, quantize_q4_0, quantize_q8_0};
 #[cfg(feature = "threads")]
 pub use team::Team;

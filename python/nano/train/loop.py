@@ -165,6 +165,10 @@ class _Trainer:
         self.dtype = runtime.amp_dtype(cfg["dtype"], device)
         self.use_amp = bool(cfg["use_amp"]) and self.dtype != torch.float32
         self.wrapped = self._wrap()
+        if self.log:
+            print(f"nano.train: {self.model.num_params() / 1e6:.2f}M parameters on {device}, "
+                  f"{'autocast ' + str(self.dtype).removeprefix('torch.') if self.use_amp else 'float32'}, "
+                  f"{self._parallel_mode()}", file=sys.stderr)
         self.optimizer = runtime.make_optimizer(self.wrapped, cfg, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp and self.dtype == torch.float16)
         self.step, self.best_val = 0, math.inf
@@ -210,6 +214,21 @@ class _Trainer:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(self.model, device_ids=ids)
+
+    def _parallel_mode(self) -> str:
+        """How the model is actually wrapped, for the start-up line (checked by tests and benches/gpu_check.py)."""
+        if not self.ddp.enabled:
+            return "single process"
+        from torch.nn.parallel import DistributedDataParallel
+
+        if isinstance(self.wrapped, DistributedDataParallel):
+            kind = "DDP"
+        elif type(self.model).__name__.startswith("FSDP"):  # fully_shard swaps in an FSDP<Class> subclass
+            kind = "FSDP2"
+        else:
+            kind = "unwrapped"
+        ranks = self.ddp.world_size
+        return f"{kind} over {ranks} rank{'s' if ranks > 1 else ''} ({dist.get_backend()})"
 
     def _model_state(self) -> dict:
         if self.cfg["fsdp"] and self.ddp.enabled:
@@ -424,10 +443,15 @@ class _Trainer:
                 "metrics_log": str(metrics_path), "model": self.model, "tokenizer": self.tokenizer}
 
     def _time_is_up(self, deadline: float) -> bool:
-        """All ranks stop at the same step: rank 0's clock decides."""
+        """All ranks stop at the same step: rank 0's clock decides.
+
+        A single process reads its clock only: a device tensor read back every step would make the host
+        wait for the GPU after each step, leaving the GPU idle while the next step is launched.
+        """
+        if not self.ddp.enabled:
+            return time.monotonic() >= deadline
         up = torch.tensor(float(time.monotonic() >= deadline), device=self.device)
-        if self.ddp.enabled:
-            dist.broadcast(up, src=0)
+        dist.broadcast(up, src=0)
         return bool(up.item())
 
     def _print_sample(self, bar) -> None:

@@ -17,6 +17,7 @@ class Dist:
     local_rank: int = 0
     world_size: int = 1
     owns_group: bool = False  # we initialised the process group, so we tear it down
+    launched: bool = False  # started by torchrun (or a launcher like it): a process group, even of one
 
     @property
     def is_main(self) -> bool:
@@ -24,7 +25,8 @@ class Dist:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Distributed code paths (process group, DDP/FSDP wrapping, collectives) are in use."""
+        return self.launched or self.world_size > 1
 
 
 def pick_device(name: str) -> torch.device:
@@ -42,11 +44,24 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+# what torchrun sets for every worker, and all that init_process_group's env:// rendezvous needs
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched_by_torchrun() -> bool:
+    """True under torchrun, also with --nproc_per_node 1 (WORLD_SIZE=1)."""
+    return all(k in os.environ for k in LAUNCHER_ENV)
+
+
 def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
-    """Join the torchrun process group when RANK/WORLD_SIZE are set: NCCL on GPUs, gloo on CPU."""
+    """Join the torchrun process group when torchrun started this process: NCCL on GPUs, gloo on CPU.
+
+    A torchrun of one process joins a group of one too, so that DDP/FSDP and the collectives run exactly as
+    they would on several devices (the way to try a multi-GPU config on one GPU).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(device_name)
-    if world <= 1:
+    if world <= 1 and not launched_by_torchrun():
         return Dist(), device
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
@@ -55,7 +70,7 @@ def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, local_rank, world, owns), device
+    return Dist(rank, local_rank, world, owns, launched=True), device
 
 
 def amp_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -164,9 +164,10 @@ type DotF32Tile = fn([&[f32]; 2], [&[f32]; 2]) -> [f32; 4];
 type DotQ8 = fn(&[i8], &[f32], &QRow) -> f32;
 type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 
-/// Kernels for 16-row panels ([`panel`]): one panel's values and scales · up to
-/// [`panel::MAX_INPUTS`] activation rows → 16 results per input, `out[t * 16 + i]` (the row definition
-/// of the q8_0 / q4_0 dots, bit for bit).
+/// Kernels for 16-row panels ([`panel`]): one panel's values and scales · any number of activation
+/// rows → 16 results per input, `out[t * 16 + i]` (the row definition of the q8_0 / q4_0 dots, bit
+/// for bit). Each path takes the inputs in tiles of its own width (VNNI 8, AVX2 4), loading the
+/// panel's weights once per tile.
 #[derive(Clone, Copy)]
 pub struct Panels {
     pub(crate) dot_q8: PanelQ8,
@@ -501,9 +502,8 @@ impl RowJob<'_> {
         }
     }
 
-    /// Panel by panel (`r0 % 16 == 0`), inputs in tiles of up to [`panel::MAX_INPUTS`] (the panel's
-    /// weights are loaded once per tile). `dst` is staged as [panel][t][16] (for n = 1 that is
-    /// plain row order).
+    /// Panel by panel (`r0 % 16 == 0`), all inputs in one kernel call per panel (the kernel tiles
+    /// them). `dst` is staged as [panel][t][16] (for n = 1 that is plain row order).
     /// `panels` yields every panel's (values, scales) of the whole matrix.
     fn each_panel<'q, 'w, W: Copy + 'w, S: Copy + 'w>(
         &self,
@@ -520,10 +520,7 @@ impl RowJob<'_> {
         for ((w, s), block) in panels.skip(r0 / panel::ROWS).zip(blocks) {
             prefetch::ahead(w.as_ptr(), std::mem::size_of_val(w));
             prefetch::ahead(s.as_ptr(), std::mem::size_of_val(s));
-            let tiles = block.chunks_mut(panel::ROWS * panel::MAX_INPUTS);
-            for (xs, out) in rows.chunks(panel::MAX_INPUTS).zip(tiles) {
-                f((w, s), xs, out);
-            }
+            f((w, s), &rows, block);
         }
     }
 

@@ -18,8 +18,6 @@ use super::{QRow, QK};
 
 /// Rows per panel.
 pub const ROWS: usize = 16;
-/// Inputs a panel kernel multiplies per call (prefill tiles: the panel's weights are loaded once).
-pub const MAX_INPUTS: usize = 4;
 
 /// Index of (row, col) in the q8_0 panel value layout.
 #[inline]

@@ -498,14 +498,22 @@ fn panel_layout_gives_the_row_layout_bits() {
     let mut rng = Rng(12);
     let scalar = Kernels::available()[0];
     let mut scratch = Scratch::default();
-    // 1, 3, 9, 16 and 44 groups: the 8-group main loop and its tails.
-    for (rows, cols) in [(16, 32), (32, 96), (48, 288), (16, 512), (64, 1408)] {
+    // 1, 3, 9, 16, 44 and 65 groups: the 8-group main loop and its tails, and (65) the VNNI
+    // kernel's second block of 64 groups.
+    for (rows, cols) in [
+        (16, 32),
+        (32, 96),
+        (48, 288),
+        (16, 512),
+        (64, 1408),
+        (16, 2080),
+    ] {
         let mat = Mat::random(&mut rng, rows, cols);
         let panels = PanelMat::of(&mat);
         for (row_layout, panel_layout) in panels.pairs(&mat) {
             assert_eq!(dequantized(&row_layout), dequantized(&panel_layout));
-            // 6 inputs: a full tile of 4 and a tile of 2.
-            for n in [1, 3, 6] {
+            // 13 inputs: VNNI tiles of 8 and 5, AVX2 tiles of 4, 4, 4 and 1.
+            for n in [1, 3, 6, 13] {
                 let x = rng.vec(n * cols, 2.0);
                 let mut want = vec![0f32; n * rows];
                 scalar.matmul(&mut want, &row_layout, &x, n, &mut scratch);

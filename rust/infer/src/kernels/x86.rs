@@ -401,35 +401,62 @@ unsafe fn dot_q4_vnni(p: &[u8], sw: &[f32], x: &QRow) -> f32 {
     finish(acc, g, |g| group_q4(p, qx, g), sw, sx)
 }
 
-/// Adds the group sums `s` (16 rows, exact) of group g into lane accumulator `acc` as the scalar
-/// definition does: `(s as f32) * (sw * sx)`, a multiply then an add (no FMA).
-#[inline]
-#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn panel_accumulate(acc: __m512, s: __m512i, sw: *const f32, sx: f32) -> __m512 {
-    let d = _mm512_mul_ps(_mm512_loadu_ps(sw), _mm512_set1_ps(sx));
-    _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(s), d))
-}
+/// Groups per block of a panel tile: the offsets of a block's groups are prepared together.
+const OFFSET_BLOCK: usize = 64;
 
-/// One panel times T activation rows. `sums(g)` gives group g's exact integer dots for the 16 rows
-/// and each of the T inputs; they go into lane g % 8 of that input's accumulators, then [`reduce8`]
-/// across the 8 lane vectors gives the 16 results of each input (`out[t * 16 + i]`).
+/// One panel times T activation rows. For every group g, `sums(g, init)` adds group g's exact
+/// integer dots of the 16 rows and each of the T inputs to `init`, which holds that input's offset
+/// correction `-(Σx << SHIFT)` for the group (paths that offset weights to unsigned bytes by
+/// `1 << SHIFT`); the sums go into lane g % 8 of that input's accumulators as the scalar definition
+/// does (`(s as f32) * (sw * sx)`, a multiply then an add, no FMA), then [`reduce8`] across the 8 lane
+/// vectors gives the 16 results of each input (`out[t * 16 + i]`).
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn panel_tile<const T: usize>(
+unsafe fn panel_tile<const T: usize, const SHIFT: u32>(
     xs: &[QRow],
     sw: &[f32],
     out: &mut [f32],
-    sums: impl Fn(usize) -> [__m512i; T],
+    sums: impl Fn(usize, [__m512i; T]) -> [__m512i; T],
 ) {
     let groups = xs[0].d.len();
     assert!(xs.len() == T && out.len() >= 16 * T && sw.len() >= 16 * groups);
+    assert!(xs
+        .iter()
+        .all(|x| x.d.len() == groups && x.sums.len() == groups));
     let ps = sw.as_ptr();
+    // Raw pointers held in registers: through the slices the compiler reloaded them every group.
+    let xd: [*const f32; T] = std::array::from_fn(|t| xs[t].d.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); 8]; T];
-    for g in 0..groups {
-        let s = sums(g);
-        for t in 0..T {
-            let a = &mut acc[t][g % 8];
-            *a = panel_accumulate(*a, s[t], ps.add(g * 16), xs[t].d[g]);
+    // Each block's offsets, computed 16 groups per instruction, are then broadcast from memory
+    // straight into the accumulators' initial values (a load, no arithmetic per group).
+    // (Left uninitialized: every entry read is written first; zeroing cost a memset per call.)
+    let mut offsets = std::mem::MaybeUninit::<[[i32; OFFSET_BLOCK]; T]>::uninit();
+    let off = offsets.as_mut_ptr() as *mut i32;
+    for b0 in (0..groups).step_by(OFFSET_BLOCK) {
+        let len = OFFSET_BLOCK.min(groups - b0);
+        for (t, x) in xs.iter().enumerate() {
+            let sums = x.sums[b0..b0 + len].as_ptr();
+            for c in (0..len).step_by(16) {
+                let k: __mmask16 = if len - c >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << (len - c)) - 1
+                };
+                let v = _mm512_maskz_loadu_epi32(k, sums.add(c));
+                let v = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<SHIFT>(v));
+                _mm512_mask_storeu_epi32(off.add(t * OFFSET_BLOCK + c), k, v);
+            }
+        }
+        for g in b0..b0 + len {
+            let init =
+                std::array::from_fn(|t| _mm512_set1_epi32(*off.add(t * OFFSET_BLOCK + g - b0)));
+            let s = sums(g, init);
+            let w = _mm512_loadu_ps(ps.add(g * 16));
+            for t in 0..T {
+                let d = _mm512_mul_ps(w, _mm512_set1_ps(*xd[t].add(g)));
+                let a = &mut acc[t][g % 8];
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(_mm512_cvtepi32_ps(s[t]), d));
+            }
         }
     }
     for (t, a) in acc.iter().enumerate() {
@@ -445,11 +472,11 @@ unsafe fn panel_tile<const T: usize>(
     }
 }
 
-/// 4 activation bytes (columns c..c+4 of input t) broadcast to all 16 lanes.
+/// 4 activation bytes at `p` broadcast to all 16 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn broadcast4(x: &QRow, c: usize) -> __m512i {
-    _mm512_set1_epi32((x.qs.as_ptr().add(c) as *const i32).read_unaligned())
+unsafe fn broadcast4(p: *const i8) -> __m512i {
+    _mm512_set1_epi32((p as *const i32).read_unaligned())
 }
 
 /// q8_0 panel · T inputs: per step, 64 weight bytes (offset to unsigned by flipping the sign bit) are
@@ -460,11 +487,12 @@ unsafe fn panel_q8_tile<const T: usize>(qs: &[i8], sw: &[f32], xs: &[QRow], out:
     let groups = xs[0].d.len();
     assert!(qs.len() >= groups * 512 && xs.iter().all(|x| x.qs.len() >= groups * QK));
     let pw = qs.as_ptr();
+    let xq: [*const i8; T] = std::array::from_fn(|t| xs[t].qs.as_ptr());
     let flip = _mm512_set1_epi8(-128);
-    panel_tile::<T>(xs, sw, out, |g| {
+    panel_tile::<T, 7>(xs, sw, out, |g, init| {
         // Even and odd steps in separate accumulators: two dependency chains of 4 `vpdpbusd`
         // instead of one of 8 (integer sums: the order changes no bit).
-        let mut s = [[_mm512_setzero_si512(); T]; 2];
+        let mut s = [init, [_mm512_setzero_si512(); T]];
         for st in 0..8 {
             let w = _mm512_xor_si512(
                 _mm512_loadu_si512(pw.add(g * 512 + st * 64) as *const _),
@@ -472,13 +500,12 @@ unsafe fn panel_q8_tile<const T: usize>(qs: &[i8], sw: &[f32], xs: &[QRow], out:
             );
             for t in 0..T {
                 let a = &mut s[st % 2][t];
-                *a = _mm512_dpbusd_epi32(*a, w, broadcast4(&xs[t], g * QK + st * 4));
+                *a = _mm512_dpbusd_epi32(*a, w, broadcast4(xq[t].add(g * QK + st * 4)));
             }
         }
         let [mut even, odd] = s;
         for t in 0..T {
-            let offset = _mm512_set1_epi32(xs[t].sums[g] << 7);
-            even[t] = _mm512_sub_epi32(_mm512_add_epi32(even[t], odd[t]), offset);
+            even[t] = _mm512_add_epi32(even[t], odd[t]);
         }
         even
     })
@@ -492,11 +519,12 @@ unsafe fn panel_q4_tile<const T: usize>(packed: &[u8], sw: &[f32], xs: &[QRow], 
     let groups = xs[0].d.len();
     assert!(packed.len() >= groups * 256 && xs.iter().all(|x| x.qs.len() >= groups * QK));
     let pw = packed.as_ptr();
+    let xq: [*const i8; T] = std::array::from_fn(|t| xs[t].qs.as_ptr());
     let low = _mm512_set1_epi8(0x0f);
-    panel_tile::<T>(xs, sw, out, |g| {
+    panel_tile::<T, 3>(xs, sw, out, |g, init| {
         // Low and high nibbles in separate accumulators: two dependency chains of 4 `vpdpbusd`
         // instead of one of 8 (integer sums: the order changes no bit).
-        let mut lo = [_mm512_setzero_si512(); T];
+        let mut lo = init;
         let mut hi = [_mm512_setzero_si512(); T];
         for pair in 0..4 {
             let v = _mm512_loadu_si512(pw.add(g * 256 + pair * 64) as *const _);
@@ -506,35 +534,48 @@ unsafe fn panel_q4_tile<const T: usize>(packed: &[u8], sw: &[f32], xs: &[QRow], 
             );
             for t in 0..T {
                 let c = g * QK + pair * 8;
-                lo[t] = _mm512_dpbusd_epi32(lo[t], w0, broadcast4(&xs[t], c));
-                hi[t] = _mm512_dpbusd_epi32(hi[t], w1, broadcast4(&xs[t], c + 4));
+                lo[t] = _mm512_dpbusd_epi32(lo[t], w0, broadcast4(xq[t].add(c)));
+                hi[t] = _mm512_dpbusd_epi32(hi[t], w1, broadcast4(xq[t].add(c + 4)));
             }
         }
         for t in 0..T {
-            let offset = _mm512_set1_epi32(xs[t].sums[g] << 3);
-            lo[t] = _mm512_sub_epi32(_mm512_add_epi32(lo[t], hi[t]), offset);
+            lo[t] = _mm512_add_epi32(lo[t], hi[t]);
         }
         lo
     })
 }
 
+/// Any number of inputs, in tiles of 8: each 64-byte weight load (and, for q8_0, its sign flip)
+/// serves 8 inputs.
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn panel_q8_vnni(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
-    match xs.len() {
-        1 => panel_q8_tile::<1>(qs, sw, xs, out),
-        2 => panel_q8_tile::<2>(qs, sw, xs, out),
-        3 => panel_q8_tile::<3>(qs, sw, xs, out),
-        _ => panel_q8_tile::<4>(qs, sw, &xs[..4], out),
+    for (xs, out) in xs.chunks(8).zip(out.chunks_mut(8 * 16)) {
+        match xs.len() {
+            1 => panel_q8_tile::<1>(qs, sw, xs, out),
+            2 => panel_q8_tile::<2>(qs, sw, xs, out),
+            3 => panel_q8_tile::<3>(qs, sw, xs, out),
+            4 => panel_q8_tile::<4>(qs, sw, xs, out),
+            5 => panel_q8_tile::<5>(qs, sw, xs, out),
+            6 => panel_q8_tile::<6>(qs, sw, xs, out),
+            7 => panel_q8_tile::<7>(qs, sw, xs, out),
+            _ => panel_q8_tile::<8>(qs, sw, xs, out),
+        }
     }
 }
 
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn panel_q4_vnni(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
-    match xs.len() {
-        1 => panel_q4_tile::<1>(packed, sw, xs, out),
-        2 => panel_q4_tile::<2>(packed, sw, xs, out),
-        3 => panel_q4_tile::<3>(packed, sw, xs, out),
-        _ => panel_q4_tile::<4>(packed, sw, &xs[..4], out),
+    for (xs, out) in xs.chunks(8).zip(out.chunks_mut(8 * 16)) {
+        match xs.len() {
+            1 => panel_q4_tile::<1>(packed, sw, xs, out),
+            2 => panel_q4_tile::<2>(packed, sw, xs, out),
+            3 => panel_q4_tile::<3>(packed, sw, xs, out),
+            4 => panel_q4_tile::<4>(packed, sw, xs, out),
+            5 => panel_q4_tile::<5>(packed, sw, xs, out),
+            6 => panel_q4_tile::<6>(packed, sw, xs, out),
+            7 => panel_q4_tile::<7>(packed, sw, xs, out),
+            _ => panel_q4_tile::<8>(packed, sw, xs, out),
+        }
     }
 }
 
@@ -658,20 +699,24 @@ unsafe fn panel_q4_tile_avx2<const T: usize>(
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn panel_q8_avx2(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
-    match xs.len() {
-        1 => panel_q8_tile_avx2::<1>(qs, sw, xs, out),
-        2 => panel_q8_tile_avx2::<2>(qs, sw, xs, out),
-        3 => panel_q8_tile_avx2::<3>(qs, sw, xs, out),
-        _ => panel_q8_tile_avx2::<4>(qs, sw, &xs[..4], out),
+    for (xs, out) in xs.chunks(4).zip(out.chunks_mut(4 * 16)) {
+        match xs.len() {
+            1 => panel_q8_tile_avx2::<1>(qs, sw, xs, out),
+            2 => panel_q8_tile_avx2::<2>(qs, sw, xs, out),
+            3 => panel_q8_tile_avx2::<3>(qs, sw, xs, out),
+            _ => panel_q8_tile_avx2::<4>(qs, sw, xs, out),
+        }
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn panel_q4_avx2(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
-    match xs.len() {
-        1 => panel_q4_tile_avx2::<1>(packed, sw, xs, out),
-        2 => panel_q4_tile_avx2::<2>(packed, sw, xs, out),
-        3 => panel_q4_tile_avx2::<3>(packed, sw, xs, out),
-        _ => panel_q4_tile_avx2::<4>(packed, sw, &xs[..4], out),
+    for (xs, out) in xs.chunks(4).zip(out.chunks_mut(4 * 16)) {
+        match xs.len() {
+            1 => panel_q4_tile_avx2::<1>(packed, sw, xs, out),
+            2 => panel_q4_tile_avx2::<2>(packed, sw, xs, out),
+            3 => panel_q4_tile_avx2::<3>(packed, sw, xs, out),
+            _ => panel_q4_tile_avx2::<4>(packed, sw, xs, out),
+        }
     }
 }

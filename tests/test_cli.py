@@ -1,13 +1,15 @@
 """The `nano-infer` binary as a real subprocess: generation, exit codes and messages on bad input."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from nano.export import export_checkpoint
+from nano.export import export_checkpoint, export_lora
+from nano.model import base_hash
 from test_format import TEXT, small_model, small_tokenizer
 
 torch.set_num_threads(2)
@@ -88,3 +90,55 @@ def test_bad_input_exits_nonzero_with_a_message(binary, model_file, tmp_path, ca
     assert proc.returncode != 0
     assert proc.stderr.strip() and "panicked" not in proc.stderr, proc.stderr
     assert proc.stdout == ""
+
+
+LADDER = re.compile(r"threads=(\d+) prefill=([\d.]+) tok/s decode=([\d.]+) tok/s bytes/token=(\d+) "
+                    r"GB/s=([\d.]+) limit=(\d+)%")
+LORA_OVERHEAD = re.compile(r"threads=(\d+) lora_overhead=(-?[\d.]+)% pairs=(\d+) \((.*)\)")
+
+
+def random_lora_file(model, path, rank=4):
+    """A nano-lora plug-in for `model` with random A and B on the attention projections."""
+    g = torch.Generator().manual_seed(3)
+    sd = {}
+    for name, w in model.state_dict().items():
+        if any(name.endswith(f"attention.{t}.weight") for t in ("wq", "wk", "wv", "wo")):
+            stem = name.removesuffix(".weight")
+            sd[f"{stem}.lora_A"] = torch.randn(rank, w.shape[1], generator=g) * 0.1
+            sd[f"{stem}.lora_B"] = torch.randn(w.shape[0], rank, generator=g) * 0.1
+    payload = {"format": "nano-lora", "version": 1,
+               "lora_config": {"rank": rank, "alpha": 2.0 * rank, "dropout": 0.0,
+                               "targets": ["wq", "wk", "wv", "wo"]},
+               "model_config": model.config.to_dict(), "base_hash": base_hash(model.state_dict()),
+               "state_dict": sd}
+    return export_lora(payload, path)
+
+
+def test_bench_prints_the_ladder_and_the_lora_overhead(binary, model_file, tmp_path):
+    path, model, _ = model_file
+    lora = random_lora_file(model, tmp_path / "lora.bin")
+    proc = run(binary, "bench", path, "--threads", "1,2", "--prompt-tokens", 8, "--decode-tokens", 8,
+               "--repeat", 1, "--lora", lora, "--lora-pairs", 3)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4, proc.stdout
+    # An f32 file with a tied classifier: one decode step reads every parameter once, 4 bytes each.
+    weight_bytes = 4 * sum(p.numel() for p in model.parameters())
+    for threads, ladder, overhead in zip([1, 2], lines[::2], lines[1::2], strict=True):
+        m = LADDER.fullmatch(ladder)
+        assert m and int(m[1]) == threads, ladder
+        prefill, decode, gbs = float(m[2]), float(m[3]), float(m[5])
+        assert prefill > 0 and decode > 0
+        assert int(m[4]) == weight_bytes
+        assert abs(gbs - weight_bytes * decode / 1e9) <= 0.006
+        m = LORA_OVERHEAD.fullmatch(overhead)
+        assert m and int(m[1]) == threads and int(m[3]) == 3, overhead
+        each = [float(v) for v in m[4].split(", ")]
+        assert len(each) == 3 and each == sorted(each)
+        assert float(m[2]) == pytest.approx(each[1], abs=0.051)  # the median of three
+
+
+def test_bench_refuses_zero_threads(binary, model_file):
+    path, _, _ = model_file
+    proc = run(binary, "bench", path, "--threads", "0")
+    assert proc.returncode != 0 and "at least 1" in proc.stderr and proc.stdout == ""

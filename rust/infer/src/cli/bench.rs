@@ -5,7 +5,11 @@
 //!
 //! where bytes/token is the weight bytes one decode step reads, GB/s = bytes/token × decode tok/s, and
 //! P is GB/s as a share of the machine's copy bandwidth with N threads, measured here (STREAM-style:
-//! bytes read + bytes written per second, buffers far larger than the caches).
+//! bytes read + bytes written per second, buffers far larger than the caches). With `--lora` the
+//! ladder decodes with the adapter plugged in, and a second line per thread count gives its decode
+//! overhead:
+//!
+//!     threads=N lora_overhead=X% pairs=K (...)
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -36,6 +40,10 @@ struct Args {
     /// LoRA plug-in applied (unmerged) during the measurement
     #[arg(short = 'l', long)]
     lora: Option<PathBuf>,
+    /// With --lora: pairs of decode runs without / with the adapter in this process, whose median
+    /// slowdown is the overhead line (0: no overhead line)
+    #[arg(long, default_value_t = 8)]
+    lora_pairs: usize,
     /// KV cache element type: f32, or f16 (half the cache memory)
     #[arg(long = "kv-cache", default_value = "f32")]
     kv_cache: KvDtype,
@@ -94,8 +102,62 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
             "threads={t} prefill={prefill:.1} tok/s decode={dec:.1} tok/s bytes/token={bytes} GB/s={gbs:.2} limit={:.0}%",
             100.0 * gbs / copy
         );
+        if let (Some(path), true) = (&args.lora, args.lora_pairs > 0) {
+            let slowdowns = lora_overhead(&mut engine, path, prompt_len, decode, args.lora_pairs)?;
+            let each: Vec<String> = slowdowns
+                .iter()
+                .map(|v| format!("{:.1}", 100.0 * v))
+                .collect();
+            println!(
+                "threads={t} lora_overhead={:.1}% pairs={} ({})",
+                100.0 * median(&slowdowns),
+                slowdowns.len(),
+                each.join(", ")
+            );
+        }
     }
     Ok(())
+}
+
+/// Decode slowdowns (sorted) from the LoRA plug-in at `path`, one per pair of decode runs on this
+/// engine without and with it, the order flipping every pair. Between separate processes this
+/// machine's drift (±15–40 %) exceeded the overhead itself; runs a second apart on one engine, with
+/// the same prompts, see the same machine.
+fn lora_overhead(
+    engine: &mut Engine,
+    path: &std::path::Path,
+    prompt_len: usize,
+    decode: usize,
+    pairs: usize,
+) -> Result<Vec<f64>, Error> {
+    let mut slowdowns = Vec::with_capacity(pairs);
+    for pair in 0..pairs {
+        let mut decode_with = |with: bool| -> Result<f64, Error> {
+            engine.unload_lora();
+            if with {
+                engine.load_lora(Lora::open(path)?)?;
+            }
+            Ok(measure(engine, prompt_len, decode, 1000 + pair as u64)?.1)
+        };
+        let (base, with) = if pair % 2 == 0 {
+            let base = decode_with(false)?;
+            (base, decode_with(true)?)
+        } else {
+            let with = decode_with(true)?;
+            (decode_with(false)?, with)
+        };
+        slowdowns.push(base / with - 1.0);
+    }
+    slowdowns.sort_by(f64::total_cmp);
+    Ok(slowdowns)
+}
+
+/// The median of sorted values (at least one).
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// Prefill and decode tokens/s of one run: greedy (no sorting in the sampler), random non-special

@@ -8,31 +8,40 @@ from pathlib import Path
 
 import torch
 
-# Dense peak FLOP/s per device: (16-bit tensor cores, fp32 incl. TF32 where torch uses it). Datasheet values.
+# Dense peak FLOP/s per device, datasheet values: (16-bit tensor cores, TF32 tensor cores, plain fp32).
 PEAK_FLOPS = [
-    ("H200", 989e12, 494e12),
-    ("H100", 989e12, 494e12),
-    ("A100", 312e12, 156e12),
-    ("A800", 312e12, 156e12),
-    ("L40S", 362e12, 183e12),
-    ("L4", 121e12, 60e12),
-    ("A10", 125e12, 62e12),
-    ("RTX 4090", 165e12, 83e12),
-    ("RTX 3090", 71e12, 36e12),
-    ("V100", 125e12, 15.7e12),
-    ("T4", 65e12, 8.1e12),
+    ("H200", 989e12, 494e12, 67e12),
+    ("H100", 989e12, 494e12, 67e12),
+    ("A100", 312e12, 156e12, 19.5e12),
+    ("A800", 312e12, 156e12, 19.5e12),
+    ("L40S", 362e12, 183e12, 91.6e12),
+    ("L4", 121e12, 60e12, 30.3e12),
+    ("A10", 125e12, 62.5e12, 31.2e12),
+    ("RTX 4090", 165e12, 82.6e12, 82.6e12),
+    ("RTX 3090", 71e12, 35.6e12, 35.6e12),
+    ("V100", 125e12, 15.7e12, 15.7e12),  # no TF32: fp32 matmuls run on the CUDA cores
+    ("T4", 65e12, 8.1e12, 8.1e12),
 ]
 
 
+def peak_for(name: str, dtype: torch.dtype, tf32: bool) -> float | None:
+    """Peak FLOP/s of the device called `name` for matmuls in `dtype` (f32 ones on TF32 tensor cores when
+    `tf32`), or None for an unknown device."""
+    for key, half, tf32_peak, fp32 in PEAK_FLOPS:
+        if key in name:
+            if dtype in (torch.bfloat16, torch.float16):
+                return half
+            return tf32_peak if tf32 else fp32
+    return None
+
+
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
-    """Peak FLOP/s of one device for this precision, or None when unknown (always None on CPU/MPS)."""
+    """Peak FLOP/s of one device for this precision, or None when unknown (always None on CPU/MPS).
+    f32 matmuls count against the TF32 peak only when torch is allowed to use TF32 (off by default)."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, half, single in PEAK_FLOPS:
-        if key in name:
-            return half if dtype in (torch.bfloat16, torch.float16) else single
-    return None
+    tf32 = torch.get_float32_matmul_precision() != "highest"  # also reflects backends.cuda.matmul.allow_tf32
+    return peak_for(torch.cuda.get_device_name(device), dtype, tf32)
 
 
 class MetricsLog:

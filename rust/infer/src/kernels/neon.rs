@@ -240,6 +240,8 @@ pub(super) fn neon_dotprod_panels() -> Option<Panels> {
     Some(Panels {
         dot_q8: |qw, sw, xs, out| unsafe { panel_q8_dotprod(qw, sw, xs, out) },
         dot_q4: |p, sw, xs, out| unsafe { panel_q4_dotprod(p, sw, xs, out) },
+        // Not measured on ARM hardware yet: the whole-panel request is what the boards ran.
+        prefetch_one: false,
     })
 }
 

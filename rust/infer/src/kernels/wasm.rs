@@ -340,6 +340,8 @@ pub(super) fn simd128_panels() -> Option<super::Panels> {
                 panel_one::<u8, { ROWS * QK / 2 }>(p, sw, x, out, panel_group_q4, 8);
             }
         },
+        // WASM has no prefetch instruction.
+        prefetch_one: false,
     })
 }
 

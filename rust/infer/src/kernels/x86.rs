@@ -316,6 +316,7 @@ pub(super) fn avx512vnni_panels() -> Option<Panels> {
     Some(Panels {
         dot_q8: |qw, sw, x, out| unsafe { panel_q8_vnni(qw, sw, x, out) },
         dot_q4: |p, sw, x, out| unsafe { panel_q4_vnni(p, sw, x, out) },
+        prefetch_one: true,
     })
 }
 
@@ -404,6 +405,20 @@ unsafe fn dot_q4_vnni(p: &[u8], sw: &[f32], x: &QRow) -> f32 {
 /// Groups per block of a panel tile: the offsets of a block's groups are prepared together.
 const OFFSET_BLOCK: usize = 64;
 
+/// Requests group g's weights ([`super::prefetch::AHEAD_BYTES`] ahead) and scales, with one input
+/// (decode: see [`Panels::prefetch_one`]).
+#[inline(always)]
+unsafe fn prefetch_group<const T: usize, const GROUP_BYTES: usize>(
+    w: *const u8,
+    sw: *const f32,
+    g: usize,
+) {
+    if T == 1 {
+        super::prefetch::ahead(w.add(g * GROUP_BYTES), GROUP_BYTES);
+        super::prefetch::ahead(sw.add(g * 16), 64);
+    }
+}
+
 /// One panel times T activation rows. For every group g, `sums(g, init)` adds group g's exact
 /// integer dots of the 16 rows and each of the T inputs to `init`, which holds that input's offset
 /// correction `-(Σx << SHIFT)` for the group (paths that offset weights to unsigned bytes by
@@ -412,7 +427,8 @@ const OFFSET_BLOCK: usize = 64;
 /// vectors gives the 16 results of each input (`out[t * 16 + i]`).
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn panel_tile<const T: usize, const SHIFT: u32>(
+unsafe fn panel_tile<const T: usize, const SHIFT: u32, const GROUP_BYTES: usize>(
+    w: *const u8,
     xs: &[QRow],
     sw: &[f32],
     out: &mut [f32],
@@ -448,6 +464,7 @@ unsafe fn panel_tile<const T: usize, const SHIFT: u32>(
             }
         }
         for g in b0..b0 + len {
+            prefetch_group::<T, GROUP_BYTES>(w, ps, g);
             let init =
                 std::array::from_fn(|t| _mm512_set1_epi32(*off.add(t * OFFSET_BLOCK + g - b0)));
             let s = sums(g, init);
@@ -489,7 +506,7 @@ unsafe fn panel_q8_tile<const T: usize>(qs: &[i8], sw: &[f32], xs: &[QRow], out:
     let pw = qs.as_ptr();
     let xq: [*const i8; T] = std::array::from_fn(|t| xs[t].qs.as_ptr());
     let flip = _mm512_set1_epi8(-128);
-    panel_tile::<T, 7>(xs, sw, out, |g, init| {
+    panel_tile::<T, 7, 512>(pw as *const u8, xs, sw, out, |g, init| {
         // Even and odd steps in separate accumulators: two dependency chains of 4 `vpdpbusd`
         // instead of one of 8 (integer sums: the order changes no bit).
         let mut s = [init, [_mm512_setzero_si512(); T]];
@@ -521,7 +538,7 @@ unsafe fn panel_q4_tile<const T: usize>(packed: &[u8], sw: &[f32], xs: &[QRow], 
     let pw = packed.as_ptr();
     let xq: [*const i8; T] = std::array::from_fn(|t| xs[t].qs.as_ptr());
     let low = _mm512_set1_epi8(0x0f);
-    panel_tile::<T, 3>(xs, sw, out, |g, init| {
+    panel_tile::<T, 3, 256>(pw as *const u8, xs, sw, out, |g, init| {
         // Low and high nibbles in separate accumulators: two dependency chains of 4 `vpdpbusd`
         // instead of one of 8 (integer sums: the order changes no bit).
         let mut lo = init;
@@ -586,6 +603,7 @@ pub(super) fn avx2_panels() -> Option<Panels> {
     Some(Panels {
         dot_q8: |qw, sw, xs, out| unsafe { panel_q8_avx2(qw, sw, xs, out) },
         dot_q4: |p, sw, xs, out| unsafe { panel_q4_avx2(p, sw, xs, out) },
+        prefetch_one: true,
     })
 }
 
@@ -596,7 +614,8 @@ pub(super) fn avx2_panels() -> Option<Panels> {
 #[allow(clippy::needless_range_loop)]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn panel_tile_avx2<const T: usize>(
+unsafe fn panel_tile_avx2<const T: usize, const GROUP_BYTES: usize>(
+    w: *const u8,
     xs: &[QRow],
     sw: &[f32],
     out: &mut [f32],
@@ -608,6 +627,9 @@ unsafe fn panel_tile_avx2<const T: usize>(
     for h in 0..2 {
         let mut acc = [[_mm256_setzero_ps(); 8]; T];
         for g in 0..groups {
+            if h == 0 {
+                prefetch_group::<T, GROUP_BYTES>(w, ps, g);
+            }
             let s = sums(g, h);
             let w = _mm256_loadu_ps(ps.add(g * 16 + h * 8));
             for t in 0..T {
@@ -645,7 +667,7 @@ unsafe fn panel_q8_tile_avx2<const T: usize>(qs: &[i8], sw: &[f32], xs: &[QRow],
     assert!(qs.len() >= groups * 512 && xs.iter().all(|x| x.qs.len() >= groups * QK));
     let pw = qs.as_ptr();
     let ones = _mm256_set1_epi16(1);
-    panel_tile_avx2::<T>(xs, sw, out, |g, h| {
+    panel_tile_avx2::<T, 512>(pw as *const u8, xs, sw, out, |g, h| {
         let mut s = [_mm256_setzero_si256(); T];
         for st in 0..8 {
             let w = _mm256_loadu_si256(pw.add(g * 512 + st * 64 + h * 32) as *const __m256i);
@@ -675,7 +697,7 @@ unsafe fn panel_q4_tile_avx2<const T: usize>(
     assert!(packed.len() >= groups * 256 && xs.iter().all(|x| x.qs.len() >= groups * QK));
     let pw = packed.as_ptr();
     let (ones, low) = (_mm256_set1_epi16(1), _mm256_set1_epi8(0x0f));
-    panel_tile_avx2::<T>(xs, sw, out, |g, h| {
+    panel_tile_avx2::<T, 256>(pw as *const u8, xs, sw, out, |g, h| {
         let mut s = [_mm256_setzero_si256(); T];
         for pair in 0..4 {
             let v = _mm256_loadu_si256(pw.add(g * 256 + pair * 64 + h * 32) as *const __m256i);

@@ -465,8 +465,11 @@ unsafe fn panel_tile<const T: usize, const SHIFT: u32, const GROUP_BYTES: usize>
         }
         for g in b0..b0 + len {
             prefetch_group::<T, GROUP_BYTES>(w, ps, g);
-            let init =
-                std::array::from_fn(|t| _mm512_set1_epi32(*off.add(t * OFFSET_BLOCK + g - b0)));
+            // (A loop: `array::from_fn` here was left as a call per group, 4 % of a decode.)
+            let mut init = [_mm512_setzero_si512(); T];
+            for (t, v) in init.iter_mut().enumerate() {
+                *v = _mm512_set1_epi32(*off.add(t * OFFSET_BLOCK + g - b0));
+            }
             let s = sums(g, init);
             let w = _mm512_loadu_ps(ps.add(g * 16));
             for t in 0..T {

@@ -154,21 +154,19 @@ def nano_ladder(binary: Path, model_path: Path, threads: list[int], prompt: int,
     return rows
 
 
-def random_lora(model, rank: int = 8):
-    """A rank-`rank` LoRA payload (format nano-lora) on wq/wk/wv/wo with random A and B."""
-    import torch
-    from nano.model import base_hash
+def random_lora(model, rank: int = 8) -> dict:
+    """A rank-`rank` LoRA payload (format nano-lora) on wq/wk/wv/wo, B random (apply_lora zeroes it)."""
+    import copy
 
-    g = torch.Generator().manual_seed(1)
-    sd = {}
-    for name, w in model.state_dict().items():
-        if any(name.endswith(f"attention.{t}.weight") for t in ("wq", "wk", "wv", "wo")):
-            stem = name.removesuffix(".weight")
-            sd[f"{stem}.lora_A"] = torch.randn(rank, w.shape[1], generator=g) * 0.02
-            sd[f"{stem}.lora_B"] = torch.randn(w.shape[0], rank, generator=g) * 0.02
-    return {"format": "nano-lora", "version": 1,
-            "lora_config": {"rank": rank, "alpha": 2.0 * rank, "dropout": 0.0, "targets": ["wq", "wk", "wv", "wo"]},
-            "model_config": model.config.to_dict(), "base_hash": base_hash(model.state_dict()), "state_dict": sd}
+    import torch
+    from nano.lora import LoraConfig, apply_lora, lora_modules, lora_payload
+
+    adapted = apply_lora(copy.deepcopy(model), LoraConfig(rank=rank, alpha=2.0 * rank))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for m in lora_modules(adapted).values():
+            m.lora_B.normal_(0, 0.02)
+    return lora_payload(adapted)
 
 
 def torch_speed(model, threads: int, prompt: int, decode: int, repeat: int = 2) -> tuple[float, float]:

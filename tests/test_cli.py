@@ -1,5 +1,6 @@
 """The `nano-infer` binary as a real subprocess: generation, exit codes and messages on bad input."""
 
+import copy
 import os
 import re
 import shutil
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from nano.export import export_checkpoint, export_lora
-from nano.model import base_hash
+from nano.lora import LoraConfig, apply_lora, lora_modules, lora_payload
 from test_format import TEXT, small_model, small_tokenizer
 
 torch.set_num_threads(2)
@@ -98,20 +99,13 @@ LORA_OVERHEAD = re.compile(r"threads=(\d+) lora_overhead=(-?[\d.]+)% pairs=(\d+)
 
 
 def random_lora_file(model, path, rank=4):
-    """A nano-lora plug-in for `model` with random A and B on the attention projections."""
-    g = torch.Generator().manual_seed(3)
-    sd = {}
-    for name, w in model.state_dict().items():
-        if any(name.endswith(f"attention.{t}.weight") for t in ("wq", "wk", "wv", "wo")):
-            stem = name.removesuffix(".weight")
-            sd[f"{stem}.lora_A"] = torch.randn(rank, w.shape[1], generator=g) * 0.1
-            sd[f"{stem}.lora_B"] = torch.randn(w.shape[0], rank, generator=g) * 0.1
-    payload = {"format": "nano-lora", "version": 1,
-               "lora_config": {"rank": rank, "alpha": 2.0 * rank, "dropout": 0.0,
-                               "targets": ["wq", "wk", "wv", "wo"]},
-               "model_config": model.config.to_dict(), "base_hash": base_hash(model.state_dict()),
-               "state_dict": sd}
-    return export_lora(payload, path)
+    """A nano-lora plug-in for `model` on the attention projections, B random (apply_lora zeroes it)."""
+    adapted = apply_lora(copy.deepcopy(model), LoraConfig(rank=rank, alpha=2.0 * rank))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for m in lora_modules(adapted).values():
+            m.lora_B.normal_(0, 0.1)
+    return export_lora(lora_payload(adapted), path)
 
 
 def test_bench_prints_the_ladder_and_the_lora_overhead(binary, model_file, tmp_path):

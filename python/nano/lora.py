@@ -146,11 +146,12 @@ def set_lora_enabled(model: nn.Module, enabled: bool) -> None:
         m.enabled = enabled
 
 
-def save_lora(model: Transformer, path: str | Path) -> Path:
-    """Write the adapter-only file (format nano-lora v1) atomically."""
+def lora_payload(model: Transformer) -> dict:
+    """The adapter-only payload (format nano-lora v1) that `save_lora` writes and `nano.export.export_lora`
+    takes."""
     if not lora_modules(model):
         raise ValueError("the model has no LoRA adapters to save")
-    payload = {
+    return {
         "format": FORMAT,
         "version": VERSION,
         "lora_config": asdict(model.lora_config),
@@ -158,7 +159,11 @@ def save_lora(model: Transformer, path: str | Path) -> Path:
         "base_hash": model.lora_base_hash,
         "state_dict": lora_state_dict(model),
     }
-    return atomic_torch_save(payload, path)
+
+
+def save_lora(model: Transformer, path: str | Path) -> Path:
+    """Write the adapter-only file (format nano-lora v1) atomically."""
+    return atomic_torch_save(lora_payload(model), path)
 
 
 def read_lora(path_or_payload) -> dict:

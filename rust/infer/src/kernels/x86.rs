@@ -445,7 +445,7 @@ unsafe fn panel_tile<const T: usize, const SHIFT: u32, const GROUP_BYTES: usize>
     let mut acc = [[_mm512_setzero_ps(); 8]; T];
     // Each block's offsets, computed 16 groups per instruction, are then broadcast from memory
     // straight into the accumulators' initial values (a load, no arithmetic per group).
-    // (Left uninitialized: every entry read is written first; zeroing cost a memset per call.)
+    // (Left uninitialized: every entry read is written first, and zeroing would be a memset per call.)
     let mut offsets = std::mem::MaybeUninit::<[[i32; OFFSET_BLOCK]; T]>::uninit();
     let off = offsets.as_mut_ptr() as *mut i32;
     for b0 in (0..groups).step_by(OFFSET_BLOCK) {

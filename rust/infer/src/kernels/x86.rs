@@ -541,7 +541,7 @@ unsafe fn panel_q4_tile<const T: usize>(packed: &[u8], sw: &[f32], xs: &[QRow], 
     let pw = packed.as_ptr();
     let xq: [*const i8; T] = std::array::from_fn(|t| xs[t].qs.as_ptr());
     let low = _mm512_set1_epi8(0x0f);
-    panel_tile::<T, 3, 256>(pw as *const u8, xs, sw, out, |g, init| {
+    panel_tile::<T, 3, 256>(pw, xs, sw, out, |g, init| {
         // Low and high nibbles in separate accumulators: two dependency chains of 4 `vpdpbusd`
         // instead of one of 8 (integer sums: the order changes no bit).
         let mut lo = init;
@@ -700,7 +700,7 @@ unsafe fn panel_q4_tile_avx2<const T: usize>(
     assert!(packed.len() >= groups * 256 && xs.iter().all(|x| x.qs.len() >= groups * QK));
     let pw = packed.as_ptr();
     let (ones, low) = (_mm256_set1_epi16(1), _mm256_set1_epi8(0x0f));
-    panel_tile_avx2::<T, 256>(pw as *const u8, xs, sw, out, |g, h| {
+    panel_tile_avx2::<T, 256>(pw, xs, sw, out, |g, h| {
         let mut s = [_mm256_setzero_si256(); T];
         for pair in 0..4 {
             let v = _mm256_loadu_si256(pw.add(g * 256 + pair * 64 + h * 32) as *const __m256i);

@@ -169,8 +169,9 @@ impl Engine {
         Ok(())
     }
 
-    pub fn unload_lora(&mut self) {
-        self.lora = None;
+    /// Unplugs the adapter, handing it back (to plug in again later without re-reading its file).
+    pub fn unload_lora(&mut self) -> Option<Lora> {
+        self.lora.take()
     }
 
     /// Runs one forward pass inside this engine's thread team (entered once per pass).

@@ -102,8 +102,8 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
             "threads={t} prefill={prefill:.1} tok/s decode={dec:.1} tok/s bytes/token={bytes} GB/s={gbs:.2} limit={:.0}%",
             100.0 * gbs / copy
         );
-        if let (Some(path), true) = (&args.lora, args.lora_pairs > 0) {
-            let slowdowns = lora_overhead(&mut engine, path, prompt_len, decode, args.lora_pairs)?;
+        if args.lora.is_some() && args.lora_pairs > 0 {
+            let slowdowns = lora_overhead(&mut engine, prompt_len, decode, args.lora_pairs)?;
             let each: Vec<String> = slowdowns
                 .iter()
                 .map(|v| format!("{:.1}", 100.0 * v))
@@ -119,25 +119,28 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Decode slowdowns (sorted) from the LoRA plug-in at `path`, one per pair of decode runs on this
-/// engine without and with it, the order flipping every pair. Between separate processes this
+/// Decode slowdowns (sorted) from the LoRA plug-in the engine has loaded, one per pair of decode
+/// runs on this engine without and with it (the same adapter unplugged and plugged back), the order flipping every pair. Between separate processes this
 /// machine's drift (±15–40 %) exceeded the overhead itself; runs a second apart on one engine, with
 /// the same prompts, see the same machine.
 fn lora_overhead(
     engine: &mut Engine,
-    path: &std::path::Path,
     prompt_len: usize,
     decode: usize,
     pairs: usize,
 ) -> Result<Vec<f64>, Error> {
+    let mut lora = engine.unload_lora();
     let mut slowdowns = Vec::with_capacity(pairs);
     for pair in 0..pairs {
         let mut decode_with = |with: bool| -> Result<f64, Error> {
-            engine.unload_lora();
             if with {
-                engine.load_lora(Lora::open(path)?)?;
+                engine.load_lora(lora.take().expect("the engine had a LoRA loaded"))?;
             }
-            Ok(measure(engine, prompt_len, decode, 1000 + pair as u64)?.1)
+            let tps = measure(engine, prompt_len, decode, 1000 + pair as u64)?.1;
+            if with {
+                lora = engine.unload_lora();
+            }
+            Ok(tps)
         };
         let (base, with) = if pair % 2 == 0 {
             let base = decode_with(false)?;

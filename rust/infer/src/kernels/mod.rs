@@ -160,7 +160,7 @@ pub(crate) fn reduce8(a: [f32; 8]) -> f32 {
 
 type DotF32 = fn(&[f32], &[f32]) -> f32;
 type DotF16 = fn(&[u16], &[f32]) -> f32;
-type DotF32Tile = fn([&[f32]; 2], [&[f32]; 2]) -> [f32; 4];
+type DotF32Block = fn(&[f32], usize, &[f32], &mut [f32], usize);
 type DotQ8 = fn(&[i8], &[f32], &QRow) -> f32;
 type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 
@@ -196,9 +196,9 @@ pub struct Kernels {
     dot_f16: DotF16,
     dot_q8: DotQ8,
     dot_q4: DotQ4,
-    /// Two rows × two inputs → [w0·x0, w0·x1, w1·x0, w1·x1], each exactly as `dot_f32` computes it
-    /// (prefill shares the loads), where the path has one.
-    dot_f32_2x2: Option<DotF32Tile>,
+    /// `(rows, cols, inputs, out, stride)`: every row · every input → `out[i * stride + t]`, each
+    /// exactly as `dot_f32` computes it (prefill shares the loads in tiles), where the path has one.
+    dot_f32_block: Option<DotF32Block>,
     /// `dot_f16(w, x)` is exactly `dot_f32(widened w, x)` (the same reduction order): prefill may then
     /// widen f16 weights once per row group instead of once per prompt token, with decode's bits.
     f16_is_widened_f32: bool,
@@ -216,7 +216,7 @@ const SCALAR: Kernels = Kernels {
     dot_f16: scalar::dot_f16,
     dot_q8: scalar::dot_q8,
     dot_q4: scalar::dot_q4,
-    dot_f32_2x2: None,
+    dot_f32_block: None,
     f16_is_widened_f32: true,
 };
 
@@ -605,35 +605,20 @@ impl RowJob<'_> {
     }
 
     /// `dst[i * n + t] = rows_i · x_t` for a group of f32 rows (kept in L2), inputs in blocks that
-    /// stay in L1. Where the path has a 2×2 tile (two rows × two inputs sharing their loads, each
-    /// result accumulated exactly as `dot_f32` does), it covers all it can; the rest are single dots.
+    /// stay in L1: by the path's block kernel where it has one (tiles sharing their loads, each
+    /// result exactly as `dot_f32`'s), else one dot at a time.
     fn float_group(&self, rows: &[f32], dst: &mut [f32]) {
         let (n, cols, dot) = (self.n, self.m.cols, self.k.dot_f32);
-        let x = |t: usize| &self.x[t * cols..(t + 1) * cols];
-        let row = |i: usize| &rows[i * cols..(i + 1) * cols];
-        let count = rows.len() / cols;
         for Range { start: t0, end: t1 } in input_blocks(n, cols) {
-            let mut i = 0;
-            if let Some(tile) = self.k.dot_f32_2x2 {
-                while i + 2 <= count {
-                    let w = [row(i), row(i + 1)];
-                    let mut t = t0;
-                    while t + 2 <= t1 {
-                        let r = tile(w, [x(t), x(t + 1)]);
-                        (dst[i * n + t], dst[i * n + t + 1]) = (r[0], r[1]);
-                        (dst[(i + 1) * n + t], dst[(i + 1) * n + t + 1]) = (r[2], r[3]);
-                        t += 2;
+            let xs = &self.x[t0 * cols..t1 * cols];
+            match self.k.dot_f32_block {
+                Some(block) => block(rows, cols, xs, &mut dst[t0..], n),
+                None => {
+                    for (i, row) in rows.chunks_exact(cols).enumerate() {
+                        for (t, x) in (t0..).zip(xs.chunks_exact(cols)) {
+                            dst[i * n + t] = dot(row, x);
+                        }
                     }
-                    if t < t1 {
-                        dst[i * n + t] = dot(w[0], x(t));
-                        dst[(i + 1) * n + t] = dot(w[1], x(t));
-                    }
-                    i += 2;
-                }
-            }
-            for i in i..count {
-                for t in t0..t1 {
-                    dst[i * n + t] = dot(row(i), x(t));
                 }
             }
         }

@@ -20,7 +20,7 @@ pub(super) fn neon() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8::<false>(qw, sw, x.qs, x.d) },
         dot_q4: |p, sw, x| unsafe { dot_q4::<false>(p, sw, x.qs, x.d) },
-        dot_f32_2x2: None,
+        dot_f32_block: None,
         f16_is_widened_f32: false,
     })
 }
@@ -34,7 +34,7 @@ pub(super) fn neon_dotprod() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_dotprod(qw, sw, x.qs, x.d) },
         dot_q4: |p, sw, x| unsafe { dot_q4_dotprod(p, sw, x.qs, x.d) },
-        dot_f32_2x2: None,
+        dot_f32_block: None,
         f16_is_widened_f32: false,
     })
 }

@@ -229,9 +229,9 @@ fn float_matmul_with_odd_lengths_equals_matvecs() {
 /// matmul of n inputs == n separate matvecs, bit for bit, on every path and dtype.
 #[test]
 fn matmul_equals_n_matvecs() {
-    // (rows, cols, inputs): odd rows and inputs leave tails of the 2×2 float tile; 224 columns end
-    // on a 16-wide step after the 64-wide loop.
-    for (rows, cols, n) in [(300, 256, 5), (37, 224, 8)] {
+    // (rows, cols, inputs): rows and inputs leave every tail of the 4×4 float tile (4×1, 4×3, 4×2
+    // and single rows); 224 columns end on a 16-wide step after the 64-wide loop.
+    for (rows, cols, n) in [(300, 256, 5), (37, 224, 8), (22, 224, 7), (9, 96, 6)] {
         let mut rng = Rng(4);
         let mat = Mat::random(&mut rng, rows, cols);
         let x = rng.vec(n * cols, 1.0);

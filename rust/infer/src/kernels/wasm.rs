@@ -32,7 +32,7 @@ pub(super) fn simd128() -> Option<Kernels> {
         dot_f16,
         dot_q8,
         dot_q4,
-        dot_f32_2x2: None,
+        dot_f32_block: None,
         f16_is_widened_f32: false,
     })
 }

@@ -22,7 +22,7 @@ pub(super) fn avx2() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_avx2(qw, sw, x) },
         dot_q4: |p, sw, x| unsafe { dot_q4_avx2(p, sw, x) },
-        dot_f32_2x2: None,
+        dot_f32_block: None,
         f16_is_widened_f32: true,
     })
 }
@@ -207,7 +207,9 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16_avx512(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_vnni(qw, sw, x) },
         dot_q4: |p, sw, x| unsafe { dot_q4_vnni(p, sw, x) },
-        dot_f32_2x2: Some(|w, x| unsafe { dot_f32_2x2_avx512(w, x) }),
+        dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
+            dot_f32_block_avx512(w, cols, x, out, stride)
+        }),
         f16_is_widened_f32: true,
     })
 }
@@ -251,50 +253,148 @@ unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
     dot_avx512(w.len(), |i| _mm512_loadu_ps(pw.add(i)), |j| w[j], x)
 }
 
-/// Rows w0, w1 · inputs x0, x1 → [w0·x0, w0·x1, w1·x0, w1·x1]: per pair exactly the steps of
-/// [`dot_avx512`] (4 chains of 16 lanes, the 16-wide rest into chain 0, the same reduction and scalar
-/// tail), with each weight and input vector loaded once for two products.
-// Index loops over the fixed 4 × 4 accumulator array read clearer here.
-#[allow(clippy::needless_range_loop)]
+/// Every row of `w` (`cols` values each) · every input of `x` → `out[i * stride + t]`, each product
+/// exactly as [`dot_avx512`] computes it: its 4 chains of 16 lanes (the 16-wide rest into chain 0),
+/// `(a0 + a1) + (a2 + a3)`, the same reduction tree and scalar tail. Tiles of 4 rows × 4 inputs
+/// share their loads (8 loads per 16 FMAs; a single dot needs 2 per FMA).
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn dot_f32_2x2_avx512(w: [&[f32]; 2], x: [&[f32]; 2]) -> [f32; 4] {
-    let n = w[0].len().min(w[1].len()).min(x[0].len()).min(x[1].len());
-    let (pw, px) = (w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()));
-    // a[pair][chain], pair = 2 * row + input
-    let mut a = [[_mm512_setzero_ps(); 4]; 4];
-    let mut i = 0;
-    while i + 64 <= n {
-        for k in 0..4 {
-            let o = i + 16 * k;
-            let (w0, w1) = (_mm512_loadu_ps(pw[0].add(o)), _mm512_loadu_ps(pw[1].add(o)));
-            let (x0, x1) = (_mm512_loadu_ps(px[0].add(o)), _mm512_loadu_ps(px[1].add(o)));
-            a[0][k] = _mm512_fmadd_ps(w0, x0, a[0][k]);
-            a[1][k] = _mm512_fmadd_ps(w0, x1, a[1][k]);
-            a[2][k] = _mm512_fmadd_ps(w1, x0, a[2][k]);
-            a[3][k] = _mm512_fmadd_ps(w1, x1, a[3][k]);
+unsafe fn dot_f32_block_avx512(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stride: usize) {
+    let (rows, inputs) = (w.len() / cols, x.len() / cols);
+    if rows == 0 || inputs == 0 {
+        return;
+    }
+    assert!(out.len() >= (rows - 1) * stride + inputs && inputs <= stride);
+    let (pw, px, po) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
+    let mut r = 0;
+    while r < rows {
+        // Rows 4 at a time; fewer than 4 left: one by one.
+        let four = rows - r >= 4;
+        let mut t = 0;
+        while t < inputs {
+            let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
+            t += match (four, inputs - t) {
+                (true, 4..) => f32_tile::<4, 4>(w0, x0, cols, o, stride),
+                (true, 3) => f32_tile::<4, 3>(w0, x0, cols, o, stride),
+                (true, 2) => f32_tile::<4, 2>(w0, x0, cols, o, stride),
+                (true, _) => f32_tile::<4, 1>(w0, x0, cols, o, stride),
+                (false, 4..) => f32_tile::<1, 4>(w0, x0, cols, o, stride),
+                (false, _) => f32_tile::<1, 1>(w0, x0, cols, o, stride),
+            };
         }
-        i += 64;
+        r += if four { 4 } else { 1 };
     }
-    while i + 16 <= n {
-        let (w0, w1) = (_mm512_loadu_ps(pw[0].add(i)), _mm512_loadu_ps(pw[1].add(i)));
-        let (x0, x1) = (_mm512_loadu_ps(px[0].add(i)), _mm512_loadu_ps(px[1].add(i)));
-        a[0][0] = _mm512_fmadd_ps(w0, x0, a[0][0]);
-        a[1][0] = _mm512_fmadd_ps(w0, x1, a[1][0]);
-        a[2][0] = _mm512_fmadd_ps(w1, x0, a[2][0]);
-        a[3][0] = _mm512_fmadd_ps(w1, x1, a[3][0]);
-        i += 16;
-    }
-    let mut out = [0f32; 4];
-    for (p, (acc, o)) in a.iter().zip(out.iter_mut()).enumerate() {
-        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        let mut t = _mm512_reduce_add_ps(s);
-        let (wr, xr) = (w[p / 2], x[p % 2]);
-        for j in i..n {
-            t += wr[j] * xr[j];
+}
+
+/// One tile of [`dot_f32_block_avx512`]: R rows from `w` and T inputs from `x` (consecutive, `cols`
+/// apart); returns T. The chains are run one after another (R × T accumulators each, in registers)
+/// rather than side by side, which would need 4 × R × T.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn f32_tile<const R: usize, const T: usize>(
+    w: *const f32,
+    x: *const f32,
+    cols: usize,
+    out: *mut f32,
+    stride: usize,
+) -> usize {
+    let main = cols / 64 * 64;
+    let rest = cols / 16 * 16;
+    // Chain c: columns 16c.. of every 64-wide step; chain 0 then takes the 16-wide rest.
+    let chain = |c: usize| {
+        let mut a = [[_mm512_setzero_ps(); T]; R];
+        let step = |a: &mut [[__m512; T]; R], i: usize| {
+            let xv: [__m512; T] = std::array::from_fn(|t| _mm512_loadu_ps(x.add(t * cols + i)));
+            for (r, ar) in a.iter_mut().enumerate() {
+                let wv = _mm512_loadu_ps(w.add(r * cols + i));
+                for (at, &xt) in ar.iter_mut().zip(&xv) {
+                    *at = _mm512_fmadd_ps(wv, xt, *at);
+                }
+            }
+        };
+        for i in (16 * c..main).step_by(64) {
+            step(&mut a, i);
         }
-        *o = t;
+        if c == 0 {
+            for i in (main..rest).step_by(16) {
+                step(&mut a, i);
+            }
+        }
+        a
+    };
+    let add = |a: [[__m512; T]; R], b: [[__m512; T]; R]| {
+        let mut s = a;
+        for (sr, br) in s.iter_mut().zip(&b) {
+            for (st, &bt) in sr.iter_mut().zip(br) {
+                *st = _mm512_add_ps(*st, bt);
+            }
+        }
+        s
+    };
+    let s01 = add(chain(0), chain(1));
+    let s = add(s01, add(chain(2), chain(3)));
+    let mut sums = [[0f32; T]; R];
+    if R * T == 16 {
+        let v: [__m512; 16] = std::array::from_fn(|p| s[p / T][p % T]);
+        let mut lanes = [0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), reduce_add_16(v));
+        for (p, &l) in lanes.iter().enumerate() {
+            // Lane 4j + b holds vector 4b + j.
+            let vi = 4 * (p % 4) + p / 4;
+            sums[vi / T][vi % T] = l;
+        }
+    } else {
+        for (sr, vr) in sums.iter_mut().zip(&s) {
+            for (st, &v) in sr.iter_mut().zip(vr) {
+                *st = _mm512_reduce_add_ps(v);
+            }
+        }
     }
-    out
+    for (r, sr) in sums.iter().enumerate() {
+        for (t, &v) in sr.iter().enumerate() {
+            let mut v = v;
+            for j in rest..cols {
+                v += *w.add(r * cols + j) * *x.add(t * cols + j);
+            }
+            *out.add(r * stride + t) = v;
+        }
+    }
+    T
+}
+
+/// `_mm512_reduce_add_ps` of 16 vectors at once: lane 4j + b of the result is the sum of vector
+/// 4b + j, by the same additions (lanes i + (i+8), then + (i+4), then + (i+2), then + (i+1)),
+/// arranged so that each step adds two whole vectors.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn reduce_add_16(v: [__m512; 16]) -> __m512 {
+    // Halves: [A lo256 + A hi256, B lo256 + B hi256] for pairs (A, B).
+    let b: [__m512; 8] = std::array::from_fn(|j| {
+        let (a, b) = (v[2 * j], v[2 * j + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(a, b),
+            _mm512_shuffle_f32x4::<0xEE>(a, b),
+        )
+    });
+    // Quarters: 128-bit block k of c[i] belongs to vector 4i + k.
+    let c: [__m512; 4] = std::array::from_fn(|i| {
+        let (p, q) = (b[2 * i], b[2 * i + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(p, q),
+            _mm512_shuffle_f32x4::<0xDD>(p, q),
+        )
+    });
+    // Within each block: lanes (0 + 2, 1 + 3) of two vectors side by side.
+    let d: [__m512; 2] = std::array::from_fn(|i| {
+        let (p, q) = (c[2 * i], c[2 * i + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0x44>(p, q),
+            _mm512_shuffle_ps::<0xEE>(p, q),
+        )
+    });
+    _mm512_add_ps(
+        _mm512_shuffle_ps::<0x88>(d[0], d[1]),
+        _mm512_shuffle_ps::<0xDD>(d[0], d[1]),
+    )
 }
 
 /// f16 weights (16 converted per instruction) · f32 activations.

@@ -47,7 +47,14 @@ unsafe fn quantize_q8_0_avx512(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
     use std::arch::x86_64::*;
     let groups = scales.len().min(v.len() / QK).min(qs.len() / QK);
     let (pv, pq) = (v.as_ptr(), qs.as_mut_ptr());
-    let abs = |x: __m512| _mm512_andnot_ps(_mm512_set1_ps(-0.0), x);
+    // (Clearing the sign bit with an integer AND: `_mm512_andnot_ps` needs AVX-512DQ, and without
+    // it enabled here was called out of line for every vector.)
+    let abs = |x: __m512| {
+        _mm512_castsi512_ps(_mm512_and_si512(
+            _mm512_castps_si512(x),
+            _mm512_set1_epi32(0x7fff_ffff),
+        ))
+    };
     let (one, half) = (_mm512_set1_epi32(1), _mm512_set1_ps(0.5));
     for (g, scale) in scales.iter_mut().enumerate().take(groups) {
         let x = [

@@ -177,15 +177,21 @@ pub struct Panels {
     /// kernels) came in bursts of 128–512 lines that stalled the kernel on the prefetches: per
     /// group, N56 decode ran +33–37 % faster on one thread and +4–10 % on two (q8_0, q4_0).
     pub(crate) prefetch_one: bool,
+    /// With several inputs (prefill) the kernels take two panels per call (values, scales and
+    /// results of both one after the other), sharing each input's broadcasts between them.
+    pub(crate) pairs: bool,
 }
-type PanelQ8 = fn(&[i8], &[f32], &[QRow], &mut [f32]);
-type PanelQ4 = fn(&[u8], &[f32], &[QRow], &mut [f32]);
+/// A panel kernel over values of type W: (values, scales, inputs, results).
+type PanelKernel<W> = fn(&[W], &[f32], &[QRow], &mut [f32]);
+type PanelQ8 = PanelKernel<i8>;
+type PanelQ4 = PanelKernel<u8>;
 
 /// The scalar panel kernels (tests, and any path without its own).
 const SCALAR_PANELS: Panels = Panels {
     dot_q8: panel::dot_q8_scalar,
     dot_q4: panel::dot_q4_scalar,
     prefetch_one: false,
+    pairs: false,
 };
 
 /// One ISA path: a row dot product per weight type. Only constructed for paths the CPU supports.
@@ -438,16 +444,22 @@ struct RowJob<'a> {
 }
 
 impl RowJob<'_> {
+    /// Input t, quantized.
+    fn qrow(&self, t: usize) -> QRow<'_> {
+        let (cols, g) = (self.m.cols, self.m.cols / QK);
+        QRow {
+            qs: &self.qx[t * cols..(t + 1) * cols],
+            d: &self.sx[t * g..(t + 1) * g],
+            sums: &self.xsum[t * g..(t + 1) * g],
+        }
+    }
+
     /// Fills `dst[(r - r0) * n + t]` for the rows starting at `r0`; weights of a row stay in cache for all t.
     /// The dtype is matched once per chunk, not per row.
     fn rows_into(&self, r0: usize, dst: &mut [f32]) {
         let (cols, g, k) = (self.m.cols, self.m.cols / QK, self.k);
         let xrow = |t: usize| &self.x[t * cols..(t + 1) * cols];
-        let qrow = |t: usize| QRow {
-            qs: &self.qx[t * cols..(t + 1) * cols],
-            d: &self.sx[t * g..(t + 1) * g],
-            sums: &self.xsum[t * g..(t + 1) * g],
-        };
+        let qrow = |t: usize| self.qrow(t);
         match &self.m.w {
             Weights::F32(w) if self.n > 1 => self.each_f32_blocked(r0, dst, w),
             Weights::F32(w) => self.each(
@@ -493,54 +505,43 @@ impl RowJob<'_> {
             ),
             Weights::Q8_0Panels { qs, scales } => {
                 let p = k.panels().unwrap_or(SCALAR_PANELS);
-                let (w, s) = (qs.chunks_exact(16 * cols), scales.chunks_exact(16 * g));
-                self.each_panel(
-                    r0,
-                    dst,
-                    qrow,
-                    w.zip(s),
-                    p.prefetch_one,
-                    |(w, s), xs, out| (p.dot_q8)(w, s, xs, out),
-                )
+                self.each_panel(r0, dst, (qs, 16 * cols), (scales, 16 * g), p, p.dot_q8)
             }
             Weights::Q4_0Panels { packed, scales } => {
                 let p = k.panels().unwrap_or(SCALAR_PANELS);
-                let (w, s) = (packed.chunks_exact(8 * cols), scales.chunks_exact(16 * g));
-                self.each_panel(
-                    r0,
-                    dst,
-                    qrow,
-                    w.zip(s),
-                    p.prefetch_one,
-                    |(w, s), xs, out| (p.dot_q4)(w, s, xs, out),
-                )
+                self.each_panel(r0, dst, (packed, 8 * cols), (scales, 16 * g), p, p.dot_q4)
             }
         }
     }
 
-    /// Panel by panel (`r0 % 16 == 0`), all inputs in one kernel call per panel (the kernel tiles
-    /// them). `dst` is staged as [panel][t][16] (for n = 1 that is plain row order).
-    /// `panels` yields every panel's (values, scales) of the whole matrix. Each panel's weights are
-    /// requested ahead here, unless the kernel does it itself (`kernel_prefetches`, one input).
-    fn each_panel<'q, 'w, W: Copy + 'w, S: Copy + 'w>(
+    /// Panel by panel (`r0 % 16 == 0`), or two at a time where the kernels take pairs (prefill),
+    /// all inputs in one kernel call (the kernel tiles them). `dst` is staged as [panel][t][16]
+    /// (for n = 1 that is plain row order). `values` and `scales` are the whole matrix's, with the
+    /// length of one panel's. Each call's weights are requested ahead here, unless the kernel does
+    /// it itself (`prefetch_one`, one input).
+    fn each_panel<W>(
         &self,
         r0: usize,
         dst: &mut [f32],
-        qrow: impl Fn(usize) -> QRow<'q>,
-        panels: impl Iterator<Item = (&'w [W], &'w [S])>,
-        kernel_prefetches: bool,
-        f: impl Fn((&[W], &[S]), &[QRow], &mut [f32]),
+        (values, values_len): (&[W], usize),
+        (scales, scales_len): (&[f32], usize),
+        p: Panels,
+        kernel: PanelKernel<W>,
     ) {
         debug_assert!(r0.is_multiple_of(panel::ROWS));
         let n = self.n;
-        let rows: Vec<QRow> = (0..n).map(qrow).collect();
-        let blocks = dst.chunks_exact_mut(panel::ROWS * n);
-        for ((w, s), block) in panels.skip(r0 / panel::ROWS).zip(blocks) {
-            if !(kernel_prefetches && n == 1) {
+        let rows: Vec<QRow> = (0..n).map(|t| self.qrow(t)).collect();
+        let per_call = if p.pairs && n > 1 { 2 } else { 1 };
+        let first = r0 / panel::ROWS;
+        for (c, block) in dst.chunks_mut(per_call * panel::ROWS * n).enumerate() {
+            let (at, count) = (first + c * per_call, block.len() / (panel::ROWS * n));
+            let w = &values[at * values_len..(at + count) * values_len];
+            let s = &scales[at * scales_len..(at + count) * scales_len];
+            if !(p.prefetch_one && n == 1) {
                 prefetch::ahead(w.as_ptr(), std::mem::size_of_val(w));
                 prefetch::ahead(s.as_ptr(), std::mem::size_of_val(s));
             }
-            f((w, s), &rows, block);
+            kernel(w, s, &rows, block);
         }
     }
 

@@ -242,6 +242,7 @@ pub(super) fn neon_dotprod_panels() -> Option<Panels> {
         dot_q4: |p, sw, xs, out| unsafe { panel_q4_dotprod(p, sw, xs, out) },
         // Not measured on ARM hardware yet: the whole-panel request is what the boards ran.
         prefetch_one: false,
+        pairs: false,
     })
 }
 

@@ -512,7 +512,8 @@ fn panel_layout_gives_the_row_layout_bits() {
         let panels = PanelMat::of(&mat);
         for (row_layout, panel_layout) in panels.pairs(&mat) {
             assert_eq!(dequantized(&row_layout), dequantized(&panel_layout));
-            // 13 inputs: VNNI tiles of 8 and 5, AVX2 tiles of 4, 4, 4 and 1.
+            // 13 inputs: VNNI tiles of 8 and 5 (two panels per call: 32, 48 and 64 rows give pairs,
+            // 48 a single panel after its pair), AVX2 tiles of 4, 4, 4 and 1.
             for n in [1, 3, 6, 13] {
                 let x = rng.vec(n * cols, 2.0);
                 let mut want = vec![0f32; n * rows];

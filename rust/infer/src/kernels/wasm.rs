@@ -342,6 +342,7 @@ pub(super) fn simd128_panels() -> Option<super::Panels> {
         },
         // WASM has no prefetch instruction.
         prefetch_one: false,
+        pairs: false,
     })
 }
 

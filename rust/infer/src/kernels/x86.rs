@@ -417,6 +417,7 @@ pub(super) fn avx512vnni_panels() -> Option<Panels> {
         dot_q8: |qw, sw, x, out| unsafe { panel_q8_vnni(qw, sw, x, out) },
         dot_q4: |p, sw, x, out| unsafe { panel_q4_vnni(p, sw, x, out) },
         prefetch_one: true,
+        pairs: true,
     })
 }
 
@@ -519,30 +520,33 @@ unsafe fn prefetch_group<const T: usize, const GROUP_BYTES: usize>(
     }
 }
 
-/// One panel times T activation rows. For every group g, `sums(g, init)` adds group g's exact
-/// integer dots of the 16 rows and each of the T inputs to `init`, which holds that input's offset
-/// correction `-(Σx << SHIFT)` for the group (paths that offset weights to unsigned bytes by
-/// `1 << SHIFT`); the sums go into lane g % 8 of that input's accumulators as the scalar definition
-/// does (`(s as f32) * (sw * sx)`, a multiply then an add, no FMA), then [`reduce8`] across the 8 lane
-/// vectors gives the 16 results of each input (`out[t * 16 + i]`).
+/// P panels (consecutive, `GROUP_BYTES` per group and panel) times T activation rows. For every
+/// group g, `sums(g, init)` adds group g's exact integer dots of each panel's 16 rows and each of the
+/// T inputs to `init`, which holds that input's offset correction `-(Σx << SHIFT)` for the group
+/// (paths that offset weights to unsigned bytes by `1 << SHIFT`); the sums go into lane g % 8 of
+/// that input's accumulators as the scalar definition does (`(s as f32) * (sw * sx)`, a multiply
+/// then an add, no FMA), then [`reduce8`] across the 8 lane vectors gives the 16 results of each
+/// panel and input (`out[p * stride + t * 16 + i]`).
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn panel_tile<const T: usize, const SHIFT: u32, const GROUP_BYTES: usize>(
+unsafe fn panel_tile<const P: usize, const T: usize, const SHIFT: u32, const GROUP_BYTES: usize>(
     w: *const u8,
     xs: &[QRow],
     sw: &[f32],
     out: &mut [f32],
-    sums: impl Fn(usize, [__m512i; T]) -> [__m512i; T],
+    stride: usize,
+    sums: impl Fn(usize, [__m512i; T]) -> [[__m512i; T]; P],
 ) {
     let groups = xs[0].d.len();
-    assert!(xs.len() == T && out.len() >= 16 * T && sw.len() >= 16 * groups);
+    assert!(xs.len() == T && sw.len() >= P * 16 * groups);
+    assert!(out.len() >= (P - 1) * stride + 16 * T);
     assert!(xs
         .iter()
         .all(|x| x.d.len() == groups && x.sums.len() == groups));
     let ps = sw.as_ptr();
     // Raw pointers held in registers: through the slices the compiler reloaded them every group.
     let xd: [*const f32; T] = std::array::from_fn(|t| xs[t].d.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); 8]; T];
+    let mut acc = [[[_mm512_setzero_ps(); 8]; T]; P];
     // Each block's offsets, computed 16 groups per instruction, are then broadcast from memory
     // straight into the accumulators' initial values (a load, no arithmetic per group).
     // (Left uninitialized: every entry read is written first, and zeroing would be a memset per call.)
@@ -564,31 +568,37 @@ unsafe fn panel_tile<const T: usize, const SHIFT: u32, const GROUP_BYTES: usize>
             }
         }
         for g in b0..b0 + len {
-            prefetch_group::<T, GROUP_BYTES>(w, ps, g);
+            if P == 1 {
+                prefetch_group::<T, GROUP_BYTES>(w, ps, g);
+            }
             // (A loop: `array::from_fn` here was left as a call per group, 4 % of a decode.)
             let mut init = [_mm512_setzero_si512(); T];
             for (t, v) in init.iter_mut().enumerate() {
                 *v = _mm512_set1_epi32(*off.add(t * OFFSET_BLOCK + g - b0));
             }
             let s = sums(g, init);
-            let w = _mm512_loadu_ps(ps.add(g * 16));
-            for t in 0..T {
-                let d = _mm512_mul_ps(w, _mm512_set1_ps(*xd[t].add(g)));
-                let a = &mut acc[t][g % 8];
-                *a = _mm512_add_ps(*a, _mm512_mul_ps(_mm512_cvtepi32_ps(s[t]), d));
+            for (p, (sp, accp)) in s.iter().zip(acc.iter_mut()).enumerate() {
+                let w = _mm512_loadu_ps(ps.add((p * groups + g) * 16));
+                for t in 0..T {
+                    let d = _mm512_mul_ps(w, _mm512_set1_ps(*xd[t].add(g)));
+                    let a = &mut accp[t][g % 8];
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(_mm512_cvtepi32_ps(sp[t]), d));
+                }
             }
         }
     }
-    for (t, a) in acc.iter().enumerate() {
-        // reduce8 of every row: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
-        let s = [
-            _mm512_add_ps(a[0], a[4]),
-            _mm512_add_ps(a[1], a[5]),
-            _mm512_add_ps(a[2], a[6]),
-            _mm512_add_ps(a[3], a[7]),
-        ];
-        let r = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
-        _mm512_storeu_ps(out.as_mut_ptr().add(16 * t), r);
+    for (p, accp) in acc.iter().enumerate() {
+        for (t, a) in accp.iter().enumerate() {
+            // reduce8 of every row: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
+            let s = [
+                _mm512_add_ps(a[0], a[4]),
+                _mm512_add_ps(a[1], a[5]),
+                _mm512_add_ps(a[2], a[6]),
+                _mm512_add_ps(a[3], a[7]),
+            ];
+            let r = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+            _mm512_storeu_ps(out.as_mut_ptr().add(p * stride + 16 * t), r);
+        }
     }
 }
 
@@ -599,103 +609,138 @@ unsafe fn broadcast4(p: *const i8) -> __m512i {
     _mm512_set1_epi32((p as *const i32).read_unaligned())
 }
 
-/// q8_0 panel · T inputs: per step, 64 weight bytes (offset to unsigned by flipping the sign bit) are
-/// loaded once and multiplied with 4 bytes of each input broadcast to all lanes; 128·Σx is removed.
+/// q8_0, P panels · T inputs: per step, 64 weight bytes of each panel (offset to unsigned by
+/// flipping the sign bit) are loaded once and multiplied with 4 bytes of each input, broadcast to
+/// all lanes once for all panels; 128·Σx is removed.
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn panel_q8_tile<const T: usize>(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+unsafe fn panel_q8_tile<const P: usize, const T: usize>(
+    qs: &[i8],
+    sw: &[f32],
+    xs: &[QRow],
+    out: &mut [f32],
+    stride: usize,
+) {
     let groups = xs[0].d.len();
-    assert!(qs.len() >= groups * 512 && xs.iter().all(|x| x.qs.len() >= groups * QK));
+    assert!(qs.len() >= P * groups * 512 && xs.iter().all(|x| x.qs.len() >= groups * QK));
     let pw = qs.as_ptr();
     let xq: [*const i8; T] = std::array::from_fn(|t| xs[t].qs.as_ptr());
     let flip = _mm512_set1_epi8(-128);
-    panel_tile::<T, 7, 512>(pw as *const u8, xs, sw, out, |g, init| {
-        // Even and odd steps in separate accumulators: two dependency chains of 4 `vpdpbusd`
-        // instead of one of 8 (integer sums: the order changes no bit).
-        let mut s = [init, [_mm512_setzero_si512(); T]];
+    panel_tile::<P, T, 7, 512>(pw as *const u8, xs, sw, out, stride, |g, init| {
+        // One panel: even and odd steps in separate accumulators, two dependency chains of 4
+        // `vpdpbusd` instead of one of 8 (integer sums: the order changes no bit). Two panels
+        // give enough independent chains as they are.
+        let mut s = [[init; P], [[_mm512_setzero_si512(); T]; P]];
         for st in 0..8 {
-            let w = _mm512_xor_si512(
-                _mm512_loadu_si512(pw.add(g * 512 + st * 64) as *const _),
-                flip,
-            );
+            let chain = if P == 1 { st % 2 } else { 0 };
+            let w: [__m512i; P] = std::array::from_fn(|p| {
+                let at = (p * groups + g) * 512 + st * 64;
+                _mm512_xor_si512(_mm512_loadu_si512(pw.add(at) as *const _), flip)
+            });
             for t in 0..T {
-                let a = &mut s[st % 2][t];
-                *a = _mm512_dpbusd_epi32(*a, w, broadcast4(xq[t].add(g * QK + st * 4)));
+                let x = broadcast4(xq[t].add(g * QK + st * 4));
+                for p in 0..P {
+                    let a = &mut s[chain][p][t];
+                    *a = _mm512_dpbusd_epi32(*a, w[p], x);
+                }
             }
         }
         let [mut even, odd] = s;
-        for t in 0..T {
-            even[t] = _mm512_add_epi32(even[t], odd[t]);
+        if P == 1 {
+            for t in 0..T {
+                even[0][t] = _mm512_add_epi32(even[0][t], odd[0][t]);
+            }
         }
         even
     })
 }
 
-/// q4_0 panel · T inputs: each 64-byte load holds two steps (low and high nibbles, values 0..=15);
-/// 8·Σx is removed per group.
+/// q4_0, P panels · T inputs: each 64-byte load holds two steps (low and high nibbles, values
+/// 0..=15); 8·Σx is removed per group.
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn panel_q4_tile<const T: usize>(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
+unsafe fn panel_q4_tile<const P: usize, const T: usize>(
+    packed: &[u8],
+    sw: &[f32],
+    xs: &[QRow],
+    out: &mut [f32],
+    stride: usize,
+) {
     let groups = xs[0].d.len();
-    assert!(packed.len() >= groups * 256 && xs.iter().all(|x| x.qs.len() >= groups * QK));
+    assert!(packed.len() >= P * groups * 256 && xs.iter().all(|x| x.qs.len() >= groups * QK));
     let pw = packed.as_ptr();
     let xq: [*const i8; T] = std::array::from_fn(|t| xs[t].qs.as_ptr());
     let low = _mm512_set1_epi8(0x0f);
-    panel_tile::<T, 3, 256>(pw, xs, sw, out, |g, init| {
+    panel_tile::<P, T, 3, 256>(pw, xs, sw, out, stride, |g, init| {
         // Low and high nibbles in separate accumulators: two dependency chains of 4 `vpdpbusd`
         // instead of one of 8 (integer sums: the order changes no bit).
-        let mut lo = init;
-        let mut hi = [_mm512_setzero_si512(); T];
+        let mut lo = [init; P];
+        let mut hi = [[_mm512_setzero_si512(); T]; P];
         for pair in 0..4 {
-            let v = _mm512_loadu_si512(pw.add(g * 256 + pair * 64) as *const _);
-            let (w0, w1) = (
-                _mm512_and_si512(v, low),
-                _mm512_and_si512(_mm512_srli_epi16::<4>(v), low),
-            );
+            let w: [(__m512i, __m512i); P] = std::array::from_fn(|p| {
+                let v = _mm512_loadu_si512(pw.add((p * groups + g) * 256 + pair * 64) as *const _);
+                (
+                    _mm512_and_si512(v, low),
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(v), low),
+                )
+            });
             for t in 0..T {
                 let c = g * QK + pair * 8;
-                lo[t] = _mm512_dpbusd_epi32(lo[t], w0, broadcast4(xq[t].add(c)));
-                hi[t] = _mm512_dpbusd_epi32(hi[t], w1, broadcast4(xq[t].add(c + 4)));
+                let (x0, x1) = (broadcast4(xq[t].add(c)), broadcast4(xq[t].add(c + 4)));
+                for p in 0..P {
+                    lo[p][t] = _mm512_dpbusd_epi32(lo[p][t], w[p].0, x0);
+                    hi[p][t] = _mm512_dpbusd_epi32(hi[p][t], w[p].1, x1);
+                }
             }
         }
-        for t in 0..T {
-            lo[t] = _mm512_add_epi32(lo[t], hi[t]);
+        for p in 0..P {
+            for t in 0..T {
+                lo[p][t] = _mm512_add_epi32(lo[p][t], hi[p][t]);
+            }
         }
         lo
     })
 }
 
+/// Runs `tile::<P, T>` over all inputs in tiles of 8 (`out`: [panel][input][16]).
+macro_rules! panel_tiles {
+    ($tile:ident, $P:literal, $w:expr, $sw:expr, $xs:expr, $out:expr) => {{
+        let (xs, out): (&[QRow], &mut [f32]) = ($xs, $out);
+        let stride = 16 * xs.len();
+        for (c, xs) in xs.chunks(8).enumerate() {
+            let o = &mut out[c * 8 * 16..];
+            match xs.len() {
+                1 => $tile::<$P, 1>($w, $sw, xs, o, stride),
+                2 => $tile::<$P, 2>($w, $sw, xs, o, stride),
+                3 => $tile::<$P, 3>($w, $sw, xs, o, stride),
+                4 => $tile::<$P, 4>($w, $sw, xs, o, stride),
+                5 => $tile::<$P, 5>($w, $sw, xs, o, stride),
+                6 => $tile::<$P, 6>($w, $sw, xs, o, stride),
+                7 => $tile::<$P, 7>($w, $sw, xs, o, stride),
+                _ => $tile::<$P, 8>($w, $sw, xs, o, stride),
+            }
+        }
+    }};
+}
+
 /// Any number of inputs, in tiles of 8: each 64-byte weight load (and, for q8_0, its sign flip)
-/// serves 8 inputs.
+/// serves 8 inputs. One panel, or two (`qs` holds their values, `sw` their scales, `out` their
+/// results one after the other): then each broadcast input serves both.
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn panel_q8_vnni(qs: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
-    for (xs, out) in xs.chunks(8).zip(out.chunks_mut(8 * 16)) {
-        match xs.len() {
-            1 => panel_q8_tile::<1>(qs, sw, xs, out),
-            2 => panel_q8_tile::<2>(qs, sw, xs, out),
-            3 => panel_q8_tile::<3>(qs, sw, xs, out),
-            4 => panel_q8_tile::<4>(qs, sw, xs, out),
-            5 => panel_q8_tile::<5>(qs, sw, xs, out),
-            6 => panel_q8_tile::<6>(qs, sw, xs, out),
-            7 => panel_q8_tile::<7>(qs, sw, xs, out),
-            _ => panel_q8_tile::<8>(qs, sw, xs, out),
-        }
+    if sw.len() > 16 * xs[0].d.len() {
+        panel_tiles!(panel_q8_tile, 2, qs, sw, xs, out)
+    } else {
+        panel_tiles!(panel_q8_tile, 1, qs, sw, xs, out)
     }
 }
 
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn panel_q4_vnni(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32]) {
-    for (xs, out) in xs.chunks(8).zip(out.chunks_mut(8 * 16)) {
-        match xs.len() {
-            1 => panel_q4_tile::<1>(packed, sw, xs, out),
-            2 => panel_q4_tile::<2>(packed, sw, xs, out),
-            3 => panel_q4_tile::<3>(packed, sw, xs, out),
-            4 => panel_q4_tile::<4>(packed, sw, xs, out),
-            5 => panel_q4_tile::<5>(packed, sw, xs, out),
-            6 => panel_q4_tile::<6>(packed, sw, xs, out),
-            7 => panel_q4_tile::<7>(packed, sw, xs, out),
-            _ => panel_q4_tile::<8>(packed, sw, xs, out),
-        }
+    if sw.len() > 16 * xs[0].d.len() {
+        panel_tiles!(panel_q4_tile, 2, packed, sw, xs, out)
+    } else {
+        panel_tiles!(panel_q4_tile, 1, packed, sw, xs, out)
     }
 }
 
@@ -707,6 +752,7 @@ pub(super) fn avx2_panels() -> Option<Panels> {
         dot_q8: |qw, sw, xs, out| unsafe { panel_q8_avx2(qw, sw, xs, out) },
         dot_q4: |p, sw, xs, out| unsafe { panel_q4_avx2(p, sw, xs, out) },
         prefetch_one: true,
+        pairs: false,
     })
 }
 

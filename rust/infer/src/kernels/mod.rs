@@ -530,7 +530,16 @@ impl RowJob<'_> {
     ) {
         debug_assert!(r0.is_multiple_of(panel::ROWS));
         let n = self.n;
-        let rows: Vec<QRow> = (0..n).map(|t| self.qrow(t)).collect();
+        // (One input, decode: no list allocated per chunk.)
+        let one;
+        let many: Vec<QRow>;
+        let rows: &[QRow] = if n == 1 {
+            one = [self.qrow(0)];
+            &one
+        } else {
+            many = (0..n).map(|t| self.qrow(t)).collect();
+            &many
+        };
         let per_call = if p.pairs && n > 1 { 2 } else { 1 };
         let first = r0 / panel::ROWS;
         for (c, block) in dst.chunks_mut(per_call * panel::ROWS * n).enumerate() {
@@ -541,7 +550,7 @@ impl RowJob<'_> {
                 prefetch::ahead(w.as_ptr(), std::mem::size_of_val(w));
                 prefetch::ahead(s.as_ptr(), std::mem::size_of_val(s));
             }
-            kernel(w, s, &rows, block);
+            kernel(w, s, rows, block);
         }
     }
 

@@ -22,7 +22,9 @@ pub(super) fn avx2() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_avx2(qw, sw, x) },
         dot_q4: |p, sw, x| unsafe { dot_q4_avx2(p, sw, x) },
-        dot_f32_block: None,
+        dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
+            dot_f32_block_avx2(w, cols, x, out, stride)
+        }),
         f16_is_widened_f32: true,
     })
 }
@@ -161,6 +163,139 @@ unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
         t += w[j] * x[j];
     }
     t
+}
+
+/// Every row of `w` (`cols` values each) · every input of `x` → `out[i * stride + t]`, each product
+/// exactly as [`dot_f32`] computes it (its 4 chains of 8 lanes, the 8-wide rest into chain 0,
+/// `(a0 + a1) + (a2 + a3)`, [`hsum_ps`]'s additions, the scalar tail). Tiles of 2 rows × 4 inputs
+/// share their loads (6 loads per 8 FMAs; a single dot needs 2 per FMA) within AVX2's 16 registers.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_f32_block_avx2(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stride: usize) {
+    let (rows, inputs) = (w.len() / cols, x.len() / cols);
+    if rows == 0 || inputs == 0 {
+        return;
+    }
+    assert!(out.len() >= (rows - 1) * stride + inputs && inputs <= stride);
+    let (pw, px, po) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
+    let mut r = 0;
+    while r < rows {
+        let two = rows - r >= 2;
+        let mut t = 0;
+        while t < inputs {
+            let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
+            t += match (two, inputs - t) {
+                (true, 4..) => f32_tile_avx2::<2, 4>(w0, x0, cols, o, stride),
+                (true, 3) => f32_tile_avx2::<2, 3>(w0, x0, cols, o, stride),
+                (true, 2) => f32_tile_avx2::<2, 2>(w0, x0, cols, o, stride),
+                (true, _) => f32_tile_avx2::<2, 1>(w0, x0, cols, o, stride),
+                (false, 4..) => f32_tile_avx2::<1, 4>(w0, x0, cols, o, stride),
+                (false, _) => f32_tile_avx2::<1, 1>(w0, x0, cols, o, stride),
+            };
+        }
+        r += if two { 2 } else { 1 };
+    }
+}
+
+/// One tile of [`dot_f32_block_avx2`] (R rows, T inputs; returns T), chains one after another as
+/// in [`f32_tile`].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f32_tile_avx2<const R: usize, const T: usize>(
+    w: *const f32,
+    x: *const f32,
+    cols: usize,
+    out: *mut f32,
+    stride: usize,
+) -> usize {
+    let main = cols / 32 * 32;
+    let rest = cols / 8 * 8;
+    // Chain c: columns 8c.. of every 32-wide step; chain 0 then takes the 8-wide rest.
+    let chain = |c: usize| {
+        let mut a = [[_mm256_setzero_ps(); T]; R];
+        let step = |a: &mut [[__m256; T]; R], i: usize| {
+            let xv: [__m256; T] = std::array::from_fn(|t| _mm256_loadu_ps(x.add(t * cols + i)));
+            for (r, ar) in a.iter_mut().enumerate() {
+                let wv = _mm256_loadu_ps(w.add(r * cols + i));
+                for (at, &xt) in ar.iter_mut().zip(&xv) {
+                    *at = _mm256_fmadd_ps(wv, xt, *at);
+                }
+            }
+        };
+        for i in (8 * c..main).step_by(32) {
+            step(&mut a, i);
+        }
+        if c == 0 {
+            for i in (main..rest).step_by(8) {
+                step(&mut a, i);
+            }
+        }
+        a
+    };
+    let add = |a: [[__m256; T]; R], b: [[__m256; T]; R]| {
+        let mut s = a;
+        for (sr, br) in s.iter_mut().zip(&b) {
+            for (st, &bt) in sr.iter_mut().zip(br) {
+                *st = _mm256_add_ps(*st, bt);
+            }
+        }
+        s
+    };
+    let s01 = add(chain(0), chain(1));
+    let s = add(s01, add(chain(2), chain(3)));
+    let mut sums = [[0f32; T]; R];
+    if R * T == 8 {
+        let v: [__m256; 8] = std::array::from_fn(|p| s[p / T][p % T]);
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), hsum_ps_8(v));
+        for (p, &l) in lanes.iter().enumerate() {
+            // Lane 4b + j holds vector 2j + b.
+            let vi = 2 * (p % 4) + p / 4;
+            sums[vi / T][vi % T] = l;
+        }
+    } else {
+        for (sr, vr) in sums.iter_mut().zip(&s) {
+            for (st, &v) in sr.iter_mut().zip(vr) {
+                *st = hsum_ps(v);
+            }
+        }
+    }
+    for (r, sr) in sums.iter().enumerate() {
+        for (t, &v) in sr.iter().enumerate() {
+            let mut v = v;
+            for j in rest..cols {
+                v += *w.add(r * cols + j) * *x.add(t * cols + j);
+            }
+            *out.add(r * stride + t) = v;
+        }
+    }
+    T
+}
+
+/// [`hsum_ps`] of 8 vectors at once: lane 4b + j of the result is the sum of vector 2j + b, by the
+/// same additions (lanes i + (i+4), then + (i+2), then + (i+1)).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_ps_8(v: [__m256; 8]) -> __m256 {
+    // 128-bit halves: [A lo + A hi | B lo + B hi] for pairs (A, B).
+    let b: [__m256; 4] = std::array::from_fn(|j| {
+        let (a, b) = (v[2 * j], v[2 * j + 1]);
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(a, b),
+            _mm256_permute2f128_ps::<0x31>(a, b),
+        )
+    });
+    // Lanes (0 + 2, 1 + 3) of two vectors side by side, within each half.
+    let c: [__m256; 2] = std::array::from_fn(|i| {
+        let (p, q) = (b[2 * i], b[2 * i + 1]);
+        _mm256_add_ps(
+            _mm256_shuffle_ps::<0x44>(p, q),
+            _mm256_shuffle_ps::<0xEE>(p, q),
+        )
+    });
+    _mm256_add_ps(
+        _mm256_shuffle_ps::<0x88>(c[0], c[1]),
+        _mm256_shuffle_ps::<0xDD>(c[0], c[1]),
+    )
 }
 
 /// f16 weights (F16C conversion) · f32 activations.

@@ -20,8 +20,10 @@ pub(super) fn neon() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8::<false>(qw, sw, x.qs, x.d) },
         dot_q4: |p, sw, x| unsafe { dot_q4::<false>(p, sw, x.qs, x.d) },
-        dot_f32_block: None,
-        f16_is_widened_f32: false,
+        dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
+            dot_f32_block(w, cols, x, out, stride)
+        }),
+        f16_is_widened_f32: true,
     })
 }
 
@@ -34,8 +36,10 @@ pub(super) fn neon_dotprod() -> Option<Kernels> {
         dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_dotprod(qw, sw, x.qs, x.d) },
         dot_q4: |p, sw, x| unsafe { dot_q4_dotprod(p, sw, x.qs, x.d) },
-        dot_f32_block: None,
-        f16_is_widened_f32: false,
+        dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
+            dot_f32_block(w, cols, x, out, stride)
+        }),
+        f16_is_widened_f32: true,
     })
 }
 
@@ -205,32 +209,125 @@ unsafe fn half4_to_f32(h: uint32x4_t) -> float32x4_t {
     vreinterpretq_f32_u32(vorrq_u32(vbslq_u32(is_special, special, scaled), sign))
 }
 
-/// f16 weights · f32 activations (8 values per step).
+/// f16 weights · f32 activations: exactly [`dot_f32`] of the widened weights (the same 4 chains and
+/// reduction), so prefill may widen a row group once and use the f32 block kernel with decode's bits.
 #[target_feature(enable = "neon")]
 unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
     let n = w.len();
     let (pw, px) = (w.as_ptr(), x.as_ptr());
-    let (mut a0, mut a1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let mut a = [vdupq_n_f32(0.0); 4];
     let mut i = 0;
-    while i + 8 <= n {
-        let h = vld1q_u16(pw.add(i));
-        a0 = vfmaq_f32(
-            a0,
-            half4_to_f32(vmovl_u16(vget_low_u16(h))),
-            vld1q_f32(px.add(i)),
-        );
-        a1 = vfmaq_f32(
-            a1,
-            half4_to_f32(vmovl_high_u16(h)),
-            vld1q_f32(px.add(i + 4)),
-        );
-        i += 8;
+    while i + 16 <= n {
+        let (h0, h1) = (vld1q_u16(pw.add(i)), vld1q_u16(pw.add(i + 8)));
+        let wv = [
+            half4_to_f32(vmovl_u16(vget_low_u16(h0))),
+            half4_to_f32(vmovl_high_u16(h0)),
+            half4_to_f32(vmovl_u16(vget_low_u16(h1))),
+            half4_to_f32(vmovl_high_u16(h1)),
+        ];
+        for (k, (ak, wk)) in a.iter_mut().zip(wv).enumerate() {
+            *ak = vfmaq_f32(*ak, wk, vld1q_f32(px.add(i + 4 * k)));
+        }
+        i += 16;
     }
-    let mut t = vaddvq_f32(vaddq_f32(a0, a1));
+    let mut t = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
     for j in i..n {
         t += super::f16_to_f32(w[j]) * x[j];
     }
     t
+}
+
+/// Every row of `w` (`cols` values each) · every input of `x` → `out[i * stride + t]`, each product
+/// exactly as [`dot_f32`] computes it (its 4 chains of 4 lanes, `(a0 + a1) + (a2 + a3)`, the
+/// pairwise `vaddvq_f32`, the scalar tail). Tiles of 4 rows × 4 inputs share their loads (8 loads
+/// per 16 FMAs; a single dot needs 2 per FMA).
+#[target_feature(enable = "neon")]
+unsafe fn dot_f32_block(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stride: usize) {
+    let (rows, inputs) = (w.len() / cols, x.len() / cols);
+    if rows == 0 || inputs == 0 {
+        return;
+    }
+    assert!(out.len() >= (rows - 1) * stride + inputs && inputs <= stride);
+    let (pw, px, po) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
+    let mut r = 0;
+    while r < rows {
+        // Rows 4 at a time; fewer than 4 left: one by one.
+        let four = rows - r >= 4;
+        let mut t = 0;
+        while t < inputs {
+            let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
+            t += match (four, inputs - t) {
+                (true, 4..) => f32_tile::<4, 4>(w0, x0, cols, o, stride),
+                (true, 3) => f32_tile::<4, 3>(w0, x0, cols, o, stride),
+                (true, 2) => f32_tile::<4, 2>(w0, x0, cols, o, stride),
+                (true, _) => f32_tile::<4, 1>(w0, x0, cols, o, stride),
+                (false, 4..) => f32_tile::<1, 4>(w0, x0, cols, o, stride),
+                (false, _) => f32_tile::<1, 1>(w0, x0, cols, o, stride),
+            };
+        }
+        r += if four { 4 } else { 1 };
+    }
+}
+
+/// One tile of [`dot_f32_block`]: R rows from `w` and T inputs from `x` (consecutive, `cols` apart);
+/// returns T. The chains run one after another (R × T accumulators each, in registers).
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn f32_tile<const R: usize, const T: usize>(
+    w: *const f32,
+    x: *const f32,
+    cols: usize,
+    out: *mut f32,
+    stride: usize,
+) -> usize {
+    let main = cols / 16 * 16;
+    // Chain c: columns 4c.. of every 16-wide step.
+    let chain = |c: usize| {
+        let mut a = [[vdupq_n_f32(0.0); T]; R];
+        for i in (4 * c..main).step_by(16) {
+            let xv: [float32x4_t; T] = std::array::from_fn(|t| vld1q_f32(x.add(t * cols + i)));
+            for (r, ar) in a.iter_mut().enumerate() {
+                let wv = vld1q_f32(w.add(r * cols + i));
+                for (at, &xt) in ar.iter_mut().zip(&xv) {
+                    *at = vfmaq_f32(*at, wv, xt);
+                }
+            }
+        }
+        a
+    };
+    let add = |a: [[float32x4_t; T]; R], b: [[float32x4_t; T]; R]| {
+        let mut s = a;
+        for (sr, br) in s.iter_mut().zip(&b) {
+            for (st, &bt) in sr.iter_mut().zip(br) {
+                *st = vaddq_f32(*st, bt);
+            }
+        }
+        s
+    };
+    let s01 = add(chain(0), chain(1));
+    let s = add(s01, add(chain(2), chain(3)));
+    let mut sums = [[0f32; T]; R];
+    for (sr, vr) in sums.iter_mut().zip(&s) {
+        if T == 4 {
+            // Four reductions at once by the same pairwise additions: lane t is input t's.
+            let v = vpaddq_f32(vpaddq_f32(vr[0], vr[1]), vpaddq_f32(vr[2], vr[3]));
+            vst1q_f32(sr.as_mut_ptr(), v);
+        } else {
+            for (st, &v) in sr.iter_mut().zip(vr) {
+                *st = vaddvq_f32(v);
+            }
+        }
+    }
+    for (r, sr) in sums.iter().enumerate() {
+        for (t, &v) in sr.iter().enumerate() {
+            let mut v = v;
+            for j in main..cols {
+                v += *w.add(r * cols + j) * *x.add(t * cols + j);
+            }
+            *out.add(r * stride + t) = v;
+        }
+    }
+    T
 }
 
 /// The 16-row panel kernels of the NEON dotprod path (see [`super::panel`]).

@@ -313,19 +313,24 @@ fn attend_with<E: KvElem>(
 /// In place: e^(s − max) / Σ over the scores.
 #[inline(always)]
 fn softmax(scores: &mut [f32]) {
-    // Maximum and sum in 8 lanes (vectorized), then across them.
+    // Maximum and sum in 8 lanes (vectorized), then across them. The maximum by comparison, which
+    // skips a NaN score as `f32::max` does and is exact in any order: it compiles to one `maxps`
+    // per vector, where `f32::max` took three instructions (12 % of a long prefill's attention).
     let mut lanes = [f32::NEG_INFINITY; 8];
     for c in scores.chunks_exact(8) {
         for l in 0..8 {
-            lanes[l] = lanes[l].max(c[l]);
+            if c[l] > lanes[l] {
+                lanes[l] = c[l];
+            }
         }
     }
     let tail = scores.chunks_exact(8).remainder();
-    let max = lanes
-        .iter()
-        .chain(tail)
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
+    let mut max = f32::NEG_INFINITY;
+    for &v in lanes.iter().chain(tail) {
+        if v > max {
+            max = v;
+        }
+    }
     for s in scores.iter_mut() {
         *s = math::exp(*s - max);
     }

@@ -280,11 +280,12 @@ fn attend_with<E: KvElem>(
     thread_local! {
         static SCORES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     }
+    let len = g.qs.len() / hd * padded;
     let mut buf = SCORES.take();
-    if buf.len() < g.qs.len() / hd * padded {
-        buf.resize(g.qs.len() / hd * padded, 0.0);
+    if buf.len() < len {
+        buf.resize(len, 0.0);
     }
-    let scores = &mut buf[..g.qs.len() / hd * padded];
+    let scores = &mut buf[..len];
     for (qh, sc) in g.qs.chunks_exact(hd).zip(scores.chunks_exact_mut(padded)) {
         for (s, kb) in sc
             .chunks_exact_mut(KEY_BLOCK)

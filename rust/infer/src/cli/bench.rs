@@ -120,9 +120,9 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
 }
 
 /// Decode slowdowns (sorted) from the LoRA plug-in the engine has loaded, one per pair of decode
-/// runs on this engine without and with it (the same adapter unplugged and plugged back), the order flipping every pair. Between separate processes this
-/// machine's drift (±15–40 %) exceeded the overhead itself; runs a second apart on one engine, with
-/// the same prompts, see the same machine.
+/// runs on this engine without and with it (the same adapter unplugged and plugged back), the order
+/// flipping every pair. Between separate processes this machine's drift (±15–40 %) exceeded the
+/// overhead itself; runs a second apart on one engine, with the same prompts, see the same machine.
 fn lora_overhead(
     engine: &mut Engine,
     prompt_len: usize,

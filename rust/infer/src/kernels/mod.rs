@@ -164,10 +164,11 @@ type DotF32Block = fn(&[f32], usize, &[f32], &mut [f32], usize);
 type DotQ8 = fn(&[i8], &[f32], &QRow) -> f32;
 type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 
-/// Kernels for 16-row panels ([`panel`]): one panel's values and scales · any number of activation
-/// rows → 16 results per input, `out[t * 16 + i]` (the row definition of the q8_0 / q4_0 dots, bit
-/// for bit). Each path takes the inputs in tiles of its own width (VNNI 8, AVX2 4), loading the
-/// panel's weights once per tile.
+/// Kernels for 16-row panels ([`panel`]): one panel's values and scales (two, one after the other,
+/// where `pairs` says so) · any number of activation rows → 16 results per panel and input,
+/// `out[p * 16 * n + t * 16 + i]` (the row definition of the q8_0 / q4_0 dots, bit for bit). Each
+/// path takes the inputs in tiles of its own width (VNNI 8, AVX2 4), loading the panel's weights once
+/// per tile.
 #[derive(Clone, Copy)]
 pub struct Panels {
     pub(crate) dot_q8: PanelQ8,

@@ -8,7 +8,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::scalar::{finish_lanes, group_q4, group_q8};
+use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
 use super::{Kernels, Panels, QRow, QK};
 
 /// The plain NEON path (NEON is part of the aarch64 baseline).
@@ -318,15 +318,7 @@ unsafe fn f32_tile<const R: usize, const T: usize>(
             }
         }
     }
-    for (r, sr) in sums.iter().enumerate() {
-        for (t, &v) in sr.iter().enumerate() {
-            let mut v = v;
-            for j in main..cols {
-                v += *w.add(r * cols + j) * *x.add(t * cols + j);
-            }
-            *out.add(r * stride + t) = v;
-        }
-    }
+    finish_tile(sums, (w, x, cols, main), out, stride);
     T
 }
 

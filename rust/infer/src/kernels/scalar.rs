@@ -47,6 +47,32 @@ pub(super) fn dot_q4(packed: &[u8], sw: &[f32], x: &QRow) -> f32 {
     finish_lanes([0f32; 8], 0, sw, x.d, |g| group_q4(packed, x.qs, g))
 }
 
+/// Finishes a float tile of the block kernels: adds each product's scalar tail (columns `from..cols`,
+/// in order, as the single dot product does) to its vector sum and stores it at
+/// `out[r * stride + t]` (rows `w` and inputs `x` consecutive, `cols` apart). Every SIMD path's tile
+/// hands its reduced sums to this one function.
+///
+/// # Safety
+/// `w` must hold R rows and `x` T inputs of `cols` values, and `out` must be valid for the writes.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+pub(super) unsafe fn finish_tile<const R: usize, const T: usize>(
+    sums: [[f32; T]; R],
+    (w, x, cols, from): (*const f32, *const f32, usize, usize),
+    out: *mut f32,
+    stride: usize,
+) {
+    for (r, sr) in sums.iter().enumerate() {
+        for (t, &v) in sr.iter().enumerate() {
+            let mut v = v;
+            for j in from..cols {
+                v += *w.add(r * cols + j) * *x.add(t * cols + j);
+            }
+            *out.add(r * stride + t) = v;
+        }
+    }
+}
+
 /// Adds groups `from..` to the 8 lane sums in the defining order (group g into lane `g % 8`), then
 /// [`reduce8`]. Every SIMD path hands its vector lanes and its tail groups to this one function.
 #[inline(always)]

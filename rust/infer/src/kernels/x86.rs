@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::scalar::{finish_lanes, group_q4, group_q8};
+use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
 use super::{Kernels, Panels, QRow, QK};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
@@ -259,15 +259,7 @@ unsafe fn f32_tile_avx2<const R: usize, const T: usize>(
             }
         }
     }
-    for (r, sr) in sums.iter().enumerate() {
-        for (t, &v) in sr.iter().enumerate() {
-            let mut v = v;
-            for j in rest..cols {
-                v += *w.add(r * cols + j) * *x.add(t * cols + j);
-            }
-            *out.add(r * stride + t) = v;
-        }
-    }
+    finish_tile(sums, (w, x, cols, rest), out, stride);
     T
 }
 
@@ -484,15 +476,7 @@ unsafe fn f32_tile<const R: usize, const T: usize>(
             }
         }
     }
-    for (r, sr) in sums.iter().enumerate() {
-        for (t, &v) in sr.iter().enumerate() {
-            let mut v = v;
-            for j in rest..cols {
-                v += *w.add(r * cols + j) * *x.add(t * cols + j);
-            }
-            *out.add(r * stride + t) = v;
-        }
-    }
+    finish_tile(sums, (w, x, cols, rest), out, stride);
     T
 }
 

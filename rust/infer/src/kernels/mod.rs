@@ -137,6 +137,8 @@ pub struct Scratch {
     staging: Vec<f32>,
     /// The input, when float weights read it and it does not start on a cache line.
     aligned_x: AlignedBuf,
+    /// The inputs in vector lanes, for a path's `token_lanes`.
+    xt: AlignedBuf,
 }
 
 /// One q8_0-quantized activation row: values, per-group scales, and per-group sums of the values
@@ -161,6 +163,20 @@ pub(crate) fn reduce8(a: [f32; 8]) -> f32 {
 type DotF32 = fn(&[f32], &[f32]) -> f32;
 type DotF16 = fn(&[u16], &[f32]) -> f32;
 type DotF32Block = fn(&[f32], usize, &[f32], &mut [f32], usize);
+type TokensF32Block = fn(&[f32], usize, &[f32], usize, &mut [f32], usize);
+type TransposeInputs = fn(&[f32], usize, usize, &mut [f32]);
+
+/// A path's float prefill with the inputs in vector lanes (16 per vector): `transpose(x, n, cols,
+/// xt)` lays the n inputs out as [`transpose_reference`] does, once per call; then `block(rows,
+/// cols, xt, n, out, stride)` gives every row · every input → `out[i * stride + t]`, each a chain of
+/// fused multiply-adds in column order ([`tokens_f32_reference`]). Broadcasting weights against
+/// 16 inputs at a time needs no horizontal sums and fewer loads per multiply-add than the row-dot
+/// tiles. Its sums are not `dot_f32`'s (within 1e-5 relative of them, like any float path).
+#[derive(Clone, Copy)]
+pub(crate) struct TokenLanes {
+    pub transpose: TransposeInputs,
+    pub block: TokensF32Block,
+}
 type DotQ8 = fn(&[i8], &[f32], &QRow) -> f32;
 type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 
@@ -206,6 +222,9 @@ pub struct Kernels {
     /// `(rows, cols, inputs, out, stride)`: every row · every input → `out[i * stride + t]`, each
     /// exactly as `dot_f32` computes it (prefill shares the loads in tiles), where the path has one.
     dot_f32_block: Option<DotF32Block>,
+    /// Float prefill of at least [`TOKEN_LANES_MIN`] inputs with the inputs in vector lanes, where
+    /// the path has it (instead of `dot_f32_block`).
+    token_lanes: Option<TokenLanes>,
     /// `dot_f16(w, x)` is exactly `dot_f32(widened w, x)` (the same reduction order): prefill may then
     /// widen f16 weights once per row group instead of once per prompt token, with decode's bits.
     f16_is_widened_f32: bool,
@@ -224,6 +243,7 @@ const SCALAR: Kernels = Kernels {
     dot_q8: scalar::dot_q8,
     dot_q4: scalar::dot_q4,
     dot_f32_block: None,
+    token_lanes: None,
     f16_is_widened_f32: true,
 };
 
@@ -347,6 +367,7 @@ impl Kernels {
             xsum,
             staging,
             aligned_x,
+            xt,
         } = scratch;
         let x = if mats.iter().any(|m| !m.w.is_quantized())
             && x.as_ptr().cast::<u8>().align_offset(64) != 0
@@ -375,12 +396,21 @@ impl Kernels {
                 }
             });
         }
+        let xt = match self.token_lanes {
+            Some(lanes) if n >= TOKEN_LANES_MIN && mats.iter().any(|m| !m.w.is_quantized()) => {
+                let xt = xt.slice(n.div_ceil(16) * 16 * cols);
+                (lanes.transpose)(x, n, cols, xt);
+                Some(&*xt)
+            }
+            _ => None,
+        };
         let jobs: Vec<RowJob> = mats
             .iter()
             .map(|m| RowJob {
                 k: *self,
                 m,
                 x,
+                xt,
                 qx,
                 sx,
                 xsum,
@@ -417,17 +447,25 @@ impl Kernels {
 /// Moves the staged results of inputs `t0..` into `out` ([t, rows], as many inputs as it holds).
 /// Staged as [rows, n], or for panels as [panel][t][16] (16 contiguous results per panel and input).
 fn unstage(staged: &[f32], m: &MatRef, n: usize, t0: usize, out: &mut [f32]) {
-    for (t, out) in (t0..).zip(out.chunks_exact_mut(m.rows)) {
-        if m.w.in_panels() {
+    if m.w.in_panels() {
+        for (t, out) in (t0..).zip(out.chunks_exact_mut(m.rows)) {
             for (p, dst) in out.chunks_exact_mut(panel::ROWS).enumerate() {
                 let at = (p * n + t) * panel::ROWS;
                 // A fixed-size copy: inlined moves instead of a memcpy call per panel.
                 let dst: &mut [f32; panel::ROWS] = dst.try_into().expect("16 values");
                 *dst = staged[at..at + panel::ROWS].try_into().expect("16 values");
             }
-        } else {
-            for (r, o) in out.iter_mut().enumerate() {
-                *o = staged[r * n + t];
+        }
+        return;
+    }
+    // 16 inputs at a time, so each staged cache line (16 inputs of one row) is read once, not
+    // once per input after the other rows have pushed it out of L1.
+    for (b, outs) in out.chunks_mut(16 * m.rows).enumerate() {
+        let t = t0 + 16 * b;
+        for r in 0..m.rows {
+            let from = &staged[r * n + t..][..outs.len() / m.rows];
+            for (o, &v) in outs.chunks_exact_mut(m.rows).zip(from) {
+                o[r] = v;
             }
         }
     }
@@ -438,6 +476,8 @@ struct RowJob<'a> {
     k: Kernels,
     m: &'a MatRef<'a>,
     x: &'a [f32],
+    /// The inputs in vector lanes, when float rows take the path's `token_lanes`.
+    xt: Option<&'a [f32]>,
     qx: &'a [i8],
     sx: &'a [f32],
     xsum: &'a [i32],
@@ -470,7 +510,9 @@ impl RowJob<'_> {
                 |r| prefetch::ahead(&w[r * cols], cols * 4),
                 |r, t| (k.dot_f32)(&w[r * cols..(r + 1) * cols], xrow(t)),
             ),
-            Weights::F16(w) if self.n > 1 && k.f16_is_widened_f32 => self.each_widened(r0, dst, w),
+            Weights::F16(w) if self.n > 1 && (k.f16_is_widened_f32 || self.xt.is_some()) => {
+                self.each_widened(r0, dst, w)
+            }
             Weights::F16(w) => self.each(
                 r0,
                 dst,
@@ -620,6 +662,9 @@ impl RowJob<'_> {
     /// result exactly as `dot_f32`'s), else one dot at a time.
     fn float_group(&self, rows: &[f32], dst: &mut [f32]) {
         let (n, cols, dot) = (self.n, self.m.cols, self.k.dot_f32);
+        if let (Some(xt), Some(lanes)) = (self.xt, self.k.token_lanes) {
+            return (lanes.block)(rows, cols, xt, n, dst, n);
+        }
         for Range { start: t0, end: t1 } in input_blocks(n, cols) {
             let xs = &self.x[t0 * cols..t1 * cols];
             match self.k.dot_f32_block {
@@ -652,6 +697,35 @@ impl AlignedBuf {
         let skip = self.0.as_ptr().align_offset(64).min(SLACK);
         &mut self.0[skip..skip + len]
     }
+}
+
+/// Prompt tokens from which float prefill takes the path's `token_lanes` (16 per vector: fewer
+/// would leave lanes idle).
+const TOKEN_LANES_MIN: usize = 16;
+
+/// `xt[(v * cols + k) * 16 + l] = x[(16v + l) * cols + k]`: n inputs of `cols` values in vector lanes,
+/// 16 per lane vector, lanes past n zero (`xt` holds `n.div_ceil(16) * 16 * cols` values).
+#[cfg(test)]
+pub(crate) fn transpose_reference(x: &[f32], n: usize, cols: usize, xt: &mut [f32]) {
+    for (v, block) in xt.chunks_exact_mut(16 * cols).enumerate() {
+        let inputs = n.saturating_sub(16 * v).min(16);
+        for (k, lanes) in block.chunks_exact_mut(16).enumerate() {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                *lane = if l < inputs {
+                    x[(16 * v + l) * cols + k]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// The sums of a `TokenLanes::block`: `acc = w[k] · x[k] + acc` rounded once (a fused multiply-add),
+/// for k in column order from 0.
+#[cfg(test)]
+pub(crate) fn tokens_f32_reference(w: &[f32], x: &[f32]) -> f32 {
+    w.iter().zip(x).fold(0.0, |acc, (&w, &x)| w.mul_add(x, acc))
 }
 
 /// Weights of one row group of a blocked float matmul (kept in L2 across the input blocks).

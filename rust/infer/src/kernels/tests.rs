@@ -66,6 +66,23 @@ fn f16_matches_hardware_conversion() {
     }
 }
 
+/// The widening that prefill uses (hardware conversion where there is one) gives `f16_to_f32`'s
+/// bits for every half value that is not a NaN, and a NaN for every NaN; the length leaves a tail.
+#[test]
+fn f16_slice_widening_is_exact() {
+    let halves: Vec<u16> = (0..=u16::MAX).chain(0..7).collect();
+    let mut wide = vec![0f32; halves.len()];
+    f16::f16_to_f32_slice(&halves, &mut wide);
+    for (&h, &w) in halves.iter().zip(&wide) {
+        let want = f16_to_f32(h);
+        if want.is_nan() {
+            assert!(w.is_nan(), "{h:#06x}");
+        } else {
+            assert_eq!(w.to_bits(), want.to_bits(), "{h:#06x}");
+        }
+    }
+}
+
 #[test]
 fn q8_0_round_trip_within_half_a_step() {
     let mut rng = Rng(1);
@@ -226,6 +243,61 @@ fn float_matmul_with_odd_lengths_equals_matvecs() {
     }
 }
 
+/// Prefill of float rows on a path with `token_lanes` gives, for every row and input, the
+/// fused multiply-add chain of `tokens_f32_reference` bit for bit (f16 rows widened first), on
+/// shapes that leave every tile tail: rows not a multiple of 6, the last lane vector partly
+/// filled, columns past one pass of `TOKEN_COLUMNS` and not a multiple of 16.
+#[test]
+fn token_lane_prefill_is_the_fma_chain() {
+    let mut rng = Rng(21);
+    let mut scratch = Scratch::default();
+    let paths: Vec<Kernels> = Kernels::available()
+        .into_iter()
+        .filter(|k| k.token_lanes.is_some())
+        .collect();
+    for (rows, cols, n) in [
+        (13, 23, 16),
+        (40, 300, 17),
+        (7, 129, 64),
+        (64, 512, 70),
+        (6, 1408, 33),
+    ] {
+        let w = rng.vec(rows * cols, 1.0);
+        let h: Vec<u16> = w.iter().map(|&v| f32_to_f16(v)).collect();
+        let widened: Vec<f32> = h.iter().map(|&v| f16_to_f32(v)).collect();
+        let x = rng.vec(n * cols, 1.0);
+        let mut want_xt = vec![f32::NAN; n.div_ceil(16) * 16 * cols];
+        transpose_reference(&x, n, cols, &mut want_xt);
+        for k in &paths {
+            let mut xt = vec![f32::NAN; want_xt.len()];
+            (k.token_lanes.expect("filtered").transpose)(&x, n, cols, &mut xt);
+            assert!(
+                bits(&xt) == bits(&want_xt),
+                "{} transpose {n}x{cols}",
+                k.name()
+            );
+            for (wts, plain) in [(Weights::F32(&w), &w), (Weights::F16(&h), &widened)] {
+                let m = MatRef { rows, cols, w: wts };
+                let mut got = vec![0f32; n * rows];
+                k.matmul(&mut got, &m, &x, n, &mut scratch);
+                for t in 0..n {
+                    let xt = &x[t * cols..(t + 1) * cols];
+                    let want: Vec<f32> = plain
+                        .chunks_exact(cols)
+                        .map(|row| tokens_f32_reference(row, xt))
+                        .collect();
+                    assert!(
+                        bits(&got[t * rows..(t + 1) * rows]) == bits(&want),
+                        "{} {} {rows}x{cols} n {n} input {t}",
+                        k.name(),
+                        kind(&m.w)
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// matmul of n inputs == n separate matvecs, bit for bit, on every path and dtype.
 #[test]
 fn matmul_equals_n_matvecs() {
@@ -360,7 +432,7 @@ fn golden_q8_0_and_q4_0_outputs() {
 fn threaded_equals_serial() {
     let mut rng = Rng(6);
     let mat = Mat::random(&mut rng, 517, 512);
-    let x = rng.vec(2 * 512, 1.0);
+    let x = rng.vec(20 * 512, 1.0);
     let mut scratch = Scratch::default();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(4)
@@ -371,7 +443,8 @@ fn threaded_equals_serial() {
         .build()
         .unwrap();
     for m in mat.refs() {
-        for n in [1, 2] {
+        // 20 inputs: float rows in vector lanes where the path has them.
+        for n in [1, 2, 20] {
             let mut par = vec![0f32; n * m.rows];
             let mut ser = vec![0f32; n * m.rows];
             pool.install(|| matmul(&mut par, &m, &x[..n * 512], n, &mut scratch));

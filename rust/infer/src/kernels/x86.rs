@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
-use super::{Kernels, Panels, QRow, QK};
+use super::{Kernels, Panels, QRow, TokenLanes, QK};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
 pub(super) fn avx2() -> Option<Kernels> {
@@ -25,6 +25,7 @@ pub(super) fn avx2() -> Option<Kernels> {
         dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
             dot_f32_block_avx2(w, cols, x, out, stride)
         }),
+        token_lanes: None,
         f16_is_widened_f32: true,
     })
 }
@@ -337,6 +338,12 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
         dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
             dot_f32_block_avx512(w, cols, x, out, stride)
         }),
+        token_lanes: Some(TokenLanes {
+            transpose: |x, n, cols, xt| unsafe { transpose_inputs_avx512(x, n, cols, xt) },
+            block: |w, cols, xt, n, out, stride| unsafe {
+                tokens_f32_block_avx512(w, cols, xt, n, out, stride)
+            },
+        }),
         f16_is_widened_f32: true,
     })
 }
@@ -478,6 +485,144 @@ unsafe fn f32_tile<const R: usize, const T: usize>(
     }
     finish_tile(sums, (w, x, cols, rest), out, stride);
     T
+}
+
+/// Columns per pass of [`tokens_f32_block_avx512`]: 4 lane vectors of them (64 inputs) take 32 KiB,
+/// which stay in L1 while every row of the group passes over them.
+const TOKEN_COLUMNS: usize = 128;
+
+/// Every row of `w` (`cols` values each) · every input → `out[i * stride + t]` for t < n, with the
+/// inputs in vector lanes: `xt[(v * cols + k) * 16 + l]` is column k of input 16v + l (see
+/// [`transpose_inputs_avx512`]). Each result is one chain of fused multiply-adds in column order
+/// (the definition in [`super::tokens_f32_reference`]); no horizontal sums. Tiles of 6 rows × 4
+/// lane vectors (64 inputs) keep 24 sums in registers; each step loads 4 vectors of inputs and
+/// broadcasts 6 weights for 24 FMAs, where the row-dot tiles need 8 loads for 16.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn tokens_f32_block_avx512(
+    w: &[f32],
+    cols: usize,
+    xt: &[f32],
+    n: usize,
+    out: &mut [f32],
+    stride: usize,
+) {
+    let (rows, vectors) = (w.len() / cols, n.div_ceil(16));
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(xt.len() >= vectors * cols * 16 && xt.as_ptr().align_offset(64) == 0);
+    assert!(out.len() >= (rows - 1) * stride + n && n <= stride);
+    // Lane mask of vector v: the inputs it holds.
+    let mask = |v: usize| -> __mmask16 { (u32::MAX >> (32 - (n - 16 * v).min(16))) as __mmask16 };
+    let (pw, px, po) = (w.as_ptr(), xt.as_ptr(), out.as_mut_ptr());
+    for k0 in (0..cols).step_by(TOKEN_COLUMNS) {
+        let k = k0..(k0 + TOKEN_COLUMNS).min(cols);
+        for v0 in (0..vectors).step_by(4) {
+            let vn = (vectors - v0).min(4);
+            let masks: [__mmask16; 4] = std::array::from_fn(|j| mask((v0 + j).min(vectors - 1)));
+            let x0 = px.add(v0 * cols * 16);
+            let mut r = 0;
+            while r < rows {
+                let rn = (rows - r).min(6);
+                let (w0, o) = (pw.add(r * cols), po.add(r * stride + v0 * 16));
+                let at = TokenTile {
+                    w: w0,
+                    cols,
+                    x: x0,
+                    out: o,
+                    stride,
+                    masks,
+                };
+                macro_rules! tiles {
+                    ($($v:literal $r:literal),*) => {
+                        match (vn, rn) {
+                            $(($v, $r) => at.run::<$v, $r>(k.clone()),)*
+                            _ => unreachable!("1..=4 vectors, 1..=6 rows"),
+                        }
+                    };
+                }
+                tiles!(4 6, 4 5, 4 4, 4 3, 4 2, 4 1, 3 6, 3 5, 3 4, 3 3, 3 2, 3 1,
+                    2 6, 2 5, 2 4, 2 3, 2 2, 2 1, 1 6, 1 5, 1 4, 1 3, 1 2, 1 1);
+                r += rn;
+            }
+        }
+    }
+}
+
+/// `xt[(v * cols + k) * 16 + l] = x[(16v + l) * cols + k]`, lanes past n zero: one gather per column
+/// and lane vector (a scalar loop of strided copies was 8 % of an f16 prefill).
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn transpose_inputs_avx512(x: &[f32], n: usize, cols: usize, xt: &mut [f32]) {
+    let vectors = n.div_ceil(16);
+    assert!(x.len() >= n * cols && xt.len() >= vectors * 16 * cols);
+    assert!(16 * cols <= i32::MAX as usize / 4, "gather offsets are i32");
+    let offsets = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(cols as i32),
+    );
+    for (v, block) in xt.chunks_exact_mut(16 * cols).take(vectors).enumerate() {
+        let inputs = (n - 16 * v).min(16);
+        let mask = (u32::MAX >> (32 - inputs)) as __mmask16;
+        let base = x.as_ptr().add(16 * v * cols);
+        for (k, lanes) in block.chunks_exact_mut(16).enumerate() {
+            let g = _mm512_mask_i32gather_ps::<4>(
+                _mm512_setzero_ps(),
+                mask,
+                offsets,
+                base.add(k).cast(),
+            );
+            _mm512_storeu_ps(lanes.as_mut_ptr(), g);
+        }
+    }
+}
+
+/// Where one tile of [`tokens_f32_block_avx512`] reads and writes.
+struct TokenTile {
+    w: *const f32,
+    cols: usize,
+    x: *const f32,
+    out: *mut f32,
+    stride: usize,
+    masks: [__mmask16; 4],
+}
+
+impl TokenTile {
+    /// R rows × V lane vectors over columns `k`: the sums continue from `out` after the first pass.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn run<const V: usize, const R: usize>(&self, k: std::ops::Range<usize>) {
+        let &TokenTile {
+            w,
+            cols,
+            x,
+            out,
+            stride,
+            masks,
+        } = self;
+        let mut a = [[_mm512_setzero_ps(); V]; R];
+        if k.start > 0 {
+            for (r, ar) in a.iter_mut().enumerate() {
+                for (v, av) in ar.iter_mut().enumerate() {
+                    *av = _mm512_maskz_loadu_ps(masks[v], out.add(r * stride + v * 16));
+                }
+            }
+        }
+        for c in k {
+            let xv: [__m512; V] =
+                std::array::from_fn(|v| _mm512_load_ps(x.add((v * cols + c) * 16)));
+            for (r, ar) in a.iter_mut().enumerate() {
+                let wr = _mm512_set1_ps(*w.add(r * cols + c));
+                for (av, &xc) in ar.iter_mut().zip(&xv) {
+                    *av = _mm512_fmadd_ps(xc, wr, *av);
+                }
+            }
+        }
+        for (r, ar) in a.iter().enumerate() {
+            for (v, &av) in ar.iter().enumerate() {
+                _mm512_mask_storeu_ps(out.add(r * stride + v * 16), masks[v], av);
+            }
+        }
+    }
 }
 
 /// `_mm512_reduce_add_ps` of 16 vectors at once: lane 4j + b of the result is the sum of vector

@@ -63,49 +63,10 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(o | (((h as u32) & 0x8000) << 16))
 }
 
-/// Writes `h` widened to f32 into `out` (of the same length): exact for every finite and infinite
-/// value (the hardware conversion where x86-64 has it; it quiets a signaling NaN, the loop below
-/// keeps its payload as it is).
-pub(crate) fn f16_to_f32_slice(h: &[u16], out: &mut [f32]) {
+/// Writes `h` widened to f32 into `out` (of the same length), exactly; the portable form of each
+/// path's `Kernels::widen_f16`, and the tail of the vectorized ones.
+pub(crate) fn widen(h: &[u16], out: &mut [f32]) {
     assert_eq!(h.len(), out.len(), "one f32 per half value");
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was detected just above.
-        return unsafe { widen_avx512(h, out) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was detected just above.
-        return unsafe { widen_avx2(h, out) };
-    }
-    widen(h, out)
-}
-
-/// 16 values per `vcvtph2ps` (a prefill widens every f16 weight once per call: with the loop below
-/// that was 7 % of an f16 prefill).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn widen_avx512(h: &[u16], out: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let whole = h.len() / 16 * 16;
-    for (hc, oc) in h[..whole]
-        .chunks_exact(16)
-        .zip(out[..whole].chunks_exact_mut(16))
-    {
-        let v = _mm256_loadu_si256(hc.as_ptr().cast());
-        _mm512_storeu_ps(oc.as_mut_ptr(), _mm512_cvtph_ps(v));
-    }
-    widen(&h[whole..], &mut out[whole..])
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn widen_avx2(h: &[u16], out: &mut [f32]) {
-    widen(h, out)
-}
-
-#[inline(always)]
-fn widen(h: &[u16], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(h) {
         *o = f16_to_f32(v);
     }

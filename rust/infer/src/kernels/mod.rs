@@ -222,6 +222,8 @@ pub struct Kernels {
     /// `(rows, cols, inputs, out, stride)`: every row · every input → `out[i * stride + t]`, each
     /// exactly as `dot_f32` computes it (prefill shares the loads in tiles), where the path has one.
     dot_f32_block: Option<DotF32Block>,
+    /// f16 → f32 of a slice (exact; prefill widens f16 rows once per call).
+    widen_f16: fn(&[u16], &mut [f32]),
     /// Float prefill of at least [`TOKEN_LANES_MIN`] inputs with the inputs in vector lanes, where
     /// the path has it (instead of `dot_f32_block`).
     token_lanes: Option<TokenLanes>,
@@ -243,6 +245,7 @@ const SCALAR: Kernels = Kernels {
     dot_q8: scalar::dot_q8,
     dot_q4: scalar::dot_q4,
     dot_f32_block: None,
+    widen_f16: f16::widen,
     token_lanes: None,
     f16_is_widened_f32: true,
 };
@@ -640,8 +643,10 @@ impl RowJob<'_> {
     }
 
     /// f16 weights times several inputs: each row group is widened to f32 once (into a per-thread
-    /// buffer) and multiplied with the f32 dot product, instead of converting every weight once per
-    /// prompt token. Only on paths where that gives the bits of `dot_f16` (`f16_is_widened_f32`).
+    /// buffer) and multiplied as f32 rows, instead of converting every weight once per prompt
+    /// token. Only where that keeps the results defined: with the inputs in vector lanes (their
+    /// own order), or where the f32 dot of widened rows gives the bits of `dot_f16`
+    /// (`f16_is_widened_f32`).
     fn each_widened(&self, r0: usize, dst: &mut [f32], w: &[u16]) {
         thread_local! {
             static WIDE: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf(Vec::new())) };
@@ -651,7 +656,7 @@ impl RowJob<'_> {
             for g in row_groups(dst.len() / n, cols * 4) {
                 let half = &w[(r0 + g.start) * cols..(r0 + g.end) * cols];
                 let wide = wide.slice(half.len());
-                f16::f16_to_f32_slice(half, wide);
+                (self.k.widen_f16)(half, wide);
                 self.float_group(wide, &mut dst[g.start * n..g.end * n]);
             }
         });

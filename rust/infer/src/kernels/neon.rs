@@ -23,6 +23,7 @@ pub(super) fn neon() -> Option<Kernels> {
         dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
             dot_f32_block(w, cols, x, out, stride)
         }),
+        widen_f16: super::f16::widen,
         token_lanes: None,
         f16_is_widened_f32: true,
     })
@@ -40,6 +41,7 @@ pub(super) fn neon_dotprod() -> Option<Kernels> {
         dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
             dot_f32_block(w, cols, x, out, stride)
         }),
+        widen_f16: super::f16::widen,
         token_lanes: None,
         f16_is_widened_f32: true,
     })

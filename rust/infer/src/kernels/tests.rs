@@ -66,19 +66,21 @@ fn f16_matches_hardware_conversion() {
     }
 }
 
-/// The widening that prefill uses (hardware conversion where there is one) gives `f16_to_f32`'s
-/// bits for every half value that is not a NaN, and a NaN for every NaN; the length leaves a tail.
+/// Every path's f16 widening (hardware conversion on x86-64) gives `f16_to_f32`'s bits for every
+/// half value that is not a NaN, and a NaN for every NaN; the length leaves a tail.
 #[test]
 fn f16_slice_widening_is_exact() {
     let halves: Vec<u16> = (0..=u16::MAX).chain(0..7).collect();
-    let mut wide = vec![0f32; halves.len()];
-    f16::f16_to_f32_slice(&halves, &mut wide);
-    for (&h, &w) in halves.iter().zip(&wide) {
-        let want = f16_to_f32(h);
-        if want.is_nan() {
-            assert!(w.is_nan(), "{h:#06x}");
-        } else {
-            assert_eq!(w.to_bits(), want.to_bits(), "{h:#06x}");
+    for k in Kernels::available() {
+        let mut wide = vec![0f32; halves.len()];
+        (k.widen_f16)(&halves, &mut wide);
+        for (&h, &w) in halves.iter().zip(&wide) {
+            let want = f16_to_f32(h);
+            if want.is_nan() {
+                assert!(w.is_nan(), "{} {h:#06x}", k.name());
+            } else {
+                assert_eq!(w.to_bits(), want.to_bits(), "{} {h:#06x}", k.name());
+            }
         }
     }
 }

@@ -25,9 +25,31 @@ pub(super) fn avx2() -> Option<Kernels> {
         dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
             dot_f32_block_avx2(w, cols, x, out, stride)
         }),
-        token_lanes: None,
+        widen_f16: |h, out| unsafe { widen_f16_f16c(h, out) },
+        token_lanes: Some(TokenLanes {
+            transpose: |x, n, cols, xt| unsafe { transpose_inputs_avx2(x, n, cols, xt) },
+            block: |w, cols, xt, n, out, stride| unsafe {
+                tokens_f32_block_avx2(w, cols, xt, n, out, stride)
+            },
+        }),
         f16_is_widened_f32: true,
     })
+}
+
+/// f16 → f32, 8 values per `vcvtph2ps` (F16C; a signaling NaN comes out quiet, every other value
+/// exactly as [`super::f16::widen`] gives it).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn widen_f16_f16c(h: &[u16], out: &mut [f32]) {
+    assert_eq!(h.len(), out.len(), "one f32 per half value");
+    let whole = h.len() / 8 * 8;
+    for (hc, oc) in h[..whole]
+        .chunks_exact(8)
+        .zip(out[..whole].chunks_exact_mut(8))
+    {
+        let v = _mm_loadu_si128(hc.as_ptr().cast());
+        _mm256_storeu_ps(oc.as_mut_ptr(), _mm256_cvtph_ps(v));
+    }
+    super::f16::widen(&h[whole..], &mut out[whole..])
 }
 
 /// Horizontal sums of 8 vectors of 8 i32: lane j of the result = Σ lanes of v[j] (exact).
@@ -197,6 +219,123 @@ unsafe fn dot_f32_block_avx2(w: &[f32], cols: usize, x: &[f32], out: &mut [f32],
     }
 }
 
+/// [`tokens_f32_block_avx512`] within AVX2's 16 registers: a lane vector of 16 inputs is two
+/// `__m256`, tiles are 6 rows × 16 inputs (12 sums; per column 2 loads and 6 broadcasts for 12
+/// FMAs, where [`dot_f32_block_avx2`] needs 6 loads for 8), the same FMA chain per result.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tokens_f32_block_avx2(
+    w: &[f32],
+    cols: usize,
+    xt: &[f32],
+    n: usize,
+    out: &mut [f32],
+    stride: usize,
+) {
+    let (rows, vectors) = (w.len() / cols, n.div_ceil(16));
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(xt.len() >= vectors * cols * 16 && xt.as_ptr().align_offset(32) == 0);
+    assert!(out.len() >= (rows - 1) * stride + n && n <= stride);
+    let (pw, px, po) = (w.as_ptr(), xt.as_ptr(), out.as_mut_ptr());
+    for k0 in (0..cols).step_by(TOKEN_COLUMNS) {
+        let k = k0..(k0 + TOKEN_COLUMNS).min(cols);
+        for v in 0..vectors {
+            // Lanes holding inputs, in the two halves of the lane vector.
+            let left = _mm256_set1_epi32((n - 16 * v).min(16) as i32);
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let masks = [
+                _mm256_cmpgt_epi32(left, lane),
+                _mm256_cmpgt_epi32(left, _mm256_add_epi32(lane, _mm256_set1_epi32(8))),
+            ];
+            let x0 = px.add(v * cols * 16);
+            let mut r = 0;
+            while r < rows {
+                let rn = (rows - r).min(6);
+                let (w0, o) = (pw.add(r * cols), po.add(r * stride + v * 16));
+                let at = (w0, cols, x0, o, stride, masks);
+                match rn {
+                    6 => token_tile_avx2::<6>(at, k.clone()),
+                    5 => token_tile_avx2::<5>(at, k.clone()),
+                    4 => token_tile_avx2::<4>(at, k.clone()),
+                    3 => token_tile_avx2::<3>(at, k.clone()),
+                    2 => token_tile_avx2::<2>(at, k.clone()),
+                    _ => token_tile_avx2::<1>(at, k.clone()),
+                }
+                r += rn;
+            }
+        }
+    }
+}
+
+/// R rows × one lane vector of [`tokens_f32_block_avx2`] over columns `k`: (rows, cols, inputs,
+/// out, stride, lane masks); the sums continue from `out` after the first pass.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn token_tile_avx2<const R: usize>(
+    (w, cols, x, out, stride, masks): (
+        *const f32,
+        usize,
+        *const f32,
+        *mut f32,
+        usize,
+        [__m256i; 2],
+    ),
+    k: std::ops::Range<usize>,
+) {
+    let mut a = [[_mm256_setzero_ps(); 2]; R];
+    if k.start > 0 {
+        for (r, ar) in a.iter_mut().enumerate() {
+            for (h, ah) in ar.iter_mut().enumerate() {
+                *ah = _mm256_maskload_ps(out.add(r * stride + 8 * h), masks[h]);
+            }
+        }
+    }
+    for c in k {
+        let xv = [
+            _mm256_load_ps(x.add(c * 16)),
+            _mm256_load_ps(x.add(c * 16 + 8)),
+        ];
+        for (r, ar) in a.iter_mut().enumerate() {
+            let wr = _mm256_broadcast_ss(&*w.add(r * cols + c));
+            for (ah, &xh) in ar.iter_mut().zip(&xv) {
+                *ah = _mm256_fmadd_ps(xh, wr, *ah);
+            }
+        }
+    }
+    for (r, ar) in a.iter().enumerate() {
+        for (h, &ah) in ar.iter().enumerate() {
+            _mm256_maskstore_ps(out.add(r * stride + 8 * h), masks[h], ah);
+        }
+    }
+}
+
+/// [`transpose_inputs_avx512`] with AVX2 gathers (8 lanes each).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose_inputs_avx2(x: &[f32], n: usize, cols: usize, xt: &mut [f32]) {
+    let vectors = n.div_ceil(16);
+    assert!(x.len() >= n * cols && xt.len() >= vectors * 16 * cols);
+    assert!(16 * cols <= i32::MAX as usize / 4, "gather offsets are i32");
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let offsets = _mm256_mullo_epi32(lane, _mm256_set1_epi32(cols as i32));
+    for (v, block) in xt.chunks_exact_mut(16 * cols).take(vectors).enumerate() {
+        let left = (n - 16 * v).min(16) as i32;
+        for (h, half) in [0, 8].into_iter().enumerate() {
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left - half), lane);
+            let base = x.as_ptr().add((16 * v + 8 * h).min(n - 1) * cols);
+            for (k, lanes) in block.chunks_exact_mut(16).enumerate() {
+                let g = _mm256_mask_i32gather_ps::<4>(
+                    _mm256_setzero_ps(),
+                    base.add(k),
+                    offsets,
+                    _mm256_castsi256_ps(mask),
+                );
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(8 * h), g);
+            }
+        }
+    }
+}
+
 /// One tile of [`dot_f32_block_avx2`] (R rows, T inputs; returns T), chains one after another as
 /// in [`f32_tile`].
 #[inline]
@@ -338,6 +477,7 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
         dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
             dot_f32_block_avx512(w, cols, x, out, stride)
         }),
+        widen_f16: |h, out| unsafe { widen_f16_avx512(h, out) },
         token_lanes: Some(TokenLanes {
             transpose: |x, n, cols, xt| unsafe { transpose_inputs_avx512(x, n, cols, xt) },
             block: |w, cols, xt, n, out, stride| unsafe {
@@ -346,6 +486,22 @@ pub(super) fn avx512vnni() -> Option<Kernels> {
         }),
         f16_is_widened_f32: true,
     })
+}
+
+/// f16 → f32, 16 values per `vcvtph2ps` (as [`widen_f16_f16c`]; prefill widens every f16 weight
+/// once per call, and the portable loop was 7 % of an f16 prefill).
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn widen_f16_avx512(h: &[u16], out: &mut [f32]) {
+    assert_eq!(h.len(), out.len(), "one f32 per half value");
+    let whole = h.len() / 16 * 16;
+    for (hc, oc) in h[..whole]
+        .chunks_exact(16)
+        .zip(out[..whole].chunks_exact_mut(16))
+    {
+        let v = _mm256_loadu_si256(hc.as_ptr().cast());
+        _mm512_storeu_ps(oc.as_mut_ptr(), _mm512_cvtph_ps(v));
+    }
+    super::f16::widen(&h[whole..], &mut out[whole..])
 }
 
 /// Σ w·x with 4 independent 16-wide FMA chains (64 values per step), then the 16-wide rest into chain

@@ -167,7 +167,7 @@ type TokensF32Block = fn(&[f32], usize, &[f32], usize, &mut [f32], usize);
 type TransposeInputs = fn(&[f32], usize, usize, &mut [f32]);
 
 /// A path's float prefill with the inputs in vector lanes (16 per vector): `transpose(x, n, cols,
-/// xt)` lays the n inputs out as [`transpose_reference`] does, once per call; then `block(rows,
+/// xt)` lays the n inputs out as [`transpose_inputs`] does, once per call; then `block(rows,
 /// cols, xt, n, out, stride)` gives every row · every input → `out[i * stride + t]`, each a chain of
 /// fused multiply-adds in column order ([`tokens_f32_reference`]). Broadcasting weights against
 /// 16 inputs at a time needs no horizontal sums and fewer loads per multiply-add than the row-dot
@@ -708,19 +708,22 @@ impl AlignedBuf {
 /// would leave lanes idle).
 const TOKEN_LANES_MIN: usize = 16;
 
+/// Columns per pass of a `TokenLanes::block`: 4 lane vectors of them (64 inputs) take 32 KiB,
+/// which stay in L1 while every row of a group passes over them.
+const TOKEN_COLUMNS: usize = 128;
+
 /// `xt[(v * cols + k) * 16 + l] = x[(16v + l) * cols + k]`: n inputs of `cols` values in vector lanes,
-/// 16 per lane vector, lanes past n zero (`xt` holds `n.div_ceil(16) * 16 * cols` values).
-#[cfg(test)]
-pub(crate) fn transpose_reference(x: &[f32], n: usize, cols: usize, xt: &mut [f32]) {
+/// 16 per lane vector, lanes past n zero (`xt` holds `n.div_ceil(16) * 16 * cols` values). The
+/// portable form of `TokenLanes::transpose` (x86 gathers instead: there only the tests use it).
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+pub(crate) fn transpose_inputs(x: &[f32], n: usize, cols: usize, xt: &mut [f32]) {
     for (v, block) in xt.chunks_exact_mut(16 * cols).enumerate() {
         let inputs = n.saturating_sub(16 * v).min(16);
-        for (k, lanes) in block.chunks_exact_mut(16).enumerate() {
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                *lane = if l < inputs {
-                    x[(16 * v + l) * cols + k]
-                } else {
-                    0.0
-                };
+        for l in 0..16 {
+            // Input by input: its values are read in order, written 16 apart.
+            let from = (l < inputs).then(|| &x[(16 * v + l) * cols..][..cols]);
+            for (k, lanes) in block.chunks_exact_mut(16).enumerate() {
+                lanes[l] = from.map_or(0.0, |row| row[k]);
             }
         }
     }

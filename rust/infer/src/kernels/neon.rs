@@ -9,7 +9,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
-use super::{Kernels, Panels, QRow, QK};
+use super::{Kernels, Panels, QRow, TokenLanes, QK, TOKEN_COLUMNS};
 
 /// The plain NEON path (NEON is part of the aarch64 baseline).
 pub(super) fn neon() -> Option<Kernels> {
@@ -24,7 +24,12 @@ pub(super) fn neon() -> Option<Kernels> {
             dot_f32_block(w, cols, x, out, stride)
         }),
         widen_f16: super::f16::widen,
-        token_lanes: None,
+        token_lanes: Some(TokenLanes {
+            transpose: super::transpose_inputs,
+            block: |w, cols, xt, n, out, stride| unsafe {
+                tokens_f32_block(w, cols, xt, n, out, stride)
+            },
+        }),
         f16_is_widened_f32: true,
     })
 }
@@ -42,7 +47,12 @@ pub(super) fn neon_dotprod() -> Option<Kernels> {
             dot_f32_block(w, cols, x, out, stride)
         }),
         widen_f16: super::f16::widen,
-        token_lanes: None,
+        token_lanes: Some(TokenLanes {
+            transpose: super::transpose_inputs,
+            block: |w, cols, xt, n, out, stride| unsafe {
+                tokens_f32_block(w, cols, xt, n, out, stride)
+            },
+        }),
         f16_is_widened_f32: true,
     })
 }
@@ -270,6 +280,96 @@ unsafe fn dot_f32_block(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stri
             };
         }
         r += if four { 4 } else { 1 };
+    }
+}
+
+/// Every row of `w` (`cols` values each) · every input → `out[i * stride + t]` for t < n, with the
+/// inputs in vector lanes (`xt[(v * cols + k) * 16 + l]` is column k of input 16v + l; see
+/// [`super::TokenLanes`]): each result one chain of fused multiply-adds in column order, no
+/// horizontal sums. A lane vector of 16 inputs is four `float32x4_t`; tiles of 6 rows × 16 inputs
+/// keep 24 sums in registers, and each column costs 4 loads and 6 load-and-replicate for 24 FMAs
+/// (the row-dot tiles of [`dot_f32_block`] need 8 loads for 16, and the pairwise sums).
+#[target_feature(enable = "neon")]
+unsafe fn tokens_f32_block(
+    w: &[f32],
+    cols: usize,
+    xt: &[f32],
+    n: usize,
+    out: &mut [f32],
+    stride: usize,
+) {
+    let (rows, vectors) = (w.len() / cols, n.div_ceil(16));
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(xt.len() >= vectors * cols * 16);
+    assert!(out.len() >= (rows - 1) * stride + n && n <= stride);
+    let (pw, px, po) = (w.as_ptr(), xt.as_ptr(), out.as_mut_ptr());
+    for k0 in (0..cols).step_by(TOKEN_COLUMNS) {
+        let k = k0..(k0 + TOKEN_COLUMNS).min(cols);
+        for v in 0..vectors {
+            let lanes = (n - 16 * v).min(16);
+            let x0 = px.add(v * cols * 16);
+            let mut r = 0;
+            while r < rows {
+                let rn = (rows - r).min(6);
+                let at = (
+                    pw.add(r * cols),
+                    cols,
+                    x0,
+                    po.add(r * stride + v * 16),
+                    stride,
+                    lanes,
+                );
+                match rn {
+                    6 => token_tile::<6>(at, k.clone()),
+                    5 => token_tile::<5>(at, k.clone()),
+                    4 => token_tile::<4>(at, k.clone()),
+                    3 => token_tile::<3>(at, k.clone()),
+                    2 => token_tile::<2>(at, k.clone()),
+                    _ => token_tile::<1>(at, k.clone()),
+                }
+                r += rn;
+            }
+        }
+    }
+}
+
+/// R rows × one lane vector of [`tokens_f32_block`] over columns `k`: (rows, cols, inputs, out,
+/// stride, inputs in this vector); the sums continue from `out` after the first pass. The sums go
+/// through a buffer, so a vector with fewer than 16 inputs touches only theirs (NEON has no masked
+/// loads and stores).
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn token_tile<const R: usize>(
+    (w, cols, x, out, stride, lanes): (*const f32, usize, *const f32, *mut f32, usize, usize),
+    k: std::ops::Range<usize>,
+) {
+    let mut a = [[vdupq_n_f32(0.0); 4]; R];
+    if k.start > 0 {
+        for (r, ar) in a.iter_mut().enumerate() {
+            let mut buf = [0f32; 16];
+            std::ptr::copy_nonoverlapping(out.add(r * stride), buf.as_mut_ptr(), lanes);
+            for (q, aq) in ar.iter_mut().enumerate() {
+                *aq = vld1q_f32(buf.as_ptr().add(4 * q));
+            }
+        }
+    }
+    for c in k {
+        let xv: [float32x4_t; 4] = std::array::from_fn(|q| vld1q_f32(x.add(c * 16 + 4 * q)));
+        for (r, ar) in a.iter_mut().enumerate() {
+            let wr = vld1q_dup_f32(w.add(r * cols + c));
+            for (aq, &xq) in ar.iter_mut().zip(&xv) {
+                *aq = vfmaq_f32(*aq, xq, wr);
+            }
+        }
+    }
+    for (r, ar) in a.iter().enumerate() {
+        let mut buf = [0f32; 16];
+        for (q, &aq) in ar.iter().enumerate() {
+            vst1q_f32(buf.as_mut_ptr().add(4 * q), aq);
+        }
+        std::ptr::copy_nonoverlapping(buf.as_ptr(), out.add(r * stride), lanes);
     }
 }
 

@@ -269,7 +269,7 @@ fn token_lane_prefill_is_the_fma_chain() {
         let widened: Vec<f32> = h.iter().map(|&v| f16_to_f32(v)).collect();
         let x = rng.vec(n * cols, 1.0);
         let mut want_xt = vec![f32::NAN; n.div_ceil(16) * 16 * cols];
-        transpose_reference(&x, n, cols, &mut want_xt);
+        transpose_inputs(&x, n, cols, &mut want_xt);
         for k in &paths {
             let mut xt = vec![f32::NAN; want_xt.len()];
             (k.token_lanes.expect("filtered").transpose)(&x, n, cols, &mut xt);

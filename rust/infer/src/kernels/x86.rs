@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
-use super::{Kernels, Panels, QRow, TokenLanes, QK};
+use super::{Kernels, Panels, QRow, TokenLanes, QK, TOKEN_COLUMNS};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
 pub(super) fn avx2() -> Option<Kernels> {
@@ -642,10 +642,6 @@ unsafe fn f32_tile<const R: usize, const T: usize>(
     finish_tile(sums, (w, x, cols, rest), out, stride);
     T
 }
-
-/// Columns per pass of [`tokens_f32_block_avx512`]: 4 lane vectors of them (64 inputs) take 32 KiB,
-/// which stay in L1 while every row of the group passes over them.
-const TOKEN_COLUMNS: usize = 128;
 
 /// Every row of `w` (`cols` values each) · every input → `out[i * stride + t]` for t < n, with the
 /// inputs in vector lanes: `xt[(v * cols + k) * 16 + l]` is column k of input 16v + l (see

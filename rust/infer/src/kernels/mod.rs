@@ -712,6 +712,57 @@ const TOKEN_LANES_MIN: usize = 16;
 /// which stay in L1 while every row of a group passes over them.
 const TOKEN_COLUMNS: usize = 128;
 
+/// One tile of a `TokenLanes::block`: columns `k` of rows `r0..r0 + rows` times the lane vectors
+/// `v0..v0 + vectors` (16 inputs each, the last one's real inputs counted by [`inputs_in`]).
+pub(crate) struct LaneTile {
+    pub k: Range<usize>,
+    pub v0: usize,
+    pub vectors: usize,
+    pub r0: usize,
+    pub rows: usize,
+}
+
+/// The walk every `TokenLanes::block` takes over `rows × n` results, after checking its arguments
+/// (`xt` of `n.div_ceil(16) * 16 * cols` values, `out` of rows spaced `stride` apart): passes of
+/// [`TOKEN_COLUMNS`] columns, so that one pass's lane vectors stay in L1 while every row goes by;
+/// within a pass up to `group` lane vectors and 6 rows per tile. A pass continues the sums the one
+/// before it stored, so the passes change no bit.
+#[inline(always)]
+pub(crate) fn lane_tiles(
+    (w_len, cols, xt_len, n, out_len, stride): (usize, usize, usize, usize, usize, usize),
+    group: usize,
+    mut tile: impl FnMut(LaneTile),
+) {
+    let (rows, vectors) = (w_len / cols, n.div_ceil(16));
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(xt_len >= vectors * cols * 16, "inputs in lanes: too short");
+    assert!(
+        out_len >= (rows - 1) * stride + n && n <= stride,
+        "output too short"
+    );
+    for k0 in (0..cols).step_by(TOKEN_COLUMNS) {
+        let k = k0..(k0 + TOKEN_COLUMNS).min(cols);
+        for v0 in (0..vectors).step_by(group) {
+            for r0 in (0..rows).step_by(6) {
+                tile(LaneTile {
+                    k: k.clone(),
+                    v0,
+                    vectors: (vectors - v0).min(group),
+                    r0,
+                    rows: (rows - r0).min(6),
+                });
+            }
+        }
+    }
+}
+
+/// Real inputs (not padding) in lane vector v of n inputs: 1..=16.
+pub(crate) fn inputs_in(n: usize, v: usize) -> usize {
+    (n - 16 * v).min(16)
+}
+
 /// `xt[(v * cols + k) * 16 + l] = x[(16v + l) * cols + k]`: n inputs of `cols` values in vector lanes,
 /// 16 per lane vector, lanes past n zero (`xt` holds `n.div_ceil(16) * 16 * cols` values). The
 /// portable form of `TokenLanes::transpose` (x86 gathers instead: there only the tests use it).

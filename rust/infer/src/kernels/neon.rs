@@ -9,7 +9,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
-use super::{Kernels, Panels, QRow, TokenLanes, QK, TOKEN_COLUMNS};
+use super::{inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
 /// The plain NEON path (NEON is part of the aarch64 baseline).
 pub(super) fn neon() -> Option<Kernels> {
@@ -298,41 +298,26 @@ unsafe fn tokens_f32_block(
     out: &mut [f32],
     stride: usize,
 ) {
-    let (rows, vectors) = (w.len() / cols, n.div_ceil(16));
-    if rows == 0 || n == 0 {
-        return;
-    }
-    assert!(xt.len() >= vectors * cols * 16);
-    assert!(out.len() >= (rows - 1) * stride + n && n <= stride);
+    let sizes = (w.len(), cols, xt.len(), n, out.len(), stride);
     let (pw, px, po) = (w.as_ptr(), xt.as_ptr(), out.as_mut_ptr());
-    for k0 in (0..cols).step_by(TOKEN_COLUMNS) {
-        let k = k0..(k0 + TOKEN_COLUMNS).min(cols);
-        for v in 0..vectors {
-            let lanes = (n - 16 * v).min(16);
-            let x0 = px.add(v * cols * 16);
-            let mut r = 0;
-            while r < rows {
-                let rn = (rows - r).min(6);
-                let at = (
-                    pw.add(r * cols),
-                    cols,
-                    x0,
-                    po.add(r * stride + v * 16),
-                    stride,
-                    lanes,
-                );
-                match rn {
-                    6 => token_tile::<6>(at, k.clone()),
-                    5 => token_tile::<5>(at, k.clone()),
-                    4 => token_tile::<4>(at, k.clone()),
-                    3 => token_tile::<3>(at, k.clone()),
-                    2 => token_tile::<2>(at, k.clone()),
-                    _ => token_tile::<1>(at, k.clone()),
-                }
-                r += rn;
-            }
+    lane_tiles(sizes, 1, |t| {
+        let at = (
+            pw.add(t.r0 * cols),
+            cols,
+            px.add(t.v0 * cols * 16),
+            po.add(t.r0 * stride + t.v0 * 16),
+            stride,
+            inputs_in(n, t.v0),
+        );
+        match t.rows {
+            6 => token_tile::<6>(at, t.k),
+            5 => token_tile::<5>(at, t.k),
+            4 => token_tile::<4>(at, t.k),
+            3 => token_tile::<3>(at, t.k),
+            2 => token_tile::<2>(at, t.k),
+            _ => token_tile::<1>(at, t.k),
         }
-    }
+    });
 }
 
 /// R rows × one lane vector of [`tokens_f32_block`] over columns `k`: (rows, cols, inputs, out,

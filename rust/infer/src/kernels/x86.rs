@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
-use super::{Kernels, Panels, QRow, TokenLanes, QK, TOKEN_COLUMNS};
+use super::{inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
 pub(super) fn avx2() -> Option<Kernels> {
@@ -231,58 +231,44 @@ unsafe fn tokens_f32_block_avx2(
     out: &mut [f32],
     stride: usize,
 ) {
-    let (rows, vectors) = (w.len() / cols, n.div_ceil(16));
-    if rows == 0 || n == 0 {
-        return;
-    }
-    assert!(xt.len() >= vectors * cols * 16 && xt.as_ptr().align_offset(32) == 0);
-    assert!(out.len() >= (rows - 1) * stride + n && n <= stride);
+    assert!(xt.as_ptr().align_offset(32) == 0);
+    let sizes = (w.len(), cols, xt.len(), n, out.len(), stride);
     let (pw, px, po) = (w.as_ptr(), xt.as_ptr(), out.as_mut_ptr());
-    for k0 in (0..cols).step_by(TOKEN_COLUMNS) {
-        let k = k0..(k0 + TOKEN_COLUMNS).min(cols);
-        for v in 0..vectors {
-            // Lanes holding inputs, in the two halves of the lane vector.
-            let left = _mm256_set1_epi32((n - 16 * v).min(16) as i32);
-            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let masks = [
-                _mm256_cmpgt_epi32(left, lane),
-                _mm256_cmpgt_epi32(left, _mm256_add_epi32(lane, _mm256_set1_epi32(8))),
-            ];
-            let x0 = px.add(v * cols * 16);
-            let mut r = 0;
-            while r < rows {
-                let rn = (rows - r).min(6);
-                let (w0, o) = (pw.add(r * cols), po.add(r * stride + v * 16));
-                let at = (w0, cols, x0, o, stride, masks);
-                match rn {
-                    6 => token_tile_avx2::<6>(at, k.clone()),
-                    5 => token_tile_avx2::<5>(at, k.clone()),
-                    4 => token_tile_avx2::<4>(at, k.clone()),
-                    3 => token_tile_avx2::<3>(at, k.clone()),
-                    2 => token_tile_avx2::<2>(at, k.clone()),
-                    _ => token_tile_avx2::<1>(at, k.clone()),
-                }
-                r += rn;
-            }
+    lane_tiles(sizes, 1, |t| {
+        let at = (
+            pw.add(t.r0 * cols),
+            cols,
+            px.add(t.v0 * cols * 16),
+            po.add(t.r0 * stride + t.v0 * 16),
+            stride,
+            inputs_in(n, t.v0),
+        );
+        match t.rows {
+            6 => token_tile_avx2::<6>(at, t.k),
+            5 => token_tile_avx2::<5>(at, t.k),
+            4 => token_tile_avx2::<4>(at, t.k),
+            3 => token_tile_avx2::<3>(at, t.k),
+            2 => token_tile_avx2::<2>(at, t.k),
+            _ => token_tile_avx2::<1>(at, t.k),
         }
-    }
+    });
 }
 
 /// R rows × one lane vector of [`tokens_f32_block_avx2`] over columns `k`: (rows, cols, inputs,
-/// out, stride, lane masks); the sums continue from `out` after the first pass.
+/// out, stride, real inputs in the vector); the sums continue from `out` after the first pass.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn token_tile_avx2<const R: usize>(
-    (w, cols, x, out, stride, masks): (
-        *const f32,
-        usize,
-        *const f32,
-        *mut f32,
-        usize,
-        [__m256i; 2],
-    ),
+    (w, cols, x, out, stride, inputs): (*const f32, usize, *const f32, *mut f32, usize, usize),
     k: std::ops::Range<usize>,
 ) {
+    // Lanes holding inputs, in the two halves of the lane vector.
+    let left = _mm256_set1_epi32(inputs as i32);
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let masks = [
+        _mm256_cmpgt_epi32(left, lane),
+        _mm256_cmpgt_epi32(left, _mm256_add_epi32(lane, _mm256_set1_epi32(8))),
+    ];
     let mut a = [[_mm256_setzero_ps(); 2]; R];
     if k.start > 0 {
         for (r, ar) in a.iter_mut().enumerate() {
@@ -658,47 +644,34 @@ unsafe fn tokens_f32_block_avx512(
     out: &mut [f32],
     stride: usize,
 ) {
-    let (rows, vectors) = (w.len() / cols, n.div_ceil(16));
-    if rows == 0 || n == 0 {
-        return;
-    }
-    assert!(xt.len() >= vectors * cols * 16 && xt.as_ptr().align_offset(64) == 0);
-    assert!(out.len() >= (rows - 1) * stride + n && n <= stride);
-    // Lane mask of vector v: the inputs it holds.
-    let mask = |v: usize| -> __mmask16 { (u32::MAX >> (32 - (n - 16 * v).min(16))) as __mmask16 };
+    assert!(xt.as_ptr().align_offset(64) == 0);
+    let sizes = (w.len(), cols, xt.len(), n, out.len(), stride);
     let (pw, px, po) = (w.as_ptr(), xt.as_ptr(), out.as_mut_ptr());
-    for k0 in (0..cols).step_by(TOKEN_COLUMNS) {
-        let k = k0..(k0 + TOKEN_COLUMNS).min(cols);
-        for v0 in (0..vectors).step_by(4) {
-            let vn = (vectors - v0).min(4);
-            let masks: [__mmask16; 4] = std::array::from_fn(|j| mask((v0 + j).min(vectors - 1)));
-            let x0 = px.add(v0 * cols * 16);
-            let mut r = 0;
-            while r < rows {
-                let rn = (rows - r).min(6);
-                let (w0, o) = (pw.add(r * cols), po.add(r * stride + v0 * 16));
-                let at = TokenTile {
-                    w: w0,
-                    cols,
-                    x: x0,
-                    out: o,
-                    stride,
-                    masks,
-                };
-                macro_rules! tiles {
-                    ($($v:literal $r:literal),*) => {
-                        match (vn, rn) {
-                            $(($v, $r) => at.run::<$v, $r>(k.clone()),)*
-                            _ => unreachable!("1..=4 vectors, 1..=6 rows"),
-                        }
-                    };
+    lane_tiles(sizes, 4, |t| {
+        // Lane mask of each vector: the inputs it holds.
+        let masks: [__mmask16; 4] = std::array::from_fn(|j| {
+            let v = t.v0 + j.min(t.vectors - 1);
+            (u32::MAX >> (32 - inputs_in(n, v))) as __mmask16
+        });
+        let at = TokenTile {
+            w: pw.add(t.r0 * cols),
+            cols,
+            x: px.add(t.v0 * cols * 16),
+            out: po.add(t.r0 * stride + t.v0 * 16),
+            stride,
+            masks,
+        };
+        macro_rules! tiles {
+            ($($v:literal $r:literal),*) => {
+                match (t.vectors, t.rows) {
+                    $(($v, $r) => at.run::<$v, $r>(t.k),)*
+                    _ => unreachable!("1..=4 vectors, 1..=6 rows"),
                 }
-                tiles!(4 6, 4 5, 4 4, 4 3, 4 2, 4 1, 3 6, 3 5, 3 4, 3 3, 3 2, 3 1,
-                    2 6, 2 5, 2 4, 2 3, 2 2, 2 1, 1 6, 1 5, 1 4, 1 3, 1 2, 1 1);
-                r += rn;
-            }
+            };
         }
-    }
+        tiles!(4 6, 4 5, 4 4, 4 3, 4 2, 4 1, 3 6, 3 5, 3 4, 3 3, 3 2, 3 1,
+            2 6, 2 5, 2 4, 2 3, 2 2, 2 1, 1 6, 1 5, 1 4, 1 3, 1 2, 1 1);
+    });
 }
 
 /// `xt[(v * cols + k) * 16 + l] = x[(16v + l) * cols + k]`, lanes past n zero: one gather per column

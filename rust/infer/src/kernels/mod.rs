@@ -712,6 +712,35 @@ const TOKEN_LANES_MIN: usize = 16;
 /// which stay in L1 while every row of a group passes over them.
 const TOKEN_COLUMNS: usize = 128;
 
+/// The walk every `dot_f32_block` takes over `rows × inputs` results, after checking its arguments
+/// (`w` of whole rows, `x` of whole inputs, `out` of rows spaced `stride` apart): rows `tall` at a
+/// time (fewer left: one by one), and per row group `tile(first row, first input, whole group?,
+/// inputs left)`, which multiplies up to 4 of those inputs and returns how many it took.
+#[inline(always)]
+pub(crate) fn block_tiles(
+    (w_len, cols, x_len, out_len, stride): (usize, usize, usize, usize, usize),
+    tall: usize,
+    mut tile: impl FnMut(usize, usize, bool, usize) -> usize,
+) {
+    let (rows, inputs) = (w_len / cols, x_len / cols);
+    if rows == 0 || inputs == 0 {
+        return;
+    }
+    assert!(
+        out_len >= (rows - 1) * stride + inputs && inputs <= stride,
+        "output too short"
+    );
+    let mut r = 0;
+    while r < rows {
+        let whole = rows - r >= tall;
+        let mut t = 0;
+        while t < inputs {
+            t += tile(r, t, whole, inputs - t);
+        }
+        r += if whole { tall } else { 1 };
+    }
+}
+
 /// One tile of a `TokenLanes::block`: columns `k` of rows `r0..r0 + rows` times the lane vectors
 /// `v0..v0 + vectors` (16 inputs each, the last one's real inputs counted by [`inputs_in`]).
 pub(crate) struct LaneTile {

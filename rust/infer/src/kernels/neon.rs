@@ -9,7 +9,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
-use super::{inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
+use super::{block_tiles, inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
 /// The plain NEON path (NEON is part of the aarch64 baseline).
 pub(super) fn neon() -> Option<Kernels> {
@@ -34,26 +34,16 @@ pub(super) fn neon() -> Option<Kernels> {
     })
 }
 
-/// NEON with the int8 dot-product instruction, when the CPU reports `dotprod`.
+/// NEON with the int8 dot-product instruction, when the CPU reports `dotprod`: the plain path's
+/// kernels but for the q8_0 / q4_0 dots.
 pub(super) fn neon_dotprod() -> Option<Kernels> {
     // SAFETY (wrappers): only reachable through a Kernels built after this check.
-    std::arch::is_aarch64_feature_detected!("dotprod").then_some(Kernels {
+    let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+    dotprod.then(|| Kernels {
         name: "neon-dotprod",
-        dot_f32: |w, x| unsafe { dot_f32(w, x) },
-        dot_f16: |w, x| unsafe { dot_f16(w, x) },
         dot_q8: |qw, sw, x| unsafe { dot_q8_dotprod(qw, sw, x.qs, x.d) },
         dot_q4: |p, sw, x| unsafe { dot_q4_dotprod(p, sw, x.qs, x.d) },
-        dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
-            dot_f32_block(w, cols, x, out, stride)
-        }),
-        widen_f16: super::f16::widen,
-        token_lanes: Some(TokenLanes {
-            transpose: super::transpose_inputs,
-            block: |w, cols, xt, n, out, stride| unsafe {
-                tokens_f32_block(w, cols, xt, n, out, stride)
-            },
-        }),
-        f16_is_widened_f32: true,
+        ..neon().expect("NEON is baseline on aarch64")
     })
 }
 
@@ -257,30 +247,19 @@ unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
 /// per 16 FMAs; a single dot needs 2 per FMA).
 #[target_feature(enable = "neon")]
 unsafe fn dot_f32_block(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stride: usize) {
-    let (rows, inputs) = (w.len() / cols, x.len() / cols);
-    if rows == 0 || inputs == 0 {
-        return;
-    }
-    assert!(out.len() >= (rows - 1) * stride + inputs && inputs <= stride);
+    let sizes = (w.len(), cols, x.len(), out.len(), stride);
     let (pw, px, po) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
-    let mut r = 0;
-    while r < rows {
-        // Rows 4 at a time; fewer than 4 left: one by one.
-        let four = rows - r >= 4;
-        let mut t = 0;
-        while t < inputs {
-            let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
-            t += match (four, inputs - t) {
-                (true, 4..) => f32_tile::<4, 4>(w0, x0, cols, o, stride),
-                (true, 3) => f32_tile::<4, 3>(w0, x0, cols, o, stride),
-                (true, 2) => f32_tile::<4, 2>(w0, x0, cols, o, stride),
-                (true, _) => f32_tile::<4, 1>(w0, x0, cols, o, stride),
-                (false, 4..) => f32_tile::<1, 4>(w0, x0, cols, o, stride),
-                (false, _) => f32_tile::<1, 1>(w0, x0, cols, o, stride),
-            };
+    block_tiles(sizes, 4, |r, t, whole, left| {
+        let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
+        match (whole, left) {
+            (true, 4..) => f32_tile::<4, 4>(w0, x0, cols, o, stride),
+            (true, 3) => f32_tile::<4, 3>(w0, x0, cols, o, stride),
+            (true, 2) => f32_tile::<4, 2>(w0, x0, cols, o, stride),
+            (true, _) => f32_tile::<4, 1>(w0, x0, cols, o, stride),
+            (false, 4..) => f32_tile::<1, 4>(w0, x0, cols, o, stride),
+            (false, _) => f32_tile::<1, 1>(w0, x0, cols, o, stride),
         }
-        r += if four { 4 } else { 1 };
-    }
+    });
 }
 
 /// Every row of `w` (`cols` values each) · every input → `out[i * stride + t]` for t < n, with the

@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::scalar::{finish_lanes, finish_tile, group_q4, group_q8};
-use super::{inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
+use super::{block_tiles, inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
 pub(super) fn avx2() -> Option<Kernels> {
@@ -194,29 +194,19 @@ unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
 /// share their loads (6 loads per 8 FMAs; a single dot needs 2 per FMA) within AVX2's 16 registers.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_f32_block_avx2(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stride: usize) {
-    let (rows, inputs) = (w.len() / cols, x.len() / cols);
-    if rows == 0 || inputs == 0 {
-        return;
-    }
-    assert!(out.len() >= (rows - 1) * stride + inputs && inputs <= stride);
+    let sizes = (w.len(), cols, x.len(), out.len(), stride);
     let (pw, px, po) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
-    let mut r = 0;
-    while r < rows {
-        let two = rows - r >= 2;
-        let mut t = 0;
-        while t < inputs {
-            let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
-            t += match (two, inputs - t) {
-                (true, 4..) => f32_tile_avx2::<2, 4>(w0, x0, cols, o, stride),
-                (true, 3) => f32_tile_avx2::<2, 3>(w0, x0, cols, o, stride),
-                (true, 2) => f32_tile_avx2::<2, 2>(w0, x0, cols, o, stride),
-                (true, _) => f32_tile_avx2::<2, 1>(w0, x0, cols, o, stride),
-                (false, 4..) => f32_tile_avx2::<1, 4>(w0, x0, cols, o, stride),
-                (false, _) => f32_tile_avx2::<1, 1>(w0, x0, cols, o, stride),
-            };
+    block_tiles(sizes, 2, |r, t, whole, left| {
+        let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
+        match (whole, left) {
+            (true, 4..) => f32_tile_avx2::<2, 4>(w0, x0, cols, o, stride),
+            (true, 3) => f32_tile_avx2::<2, 3>(w0, x0, cols, o, stride),
+            (true, 2) => f32_tile_avx2::<2, 2>(w0, x0, cols, o, stride),
+            (true, _) => f32_tile_avx2::<2, 1>(w0, x0, cols, o, stride),
+            (false, 4..) => f32_tile_avx2::<1, 4>(w0, x0, cols, o, stride),
+            (false, _) => f32_tile_avx2::<1, 1>(w0, x0, cols, o, stride),
         }
-        r += if two { 2 } else { 1 };
-    }
+    });
 }
 
 /// [`tokens_f32_block_avx512`] within AVX2's 16 registers: a lane vector of 16 inputs is two
@@ -535,30 +525,19 @@ unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
 /// share their loads (8 loads per 16 FMAs; a single dot needs 2 per FMA).
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn dot_f32_block_avx512(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stride: usize) {
-    let (rows, inputs) = (w.len() / cols, x.len() / cols);
-    if rows == 0 || inputs == 0 {
-        return;
-    }
-    assert!(out.len() >= (rows - 1) * stride + inputs && inputs <= stride);
+    let sizes = (w.len(), cols, x.len(), out.len(), stride);
     let (pw, px, po) = (w.as_ptr(), x.as_ptr(), out.as_mut_ptr());
-    let mut r = 0;
-    while r < rows {
-        // Rows 4 at a time; fewer than 4 left: one by one.
-        let four = rows - r >= 4;
-        let mut t = 0;
-        while t < inputs {
-            let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
-            t += match (four, inputs - t) {
-                (true, 4..) => f32_tile::<4, 4>(w0, x0, cols, o, stride),
-                (true, 3) => f32_tile::<4, 3>(w0, x0, cols, o, stride),
-                (true, 2) => f32_tile::<4, 2>(w0, x0, cols, o, stride),
-                (true, _) => f32_tile::<4, 1>(w0, x0, cols, o, stride),
-                (false, 4..) => f32_tile::<1, 4>(w0, x0, cols, o, stride),
-                (false, _) => f32_tile::<1, 1>(w0, x0, cols, o, stride),
-            };
+    block_tiles(sizes, 4, |r, t, whole, left| {
+        let (w0, x0, o) = (pw.add(r * cols), px.add(t * cols), po.add(r * stride + t));
+        match (whole, left) {
+            (true, 4..) => f32_tile::<4, 4>(w0, x0, cols, o, stride),
+            (true, 3) => f32_tile::<4, 3>(w0, x0, cols, o, stride),
+            (true, 2) => f32_tile::<4, 2>(w0, x0, cols, o, stride),
+            (true, _) => f32_tile::<4, 1>(w0, x0, cols, o, stride),
+            (false, 4..) => f32_tile::<1, 4>(w0, x0, cols, o, stride),
+            (false, _) => f32_tile::<1, 1>(w0, x0, cols, o, stride),
         }
-        r += if four { 4 } else { 1 };
-    }
+    });
 }
 
 /// One tile of [`dot_f32_block_avx512`]: R rows from `w` and T inputs from `x` (consecutive, `cols`

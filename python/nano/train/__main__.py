@@ -1,6 +1,6 @@
 """python -m nano.train [-m MODEL.json] [-t TRAIN.json] [--set key=value ...] [--resume]
 
-With no -m/-t it runs the built-in demo (a small model on the bundled classical Chinese corpus).
+With no -m/-t it runs the built-in demo (a small model on the bundled amateur-radio corpus).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The built-in demo (`python -m nano.train` with no arguments): its corpus, its baseline, a short run."""
 
 import gzip
+import json
 import math
 
 import numpy as np
@@ -57,3 +58,16 @@ def test_demo_short_run_prints_loss_baseline_and_sample(tmp_path, capsys):
     # Two warm-up steps leave the model near its initial, nearly uniform prediction: about ln(vocabulary
     # size), more than a nat above the unigram entropy of this text.
     assert result["val_loss"] > result["unigram_baseline"]
+
+
+def test_prepared_data_made_another_way_is_prepared_again(tmp_path):
+    from nano.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_json(demo.VOCAB.read_text(encoding="utf-8"))
+    first = demo.prepare(tmp_path, tok)
+    val = demo.split_tokens(tmp_path, first, "val")
+    stale = dict(first, seed=first["seed"] + 1)  # as if split with another seed
+    (tmp_path / "meta.json").write_text(json.dumps(stale), encoding="utf-8")
+    again = demo.prepare(tmp_path, tok)
+    assert again["seed"] == demo.SPLIT_SEED
+    assert np.array_equal(demo.split_tokens(tmp_path, again, "val"), val)

@@ -12,7 +12,7 @@ TEXT = ("天地玄黃，宇宙洪荒。日月盈昃，辰宿列張。The quick b
 
 
 def tokenizer() -> Tokenizer:
-    chars = sorted(set(TEXT + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789?:\n"))
+    chars = sorted(set(TEXT + "什麼？ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789?:\n"))
     tokens = list(DEFAULT_SPECIAL_TOKENS) + chars + ["天地", "宇宙", "the", "ox"]
     tokens += [f"x{i}" for i in range(-len(tokens) % 32)]  # a multiple of 32 rows, as quantized files like
     return Tokenizer.from_tokens(tokens, [t in DEFAULT_SPECIAL_TOKENS for t in tokens])

@@ -31,7 +31,10 @@ def _windows(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m nano.eval", description=__doc__)
+    import nano.eval
+
+    ap = argparse.ArgumentParser(prog="python -m nano.eval", description=nano.eval.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ppl", help="perplexity, bits per character and per byte over sliding windows")

@@ -357,3 +357,15 @@ def test_cli_errors_are_clear_and_leave_no_report(models, tmp_path):
     assert out.returncode == 2 and "error:" in out.stderr
     assert not (tmp_path / "r.json").exists()
     assert list(tmp_path.glob(".r.json.*")) == []
+
+
+def test_json_report_is_replaced_whole_or_not_at_all(tmp_path):
+    from nano.eval.report import write_json
+
+    path = tmp_path / "r.json"
+    write_json(path, {"ppl": float("nan"), "x": [1.5, float("inf")]})
+    assert json.loads(path.read_text()) == {"ppl": None, "x": [1.5, None]}  # JSON has no NaN
+    with pytest.raises(TypeError):
+        write_json(path, {"bad": object()})  # fails while serialising: the old report stays
+    assert json.loads(path.read_text())["ppl"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]

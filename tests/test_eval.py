@@ -316,6 +316,30 @@ def test_mc_scores_each_option_as_pytorch_does(models):
         assert r["settings"]["instruct"] == settings.instruct
 
 
+def test_continuation_longer_than_the_block_is_scored_in_windows(models):
+    """An option longer than the context: every one of its tokens scored once, in the windows of
+    nano.eval.windows (stride half the block), equal to PyTorch on those windows."""
+    from nano.eval.scoring import loglikelihood
+
+    tok = models["tok"]
+    context, cont = [tok.token_to_id("<|eos|>"), *tok.encode("天地")], tok.encode(TEXT[:80])
+    assert len(cont) > 48
+    seq = context + cont
+    ref = 0.0
+    for w in sliding_windows(len(seq), 48, 24):
+        lp = torch_log_probs(models["base"], seq[w.start:w.end])
+        for t in range(max(w.first, len(context)), w.end + 1):
+            ref += lp[t - w.start - 1, seq[t]].item()
+    ll, _ = loglikelihood(Engine(models["base_file"], threads=1), context, cont)
+    assert ll == pytest.approx(ref, rel=1e-4)
+    # one that fits is scored in one pass with the oldest context dropped
+    long_context = [tok.token_to_id("<|eos|>"), *tok.encode(TEXT[:60])]
+    ll, _ = loglikelihood(Engine(models["base_file"], threads=1), long_context, cont[:10])
+    ids = (long_context + cont[:10])[-49:]
+    lp = torch_log_probs(models["base"], ids[:-1])
+    assert ll == pytest.approx(sum(lp[j - 1, ids[j]].item() for j in range(39, 49)), rel=1e-4)
+
+
 # ---- command line -------------------------------------------------------------------------------------
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "nano.eval", *map(str, args)], capture_output=True, text=True,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nano.engine import Engine
+from nano.eval.windows import sliding_windows
 
 __all__ = ["open_engine", "special_id", "loglikelihood"]
 
@@ -36,7 +37,9 @@ def loglikelihood(engine: Engine, context: Sequence[int], continuation: Sequence
     is the most likely token at its place (lm-eval's ``is_greedy``).
 
     When context + continuation is longer than the model's block size + 1, the oldest context tokens are
-    dropped (the last input row predicts the last continuation token, so block_size + 1 ids fit).
+    dropped (the last input row predicts the last continuation token, so block_size + 1 ids fit). A
+    continuation longer than the block size itself is scored in sliding windows (nano.eval.windows, stride
+    half the block), each of its tokens seeing at least half a block of the tokens before it.
     """
     context, continuation = list(context), list(continuation)
     if not context:
@@ -44,11 +47,20 @@ def loglikelihood(engine: Engine, context: Sequence[int], continuation: Sequence
     if not continuation:
         raise ValueError("the continuation is empty: there is nothing to score")
     block = engine.config["block_size"]
-    if len(continuation) > block:
-        raise ValueError(f"a continuation of {len(continuation)} tokens does not fit the context of {block}")
-    ids = (context + continuation)[-(block + 1):]
-    logprob, greedy = engine.token_logprobs(ids, first=len(ids) - len(continuation))
-    return float(np.sum(logprob)), bool(np.all(greedy))
+    if len(continuation) <= block:
+        ids = (context + continuation)[-(block + 1):]
+        logprob, greedy = engine.token_logprobs(ids, first=len(ids) - len(continuation))
+        return float(np.sum(logprob)), bool(np.all(greedy))
+    ids = context + continuation
+    total, all_greedy = 0.0, True
+    for w in sliding_windows(len(ids), block, max(1, block // 2)):
+        first = max(w.first, len(context))
+        if first > w.end:
+            continue  # this window scores context tokens only
+        logprob, greedy = engine.token_logprobs(ids[w.start:w.end + 1], first=first - w.start)
+        total += float(np.sum(logprob))
+        all_greedy = all_greedy and bool(np.all(greedy))
+    return total, all_greedy
 
 
 def encode_pair(engine: Engine, context: str, continuation: str, start: str | None = "<|eos|>",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exam-bank figures of docs/evaluation.md: a small model trained on sft_amateur_radio.jsonl (which
 # holds the exam's questions, paraphrased, with their correct answers) and the same shape untrained, both
-# scored by `nano.eval mc` on exam_amateur_radio.txt. About 10-15 minutes on two CPU cores.
+# scored by `nano.eval mc` on exam_amateur_radio.txt (figures and timing in docs/evaluation.md).
 #
 #   scripts/exam/run.sh [OUT]        (OUT defaults to runs/exam; NANO_SHARED_DATA overrides ../shared/data)
 set -euo pipefail

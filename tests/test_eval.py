@@ -381,6 +381,17 @@ def test_cli_errors_are_clear_and_leave_no_report(models, tmp_path):
     assert out.returncode == 2 and "error:" in out.stderr
     assert not (tmp_path / "r.json").exists()
     assert list(tmp_path.glob(".r.json.*")) == []
+    # the report never replaces an input or a file nano.eval did not write, and says so before any work
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    for target in (text, models["base_file"]):
+        before = target.read_bytes()
+        out = run_cli("ppl", models["base_file"], text, "--json", target)
+        assert out.returncode == 2 and "refusing" in out.stderr and target.read_bytes() == before
+    out = run_cli("ppl", models["base_file"], text, "--json", tmp_path)
+    assert out.returncode == 2 and "is a directory" in out.stderr
+    assert run_cli("ppl", models["base_file"], text, "--json", tmp_path / "r.json").returncode == 0
+    assert run_cli("ppl", models["base_file"], text, "--json", tmp_path / "r.json").returncode == 0  # its own
 
 
 def test_json_report_is_replaced_whole_or_not_at_all(tmp_path):

@@ -5,10 +5,34 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["write_json", "progress"]
+from nano._outputs import check_replaceable_file, clean_stale_temps, temp_name
+
+__all__ = ["check_report_path", "write_json", "progress"]
+
+
+def _is_report(path: Path) -> bool:
+    """A JSON object with the ``settings`` every nano.eval report carries."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) != b"{":  # not JSON: decided without reading a model file's gigabytes
+                return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("settings"), dict)
+
+
+def check_report_path(path: str | os.PathLike, inputs: Iterable = ()) -> Path:
+    """Refuse (before any work) a report path that is a directory, an input of the run, or a file that is
+    not an earlier nano.eval report (see nano._outputs); clear temporaries a killed run left there."""
+    path = Path(path)
+    check_replaceable_file(path, _is_report, inputs, what="nano.eval report")
+    if path.parent.is_dir():
+        clean_stale_temps(path.parent, path.name)
+    return path
 
 
 def _finite(value):
@@ -28,15 +52,15 @@ def write_json(path: str | os.PathLike, report: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_finite(report), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(temp_name(path.name))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -19,13 +19,16 @@ mod scalar;
 #[doc(hidden)]
 pub mod selftest;
 #[cfg(feature = "threads")]
+#[path = "../sched/team.rs"]
 mod team;
 #[cfg(test)]
 mod tests;
+#[path = "../sched/topology.rs"]
 mod topology;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
 #[cfg(target_arch = "x86_64")]
+#[path = "x86/avx2.rs"]
 mod x86;
 
 pub use f16::{f16_to_f32, f32_to_f16};

@@ -240,7 +240,7 @@ impl Forward<'_> {
         #[cfg(feature = "threads")]
         if parallel {
             use rayon::prelude::*;
-            match kernels::Team::current() {
+            match crate::sched::Team::current() {
                 Some(team) => {
                     team.for_each_chunk(&mut [&mut out[..]], group * hd, |_, i, o| task((i, o)))
                 }

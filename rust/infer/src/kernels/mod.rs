@@ -18,24 +18,17 @@ mod quant;
 mod scalar;
 #[doc(hidden)]
 pub mod selftest;
-#[cfg(feature = "threads")]
-#[path = "../sched/team.rs"]
-mod team;
 #[cfg(test)]
 mod tests;
-#[path = "../sched/topology.rs"]
-mod topology;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
 #[cfg(target_arch = "x86_64")]
-#[path = "x86/avx2.rs"]
 mod x86;
 
+#[cfg(feature = "threads")]
+use crate::sched::Team;
 pub use f16::{f16_to_f32, f32_to_f16};
 pub use quant::{dequantize_row, quantize_q4_0, quantize_q8_0};
-#[cfg(feature = "threads")]
-pub use team::Team;
-pub use topology::performance_cores;
 
 use std::cell::RefCell;
 use std::ops::Range;

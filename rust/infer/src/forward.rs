@@ -4,7 +4,6 @@
 //! work around them.
 use crate::attention::{self, KvCache};
 use crate::kernels::{self, MatRef, Scratch, Weights};
-use crate::math;
 use crate::model::{Adapter, Lora, Model};
 
 /// RoPE tables [block_size, head_dim/2], angles computed in f64 then rounded to f32 (as the model does).
@@ -50,7 +49,7 @@ impl Rope {
 }
 
 /// Activation vectors reused across layers and forward passes: a fresh, zeroed vector for every
-/// matrix output cost an allocation and a memset each time (about 600 per decoded token). Old
+/// matrix output would cost an allocation and a memset each time, hundreds per decoded token. Old
 /// contents are left in a buffer taken again: every user overwrites all of it. The engine keeps the
 /// buffers of its largest prompt.
 #[derive(Default)]
@@ -141,7 +140,7 @@ impl Forward<'_> {
             let ch = kernels::token_chunk(n, hidden);
             kernels::spread(
                 h1.chunks_mut(ch * hidden).zip(h3.chunks(ch * hidden)),
-                |(h, g)| math::silu_gate(h, g),
+                |(h, g)| kernels::math::silu_gate(h, g),
             );
             let [o] = self.project_many(layer, [("w2", lt.w2)], &h1, n);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);

@@ -12,7 +12,6 @@ pub mod error;
 pub mod format;
 mod forward;
 pub mod kernels;
-mod math;
 mod model;
 pub mod sampler;
 pub mod sched;

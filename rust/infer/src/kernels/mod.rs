@@ -6,10 +6,21 @@
 //!   reduction order of [`scalar::dot_q8`] (documented in docs/performance.md).
 //! * The ISA path is chosen once per process by run-time feature detection ([`Kernels::best`]);
 //!   [`Kernels::available`] lists every path this CPU can run (tests compare them).
-//! * With the "threads" feature, rows are split into chunks that rayon's current pool claims
-//!   dynamically; small matrices run serially.
+//! * With the "threads" feature, rows are split into chunks that the engine's team
+//!   ([`crate::sched::Team`]) or else rayon's current pool claims dynamically; small matrices run
+//!   serially.
+//!
+//! Layout: this file holds the kernel table ([`Kernels`]) and the matmul driver; one file per
+//! instruction set holds that path's kernels and its table entry: [`scalar`] (the reference, any
+//! target), `x86/avx2.rs`, `x86/avx512.rs` (`x86/mod.rs`: what both share), `neon.rs` (aarch64) and
+//! `wasm.rs` (wasm32 simd128). Every function compiled for an instruction set beyond the build's
+//! baseline (`#[target_feature]`) lives in those files and is reached only through a table built
+//! after run-time detection. [`attend`] (attention), [`math`] (e^x, the SwiGLU gate) and `quant`
+//! hold the portable definitions that the paths' entries reproduce bit for bit.
 
+pub(crate) mod attend;
 mod f16;
+pub(crate) mod math;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod panel;
@@ -34,7 +45,8 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-/// Values per quantization group (q8_0, q4_0); groups never straddle rows.
+/// Values per quantization group of q8_0 and q4_0, in the file format and in the kernels alike;
+/// groups never straddle rows.
 pub const QK: usize = 32;
 
 /// Weight storage of a row-major [rows, cols] matrix.
@@ -185,10 +197,10 @@ type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 pub struct Panels {
     pub(crate) dot_q8: PanelQ8,
     pub(crate) dot_q4: PanelQ4,
-    /// With one input (decode) the kernels request the weights 4 KiB ahead group by group
-    /// themselves. Requesting a whole panel at once (what `RowJob::each_panel` does for other
-    /// kernels) came in bursts of 128–512 lines that stalled the kernel on the prefetches: per
-    /// group, N56 decode ran +33–37 % faster on one thread and +4–10 % on two (q8_0, q4_0).
+    /// With one input (decode) the kernels request the weights [`prefetch::AHEAD_BYTES`] ahead
+    /// group by group themselves, instead of `RowJob::each_panel` requesting a whole panel at once:
+    /// a whole panel is hundreds of cache lines requested in one burst, which the kernel then waits
+    /// behind (docs/performance.md, "Kernel-layer measurements").
     pub(crate) prefetch_one: bool,
     /// With several inputs (prefill) the kernels take two panels per call (values, scales and
     /// results of both one after the other), sharing each input's broadcasts between them.
@@ -207,7 +219,9 @@ const SCALAR_PANELS: Panels = Panels {
     pairs: false,
 };
 
-/// One ISA path: a row dot product per weight type. Only constructed for paths the CPU supports.
+/// One ISA path: a row dot product per weight type, the path's block, lane and panel kernels, and
+/// its activation quantization, SwiGLU gate and attention. Only constructed for paths the CPU
+/// supports.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     name: &'static str,
@@ -226,7 +240,24 @@ pub struct Kernels {
     /// `dot_f16(w, x)` is exactly `dot_f32(widened w, x)` (the same reduction order): prefill may then
     /// widen f16 weights once per row group instead of once per prompt token, with decode's bits.
     f16_is_widened_f32: bool,
+    /// The path's 16-row panel kernels, where it has them: then quantized matrices are faster in
+    /// the panel layout, and model loading rearranges them (see [`panel`]).
+    panels: Option<Panels>,
+    /// With `panels`: whether q8_0 matrices go to panels too (q4_0 matrices always do). Not where
+    /// the path's q8_0 row kernel decodes faster than its panel kernel (AVX2).
+    q8_in_panels: bool,
+    /// q8_0 quantization of activations (`quant::quantize_q8_0_groups`' values on every path).
+    quantize_q8: Quantize,
+    /// The SwiGLU gate (`math::silu_gate_plain`'s bits on every path).
+    silu_gate: fn(&mut [f32], &[f32]),
+    /// Softmax attention of one group of query heads over an f32 / f16 KV cache ([`attend`]; the
+    /// same bits on every path).
+    attend_f32: Attend<f32>,
+    attend_f16: Attend<u16>,
 }
+
+type Quantize = fn(&[f32], &mut [i8], &mut [f32]);
+type Attend<E> = fn(&attend::Group<E>, &mut [f32]);
 
 impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -244,6 +275,12 @@ const SCALAR: Kernels = Kernels {
     widen_f16: f16::widen,
     token_lanes: None,
     f16_is_widened_f32: true,
+    panels: None,
+    q8_in_panels: false,
+    quantize_q8: quant::quantize_q8_0_groups,
+    silu_gate: math::silu_gate_plain,
+    attend_f32: attend::attend_plain,
+    attend_f16: attend::attend_plain,
 };
 
 impl Kernels {
@@ -291,31 +328,32 @@ impl Kernels {
     /// This path's own panel kernels, when it has them: then quantized matrices are faster in the
     /// panel layout, and model loading rearranges them (see [`panel`]).
     pub fn panels(&self) -> Option<Panels> {
-        #[cfg(target_arch = "x86_64")]
-        if self.name == "avx512vnni" {
-            return x86::avx512vnni_panels();
-        }
-        #[cfg(target_arch = "x86_64")]
-        if self.name == "avx2" {
-            return x86::avx2_panels();
-        }
-        #[cfg(target_arch = "aarch64")]
-        if self.name == "neon-dotprod" {
-            return neon::neon_dotprod_panels();
-        }
-        // Panels need a broadcast 4-byte dot: relaxed SIMD's i8 dot (the plain simd128 build keeps rows).
-        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        if self.name == "simd128" {
-            return wasm::simd128_panels();
-        }
-        None
+        self.panels
     }
 
-    /// Whether model loading should rearrange q4_0 (`q4`) or q8_0 matrices into panels for this path:
-    /// wherever it has panel kernels, except q8_0 on AVX2, whose row kernel decoded ~14% faster than
-    /// its panel kernel (its panels still win for q4_0 and for prefill; measured with NANO_KERNELS).
+    /// Whether model loading should rearrange q4_0 (`q4`) or q8_0 matrices into panels for this path.
     pub fn prefers_panels(&self, q4: bool) -> bool {
-        self.panels().is_some() && (q4 || self.name != "avx2")
+        self.panels.is_some() && (q4 || self.q8_in_panels)
+    }
+
+    /// q8_0 of `v` (whole groups) into `qs` and `scales`.
+    pub(crate) fn quantize_q8_0(&self, v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
+        (self.quantize_q8)(v, qs, scales)
+    }
+
+    /// `h[i] = silu(h[i]) · g[i]` ([`math::silu_gate`]).
+    pub(crate) fn silu_gate(&self, h: &mut [f32], g: &[f32]) {
+        (self.silu_gate)(h, g)
+    }
+
+    /// Attention of one group of query heads over an f32 KV cache; writes [group, head_dim].
+    pub(crate) fn attend_f32(&self, g: &attend::Group<f32>, out: &mut [f32]) {
+        (self.attend_f32)(g, out)
+    }
+
+    /// Attention of one group of query heads over an f16 KV cache; writes [group, head_dim].
+    pub(crate) fn attend_f16(&self, g: &attend::Group<u16>, out: &mut [f32]) {
+        (self.attend_f16)(g, out)
     }
 
     /// The path's name, e.g. "scalar", "avx2", "neon-dotprod".
@@ -389,7 +427,7 @@ impl Kernels {
                 .zip(qx.chunks_mut(c * cols))
                 .zip(sx.chunks_mut(c * g).zip(xsum.chunks_mut(c * g)));
             spread(parts, |((x, qx), (sx, xsum))| {
-                quant::quantize_q8_0_into(x, qx, sx);
+                (self.quantize_q8)(x, qx, sx);
                 for (s, q) in xsum.iter_mut().zip(qx.chunks_exact(QK)) {
                     *s = q.iter().map(|&v| v as i32).sum();
                 }
@@ -683,9 +721,8 @@ impl RowJob<'_> {
 }
 
 /// A reusable f32 buffer whose slices start on a 64-byte boundary. The float tiles load 64 bytes at
-/// a time, and a load that straddles two cache lines costs two: the forward pass's activations
-/// started 16–48 bytes into a line, and so did the widened f16 rows (prefill +23 % f16, +15 % f32
-/// once aligned, measured).
+/// a time, and a load that straddles two cache lines costs two; nothing else places the forward
+/// pass's activations or the widened f16 rows on a line boundary.
 #[derive(Debug, Default)]
 struct AlignedBuf(Vec<f32>);
 
@@ -902,7 +939,7 @@ pub fn matmul_many(
 }
 
 /// Values below which per-token work (norms, activation quantization, gates) stays on the calling
-/// thread: a hand-off costs about a microsecond.
+/// thread: handing it to the team would cost more than the work.
 const SPREAD_MIN_VALUES: usize = 1 << 13;
 
 /// Tokens per chunk for spreading `n` tokens of `row` values each over the current team: two

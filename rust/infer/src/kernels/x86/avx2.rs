@@ -4,6 +4,7 @@
 use std::arch::x86_64::*;
 
 use super::{accumulate8, finish, prefetch_group, remove_offset};
+use crate::kernels::attend::{attend_with, Group, KEY_BLOCK};
 use crate::kernels::scalar::{finish_tile, group_q4, group_q8};
 use crate::kernels::{block_tiles, inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
@@ -30,6 +31,12 @@ pub(in crate::kernels) fn avx2() -> Option<Kernels> {
             },
         }),
         f16_is_widened_f32: true,
+        panels: Some(panels()),
+        q8_in_panels: false,
+        quantize_q8: crate::kernels::quant::quantize_q8_0_groups,
+        silu_gate: |h, g| unsafe { silu_gate(h, g) },
+        attend_f32: |g, out| unsafe { attend_avx2_f32(g, out) },
+        attend_f16: |g, out| unsafe { attend_avx2_f16(g, out) },
     })
 }
 
@@ -403,16 +410,16 @@ unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
     t
 }
 
-/// The 16-row panel kernels of the AVX2 path (see [`crate::kernels::panel`]): 8 rows per 256-bit register.
-pub(in crate::kernels) fn avx2_panels() -> Option<Panels> {
-    avx2()?;
-    // SAFETY (wrappers): only reachable after AVX2/FMA/F16C were detected above.
-    Some(Panels {
+/// The 16-row panel kernels of the AVX2 path (see [`crate::kernels::panel`]): 8 rows per 256-bit
+/// register.
+fn panels() -> Panels {
+    // SAFETY (wrappers): only reachable through the Kernels that [`avx2`] builds after its checks.
+    Panels {
         dot_q8: |qw, sw, xs, out| unsafe { panel_q8_avx2(qw, sw, xs, out) },
         dot_q4: |p, sw, xs, out| unsafe { panel_q4_avx2(p, sw, xs, out) },
         prefetch_one: true,
         pairs: false,
-    })
+    }
 }
 
 /// One panel times T inputs on AVX2, one half (8 rows, one 256-bit register) at a time so the 8 lane
@@ -549,4 +556,113 @@ unsafe fn panel_q4_avx2(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32])
             _ => panel_q4_tile_avx2::<4>(packed, sw, xs, out),
         }
     }
+}
+
+// Attention (see `kernels::attend`): the same operations in the same order as the plain
+// source. Each takes the path's load (`load(i)`: the vector of f32 from element i on, widened
+// from half values for an f16 cache; exact either way).
+
+#[target_feature(enable = "avx2")]
+pub(in crate::kernels) unsafe fn attend_avx2_f32(g: &Group<f32>, out: &mut [f32]) {
+    attend_with(
+        g,
+        out,
+        |q, kb, scale, s| unsafe {
+            score_block_avx2(q, kb.len(), scale, s, |i| {
+                _mm256_loadu_ps(kb.as_ptr().add(i))
+            })
+        },
+        |w, v, hd, o| unsafe {
+            weighted_sum_2_avx2(w, v.len(), hd, o, |i| _mm256_loadu_ps(v.as_ptr().add(i)))
+        },
+    )
+}
+
+#[target_feature(enable = "avx2,f16c")]
+pub(in crate::kernels) unsafe fn attend_avx2_f16(g: &Group<u16>, out: &mut [f32]) {
+    let wide = |p: *const u16| _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+    attend_with(
+        g,
+        out,
+        |q, kb, scale, s| unsafe {
+            score_block_avx2(q, kb.len(), scale, s, |i| wide(kb.as_ptr().add(i)))
+        },
+        |w, v, hd, o| unsafe {
+            weighted_sum_2_avx2(w, v.len(), hd, o, |i| wide(v.as_ptr().add(i)))
+        },
+    )
+}
+
+/// One block's 16 scores in two halves of 8 keys, one vector per lane of the dot product in each
+/// (`kb_len` elements of keys from `load`'s base).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn score_block_avx2(
+    qh: &[f32],
+    kb_len: usize,
+    scale: f32,
+    s: &mut [f32; KEY_BLOCK],
+    load: impl Fn(usize) -> __m256,
+) {
+    let hd = qh.len();
+    assert!(kb_len >= hd * KEY_BLOCK);
+    let pq = qh.as_ptr();
+    let full = hd / 8 * 8;
+    for half in [0, 8] {
+        let term = |d: usize| _mm256_mul_ps(_mm256_set1_ps(*pq.add(d)), load(d * KEY_BLOCK + half));
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for d in (0..full).step_by(8) {
+            for (l, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_add_ps(*a, term(d + l));
+            }
+        }
+        let mut tail = _mm256_setzero_ps();
+        for d in full..hd {
+            tail = _mm256_add_ps(tail, term(d));
+        }
+        let sum = acc[1..].iter().fold(acc[0], |t, &a| _mm256_add_ps(t, a));
+        let r = _mm256_mul_ps(_mm256_add_ps(sum, tail), _mm256_set1_ps(scale));
+        _mm256_storeu_ps(s.as_mut_ptr().add(half), r);
+    }
+}
+
+/// Two heads' weighted sums, 16 dimensions at a time.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn weighted_sum_2_avx2(
+    w: [&[f32]; 2],
+    v_len: usize,
+    hd: usize,
+    o: [&mut [f32]; 2],
+    load: impl Fn(usize) -> __m256,
+) -> usize {
+    let n = w[0].len();
+    assert!(w[1].len() == n && v_len >= n * hd && o[0].len() >= hd && o[1].len() >= hd);
+    let pw = w.map(|w| w.as_ptr());
+    let po = o.map(|o| o.as_mut_ptr());
+    let mut c = 0;
+    while c + 16 <= hd {
+        let mut a = [_mm256_setzero_ps(); 4];
+        for k in 0..n {
+            let (v0, v1) = (load(k * hd + c), load(k * hd + c + 8));
+            let (w0, w1) = (_mm256_set1_ps(*pw[0].add(k)), _mm256_set1_ps(*pw[1].add(k)));
+            a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(w0, v0));
+            a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(w0, v1));
+            a[2] = _mm256_add_ps(a[2], _mm256_mul_ps(w1, v0));
+            a[3] = _mm256_add_ps(a[3], _mm256_mul_ps(w1, v1));
+        }
+        _mm256_storeu_ps(po[0].add(c), a[0]);
+        _mm256_storeu_ps(po[0].add(c + 8), a[1]);
+        _mm256_storeu_ps(po[1].add(c), a[2]);
+        _mm256_storeu_ps(po[1].add(c + 8), a[3]);
+        c += 16;
+    }
+    c
+}
+
+/// [`crate::kernels::math::silu_gate_plain`] compiled for 8-wide vectors (the same bits: Rust
+/// never fuses multiplies and adds).
+#[target_feature(enable = "avx2")]
+pub(in crate::kernels) unsafe fn silu_gate(h: &mut [f32], g: &[f32]) {
+    crate::kernels::math::silu_gate_plain(h, g)
 }

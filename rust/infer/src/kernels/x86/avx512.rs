@@ -3,8 +3,9 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::avx2;
+use super::avx2::{avx2, silu_gate};
 use super::{accumulate8, finish, prefetch_group, remove_offset};
+use crate::kernels::attend::{attend_with, Group, KEY_BLOCK};
 use crate::kernels::scalar::{finish_tile, group_q4, group_q8};
 use crate::kernels::{block_tiles, inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
@@ -35,11 +36,17 @@ pub(in crate::kernels) fn avx512vnni() -> Option<Kernels> {
             },
         }),
         f16_is_widened_f32: true,
+        panels: Some(panels()),
+        q8_in_panels: true,
+        quantize_q8: |v, qs, scales| unsafe { quantize_q8_0(v, qs, scales) },
+        silu_gate: |h, g| unsafe { silu_gate(h, g) },
+        attend_f32: |g, out| unsafe { attend_avx512_f32(g, out) },
+        attend_f16: |g, out| unsafe { attend_avx512_f16(g, out) },
     })
 }
 
-/// f16 → f32, 16 values per `vcvtph2ps` (as [`widen_f16_f16c`]; prefill widens every f16 weight
-/// once per call, and the portable loop was 7 % of an f16 prefill).
+/// f16 → f32, 16 values per `vcvtph2ps` (as the AVX2 path's F16C widening; prefill widens every f16
+/// weight once per call).
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn widen_f16_avx512(h: &[u16], out: &mut [f32]) {
     assert_eq!(h.len(), out.len(), "one f32 per half value");
@@ -228,7 +235,7 @@ unsafe fn tokens_f32_block_avx512(
 }
 
 /// `xt[(v * cols + k) * 16 + l] = x[(16v + l) * cols + k]`, lanes past n zero: one gather per column
-/// and lane vector (a scalar loop of strided copies was 8 % of an f16 prefill).
+/// and lane vector, instead of a scalar loop of strided copies.
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn transpose_inputs_avx512(x: &[f32], n: usize, cols: usize, xt: &mut [f32]) {
     let vectors = n.div_ceil(16);
@@ -352,15 +359,15 @@ unsafe fn dot_f16_avx512(w: &[u16], x: &[f32]) -> f32 {
 }
 
 /// The 16-row panel kernels of the VNNI path (see [`crate::kernels::panel`]).
-pub(in crate::kernels) fn avx512vnni_panels() -> Option<Panels> {
-    avx512vnni()?;
-    // SAFETY (wrappers): only reachable after the VNNI path was detected above.
-    Some(Panels {
+fn panels() -> Panels {
+    // SAFETY (wrappers): only reachable through the Kernels that [`avx512vnni`] builds after its
+    // checks.
+    Panels {
         dot_q8: |qw, sw, x, out| unsafe { panel_q8_vnni(qw, sw, x, out) },
         dot_q4: |p, sw, x, out| unsafe { panel_q4_vnni(p, sw, x, out) },
         prefetch_one: true,
         pairs: true,
-    })
+    }
 }
 
 /// Exact group sums of 4 group-pair vectors z_j (groups 2j, 2j+1; lanes 0..8 the first, 8..16 the
@@ -474,8 +481,8 @@ unsafe fn panel_tile<const P: usize, const T: usize, const SHIFT: u32, const GRO
     let ps = sw.as_ptr();
     // Raw pointers held in registers: through the slices the compiler reloaded them every group.
     let xd: [*const f32; T] = std::array::from_fn(|t| xs[t].d.as_ptr());
-    // Lane accumulators [panel][input][lane], not zeroed up front (a memset per call, 4–5 % of a
-    // prefill): a lane's first group writes 0 + its value (the scalar definition's first add), and
+    // Lane accumulators [panel][input][lane], not zeroed up front (that would be a memset per
+    // call): a lane's first group writes 0 + its value (the scalar definition's first add), and
     // lanes no group reaches (fewer than 8 groups) are zeroed at the end.
     let mut acc = std::mem::MaybeUninit::<[[[__m512; 8]; T]; P]>::uninit();
     let base = acc.as_mut_ptr() as *mut __m512;
@@ -504,7 +511,7 @@ unsafe fn panel_tile<const P: usize, const T: usize, const SHIFT: u32, const GRO
             if P == 1 {
                 prefetch_group::<T, GROUP_BYTES>(w, ps, g);
             }
-            // (A loop: `array::from_fn` here was left as a call per group, 4 % of a decode.)
+            // (A loop: `array::from_fn` here is left as a call per group.)
             let mut init = [_mm512_setzero_si512(); T];
             for (t, v) in init.iter_mut().enumerate() {
                 *v = _mm512_set1_epi32(*off.add(t * OFFSET_BLOCK + g - b0));
@@ -684,5 +691,167 @@ unsafe fn panel_q4_vnni(packed: &[u8], sw: &[f32], xs: &[QRow], out: &mut [f32])
         panel_tiles!(panel_q4_tile, 2, packed, sw, xs, out)
     } else {
         panel_tiles!(panel_q4_tile, 1, packed, sw, xs, out)
+    }
+}
+
+// Attention (see `kernels::attend`): the same operations in the same order as the plain
+// source. Each takes the path's load (`load(i)`: the vector of f32 from element i on, widened
+// from half values for an f16 cache; exact either way).
+
+#[target_feature(enable = "avx512f")]
+pub(in crate::kernels) unsafe fn attend_avx512_f32(g: &Group<f32>, out: &mut [f32]) {
+    // SAFETY (all loads here): in bounds, checked by the kernels' asserts on `len`.
+    attend_with(
+        g,
+        out,
+        |q, kb, scale, s| unsafe {
+            score_block_avx512(q, kb.len(), scale, s, |i| {
+                _mm512_loadu_ps(kb.as_ptr().add(i))
+            })
+        },
+        |w, v, hd, o| unsafe {
+            weighted_sum_2_avx512(w, v.len(), hd, o, |i| _mm512_loadu_ps(v.as_ptr().add(i)))
+        },
+    )
+}
+
+#[target_feature(enable = "avx512f")]
+pub(in crate::kernels) unsafe fn attend_avx512_f16(g: &Group<u16>, out: &mut [f32]) {
+    let wide = |p: *const u16| _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+    attend_with(
+        g,
+        out,
+        |q, kb, scale, s| unsafe {
+            score_block_avx512(q, kb.len(), scale, s, |i| wide(kb.as_ptr().add(i)))
+        },
+        |w, v, hd, o| unsafe {
+            weighted_sum_2_avx512(w, v.len(), hd, o, |i| wide(v.as_ptr().add(i)))
+        },
+    )
+}
+
+/// One block's 16 scores in one vector per lane of the dot product (`kb_len` elements of keys
+/// from `load`'s base).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn score_block_avx512(
+    qh: &[f32],
+    kb_len: usize,
+    scale: f32,
+    s: &mut [f32; KEY_BLOCK],
+    load: impl Fn(usize) -> __m512,
+) {
+    let hd = qh.len();
+    assert!(kb_len >= hd * KEY_BLOCK);
+    let pq = qh.as_ptr();
+    let term = |d: usize| _mm512_mul_ps(_mm512_set1_ps(*pq.add(d)), load(d * KEY_BLOCK));
+    let mut acc = [_mm512_setzero_ps(); 8];
+    let full = hd / 8 * 8;
+    for d in (0..full).step_by(8) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_add_ps(*a, term(d + l));
+        }
+    }
+    let mut tail = _mm512_setzero_ps();
+    for d in full..hd {
+        tail = _mm512_add_ps(tail, term(d));
+    }
+    let sum = acc[1..].iter().fold(acc[0], |t, &a| _mm512_add_ps(t, a));
+    let r = _mm512_mul_ps(_mm512_add_ps(sum, tail), _mm512_set1_ps(scale));
+    _mm512_storeu_ps(s.as_mut_ptr(), r);
+}
+
+/// Two heads' weighted sums, 32 then 16 dimensions at a time (independent chains per head
+/// and vector; keys in order within each); `v_len` elements of values from `load`'s base.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn weighted_sum_2_avx512(
+    w: [&[f32]; 2],
+    v_len: usize,
+    hd: usize,
+    o: [&mut [f32]; 2],
+    load: impl Fn(usize) -> __m512,
+) -> usize {
+    let n = w[0].len();
+    assert!(w[1].len() == n && v_len >= n * hd && o[0].len() >= hd && o[1].len() >= hd);
+    let pw = w.map(|w| w.as_ptr());
+    let po = o.map(|o| o.as_mut_ptr());
+    let mut c = 0;
+    while c + 32 <= hd {
+        let mut a = [_mm512_setzero_ps(); 4];
+        for k in 0..n {
+            let (v0, v1) = (load(k * hd + c), load(k * hd + c + 16));
+            let (w0, w1) = (_mm512_set1_ps(*pw[0].add(k)), _mm512_set1_ps(*pw[1].add(k)));
+            a[0] = _mm512_add_ps(a[0], _mm512_mul_ps(w0, v0));
+            a[1] = _mm512_add_ps(a[1], _mm512_mul_ps(w0, v1));
+            a[2] = _mm512_add_ps(a[2], _mm512_mul_ps(w1, v0));
+            a[3] = _mm512_add_ps(a[3], _mm512_mul_ps(w1, v1));
+        }
+        _mm512_storeu_ps(po[0].add(c), a[0]);
+        _mm512_storeu_ps(po[0].add(c + 16), a[1]);
+        _mm512_storeu_ps(po[1].add(c), a[2]);
+        _mm512_storeu_ps(po[1].add(c + 16), a[3]);
+        c += 32;
+    }
+    while c + 16 <= hd {
+        let mut a = [_mm512_setzero_ps(); 2];
+        for k in 0..n {
+            let v = load(k * hd + c);
+            a[0] = _mm512_add_ps(a[0], _mm512_mul_ps(_mm512_set1_ps(*pw[0].add(k)), v));
+            a[1] = _mm512_add_ps(a[1], _mm512_mul_ps(_mm512_set1_ps(*pw[1].add(k)), v));
+        }
+        _mm512_storeu_ps(po[0].add(c), a[0]);
+        _mm512_storeu_ps(po[1].add(c), a[1]);
+        c += 16;
+    }
+    c
+}
+
+/// [`crate::kernels::quant::quantize_q8_0_groups`] with AVX-512, one group (two vectors) at a time. Only exact operations
+/// (max, division, truncation, integer adds), so the values are identical to the scalar code's:
+/// NaN is ignored by the maximum (`max_ps` returns its second operand when the first is NaN) and
+/// quantizes to 0, as `round_to_q8` does.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(in crate::kernels) unsafe fn quantize_q8_0(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
+    let groups = scales.len().min(v.len() / QK).min(qs.len() / QK);
+    let (pv, pq) = (v.as_ptr(), qs.as_mut_ptr());
+    // (Clearing the sign bit with an integer AND: `_mm512_andnot_ps` needs AVX-512DQ, and without
+    // it enabled here was called out of line for every vector.)
+    let abs = |x: __m512| {
+        _mm512_castsi512_ps(_mm512_and_si512(
+            _mm512_castps_si512(x),
+            _mm512_set1_epi32(0x7fff_ffff),
+        ))
+    };
+    let (one, half) = (_mm512_set1_epi32(1), _mm512_set1_ps(0.5));
+    for (g, scale) in scales.iter_mut().enumerate().take(groups) {
+        let x = [
+            _mm512_loadu_ps(pv.add(g * QK)),
+            _mm512_loadu_ps(pv.add(g * QK + 16)),
+        ];
+        let m = _mm512_max_ps(abs(x[1]), _mm512_max_ps(abs(x[0]), _mm512_setzero_ps()));
+        let d = _mm512_reduce_max_ps(m) / 127.0;
+        *scale = d;
+        let out = pq.add(g * QK) as *mut __m128i;
+        if d == 0.0 {
+            _mm_storeu_si128(out, _mm_setzero_si128());
+            _mm_storeu_si128(out.add(1), _mm_setzero_si128());
+            continue;
+        }
+        let dv = _mm512_set1_ps(d);
+        for (k, &xk) in x.iter().enumerate() {
+            let q = _mm512_div_ps(xk, dv);
+            // Truncate (NaN lanes: 0), then step away from zero when the fraction is at least 1/2.
+            let t = _mm512_maskz_cvttps_epi32(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(q, q), q);
+            let frac = _mm512_sub_ps(q, _mm512_cvtepi32_ps(t));
+            let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, half);
+            let down = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(frac, _mm512_set1_ps(-0.5));
+            let r = _mm512_mask_sub_epi32(_mm512_mask_add_epi32(t, up, t, one), down, t, one);
+            let r = _mm512_max_epi32(
+                _mm512_min_epi32(r, _mm512_set1_epi32(127)),
+                _mm512_set1_epi32(-127),
+            );
+            _mm_storeu_si128(out.add(k), _mm512_cvtepi32_epi8(r));
+        }
     }
 }

@@ -10,8 +10,8 @@
 mod avx2;
 mod avx512;
 
-pub(super) use avx2::{avx2, avx2_panels};
-pub(super) use avx512::{avx512vnni, avx512vnni_panels};
+pub(super) use avx2::avx2;
+pub(super) use avx512::avx512vnni;
 
 use std::arch::x86_64::*;
 

@@ -3,9 +3,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{accumulate8, finish, prefetch_group, remove_offset};
+use super::{accumulate8, dot, f32_tile, finish, prefetch_group, remove_offset, F32Lanes};
 use crate::kernels::attend::{attend_with, Group, KEY_BLOCK};
-use crate::kernels::scalar::{finish_tile, group_q4, group_q8};
+use crate::kernels::scalar::{group_q4, group_q8};
 use crate::kernels::{block_tiles, inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
 /// The AVX2 path, when this CPU has AVX2, FMA and F16C.
@@ -138,35 +138,74 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-/// f32 dot with 4 independent FMA chains (32 values per step) to hide FMA latency.
+impl F32Lanes for __m256 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sum(v: Self) -> f32 {
+        hsum_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn sum_each(v: &[Self], sums: &mut [f32]) {
+        let v: [__m256; 8] = v.try_into().expect("8 vectors");
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), hsum_ps_8(v));
+        for (p, &l) in lanes.iter().enumerate() {
+            // Lane 4b + j holds vector 2j + b.
+            sums[2 * (p % 4) + p / 4] = l;
+        }
+    }
+}
+
+/// f32 dot: [`dot`] on 256-bit vectors (4 chains of 8 lanes).
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    let n = w.len();
-    let (pw, px) = (w.as_ptr(), x.as_ptr());
-    let mut a = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (k, ak) in a.iter_mut().enumerate() {
-            let o = i + 8 * k;
-            *ak = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(o)), _mm256_loadu_ps(px.add(o)), *ak);
-        }
-        i += 32;
-    }
-    while i + 8 <= n {
-        a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i)), _mm256_loadu_ps(px.add(i)), a[0]);
-        i += 8;
-    }
-    let s = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-    let mut t = hsum_ps(s);
-    for j in i..n {
-        t += w[j] * x[j];
-    }
-    t
+    let pw = w.as_ptr();
+    dot::<__m256>(w.len(), |i| _mm256_loadu_ps(pw.add(i)), |j| w[j], x)
+}
+
+/// f16 weights (F16C conversion, 8 per instruction) · f32 activations: [`dot`] on 256-bit vectors.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
+    let pw = w.as_ptr();
+    dot::<__m256>(
+        w.len(),
+        |i| _mm256_cvtph_ps(_mm_loadu_si128(pw.add(i) as *const __m128i)),
+        |j| crate::kernels::f16_to_f32(w[j]),
+        x,
+    )
+}
+
+/// One tile of [`dot_f32_block_avx2`]: [`f32_tile`] on 256-bit vectors.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f32_tile_avx2<const R: usize, const T: usize>(
+    w: *const f32,
+    x: *const f32,
+    cols: usize,
+    out: *mut f32,
+    stride: usize,
+) -> usize {
+    f32_tile::<__m256, R, T>(w, x, cols, out, stride)
 }
 
 /// Every row of `w` (`cols` values each) · every input of `x` → `out[i * stride + t]`, each product
-/// exactly as [`dot_f32`] computes it (its 4 chains of 8 lanes, the 8-wide rest into chain 0,
-/// `(a0 + a1) + (a2 + a3)`, [`hsum_ps`]'s additions, the scalar tail). Tiles of 2 rows × 4 inputs
+/// exactly as [`dot_f32`] computes it ([`f32_tile`]). Tiles of 2 rows × 4 inputs
 /// share their loads (6 loads per 8 FMAs; a single dot needs 2 per FMA) within AVX2's 16 registers.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_f32_block_avx2(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stride: usize) {
@@ -288,73 +327,6 @@ unsafe fn transpose_inputs_avx2(x: &[f32], n: usize, cols: usize, xt: &mut [f32]
     }
 }
 
-/// One tile of [`dot_f32_block_avx2`] (R rows, T inputs; returns T), chains one after another as
-/// in [`f32_tile`].
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn f32_tile_avx2<const R: usize, const T: usize>(
-    w: *const f32,
-    x: *const f32,
-    cols: usize,
-    out: *mut f32,
-    stride: usize,
-) -> usize {
-    let main = cols / 32 * 32;
-    let rest = cols / 8 * 8;
-    // Chain c: columns 8c.. of every 32-wide step; chain 0 then takes the 8-wide rest.
-    let chain = |c: usize| {
-        let mut a = [[_mm256_setzero_ps(); T]; R];
-        let step = |a: &mut [[__m256; T]; R], i: usize| {
-            let xv: [__m256; T] = std::array::from_fn(|t| _mm256_loadu_ps(x.add(t * cols + i)));
-            for (r, ar) in a.iter_mut().enumerate() {
-                let wv = _mm256_loadu_ps(w.add(r * cols + i));
-                for (at, &xt) in ar.iter_mut().zip(&xv) {
-                    *at = _mm256_fmadd_ps(wv, xt, *at);
-                }
-            }
-        };
-        for i in (8 * c..main).step_by(32) {
-            step(&mut a, i);
-        }
-        if c == 0 {
-            for i in (main..rest).step_by(8) {
-                step(&mut a, i);
-            }
-        }
-        a
-    };
-    let add = |a: [[__m256; T]; R], b: [[__m256; T]; R]| {
-        let mut s = a;
-        for (sr, br) in s.iter_mut().zip(&b) {
-            for (st, &bt) in sr.iter_mut().zip(br) {
-                *st = _mm256_add_ps(*st, bt);
-            }
-        }
-        s
-    };
-    let s01 = add(chain(0), chain(1));
-    let s = add(s01, add(chain(2), chain(3)));
-    let mut sums = [[0f32; T]; R];
-    if R * T == 8 {
-        let v: [__m256; 8] = std::array::from_fn(|p| s[p / T][p % T]);
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), hsum_ps_8(v));
-        for (p, &l) in lanes.iter().enumerate() {
-            // Lane 4b + j holds vector 2j + b.
-            let vi = 2 * (p % 4) + p / 4;
-            sums[vi / T][vi % T] = l;
-        }
-    } else {
-        for (sr, vr) in sums.iter_mut().zip(&s) {
-            for (st, &v) in sr.iter_mut().zip(vr) {
-                *st = hsum_ps(v);
-            }
-        }
-    }
-    finish_tile(sums, (w, x, cols, rest), out, stride);
-    T
-}
-
 /// [`hsum_ps`] of 8 vectors at once: lane 4b + j of the result is the sum of vector 2j + b, by the
 /// same additions (lanes i + (i+4), then + (i+2), then + (i+1)).
 #[inline]
@@ -380,34 +352,6 @@ unsafe fn hsum_ps_8(v: [__m256; 8]) -> __m256 {
         _mm256_shuffle_ps::<0x88>(c[0], c[1]),
         _mm256_shuffle_ps::<0xDD>(c[0], c[1]),
     )
-}
-
-/// f16 weights (F16C conversion) · f32 activations.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
-    let n = w.len();
-    let (pw, px) = (w.as_ptr(), x.as_ptr());
-    let mut a = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (k, ak) in a.iter_mut().enumerate() {
-            let o = i + 8 * k;
-            let wv = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(o) as *const __m128i));
-            *ak = _mm256_fmadd_ps(wv, _mm256_loadu_ps(px.add(o)), *ak);
-        }
-        i += 32;
-    }
-    while i + 8 <= n {
-        let wv = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(i) as *const __m128i));
-        a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(px.add(i)), a[0]);
-        i += 8;
-    }
-    let s = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-    let mut t = hsum_ps(s);
-    for j in i..n {
-        t += crate::kernels::f16_to_f32(w[j]) * x[j];
-    }
-    t
 }
 
 /// The 16-row panel kernels of the AVX2 path (see [`crate::kernels::panel`]): 8 rows per 256-bit

@@ -4,9 +4,9 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{avx2, silu_gate};
-use super::{accumulate8, finish, prefetch_group, remove_offset};
+use super::{accumulate8, dot, finish, prefetch_group, remove_offset, F32Lanes};
 use crate::kernels::attend::{attend_with, Group, KEY_BLOCK};
-use crate::kernels::scalar::{finish_tile, group_q4, group_q8};
+use crate::kernels::scalar::{group_q4, group_q8};
 use crate::kernels::{block_tiles, inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
 /// The AVX-512 VNNI path: VNNI integer dots and 16-wide float dots (decode is bandwidth-bound either
@@ -61,48 +61,49 @@ unsafe fn widen_f16_avx512(h: &[u16], out: &mut [f32]) {
     crate::kernels::f16::widen(&h[whole..], &mut out[whole..])
 }
 
-/// Σ w·x with 4 independent 16-wide FMA chains (64 values per step), then the 16-wide rest into chain
-/// 0 and a scalar tail; `load_w(i)` gives weights i..i+16 as f32, `w_at(j)` weight j.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn dot_avx512(
-    n: usize,
-    load_w: impl Fn(usize) -> __m512,
-    w_at: impl Fn(usize) -> f32,
-    x: &[f32],
-) -> f32 {
-    let n = n.min(x.len());
-    let px = x.as_ptr();
-    let mut a = [_mm512_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 64 <= n {
-        for (k, ak) in a.iter_mut().enumerate() {
-            let o = i + 16 * k;
-            *ak = _mm512_fmadd_ps(load_w(o), _mm512_loadu_ps(px.add(o)), *ak);
+impl F32Lanes for __m512 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        _mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sum(v: Self) -> f32 {
+        _mm512_reduce_add_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn sum_each(v: &[Self], sums: &mut [f32]) {
+        let v: [__m512; 16] = v.try_into().expect("16 vectors");
+        let mut lanes = [0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), reduce_add_16(v));
+        for (p, &l) in lanes.iter().enumerate() {
+            // Lane 4j + b holds vector 4b + j.
+            sums[4 * (p % 4) + p / 4] = l;
         }
-        i += 64;
     }
-    while i + 16 <= n {
-        a[0] = _mm512_fmadd_ps(load_w(i), _mm512_loadu_ps(px.add(i)), a[0]);
-        i += 16;
-    }
-    let s = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
-    let mut t = _mm512_reduce_add_ps(s);
-    for (j, &xj) in x.iter().enumerate().take(n).skip(i) {
-        t += w_at(j) * xj;
-    }
-    t
 }
 
+/// f32 dot: [`dot`] on 512-bit vectors (4 chains of 16 lanes).
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
     let pw = w.as_ptr();
-    dot_avx512(w.len(), |i| _mm512_loadu_ps(pw.add(i)), |j| w[j], x)
+    dot::<__m512>(w.len(), |i| _mm512_loadu_ps(pw.add(i)), |j| w[j], x)
 }
 
 /// Every row of `w` (`cols` values each) · every input of `x` → `out[i * stride + t]`, each product
-/// exactly as [`dot_avx512`] computes it: its 4 chains of 16 lanes (the 16-wide rest into chain 0),
-/// `(a0 + a1) + (a2 + a3)`, the same reduction tree and scalar tail. Tiles of 4 rows × 4 inputs
+/// exactly as [`dot_f32_avx512`] computes it ([`super::f32_tile`]). Tiles of 4 rows × 4 inputs
 /// share their loads (8 loads per 16 FMAs; a single dot needs 2 per FMA).
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn dot_f32_block_avx512(w: &[f32], cols: usize, x: &[f32], out: &mut [f32], stride: usize) {
@@ -121,9 +122,7 @@ unsafe fn dot_f32_block_avx512(w: &[f32], cols: usize, x: &[f32], out: &mut [f32
     });
 }
 
-/// One tile of [`dot_f32_block_avx512`]: R rows from `w` and T inputs from `x` (consecutive, `cols`
-/// apart); returns T. The chains are run one after another (R × T accumulators each, in registers)
-/// rather than side by side, which would need 4 × R × T.
+/// One tile of [`dot_f32_block_avx512`]: [`super::f32_tile`] on 512-bit vectors.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn f32_tile<const R: usize, const T: usize>(
@@ -133,60 +132,7 @@ unsafe fn f32_tile<const R: usize, const T: usize>(
     out: *mut f32,
     stride: usize,
 ) -> usize {
-    let main = cols / 64 * 64;
-    let rest = cols / 16 * 16;
-    // Chain c: columns 16c.. of every 64-wide step; chain 0 then takes the 16-wide rest.
-    let chain = |c: usize| {
-        let mut a = [[_mm512_setzero_ps(); T]; R];
-        let step = |a: &mut [[__m512; T]; R], i: usize| {
-            let xv: [__m512; T] = std::array::from_fn(|t| _mm512_loadu_ps(x.add(t * cols + i)));
-            for (r, ar) in a.iter_mut().enumerate() {
-                let wv = _mm512_loadu_ps(w.add(r * cols + i));
-                for (at, &xt) in ar.iter_mut().zip(&xv) {
-                    *at = _mm512_fmadd_ps(wv, xt, *at);
-                }
-            }
-        };
-        for i in (16 * c..main).step_by(64) {
-            step(&mut a, i);
-        }
-        if c == 0 {
-            for i in (main..rest).step_by(16) {
-                step(&mut a, i);
-            }
-        }
-        a
-    };
-    let add = |a: [[__m512; T]; R], b: [[__m512; T]; R]| {
-        let mut s = a;
-        for (sr, br) in s.iter_mut().zip(&b) {
-            for (st, &bt) in sr.iter_mut().zip(br) {
-                *st = _mm512_add_ps(*st, bt);
-            }
-        }
-        s
-    };
-    let s01 = add(chain(0), chain(1));
-    let s = add(s01, add(chain(2), chain(3)));
-    let mut sums = [[0f32; T]; R];
-    if R * T == 16 {
-        let v: [__m512; 16] = std::array::from_fn(|p| s[p / T][p % T]);
-        let mut lanes = [0f32; 16];
-        _mm512_storeu_ps(lanes.as_mut_ptr(), reduce_add_16(v));
-        for (p, &l) in lanes.iter().enumerate() {
-            // Lane 4j + b holds vector 4b + j.
-            let vi = 4 * (p % 4) + p / 4;
-            sums[vi / T][vi % T] = l;
-        }
-    } else {
-        for (sr, vr) in sums.iter_mut().zip(&s) {
-            for (st, &v) in sr.iter_mut().zip(vr) {
-                *st = _mm512_reduce_add_ps(v);
-            }
-        }
-    }
-    finish_tile(sums, (w, x, cols, rest), out, stride);
-    T
+    super::f32_tile::<__m512, R, T>(w, x, cols, out, stride)
 }
 
 /// Every row of `w` (`cols` values each) · every input → `out[i * stride + t]` for t < n, with the
@@ -350,7 +296,7 @@ unsafe fn reduce_add_16(v: [__m512; 16]) -> __m512 {
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn dot_f16_avx512(w: &[u16], x: &[f32]) -> f32 {
     let pw = w.as_ptr();
-    dot_avx512(
+    dot::<__m512>(
         w.len(),
         |i| _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(i) as *const __m256i)),
         |j| crate::kernels::f16_to_f32(w[j]),

@@ -87,8 +87,8 @@ pub(crate) struct Forward<'a> {
 /// RMSNorm of every row of `x` (tokens of `w.len()` values), rows spread over the team.
 fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let d = w.len();
-    let c = kernels::token_chunk(x.len() / d, d) * d;
-    kernels::spread(out.chunks_mut(c).zip(x.chunks(c)), |(out, x)| {
+    let c = crate::sched::token_chunk(x.len() / d, d) * d;
+    crate::sched::spread(out.chunks_mut(c).zip(x.chunks(c)), |(out, x)| {
         rmsnorm_rows(out, x, w, eps)
     });
 }
@@ -137,8 +137,8 @@ impl Forward<'_> {
             rmsnorm(&mut xb, &x, m.vector(lt.ffn_norm), c.norm_eps);
             let [mut h1, h3] = self.project_many(layer, [("w1", lt.w1), ("w3", lt.w3)], &xb, n);
             let hidden = h3.len() / n;
-            let ch = kernels::token_chunk(n, hidden);
-            kernels::spread(
+            let ch = crate::sched::token_chunk(n, hidden);
+            crate::sched::spread(
                 h1.chunks_mut(ch * hidden).zip(h3.chunks(ch * hidden)),
                 |(h, g)| kernels::math::silu_gate(h, g),
             );
@@ -207,9 +207,9 @@ impl Forward<'_> {
             self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
         if c.use_rope {
             let rope = self.rope;
-            let ch = kernels::token_chunk(n, (nh + nkv) * hd);
+            let ch = crate::sched::token_chunk(n, (nh + nkv) * hd);
             let parts = q.chunks_mut(ch * nh * hd).zip(k.chunks_mut(ch * nkv * hd));
-            kernels::spread(parts.enumerate(), |(i, (q, k))| {
+            crate::sched::spread(parts.enumerate(), |(i, (q, k))| {
                 let rows = q
                     .chunks_exact_mut(nh * hd)
                     .zip(k.chunks_exact_mut(nkv * hd));

@@ -105,7 +105,7 @@ pub(super) unsafe fn dot<L: F32Lanes>(
         i += L::LANES;
     }
     let mut t = L::sum(L::add(L::add(a[0], a[1]), L::add(a[2], a[3])));
-    for (j, &xj) in x.iter().enumerate().take(n).skip(i) {
+    for (j, &xj) in (i..n).zip(&x[i..n]) {
         t += w_at(j) * xj;
     }
     t

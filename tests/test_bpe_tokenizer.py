@@ -3,7 +3,7 @@ against HF ``tokenizers`` on the same ``tokenizer.json``: identical ids on mixed
 special-token handling, GGUF metadata, and refusals of what is not supported.
 
 The vocabularies are trained here with HF's trainer in each family's configuration
-(tests/bpe_fixtures.py). The mixed-text size is ``NANO_BPE_TEST_BYTES`` (default 1.5 MB per
+(tests/bpe_fixtures.py). The mixed-text size is ``NANO_BPE_TEST_BYTES`` (default 1 MB per
 family, to keep the file near a minute); benches/bench_bpe.py compares 10 MB per family.
 """
 
@@ -24,7 +24,7 @@ from bpe_fixtures import FAMILIES, PLAIN_ADDED, SPECIALS, build_fixture, mixed_d
 
 from nano.tokenizer import BpeTokenizer  # noqa: E402
 
-TEST_BYTES = int(os.environ.get("NANO_BPE_TEST_BYTES", 1_500_000))
+TEST_BYTES = int(os.environ.get("NANO_BPE_TEST_BYTES", 1_000_000))
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +58,23 @@ def first_difference(docs, want, got) -> str:
 def test_ids_identical_to_hf_on_mixed_text(fixtures, docs, family, allow_special):
     hf = hf_tokenizer(fixtures[family], allow_special)
     ours = BpeTokenizer.from_hf(fixtures[family])
+    if not allow_special:
+        # Only documents with special-token text encode differently in this mode.
+        docs = [d for d in docs if any(s in d for f in FAMILIES for s in SPECIALS[f])]
+        assert len(docs) > 10
     want = [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)]
     got = ours.encode_batch(docs, allow_special=allow_special)
     assert got == want, first_difference(docs, want, got)
     # The text really exercises the fixture: many distinct tokens, byte fallback for SentencePiece.
     distinct = {i for ids in got for i in ids}
-    assert len(distinct) > ours.vocab_size // 2
+    assert len(distinct) > ours.vocab_size // (2 if allow_special else 10)
     if family == "sentencepiece":
         assert any(ours.token_to_id(f"<0x{b:02X}>") in distinct for b in range(0x80, 0x100))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_long_document_in_parallel_matches_hf(fixtures, docs, family):
-    text = "".join(docs[:400])
+    text = "".join(docs[:200])
     assert len(text.encode()) > 256 * 1024
     hf = hf_tokenizer(fixtures[family])
     ours = BpeTokenizer.from_hf(fixtures[family])
@@ -89,10 +93,17 @@ def test_decode_matches_hf(fixtures, docs, family):
         assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=False)
         assert ours.decode(ids, skip_special=True) == hf.decode(ids, skip_special_tokens=True)
     if family != "qwen2":  # NFC normalization is lossy for text that is not NFC
+        # Special tokens as text: with SentencePiece, text after an added token gets its own
+        # leading "▁", as in HF, so the round trip holds only without them.
         text = "".join(docs[:50])
-        assert ours.decode(ours.encode(text, allow_special=True)) == text
-    partial = ours.decode_bytes(ours.encode("😀")[:1])
-    assert isinstance(partial, bytes) and len(partial) < 4
+        assert ours.decode(ours.encode(text)) == text
+    # A private-use character far from the training text is spelled by its bytes' tokens; cut
+    # short, its bytes are a prefix, and the text a replacement character.
+    rare = "\U0010fffd"
+    ids = ours.encode(rare)
+    assert len(ids) > 1 and ours.decode_bytes(ids) == rare.encode()
+    assert rare.encode().startswith(ours.decode_bytes(ids[:-1]).lstrip(b" "))
+    assert ours.decode(ids[:-1]) == "\ufffd"
 
 
 def unicode_sweep(start: int, stop: int, step: int = 1) -> str:
@@ -107,9 +118,11 @@ def unicode_sweep(start: int, stop: int, step: int = 1) -> str:
     return "".join(parts)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_every_bmp_code_point_and_astral_samples(fixtures, family):
-    text = unicode_sweep(0, 0x10000) + unicode_sweep(0x10000, 0x110000, 37)
+@pytest.mark.parametrize(("family", "step"), [("gpt2", 1), ("llama3", 1), ("qwen2", 5), ("sentencepiece", 5)])
+def test_every_bmp_code_point_and_astral_samples(fixtures, family, step):
+    # Every BMP code point through the GPT-2 and Llama 3 patterns (Qwen2's differs from Llama 3's
+    # only in digit runs), a sample through the others.
+    text = unicode_sweep(0, 0x10000, step) + unicode_sweep(0x10000, 0x110000, 37)
     docs = [text[i:i + 4000] for i in range(0, len(text), 4000)]
     hf = hf_tokenizer(fixtures[family])
     ours = BpeTokenizer.from_hf(fixtures[family])
@@ -128,9 +141,14 @@ def test_special_tokens_only_when_allowed(fixtures, family):
     allowed = ours.encode(text, allow_special=True)
     assert sid in allowed
     plain = ours.encode(text)
-    assert sid not in plain and len(plain) > len(allowed)
-    assert ours.decode(plain) == ours.decode(allowed) == hf_tokenizer(fixtures[family]).decode(
-        allowed, skip_special_tokens=False)
+    assert plain == hf_tokenizer(fixtures[family], False).encode(text, add_special_tokens=False).ids
+    assert allowed == hf_tokenizer(fixtures[family]).encode(text, add_special_tokens=False).ids
+    if family != "sentencepiece":
+        # (The SentencePiece fixture learned merges that rebuild "</s>" from its characters.)
+        assert sid not in plain and len(plain) > len(allowed)
+    assert ours.decode(plain) == text
+    hf = hf_tokenizer(fixtures[family])
+    assert ours.decode(allowed) == hf.decode(allowed, skip_special_tokens=False)
     # A non-special added token is matched either way.
     if family != "sentencepiece":
         pid = ours.token_to_id(PLAIN_ADDED)
@@ -164,7 +182,9 @@ def edited(fixtures, tmp_path, family, edit) -> Path:
         ("llama3", lambda d: d["pre_tokenizer"]["pretokenizers"][0]["pattern"].update(Regex=r"\w+"),
          "pre_tokenizer.Split.pattern"),
         ("gpt2", lambda d: d["model"]["merges"].append(["zzq", "qzz"]), "not in the vocabulary"),
-        ("gpt2", lambda d: d["model"]["vocab"].pop("Ġ"), "byte"),
+        ("gpt2", lambda d: d["model"].update(merges=[], vocab={("NOT-A-BYTE" if t == "Ġ" else t): i for t, i in
+                                                             d["model"]["vocab"].items()}),
+         "lacks the token \"Ġ\" of byte 0x20"),
         ("qwen2", lambda d: d["added_tokens"][1].update(lstrip=True), "lstrip"),
         ("sentencepiece", lambda d: d.update(normalizer={"type": "Lowercase"}), "Lowercase"),
         ("llama3", lambda d: d["model"].update(dropout=0.1), "dropout"),
@@ -237,7 +257,7 @@ def test_gguf_byte_level_matches_tokenizer_json(fixtures, docs, tmp_path, family
     # Qwen2's NFC normalizer is not in GGUF metadata: compare on NFC text.
     import unicodedata
 
-    sample = [unicodedata.normalize("NFC", d) for d in docs[:400]]
+    sample = [unicodedata.normalize("NFC", d) for d in docs[:120]]
     hf = hf_tokenizer(fixtures[family])
     assert ours.encode_batch(sample, allow_special=True) == [
         e.ids for e in hf.encode_batch(sample, add_special_tokens=False)]
@@ -267,7 +287,7 @@ def test_gguf_sentencepiece_matches_hf_with_derived_merges(fixtures, docs, tmp_p
     mergeable = {t: i for i, t in enumerate(tokens) if types[i] == 1}
     data["model"]["merges"] = sentencepiece_merges(tokens, scores, mergeable)
     hf = tokenizers.Tokenizer.from_str(json.dumps(data))
-    sample = docs[:400]
+    sample = docs[:120]
     assert ours.encode_batch(sample, allow_special=True) == [
         e.ids for e in hf.encode_batch(sample, add_special_tokens=False)]
 

@@ -180,7 +180,7 @@ def _as_tinyllama(data: dict) -> dict:
 def build_fixture(family: str, out_dir: Path, vocab_size: int = 4000) -> Path:
     """Trains ``family``'s vocabulary on the shared corpora plus synthetic text and writes
     ``out_dir/tokenizer.json`` and ``tokenizer_config.json``; returns ``out_dir``."""
-    texts = mixed_documents(400_000, seed=99)
+    texts = mixed_documents(250_000, seed=99)
     tok = _trained(family, texts, vocab_size)
     data = json.loads(tok.to_str())
     if family == "sentencepiece":

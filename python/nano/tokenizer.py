@@ -373,6 +373,11 @@ class BpeTokenizer:
         """The bytes of ``ids`` (a token may hold part of a character)."""
         return bytes(self._core.decode_bytes(_ids(ids), skip_special))
 
+    def pre_tokenize(self, text: str) -> list[str] | None:
+        """The pieces a byte-level vocabulary's pattern cuts ``text`` into, before normalization
+        and added tokens are considered; None for SentencePiece vocabularies."""
+        return self._core.pre_tokenize(_text(text))
+
     @property
     def vocab_size(self) -> int:
         return self._core.vocab_size

@@ -354,6 +354,15 @@ impl PyBpeTokenizer {
             .map_err(to_py_err)
     }
 
+    /// The pieces the byte-level pattern cuts `text` into (None for SentencePiece).
+    fn pre_tokenize(&self, py: Python<'_>, text: PyBackedStr) -> Option<Vec<String>> {
+        py.detach(|| {
+            self.inner
+                .pre_tokenize(&text)
+                .map(|v| v.into_iter().map(str::to_string).collect())
+        })
+    }
+
     #[getter]
     fn vocab_size(&self) -> usize {
         self.inner.vocab_size()

@@ -5,6 +5,7 @@
 //! (`<|eos|>` ...) take part in matching only when the caller passes `allow_special = true`.
 pub mod bpe;
 mod builder;
+pub mod chat;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub use bpe::BpeTokenizer;
+pub use chat::ChatTemplate;
 pub use builder::{build_vocabulary, BuildOptions, BuildReport};
 pub use error::{read_utf8_file, Result, TokenizerError};
 pub use parallel::FlatId;

@@ -440,6 +440,19 @@ impl BpeTokenizer {
         }
     }
 
+    /// The pieces a byte-level vocabulary's pattern cuts `text` into (no normalization, no
+    /// added tokens); `None` for SentencePiece vocabularies, which have no pre-tokenizer.
+    pub fn pre_tokenize<'t>(&self, text: &'t str) -> Option<Vec<&'t str>> {
+        match &self.model {
+            Model::ByteLevel { pattern, .. } => {
+                let mut out = Vec::new();
+                pattern.split(text, |p| out.push(p));
+                Some(out)
+            }
+            Model::SentencePiece { .. } => None,
+        }
+    }
+
     /// What `ids` decode to, as bytes (a token may hold part of a character).
     /// `skip_special`: special tokens contribute nothing.
     pub fn decode_bytes(&self, ids: &[u32], skip_special: bool) -> Result<Vec<u8>> {

@@ -31,9 +31,7 @@ os.environ["RAYON_NUM_THREADS"] = "1"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from bpe_fixtures import (  # noqa: E402
-    FAMILIES, GPT2_REGEX, LLAMA3_REGEX, QWEN2_REGEX, build_fixture, mixed_documents)
-
+from bpe_fixtures import FAMILIES, GPT2_REGEX, LLAMA3_REGEX, QWEN2_REGEX, build_fixture, mixed_documents  # noqa: E402
 from nano.tokenizer import BpeTokenizer  # noqa: E402
 
 REGEX = {"gpt2": GPT2_REGEX, "llama3": LLAMA3_REGEX, "qwen2": QWEN2_REGEX}
@@ -80,7 +78,7 @@ def main() -> int:
                 hf.encode_special_tokens = not allow
                 want = [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)]
                 got = ours.encode_batch(docs, allow_special=allow)
-                bad = sum(w != g for w, g in zip(want, got))
+                bad = sum(w != g for w, g in zip(want, got, strict=True))
                 same &= bad == 0
                 print(f"{family}: identity with HF (allow_special={allow}): "
                       f"{'identical' if bad == 0 else f'{bad} documents differ'}"
@@ -89,16 +87,16 @@ def main() -> int:
             hf.encode_special_tokens = False
 
             runs = {
-                "nano": lambda: [ours.encode(d, allow_special=True) for d in docs],
-                "hf": lambda: [hf.encode(d, add_special_tokens=False) for d in docs],
+                "nano": lambda ours=ours: [ours.encode(d, allow_special=True) for d in docs],
+                "hf": lambda hf=hf: [hf.encode(d, add_special_tokens=False) for d in docs],
             }
             if family in REGEX:
                 enc = tiktoken_encoding(ours, family)
                 tk = [enc.encode(d, allowed_special="all") for d in docs]
-                agree = sum(a == b for a, b in zip(tk, ours.encode_batch(docs, allow_special=True)))
+                agree = sum(a == b for a, b in zip(tk, ours.encode_batch(docs, allow_special=True), strict=True))
                 print(f"{family}: tiktoken ids equal to Nano's on {agree}/{len(docs)} documents"
                       + (" (Qwen2 normalizes NFC first; tiktoken does not)" if family == "qwen2" else ""))
-                runs["tiktoken"] = lambda: [enc.encode(d, allowed_special="all") for d in docs]
+                runs["tiktoken"] = lambda enc=enc: [enc.encode(d, allowed_special="all") for d in docs]
             times = {k: [] for k in runs}
             names = list(runs)
             for r in range(args.repeats):

@@ -120,8 +120,16 @@ def mixed_documents(total_bytes: int, seed: int = 1234) -> list[str]:
 
 
 def _trained(family: str, texts: list[str], vocab_size: int):
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers import trainers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
     if family == "sentencepiece":
         tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))

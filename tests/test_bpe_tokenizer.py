@@ -21,7 +21,6 @@ tokenizers = pytest.importorskip("tokenizers")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bpe_fixtures import FAMILIES, PLAIN_ADDED, SPECIALS, build_fixture, mixed_documents  # noqa: E402
-
 from nano.tokenizer import BpeTokenizer  # noqa: E402
 
 TEST_BYTES = int(os.environ.get("NANO_BPE_TEST_BYTES", 1_000_000))
@@ -49,9 +48,9 @@ def hf_tokenizer(folder: Path, allow_special: bool = True):
 
 
 def first_difference(docs, want, got) -> str:
-    for i, (w, g) in enumerate(zip(want, got)):
+    for i, (w, g) in enumerate(zip(want, got, strict=False)):
         if w != g:
-            k = next((j for j, (a, b) in enumerate(zip(w, g)) if a != b), min(len(w), len(g)))
+            k = next((j for j, (a, b) in enumerate(zip(w, g, strict=False)) if a != b), min(len(w), len(g)))
             return f"doc {i} ({docs[i][:80]!r}...): first difference at id {k}: hf {w[k:k + 8]} ours {g[k:k + 8]}"
     return "lengths differ"
 
@@ -133,9 +132,9 @@ def test_pattern_pieces_of_every_code_point(fixtures, family):
     want = [offsets for _, offsets in hf.pre_tokenize_str(text)]
     pieces = BpeTokenizer.from_hf(fixtures[family]).pre_tokenize(text)
     ends = np.cumsum([len(p) for p in pieces]).tolist()
-    got = list(zip([0, *ends[:-1]], ends))
+    got = list(zip([0, *ends[:-1]], ends, strict=True))
     if got != want:
-        k = next(k for k, (a, b) in enumerate(zip(got, want)) if a != b)
+        k = next(k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b)
         start = want[k][0]
         pytest.fail(f"first difference at char {start} ({text[start:start + 12]!r}): hf "
                     f"{[text[a:b] for a, b in want[k:k + 4]]} ours {pieces[k:k + 4]}")
@@ -288,7 +287,7 @@ def test_gguf_byte_level_matches_tokenizer_json(fixtures, docs, tmp_path, family
 def sentencepiece_merges(tokens: list[str], scores: list[float], mergeable: dict[str, int]):
     """HF's SentencePieceExtractor rule: every split of a piece into two pieces, by score."""
     merges = []
-    for piece, score in zip(tokens, scores):
+    for piece, score in zip(tokens, scores, strict=True):
         local = [(piece[:k], piece[k:], score) for k in range(1, len(piece))
                  if piece[:k] in mergeable and piece[k:] in mergeable]
         local.sort(key=lambda m: (mergeable[m[0]], mergeable[m[1]]))

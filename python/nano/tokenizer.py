@@ -31,6 +31,7 @@ __all__ = [
     "StreamDecoder",
     "Tokenizer",
     "read_corpus",
+    "render_chat_template",
     "main",
 ]
 
@@ -426,8 +427,46 @@ class BpeTokenizer:
     def chat_template(self) -> str | None:
         return self._core.config()["chat_template"]
 
+    def apply_chat_template(
+        self,
+        messages: Sequence[dict],
+        add_generation_prompt: bool = False,
+        *,
+        template: str | None = None,
+        **variables,
+    ) -> str:
+        """The prompt text of OpenAI-style ``messages`` (``[{"role": ..., "content": ...}]``),
+        rendered by the model's Jinja chat template (or ``template``) as ``transformers``'
+        ``apply_chat_template(..., tokenize=False)`` renders it. ``bos_token`` / ``eos_token`` /
+        ``pad_token`` / ``unk_token`` come from the model's config; ``variables`` (``tools=...``)
+        add to or override them. Encode the result with ``allow_special=True``.
+        """
+        template = template if template is not None else self.chat_template
+        if template is None:
+            raise ValueError("this tokenizer has no chat template; pass template=")
+        config = self.config
+        context = {k: config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")
+                   if config[k] is not None}
+        context.update(variables)
+        return render_chat_template(template, messages, add_generation_prompt, **context)
+
     def __repr__(self) -> str:
         return f"BpeTokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
+
+
+def render_chat_template(
+    template: str, messages: Sequence[dict], add_generation_prompt: bool = False, **variables
+) -> str:
+    """Renders a Jinja chat template with ``messages``, ``add_generation_prompt`` and
+    ``variables`` in Rust (``minijinja``), set up as ``transformers`` sets up Jinja2.
+    ValueError for a template that does not compile or fails (``raise_exception``)."""
+    try:
+        messages_json = json.dumps(list(messages), ensure_ascii=False)
+        variables_json = json.dumps(variables, ensure_ascii=False)
+    except TypeError as e:
+        raise TypeError(f"chat messages and variables must be JSON data: {e}") from None
+    return _native.render_chat_template(_text(template), messages_json, bool(add_generation_prompt),
+                                        variables_json)
 
 
 class StreamDecoder:

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nano_tokenizer::{BpeTokenizer, BuildOptions, Tokenizer, TokenizerError};
+use nano_tokenizer::{BpeTokenizer, BuildOptions, ChatTemplate, Tokenizer, TokenizerError};
 use numpy::PyArray1;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -415,8 +415,23 @@ impl PyBpeTokenizer {
     }
 }
 
+/// Renders a Jinja chat template (see `nano_tokenizer::chat`): `messages_json` a JSON list of
+/// messages, `variables_json` a JSON object of extra variables.
+#[pyfunction]
+fn render_chat_template(
+    template: &str,
+    messages_json: &str,
+    add_generation_prompt: bool,
+    variables_json: &str,
+) -> PyResult<String> {
+    ChatTemplate::new(template)
+        .and_then(|t| t.render(messages_json, add_generation_prompt, variables_json))
+        .map_err(to_py_err)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyBpeTokenizer>()?;
+    m.add_function(wrap_pyfunction!(render_chat_template, m)?)?;
     Ok(())
 }

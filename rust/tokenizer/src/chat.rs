@@ -43,7 +43,11 @@ fn template_error(what: &str, e: &Error) -> TokenizerError {
 struct PythonCompact;
 
 impl serde_json::ser::Formatter for PythonCompact {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first {
             Ok(())
         } else {
@@ -51,7 +55,11 @@ impl serde_json::ser::Formatter for PythonCompact {
         }
     }
 
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first {
             Ok(())
         } else {
@@ -158,13 +166,19 @@ mod tests {
         let out = t
             .render(r#"[{"role": "user", "content": "hi"}]"#, true, "{}")
             .unwrap();
-        assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn tojson_writes_like_python() {
-        let t = ChatTemplate::new("{{ messages[0] | tojson }}|{{ messages | tojson(indent=2) }}").unwrap();
-        let out = t.render(r#"[{"z": "é<", "a": [1, 2.5, null]}]"#, false, "{}").unwrap();
+        let t = ChatTemplate::new("{{ messages[0] | tojson }}|{{ messages | tojson(indent=2) }}")
+            .unwrap();
+        let out = t
+            .render(r#"[{"z": "é<", "a": [1, 2.5, null]}]"#, false, "{}")
+            .unwrap();
         assert_eq!(
             out,
             "{\"z\": \"é<\", \"a\": [1, 2.5, null]}|[\n  {\n    \"z\": \"é<\",\n    \"a\": [\n      1,\n      2.5,\n      null\n    ]\n  }\n]"

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub use bpe::BpeTokenizer;
-pub use chat::ChatTemplate;
 pub use builder::{build_vocabulary, BuildOptions, BuildReport};
+pub use chat::ChatTemplate;
 pub use error::{read_utf8_file, Result, TokenizerError};
 pub use parallel::FlatId;
 pub use stream::StreamDecoder;

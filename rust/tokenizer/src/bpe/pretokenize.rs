@@ -351,6 +351,23 @@ fn llama_end(b: &[u8], i: usize, max_digits: usize) -> usize {
     trailing_space(b, i, end, last)
 }
 
+/// Whether every pattern has a piece boundary at byte `p` of `b` that does not depend on the
+/// text before or after: `p` follows a `\n` that follows a non-space character, and a letter
+/// starts at `p`. No piece holds a newline followed by a letter (letters take at most a
+/// non-newline lead-in); the newline is a piece or ends one whether or not the text goes on
+/// after it (GPT-2: a lone `\n`; Llama 3 / Qwen2: the run or punctuation ends at its last
+/// newline); and the scan from `p` reads only what follows.
+pub(crate) fn is_newline_cut(b: &[u8], p: usize) -> bool {
+    if p < 2 || p >= b.len() || b[p - 1] != b'\n' {
+        return false;
+    }
+    let mut q = p - 2;
+    while q > 0 && b[q] & 0xC0 == 0x80 {
+        q -= 1;
+    }
+    !at(b, q).0.is_space() && at(b, p).0 == Class::Letter
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,21 +424,4 @@ mod tests {
             assert_eq!(pieces(p, text).concat(), text);
         }
     }
-}
-
-/// Whether every pattern has a piece boundary at byte `p` of `b` that does not depend on the
-/// text before or after: `p` follows a `\n` that follows a non-space character, and a letter
-/// starts at `p`. No piece holds a newline followed by a letter (letters take at most a
-/// non-newline lead-in); the newline is a piece or ends one whether or not the text goes on
-/// after it (GPT-2: a lone `\n`; Llama 3 / Qwen2: the run or punctuation ends at its last
-/// newline); and the scan from `p` reads only what follows.
-pub(crate) fn is_newline_cut(b: &[u8], p: usize) -> bool {
-    if p < 2 || p >= b.len() || b[p - 1] != b'\n' {
-        return false;
-    }
-    let mut q = p - 2;
-    while q > 0 && b[q] & 0xC0 == 0x80 {
-        q -= 1;
-    }
-    !at(b, q).0.is_space() && at(b, p).0 == Class::Letter
 }

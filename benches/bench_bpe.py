@@ -13,6 +13,10 @@ whitespace runs, odd Unicode) is encoded:
    ranks — each token's bytes ranked by its id, which is the merge order of a trained vocabulary —
    and the same pattern; byte-level families only). The three run interleaved, ``--repeats``
    rounds, and the ratios are of medians from this one run.
+
+Known difference: Qwen2's NFC step uses newer Unicode tables than HF's, so runs of recently
+assigned combining marks (from the random-BMP pieces of the synthetic text) can be ordered
+differently; the script reports such documents instead of hiding them.
 """
 
 from __future__ import annotations

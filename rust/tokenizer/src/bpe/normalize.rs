@@ -1,5 +1,9 @@
 //! The normalizers HF `tokenizer.json` files of the supported families use: NFC (Qwen2), and
 //! SentencePiece's space handling (Llama 2 / TinyLlama: prepend `▁`, then spaces become `▁`).
+//!
+//! Known difference: HF `tokenizers` composes with an older Unicode version's tables than the
+//! `unicode-normalization` crate, so combining marks assigned since then may be reordered
+//! differently (canonical ordering by combining class) in NFC; ordinary text is unaffected.
 use std::borrow::Cow;
 
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};

@@ -41,25 +41,50 @@ impl Default for GenerateOptions {
 }
 
 impl GenerateOptions {
-    fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidInput(m));
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad(format!(
-                "temperature must be >= 0, got {}",
-                self.temperature
-            ));
+    /// The sampling part of the options.
+    pub fn sampler_options(&self) -> SamplerOptions {
+        SamplerOptions {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
         }
-        if !self.top_p.is_finite() {
-            return bad(format!("top_p must be a number, got {}", self.top_p));
-        }
-        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return bad(format!(
-                "repetition_penalty must be > 0, got {}",
-                self.repetition_penalty
-            ));
-        }
-        Ok(())
     }
+
+    /// Checks the options: the sampling ones with [`SamplerOptions::validate`], the check every
+    /// engine shares (the rest cannot be invalid).
+    pub fn validate(&self) -> Result<()> {
+        self.sampler_options().validate()
+    }
+}
+
+/// Most worker threads per logical CPU. The workers spin while a forward pass runs, so threads
+/// beyond the CPUs only take turns on them; a small excess is allowed (to measure it), thousands
+/// of threads are refused.
+pub const MAX_THREADS_PER_CPU: usize = 4;
+
+/// The largest thread count an engine accepts on this machine ([`MAX_THREADS_PER_CPU`] per
+/// logical CPU).
+pub fn max_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.saturating_mul(MAX_THREADS_PER_CPU)
+}
+
+/// Refuses a thread count of 0 or above [`max_threads`] (checked before any thread starts).
+pub fn check_threads(threads: usize) -> Result<()> {
+    if threads == 0 || threads > max_threads() {
+        return Err(threads_error(threads));
+    }
+    Ok(())
+}
+
+/// The error of a thread count outside 1..=[`max_threads`] (for callers holding a signed or wider
+/// count, e.g. the Python binding).
+pub fn threads_error(got: impl std::fmt::Display) -> Error {
+    Error::InvalidInput(format!(
+        "threads must be between 1 and {} ({MAX_THREADS_PER_CPU} per logical CPU), got {got}",
+        max_threads()
+    ))
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -126,19 +151,17 @@ impl Engine {
                 "this model is not causal (is_causal = false); the engine generates with causal models only".into(),
             ));
         }
+        if let Some(n) = threads {
+            check_threads(n)?;
+        }
         #[cfg(feature = "threads")]
-        let team =
-            match threads {
-                Some(0) => return Err(Error::InvalidInput("threads must be at least 1".into())),
-                n => {
-                    let n = n.unwrap_or_else(crate::sched::performance_cores);
-                    std::sync::Arc::new(crate::sched::Team::new(n).map_err(|e| {
-                        Error::Unsupported(format!("cannot start {n} threads: {e}"))
-                    })?)
-                }
-            };
-        #[cfg(not(feature = "threads"))]
-        let _ = threads;
+        let team = {
+            let n = threads.unwrap_or_else(crate::sched::performance_cores);
+            std::sync::Arc::new(
+                crate::sched::Team::new(n)
+                    .map_err(|e| Error::Unsupported(format!("cannot start {n} threads: {e}")))?,
+            )
+        };
         Ok(Engine {
             cache: KvCache::new(&model, kv)?,
             rope: Rope::new(&model),
@@ -279,13 +302,7 @@ impl Engine {
             prompt_tokens: ids.len(),
             ..Default::default()
         };
-        let sampler_opts = SamplerOptions {
-            temperature: opts.temperature,
-            top_k: opts.top_k,
-            top_p: opts.top_p,
-            repetition_penalty: opts.repetition_penalty,
-        };
-        let mut sampler = Sampler::new(sampler_opts, opts.seed);
+        let mut sampler = Sampler::new(opts.sampler_options(), opts.seed);
         // special tokens print nothing (as in the PyTorch path); <|eos|> stops before printing
         let mut decoder = StreamDecoder::skipping_special(&tokenizer);
         if opts.max_new_tokens == 0 || ids.len() >= block {

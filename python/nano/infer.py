@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="KV cache element type of the Rust engine (.bin); f16 halves its memory")
     args = ap.parse_args(argv)
     try:
+        from nano.sampling import check_options
+
+        check_options(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
         if Path(args.model).suffix == ".bin":
             from nano.engine import Engine
 

@@ -49,10 +49,7 @@ impl SamplerOptions {
             ));
         }
         if !self.top_p.is_finite() {
-            return bad(format!(
-                "top_p must be a finite number, got {}",
-                self.top_p
-            ));
+            return bad(format!("top_p must be a finite number, got {}", self.top_p));
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return bad(format!(

@@ -188,6 +188,13 @@ fn inconsistent_headers_are_refused() {
             "\"name\":\"norm.weighx\"",
             "tensor",
         ),
+        // a key the config does not have is refused, not dropped (tied_head has a default, so
+        // only the unknown key is wrong)
+        (
+            "\"tied_head\":true",
+            "\"tied_hexd\":true",
+            "unknown field `tied_hexd`",
+        ),
     ];
     for (from, to, want) in cases {
         let e = err_text(Model::from_bytes(patch_header(&b, from, to)));
@@ -311,4 +318,104 @@ fn bad_prompts_are_errors() {
     assert_eq!(s.generated_tokens, 0);
     let s = e.generate("abc", &opts, &mut sink).unwrap();
     assert!(s.generated_tokens <= 4);
+}
+
+/// Overwrites bytes at `at` and fixes the 2026.1 checksum, so only the values are wrong.
+fn patch_data(bytes: &[u8], at: usize, value: &[u8]) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[at..at + value.len()].copy_from_slice(value);
+    let sum = v2026::checksum(&b[64..]);
+    b[48..56].copy_from_slice(&sum.to_le_bytes());
+    b
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    let nan = f32::NAN.to_le_bytes();
+    let inf = f32::INFINITY.to_le_bytes();
+    for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
+        let bytes = encode(dtype);
+        let parsed = format::parse_model(&bytes).unwrap();
+        let t = parsed
+            .tensors
+            .iter()
+            .find(|t| t.name == "layers.1.feed_forward.w2.weight")
+            .unwrap();
+        let format::Store::File { offset, nbytes } = t.store else {
+            panic!("in place")
+        };
+        let n = t.numel();
+        // the last value (f32 / f16) or the last group scale (q8_0 / q4_0)
+        let (at, value, what): (usize, &[u8], &str) = match dtype {
+            DType::F32 => (offset + nbytes - 4, &inf, "non-finite value"),
+            DType::F16 => (offset + nbytes - 2, &[0x00, 0x7e], "non-finite value"),
+            DType::Q8_0 | DType::Q4_0 => (offset + nbytes - 4, &nan, "non-finite"),
+        };
+        let e = err_text(Model::from_bytes(patch_data(&bytes, at, value)));
+        assert!(
+            e.contains("\"layers.1.feed_forward.w2.weight\"") && e.contains(what),
+            "{dtype:?}: {e}"
+        );
+        if matches!(dtype, DType::Q8_0 | DType::Q4_0) {
+            assert!(
+                e.contains("scale") && e.contains(&format!("group {}", n / 32 - 1)),
+                "{e}"
+            );
+        }
+        // a norm (always f32) too
+        let norm = parsed
+            .tensors
+            .iter()
+            .find(|t| t.name == "norm.weight")
+            .unwrap();
+        let format::Store::File { offset, .. } = norm.store else {
+            panic!("in place")
+        };
+        let e = err_text(Model::from_bytes(patch_data(&bytes, offset + 4, &nan)));
+        assert!(
+            e.contains("\"norm.weight\"") && e.contains("element 1"),
+            "{e}"
+        );
+    }
+    // 2024.10 files (no checksum): a NaN in the last parameter before the RoPE tables
+    let c = config();
+    let w = weights(&c);
+    let refs: Vec<_> = w
+        .iter()
+        .map(|(n, s, v)| v2026::TensorIn {
+            name: n.clone(),
+            shape: s.clone(),
+            data: v,
+        })
+        .collect();
+    let mut old = legacy::encode_model(&c, &tokens(c.vocab_size), &refs).unwrap();
+    let rope = 2 * c.block_size * c.head_dim() / 2 * 4;
+    let at = old.len() - rope - 4;
+    old[at..at + 4].copy_from_slice(&nan);
+    let e = err_text(Model::from_bytes(old));
+    assert!(
+        e.contains("\"norm.weight\"") && e.contains("non-finite"),
+        "{e}"
+    );
+    // and the writers refuse to write such weights
+    let mut bad = w.clone();
+    bad[3].2[0] = f32::NAN;
+    let refs: Vec<_> = bad
+        .iter()
+        .map(|(n, s, v)| v2026::TensorIn {
+            name: n.clone(),
+            shape: s.clone(),
+            data: v,
+        })
+        .collect();
+    for r in [
+        v2026::encode_model(&c, &tokens(c.vocab_size), None, &refs, DType::Q8_0),
+        legacy::encode_model(&c, &tokens(c.vocab_size), &refs),
+    ] {
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{:?}", bad[3].0)) && e.contains("non-finite"),
+            "{e}"
+        );
+    }
 }

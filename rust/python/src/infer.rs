@@ -106,11 +106,18 @@ fn write_model(
     legacy: bool,
     base_hash: Option<String>,
 ) -> PyResult<()> {
-    let raw: serde_json::Value = serde_json::from_str(config_json).map_err(json_err("config"))?;
+    let mut raw: serde_json::Value =
+        serde_json::from_str(config_json).map_err(json_err("config"))?;
     if raw.get("bias").and_then(|b| b.as_bool()) == Some(true) {
         return Err(PyValueError::new_err(
             "models with bias=True cannot be exported (the engines have no biases)",
         ));
+    }
+    // Training-only fields are dropped by name; any other key the file cannot store is refused.
+    if let Some(fields) = raw.as_object_mut() {
+        for name in format::TRAINING_ONLY_FIELDS {
+            fields.remove(name);
+        }
     }
     let config: ModelConfig = serde_json::from_value(raw).map_err(json_err("config"))?;
     let dtype = DType::parse(dtype).map_err(to_py_err)?;
@@ -213,7 +220,9 @@ fn read_lora<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>>
                 path: path.display().to_string(),
                 source: e,
             });
-            bytes.and_then(|b| format::parse_lora(&b)).map_err(to_py_err)
+            bytes
+                .and_then(|b| format::parse_lora(&b))
+                .map_err(to_py_err)
         })
     })?;
     let dict = PyDict::new(py);
@@ -258,12 +267,7 @@ impl PyEngine {
 impl PyEngine {
     #[new]
     #[pyo3(signature = (path, threads=None, kv_cache="f32"))]
-    fn new(
-        py: Python<'_>,
-        path: PathBuf,
-        threads: Option<i64>,
-        kv_cache: &str,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, path: PathBuf, threads: Option<i64>, kv_cache: &str) -> PyResult<Self> {
         let kv: KvDtype = kv_cache.parse().map_err(to_py_err)?;
         let threads = threads
             .map(|t| usize::try_from(t).map_err(|_| to_py_err(nano_infer::threads_error(t))))
@@ -322,11 +326,7 @@ impl PyEngine {
     }
 
     /// f32 logits [len(ids), vocab] at every position.
-    fn logits<'py>(
-        &self,
-        py: Python<'py>,
-        ids: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    fn logits<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         refuse_bytes(ids, "token_ids")?;
         let ids: Vec<i64> = ids.extract()?;
         let ids: Vec<u32> = ids
@@ -526,5 +526,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_class::<PyGeneration>()?;
     m.add("INFER_VERSION", nano_infer::VERSION)?;
+    m.add("MODEL_CONFIG_FIELDS", ModelConfig::field_names())?;
+    m.add(
+        "MODEL_CONFIG_TRAINING_ONLY",
+        format::TRAINING_ONLY_FIELDS.to_vec(),
+    )?;
+    m.add("MODEL_CONFIG_FILE_ONLY", format::FILE_ONLY_FIELDS.to_vec())?;
     Ok(())
 }

@@ -282,7 +282,10 @@ mod tests {
             for (p, d) in [(0, 0), (1, 1), (128, 64), (usize::MAX, usize::MAX)] {
                 let (prompt, decode) = lengths(block, p, d).unwrap();
                 assert!(prompt >= 1 && decode >= 1, "block {block}");
-                assert!(prompt <= block / 2 && prompt + decode <= block, "block {block}");
+                assert!(
+                    prompt <= block / 2 && prompt + decode <= block,
+                    "block {block}"
+                );
             }
         }
         assert_eq!(lengths(512, 128, 64).unwrap(), (128, 64));

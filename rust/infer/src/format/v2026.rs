@@ -347,6 +347,21 @@ fn to_json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::InvalidInput(format!("cannot encode header: {e}")))
 }
 
+/// Refuses weights that are not finite: a file holding them could not be loaded again (the
+/// readers refuse them), and they are what a diverged training run leaves.
+pub(crate) fn check_finite_inputs(tensors: &[TensorIn]) -> Result<()> {
+    for t in tensors {
+        if let Some(i) = super::finite::first_bad_f32(t.data) {
+            return Err(Error::InvalidInput(format!(
+                "tensor {:?} holds a non-finite value (NaN or infinity) at element {i}; \
+                 such weights cannot be written to a model file",
+                t.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_inputs(expected: &[(String, Vec<usize>)], tensors: &[TensorIn]) -> Result<()> {
     for t in tensors {
         if t.shape.iter().product::<usize>() != t.data.len() {
@@ -358,6 +373,7 @@ fn check_inputs(expected: &[(String, Vec<usize>)], tensors: &[TensorIn]) -> Resu
             )));
         }
     }
+    check_finite_inputs(tensors)?;
     check_tensor_set(
         expected,
         tensors

@@ -314,7 +314,10 @@ mod tests {
         });
         assert_eq!(result.unwrap_err().to_string(), "no more threads");
         let shared = shared.expect("spawn was called");
-        assert!(shared.upgrade().is_none(), "a started worker is still running");
+        assert!(
+            shared.upgrade().is_none(),
+            "a started worker is still running"
+        );
         // and a team can be started afterwards
         assert_eq!(Team::new(3).unwrap().threads(), 3);
     }

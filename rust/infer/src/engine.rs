@@ -174,6 +174,19 @@ impl Engine {
         })
     }
 
+    /// Makes room for `positions` positions (at most the context) in the KV cache and the RoPE
+    /// tables now, so that generating that far allocates nothing more. Without it they grow as
+    /// positions are used.
+    pub fn reserve(&mut self, positions: usize) -> Result<()> {
+        self.cache.reserve(positions)?;
+        self.rope.extend(positions)
+    }
+
+    /// Positions the KV cache has room for now.
+    pub fn reserved(&self) -> usize {
+        self.cache.capacity()
+    }
+
     pub fn kv_cache(&self) -> KvDtype {
         self.cache.dtype()
     }
@@ -197,8 +210,12 @@ impl Engine {
         self.lora.take()
     }
 
-    /// Runs one forward pass inside this engine's thread team (entered once per pass).
-    fn forward(&mut self, tokens: &[u32], start: usize, all: bool) -> Vec<f32> {
+    /// Runs one forward pass inside this engine's thread team (entered once per pass), first making
+    /// room for its positions in the KV cache and the RoPE tables (both grow as positions are used).
+    fn forward(&mut self, tokens: &[u32], start: usize, all: bool) -> Result<Vec<f32>> {
+        let end = start + tokens.len();
+        self.cache.reserve(end)?;
+        self.rope.extend(end)?;
         let mut f = Forward {
             model: &self.model,
             lora: self.lora.as_ref(),
@@ -208,9 +225,9 @@ impl Engine {
             buffers: &mut self.buffers,
         };
         #[cfg(feature = "threads")]
-        return self.team.enter(|| f.run(tokens, start, all));
+        return Ok(self.team.enter(|| f.run(tokens, start, all)));
         #[cfg(not(feature = "threads"))]
-        f.run(tokens, start, all)
+        Ok(f.run(tokens, start, all))
     }
 
     /// Refuses empty prompts, prompts longer than the context and ids outside the vocabulary.
@@ -240,7 +257,7 @@ impl Engine {
     /// Logits at every position of `ids` (len * vocab values, row-major), from an empty cache.
     pub fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
         self.check_prompt_ids(ids)?;
-        Ok(self.forward(ids, 0, true))
+        self.forward(ids, 0, true)
     }
 
     /// The token ids generation starts from: the encoded prompt, wrapped in the template if `instruct`.
@@ -309,7 +326,7 @@ impl Engine {
             return Ok(stats);
         }
         let clock = Clock::start();
-        let mut logits = self.forward(&ids, 0, false);
+        let mut logits = self.forward(&ids, 0, false)?;
         stats.prefill_secs = clock.secs();
         let clock = Clock::start();
         loop {
@@ -327,7 +344,7 @@ impl Engine {
             if !more || stats.generated_tokens >= opts.max_new_tokens || ids.len() >= block {
                 break;
             }
-            logits = self.forward(&[next], ids.len() - 1, false);
+            logits = self.forward(&[next], ids.len() - 1, false)?;
         }
         stats.decode_secs = clock.secs();
         Ok(stats)

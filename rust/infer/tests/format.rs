@@ -1,83 +1,9 @@
 //! Format round trips and every kind of damaged file, through the public reader/writer API.
-use nano_infer::format::{
-    self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig, TokenList,
-};
+mod common;
+
+use common::{config, encode, tokens, weights};
+use nano_infer::format::{self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig};
 use nano_infer::{Engine, Error, GenerateOptions, Lora, Model};
-
-fn config() -> ModelConfig {
-    ModelConfig {
-        block_size: 16,
-        vocab_size: 12,
-        n_layer: 2,
-        n_embd: 32,
-        n_head: 4,
-        n_kv_head: 2,
-        n_hidden: 64,
-        norm_eps: 1e-5,
-        rope_theta: 10000.0,
-        use_rope: true,
-        is_causal: true,
-        tied_head: true,
-    }
-}
-
-fn tokens(n: usize) -> TokenList {
-    let mut t: Vec<String> = ["<|padding|>", "<|unknown|>", "<|bos|>", "<|eos|>"]
-        .map(String::from)
-        .to_vec();
-    let mut special = vec![true; 4];
-    for i in 0..n - 4 {
-        t.push(char::from(b'a' + i as u8).to_string());
-        special.push(false);
-    }
-    TokenList { tokens: t, special }
-}
-
-/// Deterministic pseudo-random weights (norms near 1).
-fn weights(c: &ModelConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut state = 12345u64;
-    c.expected_tensors()
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let v = (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                    if shape.len() == 1 {
-                        1.0 + 0.1 * u
-                    } else {
-                        0.2 * u
-                    }
-                })
-                .collect();
-            (name, shape, v)
-        })
-        .collect()
-}
-
-fn encode(dtype: DType) -> Vec<u8> {
-    let c = config();
-    let w = weights(&c);
-    let refs: Vec<_> = w
-        .iter()
-        .map(|(n, s, v)| v2026::TensorIn {
-            name: n.clone(),
-            shape: s.clone(),
-            data: v,
-        })
-        .collect();
-    v2026::encode_model(
-        &c,
-        &tokens(c.vocab_size),
-        Some("00112233aabbccdd"),
-        &refs,
-        dtype,
-    )
-    .unwrap()
-}
 
 fn err_text(r: Result<Model, Error>) -> String {
     match r {

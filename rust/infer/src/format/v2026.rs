@@ -78,11 +78,16 @@ fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
         ));
     }
     let kind = r.i32()?;
-    let _reserved = r.u32()?;
+    let reserved = r.u32()?;
     let header_len = r.u64()?;
     let data_offset = r.u64()?;
     let data_len = r.u64()?;
     let stored_sum = r.u64()?;
+    // The checksum starts after the preamble: its reserved words must be zero, so that no bit of
+    // the file can change unnoticed.
+    if reserved != 0 || r.u64()? != 0 {
+        return format_err("reserved preamble fields (bytes 20..24, 56..64) are not zero");
+    }
     let file_len = bytes.len() as u64;
     if header_len > MAX_HEADER || PREAMBLE as u64 + header_len > data_offset {
         return format_err(format!(

@@ -104,7 +104,9 @@ fn read_tokens(bytes: &[u8], vocab_size: usize) -> Result<(TokenList, usize)> {
         ));
     };
     let mut r = Reader::at(&bytes[..end], r.pos());
-    let (mut tokens, mut special) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    // every entry takes at least 8 bytes: a forged count reserves no more than the section holds
+    let cap = n.min(section_len / 8);
+    let (mut tokens, mut special) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
     for id in 0..n {
         let info = r.u32()?;
         let tid = r.u32()? as usize;

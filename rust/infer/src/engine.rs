@@ -93,6 +93,9 @@ pub struct GenerateStats {
     pub generated_tokens: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Generation ended because prompt and output filled the context (block_size); with
+    /// `generated_tokens == 0` the prompt alone filled it.
+    pub context_full: bool,
 }
 
 /// Wall-clock timing where the platform has a clock (wasm32-unknown-unknown has none: times are 0).
@@ -322,7 +325,11 @@ impl Engine {
         let mut sampler = Sampler::new(opts.sampler_options(), opts.seed);
         // special tokens print nothing (as in the PyTorch path); <|eos|> stops before printing
         let mut decoder = StreamDecoder::skipping_special(&tokenizer);
-        if opts.max_new_tokens == 0 || ids.len() >= block {
+        if ids.len() >= block {
+            stats.context_full = true;
+            return Ok(stats);
+        }
+        if opts.max_new_tokens == 0 {
             return Ok(stats);
         }
         let clock = Clock::start();
@@ -341,7 +348,11 @@ impl Engine {
                 .map_err(|e| Error::Tokenizer(e.to_string()))?;
             let more = on_piece(piece);
             decoder.take();
-            if !more || stats.generated_tokens >= opts.max_new_tokens || ids.len() >= block {
+            if !more || stats.generated_tokens >= opts.max_new_tokens {
+                break;
+            }
+            if ids.len() >= block {
+                stats.context_full = true;
                 break;
             }
             logits = self.forward(&[next], ids.len() - 1, false)?;

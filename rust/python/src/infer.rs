@@ -16,7 +16,7 @@ use nano_tokenizer::Tokenizer;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt};
 
 fn to_py_err(e: Error) -> PyErr {
     match e {
@@ -267,11 +267,14 @@ impl PyEngine {
 impl PyEngine {
     #[new]
     #[pyo3(signature = (path, threads=None, kv_cache="f32"))]
-    fn new(py: Python<'_>, path: PathBuf, threads: Option<i64>, kv_cache: &str) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        threads: Option<&Bound<'_, PyAny>>,
+        kv_cache: &str,
+    ) -> PyResult<Self> {
         let kv: KvDtype = kv_cache.parse().map_err(to_py_err)?;
-        let threads = threads
-            .map(|t| usize::try_from(t).map_err(|_| to_py_err(nano_infer::threads_error(t))))
-            .transpose()?;
+        let threads = threads.map(thread_count).transpose()?;
         let engine = py.detach(|| {
             guarded(|| {
                 Model::open(&path)
@@ -412,6 +415,22 @@ impl PyEngine {
             stats: Mutex::new(None),
         })
     }
+}
+
+/// A thread count from any Python int: one outside 1..=max (negative or beyond 64 bits included)
+/// gets the engine's own message.
+fn thread_count(t: &Bound<'_, PyAny>) -> PyResult<usize> {
+    if !t.is_instance_of::<PyInt>() || t.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "threads must be an int or None, not {}",
+            t.get_type().name()?
+        )));
+    }
+    match t.extract::<usize>() {
+        Ok(n) => nano_infer::check_threads(n).map(|()| n),
+        Err(_) => Err(nano_infer::threads_error(t.str()?)),
+    }
+    .map_err(to_py_err)
 }
 
 /// Bytes are neither text nor token ids: they would otherwise be read as a list of small ints.

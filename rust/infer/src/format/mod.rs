@@ -480,25 +480,21 @@ pub(crate) fn check_tensor_set<'a>(
     Ok(())
 }
 
-/// Writes `bytes` to `path` without ever leaving a half-written file there: a temporary file in the same
-/// directory is written, flushed, then renamed over `path`.
+/// Writes `bytes` to `path` without ever leaving a half-written file there: a temporary file in the
+/// same directory (`.NAME.tmp-PID-...`) is written, flushed, then renamed over `path`. Temporaries
+/// of earlier writers of `path` that were killed before renaming are removed first (see
+/// `nano_tmpfiles`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
+    let tmp = nano_tmpfiles::temp_path(path)
         .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    nano_tmpfiles::clean_stale_temps(path);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -32,7 +32,7 @@ impl Rope {
     /// Fills the tables for positions `0..positions` (the caller keeps them within the context).
     pub fn extend(&mut self, positions: usize) -> Result<()> {
         let (half, hd) = (self.half, 2 * self.half);
-        let have = if half == 0 { 0 } else { self.cos.len() / half };
+        let have = self.cos.len().checked_div(half).unwrap_or(0);
         if !self.enabled || positions <= have {
             return Ok(());
         }

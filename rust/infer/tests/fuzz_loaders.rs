@@ -158,12 +158,12 @@ fn weight_ranges(src: &Source) -> Vec<std::ops::Range<usize>> {
             .collect();
     }
     if src.lora {
-        return vec![256..b.len()];
+        return Vec::from([256..b.len()]);
     }
     let start = 256 + u32::from_le_bytes(b[256..260].try_into().unwrap()) as usize;
     let c = config();
     let rope = 2 * c.block_size * (c.n_embd / c.n_head / 2) * 4;
-    vec![start..b.len() - rope]
+    Vec::from([start..b.len() - rope])
 }
 
 #[test]

@@ -140,6 +140,7 @@ fn fix_checksum(b: &mut [u8]) {
 
 /// Byte ranges of the weights (2026.1: from the tensor table; 2024.10: after the header and the
 /// tokenizer section, up to the RoPE tables of a tied model).
+#[allow(clippy::single_range_in_vec_init)] // a list of ranges that has one entry for 2024.10 files
 fn weight_ranges(src: &Source) -> Vec<std::ops::Range<usize>> {
     let b = &src.bytes;
     let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
@@ -158,12 +159,12 @@ fn weight_ranges(src: &Source) -> Vec<std::ops::Range<usize>> {
             .collect();
     }
     if src.lora {
-        return Vec::from([256..b.len()]);
+        return vec![256..b.len()];
     }
     let start = 256 + u32::from_le_bytes(b[256..260].try_into().unwrap()) as usize;
     let c = config();
     let rope = 2 * c.block_size * (c.n_embd / c.n_head / 2) * 4;
-    Vec::from([start..b.len() - rope])
+    vec![start..b.len() - rope]
 }
 
 #[test]

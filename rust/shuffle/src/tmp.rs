@@ -14,9 +14,13 @@ pub struct WorkDir {
 }
 
 impl WorkDir {
-    /// A new pile directory in `parent`, after removing those of killed earlier runs there.
-    pub fn create(parent: &Path) -> Result<WorkDir, Error> {
+    /// Removes the pile directories of killed earlier runs in `parent` (best effort).
+    pub fn clean_stale(parent: &Path) {
         nano_tmpfiles::clean_stale(parent, WORK_PREFIX);
+    }
+
+    /// A new pile directory in `parent`.
+    pub fn create(parent: &Path) -> Result<WorkDir, Error> {
         let path = nano_tmpfiles::unique_path(parent, WORK_PREFIX);
         fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
         Ok(WorkDir { path })

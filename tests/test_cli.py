@@ -132,7 +132,44 @@ def test_bench_prints_the_ladder_and_the_lora_overhead(binary, model_file, tmp_p
         assert float(m[2]) == pytest.approx(each[1], abs=0.051)  # the median of three
 
 
-def test_bench_refuses_zero_threads(binary, model_file):
+@pytest.mark.parametrize("threads", ["0", "10000", str(10**12), "2,0"])
+def test_thread_counts_out_of_bounds_are_refused_before_starting(binary, model_file, threads):
+    """`--threads 10000` used to start them all (load average 400) and 10**12 hung: now a message."""
     path, _, _ = model_file
-    proc = run(binary, "bench", path, "--threads", "0")
-    assert proc.returncode != 0 and "at least 1" in proc.stderr and proc.stdout == ""
+    for args in (["bench", path, "--threads", threads], [path, "--prompt", TEXT[:3], "--threads", threads]):
+        if "," in threads and args[0] != "bench":
+            continue
+        proc = run(binary, *args)
+        assert proc.returncode != 0 and "threads must be between 1 and" in proc.stderr, proc.stderr
+        assert proc.stdout == ""
+
+
+def test_bench_on_a_one_token_context_is_an_error(binary, tmp_path):
+    tok, model = small_tokenizer(), small_model(seed=1, block_size=1)
+    ckpt = {"model": model.state_dict(), "model_config": model.config.to_dict(), "tokenizer_json": tok.to_json()}
+    path = export_checkpoint(ckpt, tmp_path / "b1.bin")
+    proc = run(binary, "bench", path, "--repeat", 1)
+    assert proc.returncode == 1, proc.stderr
+    assert "at least 2 tokens" in proc.stderr and "panicked" not in proc.stderr
+
+
+def test_repl_reports_a_line_that_is_not_utf8_and_goes_on(binary, model_file):
+    path, _, _ = model_file
+    one = run(binary, path, "--prompt", TEXT[:3], "-n", 5, "-t", 0, "-q")
+    stdin = b"\xff\xfe bad\n" + f"{TEXT[:3]}\n".encode()
+    proc = subprocess.run([str(binary), str(path), "-n", "5", "-t", "0", "-q"], input=stdin,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert b"input line 1 is not valid UTF-8" in proc.stderr
+    assert proc.stdout.decode() == one.stdout  # the next line is answered
+
+
+def test_a_prompt_that_fills_the_context_says_so(binary, model_file):
+    path, model, tok = model_file
+    block = model.config.block_size
+    prompt = next(TEXT[:n] for n in range(1, len(TEXT) + 1) if len(tok.encode(TEXT[:n])) == block)
+    proc = run(binary, path, "--prompt", prompt, "-n", 5, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "\n"
+    assert f"fills the model's context of {block} tokens: nothing was generated" in proc.stderr
+    assert "panicked" not in proc.stderr

@@ -158,6 +158,18 @@ def test_killed_run_leaves_no_output(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
+    # The killed run left its piles and its output's temporary (both named after its pid); the next
+    # run in the same places removes them and leaves only its output.
+    piles, temps = list(work.iterdir()), list(tmp_path.glob(".out.txt.tmp-*"))
+    assert [p.name.startswith(f".nano-shuffle-{proc.pid}-") for p in piles] == [True]
+    assert [p.name.startswith(f".out.txt.tmp-{proc.pid}-") for p in temps] == [True]
+    small = tmp_path / "small.txt"
+    small.write_text("".join(f"{i}\n" for i in range(1000)))
+    done = subprocess.run([*cmd[:4], str(small), "-o", str(out), "--memory", "2M", "--tmp-dir", str(work)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert list(work.iterdir()) == [] and list(tmp_path.glob(".out.txt.tmp-*")) == []
+    assert sorted(out.read_text().splitlines()) == sorted(small.read_text().splitlines())
 
 
 def test_bad_input_is_a_clear_error_and_leaves_nothing(tmp_path):

@@ -67,20 +67,24 @@ class Engine:
     def generate(self, prompt: str | Sequence[int], max_new_tokens: int = 256, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int = 0,
                  instruct: bool = False) -> Iterator[str]:
-        """Iterator of text pieces (one per generated token). ``prompt`` is text or a list of token ids.
+        """Iterator of text pieces (one per generated token). ``prompt`` is text or a list of token ids
+        (bytes are neither: TypeError). Options are checked as every Nano engine checks them
+        (``nano.sampling.check_options``).
 
         The iterator has ``.close()`` (stop early) and, once exhausted, ``.stats`` (token counts, seconds).
         """
-        if max_new_tokens < 0 or top_k < 0 or seed < 0:
-            raise ValueError("max_new_tokens, top_k and seed must be >= 0")
-        if not isinstance(prompt, str):
+        if max_new_tokens < 0 or seed < 0:
+            raise ValueError("max_new_tokens and seed must be >= 0")
+        if not isinstance(prompt, (str, bytes, bytearray)):  # bytes: refused natively (TypeError)
             prompt = [int(i) for i in prompt]
         return self._native.generate(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
                                      seed % (1 << 64), instruct)
 
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         """float32 logits [len(token_ids), vocab] at every position (a fresh forward pass)."""
-        return self._native.logits([int(i) for i in token_ids])
+        if not isinstance(token_ids, (str, bytes, bytearray)):  # refused natively (TypeError)
+            token_ids = [int(i) for i in token_ids]
+        return self._native.logits(token_ids)
 
     def log_probs(self, token_ids: Sequence[int]) -> np.ndarray:
         """float64 log-probabilities [len(token_ids), vocab]: row j is the distribution of the token after

@@ -62,7 +62,7 @@ def stream(model, tokenizer, prompt: str, *, max_seq_length: int | None = None, 
         yield decoder.push(token)
     if stats is not None:
         end = time.perf_counter()
-        stats.update(prompt_tokens=len(ids), generated_tokens=n,
+        stats.update(prompt_tokens=len(ids), generated_tokens=n, context=limit,
                      time_to_first_token=(first or end) - started,
                      decode_tokens_per_s=(n - 1) / (end - first) if first and n > 1 and end > first else None)
 
@@ -81,7 +81,8 @@ def _bin_stream(engine, prompt, args, stats):
         first = first or time.perf_counter()
         yield piece
     end = time.perf_counter()
-    stats.update(prompt_tokens=n_prompt, generated_tokens=n, time_to_first_token=(first or end) - started,
+    stats.update(prompt_tokens=n_prompt, generated_tokens=n, context=limit,
+                 time_to_first_token=(first or end) - started,
                  decode_tokens_per_s=(n - 1) / (end - first) if first and n > 1 and end > first else None)
 
 
@@ -91,6 +92,9 @@ def _answer(gen, prompt, args, out) -> None:
         out.write(piece)
         out.flush()
     out.write("\n")
+    if stats["generated_tokens"] == 0 and stats["prompt_tokens"] >= stats["context"]:
+        print(f"nano.infer: the prompt ({stats['prompt_tokens']} tokens) fills the context of {stats['context']} "
+              "tokens: nothing was generated", file=sys.stderr)
     if args.profile:
         tps = stats.get("decode_tokens_per_s")
         rate = f"{tps:.1f} tokens/s" if tps else "n/a tokens/s"
@@ -118,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="KV cache element type of the Rust engine (.bin); f16 halves its memory")
     args = ap.parse_args(argv)
     try:
+        from nano.sampling import check_options
+
+        check_options(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
         if Path(args.model).suffix == ".bin":
             from nano.engine import Engine
 

@@ -13,6 +13,15 @@ import numpy as np
 _MASK64 = (1 << 64) - 1
 
 
+def check_options(temperature: float, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0) -> None:
+    """Raise ValueError for options no Nano engine accepts (NaN or inf, temperature < 0, repetition_penalty
+    <= 0, top_k < 0). The check is the Rust engine's own (``SamplerOptions::validate``, through
+    ``nano._native``), so every engine refuses the same options with the same message."""
+    from nano import _native
+
+    _native.check_sampling_options(temperature, top_k, top_p, repetition_penalty)
+
+
 class SplitMix64:
     """The spec's RNG: one u64 of state, advanced by the golden-ratio increment."""
 
@@ -46,12 +55,11 @@ def apply_repetition_penalty(logits: np.ndarray, seen: Iterable[int], penalty: f
 def sample_next(logits, seen: Iterable[int], rng: SplitMix64, *, temperature: float, top_k: int = 0,
                 top_p: float = 1.0, repetition_penalty: float = 1.0) -> int:
     """Choose the next id from the last position's logits (1-D, one per vocabulary id)."""
+    check_options(temperature, top_k, top_p, repetition_penalty)
     x = apply_repetition_penalty(np.asarray(logits, dtype=np.float32), seen, repetition_penalty)
     vocab = x.shape[0]
     if temperature == 0:
         return int(np.argmax(x))  # first maximum = lowest id among ties
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
     scaled = x.astype(np.float64) / float(temperature)
     order = np.lexsort((np.arange(vocab), -scaled))  # logit descending, then id ascending
     if 0 < top_k < vocab:
@@ -75,8 +83,7 @@ class Sampler:
 
     def __init__(self, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  repetition_penalty: float = 1.0, seed: int = 0):
-        if repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+        check_options(temperature, top_k, top_p, repetition_penalty)
         self.temperature = temperature
         self.top_k = int(top_k)
         self.top_p = float(top_p)

@@ -34,13 +34,18 @@ impl std::str::FromStr for KvDtype {
     }
 }
 
-/// Keys and values of every layer for positions 0..block_size (layouts in the module comment).
+/// Keys and values of every layer for the positions used so far (layouts in the module comment).
+/// The cache grows as positions are used, up to the context (block_size): a model file may
+/// declare a context far longer than any generation it will run.
 pub(crate) struct KvCache {
     store: KvStore,
-    /// Positions per head (the context length).
+    /// Positions per head the store holds now (at most `max_positions`).
     positions: usize,
     /// Key blocks per head (positions rounded up to whole blocks).
     key_blocks: usize,
+    /// The context length: positions never exceed it.
+    max_positions: usize,
+    layers: usize,
     hd: usize,
     kv_heads: usize,
 }
@@ -50,45 +55,114 @@ enum KvStore {
     F16 { k: Vec<u16>, v: Vec<u16> },
 }
 
+/// A copy of `old` (`heads` spans of `old_span` values) with every span widened to `new_span`
+/// values, the new room zeroed; an impossible size is an error, not an abort.
+fn widen<T: Copy + Default>(
+    old: &[T],
+    heads: usize,
+    old_span: usize,
+    new_span: usize,
+) -> Result<Vec<T>> {
+    let n = heads
+        .checked_mul(new_span)
+        .ok_or_else(|| Error::Unsupported("the KV cache size overflows".into()))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::Unsupported(format!(
+            "cannot allocate a KV cache of {n} values for this model"
+        ))
+    })?;
+    v.resize(n, T::default());
+    if old_span > 0 {
+        for (dst, src) in v.chunks_exact_mut(new_span).zip(old.chunks_exact(old_span)) {
+            dst[..old_span].copy_from_slice(src);
+        }
+    }
+    Ok(v)
+}
+
 impl KvCache {
-    /// Allocates the whole cache up front; an impossible size is an error, not an abort.
+    /// An empty cache (nothing is allocated until [`KvCache::reserve`]); a context whose full
+    /// cache could not even be counted is an error.
     pub fn new(model: &Model, dtype: KvDtype) -> Result<Self> {
         let c = model.config();
-        let key_blocks = c.block_size.div_ceil(KEY_BLOCK);
-        let size = |positions: usize| {
-            [c.n_layer, c.n_kv_head, positions, c.head_dim()]
-                .iter()
-                .try_fold(1usize, |a, &b| a.checked_mul(b))
-                .ok_or_else(|| Error::Unsupported("the KV cache size overflows".into()))
-        };
-        let (nk, nv) = (size(key_blocks * KEY_BLOCK)?, size(c.block_size)?);
-        fn zeros<T: Clone + Default>(n: usize) -> Result<Vec<T>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n).map_err(|_| {
-                Error::Unsupported(format!(
-                    "cannot allocate a KV cache of {n} values for this model"
-                ))
-            })?;
-            v.resize(n, T::default());
-            Ok(v)
+        let full = [
+            c.n_layer,
+            c.n_kv_head,
+            c.block_size.div_ceil(KEY_BLOCK) * KEY_BLOCK,
+            c.head_dim(),
+        ]
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b));
+        if full
+            .and_then(|n| n.checked_mul(2 * std::mem::size_of::<f32>()))
+            .is_none()
+        {
+            return Err(Error::Unsupported("the KV cache size overflows".into()));
         }
         let store = match dtype {
             KvDtype::F32 => KvStore::F32 {
-                k: zeros(nk)?,
-                v: zeros(nv)?,
+                k: Vec::new(),
+                v: Vec::new(),
             },
             KvDtype::F16 => KvStore::F16 {
-                k: zeros(nk)?,
-                v: zeros(nv)?,
+                k: Vec::new(),
+                v: Vec::new(),
             },
         };
         Ok(KvCache {
             store,
-            positions: c.block_size,
-            key_blocks,
+            positions: 0,
+            key_blocks: 0,
+            max_positions: c.block_size,
+            layers: c.n_layer,
             hd: c.head_dim(),
             kv_heads: c.n_kv_head,
         })
+    }
+
+    /// Makes room for positions `0..positions` (at most the context), keeping what is cached.
+    /// Room grows at least twofold each time, so a generation of n tokens copies O(n) values.
+    pub fn reserve(&mut self, positions: usize) -> Result<()> {
+        if positions <= self.positions {
+            return Ok(());
+        }
+        if positions > self.max_positions {
+            return Err(Error::InvalidInput(format!(
+                "{positions} positions exceed the context of {} tokens",
+                self.max_positions
+            )));
+        }
+        let new_positions = positions
+            .max(self.positions.saturating_mul(2))
+            .max(KEY_BLOCK)
+            .min(self.max_positions);
+        let new_blocks = new_positions.div_ceil(KEY_BLOCK);
+        let heads = self.layers * self.kv_heads;
+        let hd = self.hd;
+        let (ok, nk) = (
+            self.key_blocks * KEY_BLOCK * hd,
+            new_blocks * KEY_BLOCK * hd,
+        );
+        let (ov, nv) = (self.positions * hd, new_positions * hd);
+        self.store = match &self.store {
+            KvStore::F32 { k, v } => KvStore::F32 {
+                k: widen(k, heads, ok, nk)?,
+                v: widen(v, heads, ov, nv)?,
+            },
+            KvStore::F16 { k, v } => KvStore::F16 {
+                k: widen(k, heads, ok, nk)?,
+                v: widen(v, heads, ov, nv)?,
+            },
+        };
+        self.positions = new_positions;
+        self.key_blocks = new_blocks;
+        Ok(())
+    }
+
+    /// Positions the cache has room for now.
+    pub fn capacity(&self) -> usize {
+        self.positions
     }
 
     pub fn dtype(&self) -> KvDtype {

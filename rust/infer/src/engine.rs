@@ -41,25 +41,50 @@ impl Default for GenerateOptions {
 }
 
 impl GenerateOptions {
-    fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidInput(m));
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad(format!(
-                "temperature must be >= 0, got {}",
-                self.temperature
-            ));
+    /// The sampling part of the options.
+    pub fn sampler_options(&self) -> SamplerOptions {
+        SamplerOptions {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
         }
-        if !self.top_p.is_finite() {
-            return bad(format!("top_p must be a number, got {}", self.top_p));
-        }
-        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return bad(format!(
-                "repetition_penalty must be > 0, got {}",
-                self.repetition_penalty
-            ));
-        }
-        Ok(())
     }
+
+    /// Checks the options: the sampling ones with [`SamplerOptions::validate`], the check every
+    /// engine shares (the rest cannot be invalid).
+    pub fn validate(&self) -> Result<()> {
+        self.sampler_options().validate()
+    }
+}
+
+/// Most worker threads per logical CPU. The workers spin while a forward pass runs, so threads
+/// beyond the CPUs only take turns on them; a small excess is allowed (to measure it), thousands
+/// of threads are refused.
+pub const MAX_THREADS_PER_CPU: usize = 4;
+
+/// The largest thread count an engine accepts on this machine ([`MAX_THREADS_PER_CPU`] per
+/// logical CPU).
+pub fn max_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.saturating_mul(MAX_THREADS_PER_CPU)
+}
+
+/// Refuses a thread count of 0 or above [`max_threads`] (checked before any thread starts).
+pub fn check_threads(threads: usize) -> Result<()> {
+    if threads == 0 || threads > max_threads() {
+        return Err(threads_error(threads));
+    }
+    Ok(())
+}
+
+/// The error of a thread count outside 1..=[`max_threads`] (for callers holding a signed or wider
+/// count, e.g. the Python binding).
+pub fn threads_error(got: impl std::fmt::Display) -> Error {
+    Error::InvalidInput(format!(
+        "threads must be between 1 and {} ({MAX_THREADS_PER_CPU} per logical CPU), got {got}",
+        max_threads()
+    ))
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -68,6 +93,9 @@ pub struct GenerateStats {
     pub generated_tokens: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Generation ended because prompt and output filled the context (block_size); with
+    /// `generated_tokens == 0` the prompt alone filled it.
+    pub context_full: bool,
 }
 
 /// Wall-clock timing where the platform has a clock (wasm32-unknown-unknown has none: times are 0).
@@ -126,19 +154,17 @@ impl Engine {
                 "this model is not causal (is_causal = false); the engine generates with causal models only".into(),
             ));
         }
+        if let Some(n) = threads {
+            check_threads(n)?;
+        }
         #[cfg(feature = "threads")]
-        let team =
-            match threads {
-                Some(0) => return Err(Error::InvalidInput("threads must be at least 1".into())),
-                n => {
-                    let n = n.unwrap_or_else(crate::sched::performance_cores);
-                    std::sync::Arc::new(crate::sched::Team::new(n).map_err(|e| {
-                        Error::Unsupported(format!("cannot start {n} threads: {e}"))
-                    })?)
-                }
-            };
-        #[cfg(not(feature = "threads"))]
-        let _ = threads;
+        let team = {
+            let n = threads.unwrap_or_else(crate::sched::performance_cores);
+            std::sync::Arc::new(
+                crate::sched::Team::new(n)
+                    .map_err(|e| Error::Unsupported(format!("cannot start {n} threads: {e}")))?,
+            )
+        };
         Ok(Engine {
             cache: KvCache::new(&model, kv)?,
             rope: Rope::new(&model),
@@ -149,6 +175,19 @@ impl Engine {
             #[cfg(feature = "threads")]
             team,
         })
+    }
+
+    /// Makes room for `positions` positions (at most the context) in the KV cache and the RoPE
+    /// tables now, so that generating that far allocates nothing more. Without it they grow as
+    /// positions are used.
+    pub fn reserve(&mut self, positions: usize) -> Result<()> {
+        self.cache.reserve(positions)?;
+        self.rope.extend(positions)
+    }
+
+    /// Positions the KV cache has room for now.
+    pub fn reserved(&self) -> usize {
+        self.cache.capacity()
     }
 
     pub fn kv_cache(&self) -> KvDtype {
@@ -174,8 +213,12 @@ impl Engine {
         self.lora.take()
     }
 
-    /// Runs one forward pass inside this engine's thread team (entered once per pass).
-    fn forward(&mut self, tokens: &[u32], start: usize, all: bool) -> Vec<f32> {
+    /// Runs one forward pass inside this engine's thread team (entered once per pass), first making
+    /// room for its positions in the KV cache and the RoPE tables (both grow as positions are used).
+    fn forward(&mut self, tokens: &[u32], start: usize, all: bool) -> Result<Vec<f32>> {
+        let end = start + tokens.len();
+        self.cache.reserve(end)?;
+        self.rope.extend(end)?;
         let mut f = Forward {
             model: &self.model,
             lora: self.lora.as_ref(),
@@ -185,9 +228,9 @@ impl Engine {
             buffers: &mut self.buffers,
         };
         #[cfg(feature = "threads")]
-        return self.team.enter(|| f.run(tokens, start, all));
+        return Ok(self.team.enter(|| f.run(tokens, start, all)));
         #[cfg(not(feature = "threads"))]
-        f.run(tokens, start, all)
+        Ok(f.run(tokens, start, all))
     }
 
     /// Refuses empty prompts, prompts longer than the context and ids outside the vocabulary.
@@ -217,7 +260,7 @@ impl Engine {
     /// Logits at every position of `ids` (len * vocab values, row-major), from an empty cache.
     pub fn logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
         self.check_prompt_ids(ids)?;
-        Ok(self.forward(ids, 0, true))
+        self.forward(ids, 0, true)
     }
 
     /// The token ids generation starts from: the encoded prompt, wrapped in the template if `instruct`.
@@ -279,20 +322,18 @@ impl Engine {
             prompt_tokens: ids.len(),
             ..Default::default()
         };
-        let sampler_opts = SamplerOptions {
-            temperature: opts.temperature,
-            top_k: opts.top_k,
-            top_p: opts.top_p,
-            repetition_penalty: opts.repetition_penalty,
-        };
-        let mut sampler = Sampler::new(sampler_opts, opts.seed);
+        let mut sampler = Sampler::new(opts.sampler_options(), opts.seed);
         // special tokens print nothing (as in the PyTorch path); <|eos|> stops before printing
         let mut decoder = StreamDecoder::skipping_special(&tokenizer);
-        if opts.max_new_tokens == 0 || ids.len() >= block {
+        if ids.len() >= block {
+            stats.context_full = true;
+            return Ok(stats);
+        }
+        if opts.max_new_tokens == 0 {
             return Ok(stats);
         }
         let clock = Clock::start();
-        let mut logits = self.forward(&ids, 0, false);
+        let mut logits = self.forward(&ids, 0, false)?;
         stats.prefill_secs = clock.secs();
         let clock = Clock::start();
         loop {
@@ -307,10 +348,14 @@ impl Engine {
                 .map_err(|e| Error::Tokenizer(e.to_string()))?;
             let more = on_piece(piece);
             decoder.take();
-            if !more || stats.generated_tokens >= opts.max_new_tokens || ids.len() >= block {
+            if !more || stats.generated_tokens >= opts.max_new_tokens {
                 break;
             }
-            logits = self.forward(&[next], ids.len() - 1, false);
+            if ids.len() >= block {
+                stats.context_full = true;
+                break;
+            }
+            logits = self.forward(&[next], ids.len() - 1, false)?;
         }
         stats.decode_secs = clock.secs();
         Ok(stats)

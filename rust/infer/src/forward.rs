@@ -3,33 +3,54 @@
 //! through `crate::kernels` and attention through `crate::attention`; this file does the per-element
 //! work around them.
 use crate::attention::{self, KvCache};
+use crate::error::{Error, Result};
 use crate::kernels::{self, MatRef, Scratch, Weights};
 use crate::model::{Adapter, Lora, Model};
 
-/// RoPE tables [block_size, head_dim/2], angles computed in f64 then rounded to f32 (as the model does).
+/// RoPE tables [positions, head_dim/2], angles computed in f64 then rounded to f32 (as the model
+/// does); filled as positions are used ([`Rope::extend`]), each entry the same whenever computed.
 pub(crate) struct Rope {
     cos: Vec<f32>,
     sin: Vec<f32>,
     half: usize,
+    theta: f64,
+    enabled: bool,
 }
 
 impl Rope {
     pub fn new(model: &Model) -> Self {
         let c = model.config();
-        let hd = c.head_dim();
-        let half = hd / 2;
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        if c.use_rope {
-            for p in 0..c.block_size {
-                for i in 0..half {
-                    let freq = 1.0 / (c.rope_theta as f64).powf((2 * i) as f64 / hd as f64);
-                    let a = p as f64 * freq;
-                    cos.push(a.cos() as f32);
-                    sin.push(a.sin() as f32);
-                }
+        Rope {
+            cos: Vec::new(),
+            sin: Vec::new(),
+            half: c.head_dim() / 2,
+            theta: c.rope_theta as f64,
+            enabled: c.use_rope,
+        }
+    }
+
+    /// Fills the tables for positions `0..positions` (the caller keeps them within the context).
+    pub fn extend(&mut self, positions: usize) -> Result<()> {
+        let (half, hd) = (self.half, 2 * self.half);
+        let have = self.cos.len().checked_div(half).unwrap_or(0);
+        if !self.enabled || positions <= have {
+            return Ok(());
+        }
+        let more = (positions - have) * half;
+        if self.cos.try_reserve(more).is_err() || self.sin.try_reserve(more).is_err() {
+            return Err(Error::Unsupported(format!(
+                "cannot allocate RoPE tables for {positions} positions"
+            )));
+        }
+        for p in have..positions {
+            for i in 0..half {
+                let freq = 1.0 / self.theta.powf((2 * i) as f64 / hd as f64);
+                let a = p as f64 * freq;
+                self.cos.push(a.cos() as f32);
+                self.sin.push(a.sin() as f32);
             }
         }
-        Rope { cos, sin, half }
+        Ok(())
     }
 
     /// Rotates pairs (2i, 2i+1) of every head in `x` (heads * head_dim values) for position `pos`.
@@ -105,8 +126,8 @@ fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 }
 
 impl Forward<'_> {
-    /// Runs `tokens` at positions `start..start+n` (all < block_size, ids < vocab: checked by the caller),
-    /// filling the cache. Returns the logits of every position (`all`) or of the last one.
+    /// Runs `tokens` at positions `start..start+n` (all < block_size, ids < vocab: checked by the
+    /// caller, who has also made room for them in the cache and the RoPE tables), filling the cache. Returns the logits of every position (`all`) or of the last one.
     pub fn run(&mut self, tokens: &[u32], start: usize, all: bool) -> Vec<f32> {
         let m = self.model;
         let c = m.config();

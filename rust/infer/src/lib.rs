@@ -17,7 +17,10 @@ pub mod sampler;
 pub mod sched;
 
 pub use attention::KvDtype;
-pub use engine::{Engine, GenerateOptions, GenerateStats};
+pub use engine::{
+    check_threads, max_threads, threads_error, Engine, GenerateOptions, GenerateStats,
+    MAX_THREADS_PER_CPU,
+};
 pub use model::{Lora, Model};
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
 //! The sampler of docs/sampling.md (the one specification every Nano engine follows), with its
 //! SplitMix64 random number generator.
+use crate::error::{Error, Result};
 
 /// SplitMix64: one u64 of state, seeded directly with the seed.
 #[derive(Clone, Debug)]
@@ -31,6 +32,39 @@ pub struct SamplerOptions {
     pub top_k: usize,
     pub top_p: f32,
     pub repetition_penalty: f32,
+}
+
+impl SamplerOptions {
+    /// The one check of sampling options that every engine makes (the native engine, the WASM
+    /// binding and, through `nano._native`, PyTorch's `nano.infer`), so that all of them refuse the
+    /// same options with the same message: a temperature that is not a finite number >= 0, a top_p
+    /// that is not a finite number, a repetition penalty that is not a finite number > 0. (A top_p
+    /// outside (0, 1) is valid: it turns the step off, as docs/sampling.md says.)
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidInput(m));
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad(format!(
+                "temperature must be a finite number >= 0, got {}",
+                self.temperature
+            ));
+        }
+        if !self.top_p.is_finite() {
+            return bad(format!("top_p must be a finite number, got {}", self.top_p));
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return bad(format!(
+                "repetition_penalty must be a finite number > 0, got {}",
+                self.repetition_penalty
+            ));
+        }
+        Ok(())
+    }
+
+    /// `top_k` from a signed count (bindings whose callers may pass a negative one).
+    pub fn top_k_from(top_k: i64) -> Result<usize> {
+        usize::try_from(top_k)
+            .map_err(|_| Error::InvalidInput(format!("top_k must be >= 0, got {top_k}")))
+    }
 }
 
 /// Picks the next token from the last position's logits; `seen` = distinct-or-not prompt and generated ids.
@@ -152,6 +186,34 @@ mod tests {
             top_p,
             repetition_penalty,
         }
+    }
+
+    #[test]
+    fn validate_refuses_non_finite_and_out_of_range_options() {
+        let ok = opts(0.7, 5, 0.9, 1.1);
+        assert!(ok.validate().is_ok());
+        // "off" values and a top_p outside (0, 1) are valid
+        assert!(opts(0.0, 0, 1.0, 1.0).validate().is_ok());
+        assert!(opts(1.0, 0, -3.0, 1.0).validate().is_ok());
+        assert!(opts(1.0, 0, 7.0, 1.0).validate().is_ok());
+        let nan = f32::NAN;
+        let inf = f32::INFINITY;
+        for (bad, word) in [
+            (opts(nan, 0, 1.0, 1.0), "temperature"),
+            (opts(inf, 0, 1.0, 1.0), "temperature"),
+            (opts(-0.5, 0, 1.0, 1.0), "temperature"),
+            (opts(1.0, 0, nan, 1.0), "top_p"),
+            (opts(1.0, 0, -inf, 1.0), "top_p"),
+            (opts(1.0, 0, 1.0, nan), "repetition_penalty"),
+            (opts(1.0, 0, 1.0, inf), "repetition_penalty"),
+            (opts(1.0, 0, 1.0, 0.0), "repetition_penalty"),
+            (opts(1.0, 0, 1.0, -2.0), "repetition_penalty"),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.starts_with(word), "{bad:?}: {e}");
+        }
+        assert_eq!(SamplerOptions::top_k_from(3).unwrap(), 3);
+        assert!(SamplerOptions::top_k_from(-1).is_err());
     }
 
     #[test]

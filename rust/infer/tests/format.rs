@@ -1,83 +1,9 @@
 //! Format round trips and every kind of damaged file, through the public reader/writer API.
-use nano_infer::format::{
-    self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig, TokenList,
-};
+mod common;
+
+use common::{config, encode, tokens, weights};
+use nano_infer::format::{self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig};
 use nano_infer::{Engine, Error, GenerateOptions, Lora, Model};
-
-fn config() -> ModelConfig {
-    ModelConfig {
-        block_size: 16,
-        vocab_size: 12,
-        n_layer: 2,
-        n_embd: 32,
-        n_head: 4,
-        n_kv_head: 2,
-        n_hidden: 64,
-        norm_eps: 1e-5,
-        rope_theta: 10000.0,
-        use_rope: true,
-        is_causal: true,
-        tied_head: true,
-    }
-}
-
-fn tokens(n: usize) -> TokenList {
-    let mut t: Vec<String> = ["<|padding|>", "<|unknown|>", "<|bos|>", "<|eos|>"]
-        .map(String::from)
-        .to_vec();
-    let mut special = vec![true; 4];
-    for i in 0..n - 4 {
-        t.push(char::from(b'a' + i as u8).to_string());
-        special.push(false);
-    }
-    TokenList { tokens: t, special }
-}
-
-/// Deterministic pseudo-random weights (norms near 1).
-fn weights(c: &ModelConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut state = 12345u64;
-    c.expected_tensors()
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let v = (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                    if shape.len() == 1 {
-                        1.0 + 0.1 * u
-                    } else {
-                        0.2 * u
-                    }
-                })
-                .collect();
-            (name, shape, v)
-        })
-        .collect()
-}
-
-fn encode(dtype: DType) -> Vec<u8> {
-    let c = config();
-    let w = weights(&c);
-    let refs: Vec<_> = w
-        .iter()
-        .map(|(n, s, v)| v2026::TensorIn {
-            name: n.clone(),
-            shape: s.clone(),
-            data: v,
-        })
-        .collect();
-    v2026::encode_model(
-        &c,
-        &tokens(c.vocab_size),
-        Some("00112233aabbccdd"),
-        &refs,
-        dtype,
-    )
-    .unwrap()
-}
 
 fn err_text(r: Result<Model, Error>) -> String {
     match r {
@@ -187,6 +113,13 @@ fn inconsistent_headers_are_refused() {
             "\"name\":\"norm.weight\"",
             "\"name\":\"norm.weighx\"",
             "tensor",
+        ),
+        // a key the config does not have is refused, not dropped (tied_head has a default, so
+        // only the unknown key is wrong)
+        (
+            "\"tied_head\":true",
+            "\"tied_hexd\":true",
+            "unknown field `tied_hexd`",
         ),
     ];
     for (from, to, want) in cases {
@@ -311,4 +244,104 @@ fn bad_prompts_are_errors() {
     assert_eq!(s.generated_tokens, 0);
     let s = e.generate("abc", &opts, &mut sink).unwrap();
     assert!(s.generated_tokens <= 4);
+}
+
+/// Overwrites bytes at `at` and fixes the 2026.1 checksum, so only the values are wrong.
+fn patch_data(bytes: &[u8], at: usize, value: &[u8]) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[at..at + value.len()].copy_from_slice(value);
+    let sum = v2026::checksum(&b[64..]);
+    b[48..56].copy_from_slice(&sum.to_le_bytes());
+    b
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    let nan = f32::NAN.to_le_bytes();
+    let inf = f32::INFINITY.to_le_bytes();
+    for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
+        let bytes = encode(dtype);
+        let parsed = format::parse_model(&bytes).unwrap();
+        let t = parsed
+            .tensors
+            .iter()
+            .find(|t| t.name == "layers.1.feed_forward.w2.weight")
+            .unwrap();
+        let format::Store::File { offset, nbytes } = t.store else {
+            panic!("in place")
+        };
+        let n = t.numel();
+        // the last value (f32 / f16) or the last group scale (q8_0 / q4_0)
+        let (at, value, what): (usize, &[u8], &str) = match dtype {
+            DType::F32 => (offset + nbytes - 4, &inf, "non-finite value"),
+            DType::F16 => (offset + nbytes - 2, &[0x00, 0x7e], "non-finite value"),
+            DType::Q8_0 | DType::Q4_0 => (offset + nbytes - 4, &nan, "non-finite"),
+        };
+        let e = err_text(Model::from_bytes(patch_data(&bytes, at, value)));
+        assert!(
+            e.contains("\"layers.1.feed_forward.w2.weight\"") && e.contains(what),
+            "{dtype:?}: {e}"
+        );
+        if matches!(dtype, DType::Q8_0 | DType::Q4_0) {
+            assert!(
+                e.contains("scale") && e.contains(&format!("group {}", n / 32 - 1)),
+                "{e}"
+            );
+        }
+        // a norm (always f32) too
+        let norm = parsed
+            .tensors
+            .iter()
+            .find(|t| t.name == "norm.weight")
+            .unwrap();
+        let format::Store::File { offset, .. } = norm.store else {
+            panic!("in place")
+        };
+        let e = err_text(Model::from_bytes(patch_data(&bytes, offset + 4, &nan)));
+        assert!(
+            e.contains("\"norm.weight\"") && e.contains("element 1"),
+            "{e}"
+        );
+    }
+    // 2024.10 files (no checksum): a NaN in the last parameter before the RoPE tables
+    let c = config();
+    let w = weights(&c);
+    let refs: Vec<_> = w
+        .iter()
+        .map(|(n, s, v)| v2026::TensorIn {
+            name: n.clone(),
+            shape: s.clone(),
+            data: v,
+        })
+        .collect();
+    let mut old = legacy::encode_model(&c, &tokens(c.vocab_size), &refs).unwrap();
+    let rope = 2 * c.block_size * c.head_dim() / 2 * 4;
+    let at = old.len() - rope - 4;
+    old[at..at + 4].copy_from_slice(&nan);
+    let e = err_text(Model::from_bytes(old));
+    assert!(
+        e.contains("\"norm.weight\"") && e.contains("non-finite"),
+        "{e}"
+    );
+    // and the writers refuse to write such weights
+    let mut bad = w.clone();
+    bad[3].2[0] = f32::NAN;
+    let refs: Vec<_> = bad
+        .iter()
+        .map(|(n, s, v)| v2026::TensorIn {
+            name: n.clone(),
+            shape: s.clone(),
+            data: v,
+        })
+        .collect();
+    for r in [
+        v2026::encode_model(&c, &tokens(c.vocab_size), None, &refs, DType::Q8_0),
+        legacy::encode_model(&c, &tokens(c.vocab_size), &refs),
+    ] {
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{:?}", bad[3].0)) && e.contains("non-finite"),
+            "{e}"
+        );
+    }
 }

@@ -10,18 +10,42 @@ use nano_infer::format::{
     self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig, TokenList,
 };
 use nano_infer::kernels;
+use nano_infer::sampler::SamplerOptions;
 use nano_infer::{Engine, Error, GenerateOptions, KvDtype, Lora, Model};
 use nano_tokenizer::Tokenizer;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn};
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt};
 
 fn to_py_err(e: Error) -> PyErr {
     match e {
         Error::Io { .. } => PyOSError::new_err(e.to_string()),
         _ => PyValueError::new_err(e.to_string()),
     }
+}
+
+/// Runs native work (with the GIL released by the caller) so that a panic in it reaches Python as
+/// a RuntimeError naming it, not as pyo3's PanicException (a BaseException that `except
+/// Exception` does not catch). A panic while the engine is locked poisons its lock, so later calls
+/// are refused rather than run on a half-updated engine.
+fn guarded<R>(f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(internal_error(&panic_message(&*panic))))
+}
+
+fn internal_error(why: &str) -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "internal error in the native engine (a bug; please report it): {why}"
+    ))
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 fn json_err(what: &str) -> impl Fn(serde_json::Error) -> PyErr + '_ {
@@ -82,11 +106,18 @@ fn write_model(
     legacy: bool,
     base_hash: Option<String>,
 ) -> PyResult<()> {
-    let raw: serde_json::Value = serde_json::from_str(config_json).map_err(json_err("config"))?;
+    let mut raw: serde_json::Value =
+        serde_json::from_str(config_json).map_err(json_err("config"))?;
     if raw.get("bias").and_then(|b| b.as_bool()) == Some(true) {
         return Err(PyValueError::new_err(
             "models with bias=True cannot be exported (the engines have no biases)",
         ));
+    }
+    // Training-only fields are dropped by name; any other key the file cannot store is refused.
+    if let Some(fields) = raw.as_object_mut() {
+        for name in format::TRAINING_ONLY_FIELDS {
+            fields.remove(name);
+        }
     }
     let config: ModelConfig = serde_json::from_value(raw).map_err(json_err("config"))?;
     let dtype = DType::parse(dtype).map_err(to_py_err)?;
@@ -98,15 +129,18 @@ fn write_model(
     let tokens = token_list(tokenizer_json)?;
     let tensors = tensors_from(tensors)?;
     py.detach(|| {
-        let refs = tensor_refs(&tensors);
-        let bytes = if legacy {
-            legacy::encode_model(&config, &tokens, &refs)?
-        } else {
-            v2026::encode_model(&config, &tokens, base_hash.as_deref(), &refs, dtype)?
-        };
-        format::write_atomic(&path, &bytes)
+        guarded(|| {
+            let refs = tensor_refs(&tensors);
+            let bytes = if legacy {
+                legacy::encode_model(&config, &tokens, &refs)
+            } else {
+                v2026::encode_model(&config, &tokens, base_hash.as_deref(), &refs, dtype)
+            };
+            bytes
+                .and_then(|b| format::write_atomic(&path, &b))
+                .map_err(to_py_err)
+        })
     })
-    .map_err(to_py_err)
 }
 
 /// Writes a LoRA plug-in. `lora_json` = {rank, alpha, targets}; `base_json` = {hash, n_layer, n_embd,
@@ -125,15 +159,18 @@ fn write_lora(
     let base: LoraBase = serde_json::from_str(base_json).map_err(json_err("LoRA base"))?;
     let tensors = tensors_from(tensors)?;
     py.detach(|| {
-        let refs = tensor_refs(&tensors);
-        let bytes = if legacy {
-            legacy::encode_lora(&config, &base, &refs)?
-        } else {
-            v2026::encode_lora(&config, &base, &refs)?
-        };
-        format::write_atomic(&path, &bytes)
+        guarded(|| {
+            let refs = tensor_refs(&tensors);
+            let bytes = if legacy {
+                legacy::encode_lora(&config, &base, &refs)
+            } else {
+                v2026::encode_lora(&config, &base, &refs)
+            };
+            bytes
+                .and_then(|b| format::write_atomic(&path, &b))
+                .map_err(to_py_err)
+        })
     })
-    .map_err(to_py_err)
 }
 
 fn array<'py>(py: Python<'py>, shape: &[usize], values: Vec<f32>) -> PyResult<Bound<'py, PyAny>> {
@@ -146,9 +183,9 @@ fn array<'py>(py: Python<'py>, shape: &[usize], values: Vec<f32>) -> PyResult<Bo
 /// info dict with "version", "dtype", "base_hash"); quantized tensors come back dequantized.
 #[pyfunction]
 fn read_model<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
-    let (model, tensors) = py
-        .detach(|| -> Result<_, Error> {
-            let model = Model::open(&path)?;
+    let (model, tensors) = py.detach(|| {
+        guarded(|| {
+            let model = Model::open(&path).map_err(to_py_err)?;
             let mut out = Vec::new();
             for (i, t) in model.tensors().iter().enumerate() {
                 let m = model.mat(i);
@@ -160,7 +197,7 @@ fn read_model<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>
             }
             Ok((model, out))
         })
-        .map_err(to_py_err)?;
+    })?;
     let dict = PyDict::new(py);
     for (name, shape, values) in tensors {
         dict.set_item(name, array(py, &shape, values)?)?;
@@ -177,15 +214,17 @@ fn read_model<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>
 /// Reads a LoRA plug-in (either format): (lora_json, base_json, {name: float32 array}).
 #[pyfunction]
 fn read_lora<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
-    let parsed = py
-        .detach(|| -> Result<_, Error> {
+    let parsed = py.detach(|| {
+        guarded(|| {
             let bytes = std::fs::read(&path).map_err(|e| Error::Io {
                 path: path.display().to_string(),
                 source: e,
-            })?;
-            format::parse_lora(&bytes)
+            });
+            bytes
+                .and_then(|b| format::parse_lora(&b))
+                .map_err(to_py_err)
         })
-        .map_err(to_py_err)?;
+    })?;
     let dict = PyDict::new(py);
     for (name, shape, values) in parsed.tensors {
         dict.set_item(name, array(py, &shape, values)?)?;
@@ -214,10 +253,12 @@ impl PyEngine {
     ) -> PyResult<R> {
         let inner = self.inner.clone();
         py.detach(|| {
-            let mut engine = inner
-                .lock()
-                .map_err(|_| PyRuntimeError::new_err("the engine failed during an earlier call"))?;
-            f(&mut engine).map_err(to_py_err)
+            guarded(|| {
+                let mut engine = inner.lock().map_err(|_| {
+                    PyRuntimeError::new_err("the engine failed during an earlier call")
+                })?;
+                f(&mut engine).map_err(to_py_err)
+            })
         })
     }
 }
@@ -229,13 +270,18 @@ impl PyEngine {
     fn new(
         py: Python<'_>,
         path: PathBuf,
-        threads: Option<usize>,
+        threads: Option<&Bound<'_, PyAny>>,
         kv_cache: &str,
     ) -> PyResult<Self> {
         let kv: KvDtype = kv_cache.parse().map_err(to_py_err)?;
-        let engine = py
-            .detach(|| Engine::with_kv_cache(Model::open(&path)?, threads, kv))
-            .map_err(to_py_err)?;
+        let threads = threads.map(thread_count).transpose()?;
+        let engine = py.detach(|| {
+            guarded(|| {
+                Model::open(&path)
+                    .and_then(|model| Engine::with_kv_cache(model, threads, kv))
+                    .map_err(to_py_err)
+            })
+        })?;
         let config_json =
             serde_json::to_string(engine.model().config()).map_err(json_err("config"))?;
         let tokenizer_json = engine.model().tokenizer().to_json_string();
@@ -283,7 +329,9 @@ impl PyEngine {
     }
 
     /// f32 logits [len(ids), vocab] at every position.
-    fn logits<'py>(&self, py: Python<'py>, ids: Vec<i64>) -> PyResult<Bound<'py, PyAny>> {
+    fn logits<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        refuse_bytes(ids, "token_ids")?;
+        let ids: Vec<i64> = ids.extract()?;
         let ids: Vec<u32> = ids
             .into_iter()
             .map(|i| {
@@ -305,7 +353,7 @@ impl PyEngine {
         prompt: &Bound<'_, PyAny>,
         max_new_tokens: usize,
         temperature: f32,
-        top_k: usize,
+        top_k: i64,
         top_p: f32,
         repetition_penalty: f32,
         seed: u64,
@@ -314,13 +362,15 @@ impl PyEngine {
         let opts = GenerateOptions {
             max_new_tokens,
             temperature,
-            top_k,
+            top_k: SamplerOptions::top_k_from(top_k).map_err(to_py_err)?,
             top_p,
             repetition_penalty,
             seed,
             instruct,
         };
         // bad prompts and options fail here, at the call, not at the first next()
+        opts.validate().map_err(to_py_err)?;
+        refuse_bytes(prompt, "prompt")?;
         let ids = if let Ok(text) = prompt.extract::<String>() {
             let (o, t) = (opts.clone(), text);
             self.with(py, move |e| e.prepare(&t, &o))?
@@ -335,26 +385,28 @@ impl PyEngine {
         let stop = Arc::new(AtomicBool::new(false));
         let (inner, stop2) = (self.inner.clone(), stop.clone());
         std::thread::spawn(move || {
-            let result = {
+            // A panic unwinds through the lock (poisoning it) and is caught here, so the reader
+            // gets an error rather than a silently ended stream.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let Ok(mut engine) = inner.lock() else {
-                    let _ = tx.send(Msg::Failed(Error::Unsupported(
+                    return Err(Error::Unsupported(
                         "the engine failed during an earlier call".into(),
-                    )));
-                    return;
+                    ));
                 };
                 let mut send = |piece: &str| -> bool {
                     !stop2.load(Ordering::Relaxed) && tx.send(Msg::Piece(piece.to_string())).is_ok()
                 };
                 engine.generate_ids(ids, &opts, &mut send)
-            }; // the engine is unlocked before the reader learns the generation is done
+            })); // the engine is unlocked before the reader learns the generation is done
             let _ = tx.send(match result {
-                Ok(s) => Msg::Done(vec![
+                Ok(Ok(s)) => Msg::Done(vec![
                     ("prompt_tokens", s.prompt_tokens as f64),
                     ("generated_tokens", s.generated_tokens as f64),
                     ("prefill_secs", s.prefill_secs),
                     ("decode_secs", s.decode_secs),
                 ]),
-                Err(e) => Msg::Failed(e),
+                Ok(Err(e)) => Msg::Failed(e),
+                Err(panic) => Msg::Panicked(panic_message(&*panic)),
             });
         });
         Ok(PyGeneration {
@@ -365,10 +417,56 @@ impl PyEngine {
     }
 }
 
+/// A thread count from any Python int: one outside 1..=max (negative or beyond 64 bits included)
+/// gets the engine's own message.
+fn thread_count(t: &Bound<'_, PyAny>) -> PyResult<usize> {
+    if !t.is_instance_of::<PyInt>() || t.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "threads must be an int or None, not {}",
+            t.get_type().name()?
+        )));
+    }
+    match t.extract::<usize>() {
+        Ok(n) => nano_infer::check_threads(n).map(|()| n),
+        Err(_) => Err(nano_infer::threads_error(t.str()?)),
+    }
+    .map_err(to_py_err)
+}
+
+/// Bytes are neither text nor token ids: they would otherwise be read as a list of small ints.
+fn refuse_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    if value.is_instance_of::<PyBytes>() || value.is_instance_of::<PyByteArray>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a str or a list of token ids, not {}; decode bytes to str first",
+            value.get_type().name()?
+        )));
+    }
+    Ok(())
+}
+
+/// The sampling-option check every Nano engine makes ([`SamplerOptions::validate`]), for the
+/// PyTorch engine (`nano.sampling`): raises ValueError with the native engine's message.
+#[pyfunction]
+fn check_sampling_options(
+    temperature: f32,
+    top_k: i64,
+    top_p: f32,
+    repetition_penalty: f32,
+) -> PyResult<()> {
+    let opts = SamplerOptions {
+        temperature,
+        top_k: SamplerOptions::top_k_from(top_k).map_err(to_py_err)?,
+        top_p,
+        repetition_penalty,
+    };
+    opts.validate().map_err(to_py_err)
+}
+
 enum Msg {
     Piece(String),
     Done(Vec<(&'static str, f64)>),
     Failed(Error),
+    Panicked(String),
 }
 
 /// Iterator of generated text pieces; dropping it (or `close()`) stops the generation.
@@ -405,6 +503,7 @@ impl PyGeneration {
                 Ok(None)
             }
             Ok(Msg::Failed(e)) => Err(to_py_err(e)),
+            Ok(Msg::Panicked(why)) => Err(internal_error(&why)),
             Err(_) => Err(PyRuntimeError::new_err(
                 "the generation thread ended unexpectedly",
             )),
@@ -442,8 +541,15 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_lora, m)?)?;
     m.add_function(wrap_pyfunction!(read_model, m)?)?;
     m.add_function(wrap_pyfunction!(read_lora, m)?)?;
+    m.add_function(wrap_pyfunction!(check_sampling_options, m)?)?;
     m.add_class::<PyEngine>()?;
     m.add_class::<PyGeneration>()?;
     m.add("INFER_VERSION", nano_infer::VERSION)?;
+    m.add("MODEL_CONFIG_FIELDS", ModelConfig::field_names())?;
+    m.add(
+        "MODEL_CONFIG_TRAINING_ONLY",
+        format::TRAINING_ONLY_FIELDS.to_vec(),
+    )?;
+    m.add("MODEL_CONFIG_FILE_ONLY", format::FILE_ONLY_FIELDS.to_vec())?;
     Ok(())
 }

@@ -278,6 +278,8 @@ pub fn shuffle_files_uncommitted(
             .unwrap_or(Path::new("."))
             .to_path_buf(),
     };
+    // Piles of killed earlier runs there go now, whether or not this run needs piles.
+    WorkDir::clean_stale(&tmp_parent);
     let threads = opts
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -2,24 +2,11 @@
 //! written under a temporary name that is renamed into place only on success.
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Error;
 
-fn unique_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{}-{:08x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
-}
+/// Prefix of the pile directories (`.nano-shuffle-PID-...`, see `nano_tmpfiles`).
+const WORK_PREFIX: &str = ".nano-shuffle-";
 
 /// A directory for pile files, removed (with its content) when dropped.
 pub struct WorkDir {
@@ -27,8 +14,14 @@ pub struct WorkDir {
 }
 
 impl WorkDir {
+    /// Removes the pile directories of killed earlier runs in `parent` (best effort).
+    pub fn clean_stale(parent: &Path) {
+        nano_tmpfiles::clean_stale(parent, WORK_PREFIX);
+    }
+
+    /// A new pile directory in `parent`.
     pub fn create(parent: &Path) -> Result<WorkDir, Error> {
-        let path = parent.join(format!(".nano-shuffle-{}", unique_suffix()));
+        let path = nano_tmpfiles::unique_path(parent, WORK_PREFIX);
         fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
         Ok(WorkDir { path })
     }
@@ -54,19 +47,11 @@ pub struct PendingOutput {
 }
 
 impl PendingOutput {
+    /// The temporary beside `target`, after removing those of killed earlier writers of it.
     pub fn create(target: &Path) -> Result<PendingOutput, Error> {
-        let name = target
-            .file_name()
+        let temp = nano_tmpfiles::temp_path(target)
             .ok_or_else(|| Error::Options(format!("{}: not a file name", target.display())))?;
-        let dir = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let temp = dir.join(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            unique_suffix()
-        ));
+        nano_tmpfiles::clean_stale_temps(target);
         let file = OpenOptions::new()
             .read(true)
             .write(true)

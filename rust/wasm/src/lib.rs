@@ -223,22 +223,7 @@ impl WasmEngine {
         seed: u64,
         instruct: bool,
     ) -> Result<(), JsError> {
-        if !(temperature.is_finite() && temperature >= 0.0) {
-            return Err(JsError::new(&format!(
-                "temperature must be a number >= 0, got {temperature}"
-            )));
-        }
-        if !top_p.is_finite() {
-            return Err(JsError::new(&format!(
-                "top_p must be a number, got {top_p}"
-            )));
-        }
-        if !(repetition_penalty.is_finite() && repetition_penalty > 0.0) {
-            return Err(JsError::new(&format!(
-                "repetition_penalty must be a number > 0, got {repetition_penalty}"
-            )));
-        }
-        self.options = GenerateOptions {
+        let options = GenerateOptions {
             max_new_tokens: max_new_tokens as usize,
             temperature,
             top_k: top_k as usize,
@@ -247,6 +232,9 @@ impl WasmEngine {
             seed,
             instruct,
         };
+        // the engine's own check (the one every Nano engine makes), before the options are kept
+        options.validate().map_err(js_err)?;
+        self.options = options;
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use nano_infer::format::DType;
-use nano_infer::{Engine, Error, GenerateOptions, KvDtype, Lora, Model};
+use nano_infer::{check_threads, Engine, Error, GenerateOptions, KvDtype, Lora, Model};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,16 +58,23 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
         }
         Err(e) => return Err(Error::InvalidInput(e.to_string())),
     };
-    if args.threads.contains(&0) || args.repeat == 0 {
-        return Err(Error::InvalidInput(
-            "--threads and --repeat must be at least 1".into(),
-        ));
+    if args.repeat == 0 {
+        return Err(Error::InvalidInput("--repeat must be at least 1".into()));
+    }
+    for &t in &args.threads {
+        check_threads(t)?;
     }
     let model = Model::open(&args.model)?;
     let bytes = decode_bytes_per_token(&model);
     let c = model.config();
-    let prompt_len = args.prompt_tokens.clamp(1, (c.block_size / 2).max(1));
-    let decode = args.decode_tokens.clamp(1, c.block_size - prompt_len);
+    let (prompt_len, decode) = lengths(c.block_size, args.prompt_tokens, args.decode_tokens)?;
+    let tok = model.tokenizer();
+    if (0..tok.vocab_size() as u32).all(|id| tok.is_special(id)) {
+        return Err(Error::Unsupported(
+            "bench draws its prompts from ordinary tokens, and this vocabulary has only special ones"
+                .into(),
+        ));
+    }
     if prompt_len != args.prompt_tokens || decode != args.decode_tokens {
         eprintln!(
             "note: measuring a {prompt_len}-token prompt and {decode} decoded tokens (asked for {} and {}; \
@@ -117,6 +124,18 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The prompt length (at most half the context) and decoded tokens (the rest of the context at
+/// most) to measure; a context of one token leaves nothing to decode after a prompt.
+fn lengths(block_size: usize, prompt: usize, decode: usize) -> Result<(usize, usize), Error> {
+    if block_size < 2 {
+        return Err(Error::Unsupported(format!(
+            "bench needs a context of at least 2 tokens (a prompt and one decoded token); this model's is {block_size}"
+        )));
+    }
+    let prompt = prompt.clamp(1, block_size / 2);
+    Ok((prompt, decode.clamp(1, block_size - prompt)))
 }
 
 /// Decode slowdowns (sorted) from the LoRA plug-in the engine has loaded, one per pair of decode
@@ -248,4 +267,27 @@ fn copy_bandwidth(threads: usize) -> f64 {
     }
     std::hint::black_box(&dst);
     2.0 * LEN as f64 / best / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_fit_every_context() {
+        assert!(lengths(0, 128, 64).is_err());
+        let err = lengths(1, 128, 64).unwrap_err().to_string();
+        assert!(err.contains("at least 2 tokens"), "{err}");
+        for block in 2..40 {
+            for (p, d) in [(0, 0), (1, 1), (128, 64), (usize::MAX, usize::MAX)] {
+                let (prompt, decode) = lengths(block, p, d).unwrap();
+                assert!(prompt >= 1 && decode >= 1, "block {block}");
+                assert!(
+                    prompt <= block / 2 && prompt + decode <= block,
+                    "block {block}"
+                );
+            }
+        }
+        assert_eq!(lengths(512, 128, 64).unwrap(), (128, 64));
+    }
 }

@@ -74,7 +74,7 @@ pub fn main(argv: &[std::ffi::OsString]) -> Result<(), Error> {
     match &args.prompt {
         Some(prompt) => {
             let stats = generate(&mut engine, prompt, &opts)?;
-            report(&stats, args.quiet);
+            report(&stats, engine.model().config().block_size, args.quiet);
         }
         None => repl(&mut engine, &opts, args.quiet)?,
     }
@@ -111,7 +111,17 @@ fn generate(
     Ok(stats)
 }
 
-fn report(s: &GenerateStats, quiet: bool) {
+/// The statistics line (unless `quiet`), and a note whenever the context cut generation short:
+/// a prompt that fills the context otherwise prints nothing at all.
+fn report(s: &GenerateStats, context: usize, quiet: bool) {
+    if s.context_full && s.generated_tokens == 0 {
+        eprintln!(
+            "note: the prompt ({} tokens) fills the model's context of {context} tokens: nothing was generated",
+            s.prompt_tokens
+        );
+    } else if s.context_full {
+        eprintln!("note: generation stopped at the end of the model's context of {context} tokens");
+    }
     if quiet {
         return;
     }
@@ -125,30 +135,40 @@ fn report(s: &GenerateStats, quiet: bool) {
     );
 }
 
-/// One prompt per line from stdin until end of input; errors of one prompt do not end the loop.
+/// One prompt per line from stdin until end of input; errors of one prompt (a line that is not
+/// UTF-8 included) are reported and do not end the loop.
 fn repl(engine: &mut Engine, opts: &GenerateOptions, quiet: bool) -> Result<(), Error> {
     let stdin = std::io::stdin();
     let interactive = std::io::IsTerminal::is_terminal(&stdin);
-    let mut line = String::new();
-    loop {
+    let context = engine.model().config().block_size;
+    let mut line = Vec::new();
+    for number in 1.. {
         if interactive {
             eprint!("> ");
         }
         line.clear();
-        let n = stdin.lock().read_line(&mut line).map_err(|e| Error::Io {
-            path: "stdin".into(),
-            source: e,
-        })?;
+        let n = stdin
+            .lock()
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::Io {
+                path: "stdin".into(),
+                source: e,
+            })?;
         if n == 0 {
-            return Ok(());
+            break;
         }
-        let prompt = line.trim_end_matches(['\n', '\r']);
+        let Ok(text) = std::str::from_utf8(&line) else {
+            eprintln!("error: input line {number} is not valid UTF-8; skipped");
+            continue;
+        };
+        let prompt = text.trim_end_matches(['\n', '\r']);
         if prompt.is_empty() {
             continue;
         }
         match generate(engine, prompt, opts) {
-            Ok(stats) => report(&stats, quiet),
+            Ok(stats) => report(&stats, context, quiet),
             Err(e) => eprintln!("error: {e}"),
         }
     }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The original 2024.10 layout (see docs/format.md): read for the published fp32 / int8 (type 800)
 //! models and LoRA plug-ins, written by `--legacy` for old engines.
 use super::bytes::{f32_bytes, f32_vec, Reader};
-use super::v2026::{check_tokens, TensorIn};
+use super::v2026::{check_finite_inputs, check_tokens, TensorIn};
 use super::{
     check_tensor_set, expected_lora_tensors, DType, FileVersion, LoraBase, LoraConfig, ModelConfig,
     ParsedLora, ParsedModel, Store, Tensor, TokenList, KIND_BASE, KIND_LORA, MAGIC,
@@ -104,7 +104,9 @@ fn read_tokens(bytes: &[u8], vocab_size: usize) -> Result<(TokenList, usize)> {
         ));
     };
     let mut r = Reader::at(&bytes[..end], r.pos());
-    let (mut tokens, mut special) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    // every entry takes at least 8 bytes: a forged count reserves no more than the section holds
+    let cap = n.min(section_len / 8);
+    let (mut tokens, mut special) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
     for id in 0..n {
         let info = r.u32()?;
         let tid = r.u32()? as usize;
@@ -295,6 +297,11 @@ fn read_int8(bytes: &[u8], c: &ModelConfig, start: usize, gs: usize) -> Result<V
         }
         let qs = r.take(numel)?;
         let scales = f32_vec(r.take(numel / gs * 4)?);
+        if let Some(g) = super::finite::first_bad_f32(&scales) {
+            return format_err(format!(
+                "tensor {name:?} holds a non-finite int8 scale (NaN or infinity) for group {g}"
+            ));
+        }
         let w: Vec<f32> = qs
             .iter()
             .enumerate()
@@ -444,6 +451,7 @@ pub fn encode_model(
             .map(|t| (t.name.as_str(), t.shape.as_slice())),
     )
     .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    check_finite_inputs(tensors)?;
     let c = config;
     let cfg = [
         to_i32(c.block_size, "block_size")?,
@@ -544,6 +552,7 @@ pub fn encode_lora(config: &LoraConfig, base: &LoraBase, tensors: &[TensorIn]) -
             .map(|t| (t.name.as_str(), t.shape.as_slice())),
     )
     .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    check_finite_inputs(tensors)?;
     let cfg = [
         to_i32(config.rank, "rank")?,
         config.alpha as i32,

@@ -3,6 +3,7 @@
 //! See docs/format.md for the byte layout. Readers validate everything and never panic on bad bytes.
 
 mod bytes;
+mod finite;
 pub mod legacy;
 pub mod v2026;
 
@@ -23,8 +24,11 @@ pub const KIND_LORA: i32 = 10;
 const MAX_DIM: usize = 1 << 20;
 const MAX_LAYERS: usize = 1024;
 
-/// Architecture of a base model (mirrors `nano.model.ModelConfig`, minus training-only fields).
+/// Architecture of a base model: the fields of `nano.model.ModelConfig` less
+/// [`TRAINING_ONLY_FIELDS`], plus [`FILE_ONLY_FIELDS`] (a test in tests/test_format.py compares the
+/// two field sets through `nano._native`). A key that is not a field is refused, not ignored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub block_size: usize,
     pub vocab_size: usize,
@@ -46,7 +50,36 @@ fn yes() -> bool {
     true
 }
 
+/// Fields of `nano.model.ModelConfig` that only training uses; model files do not store them.
+pub const TRAINING_ONLY_FIELDS: [&str; 2] = ["dropout", "bias"];
+/// Fields of [`ModelConfig`] that `nano.model.ModelConfig` lacks (PyTorch models always tie the
+/// head; 2024.10 files may not).
+pub const FILE_ONLY_FIELDS: [&str; 1] = ["tied_head"];
+
 impl ModelConfig {
+    /// The names of the fields, sorted (taken from the serialized struct, so the list cannot drift
+    /// from it).
+    pub fn field_names() -> Vec<String> {
+        let example = ModelConfig {
+            block_size: 1,
+            vocab_size: 1,
+            n_layer: 1,
+            n_embd: 2,
+            n_head: 1,
+            n_kv_head: 1,
+            n_hidden: 1,
+            norm_eps: 1e-5,
+            rope_theta: 1e4,
+            use_rope: true,
+            is_causal: true,
+            tied_head: true,
+        };
+        match serde_json::to_value(example) {
+            Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+            _ => unreachable!("a struct serializes to a JSON object"),
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head.max(1)
     }
@@ -365,28 +398,41 @@ pub fn expected_lora_tensors(
     Ok(out)
 }
 
-/// Reads either format from the whole file's bytes (dispatching on the version word).
+/// Reads either format from the whole file's bytes (dispatching on the version word). Weights that
+/// are not finite (NaN, infinity) are refused, naming the tensor.
 pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
-    match peek_version(bytes)? {
+    let parsed = match peek_version(bytes)? {
         (2024, _) => legacy::parse_model(bytes),
         (v2026::MAJOR, _) => v2026::parse_model(bytes),
         (major, minor) => format_err(format!(
             "unsupported version {major}.{minor} (this build reads 2024.10 and {}.x)",
             v2026::MAJOR
         )),
+    }?;
+    for t in &parsed.tensors {
+        finite::check_tensor(t, bytes)?;
     }
+    Ok(parsed)
 }
 
-/// Reads a LoRA plug-in in either format.
+/// Reads a LoRA plug-in in either format (non-finite values refused, as in [`parse_model`]).
 pub fn parse_lora(bytes: &[u8]) -> Result<ParsedLora> {
-    match peek_version(bytes)? {
+    let parsed = match peek_version(bytes)? {
         (2024, _) => legacy::parse_lora(bytes),
         (v2026::MAJOR, _) => v2026::parse_lora(bytes),
         (major, minor) => format_err(format!(
             "unsupported version {major}.{minor} (this build reads 2024.10 and {}.x)",
             v2026::MAJOR
         )),
+    }?;
+    for (name, _, values) in &parsed.tensors {
+        if let Some(i) = finite::first_bad_f32(values) {
+            return format_err(format!(
+                "LoRA tensor {name:?} holds a non-finite value (NaN or infinity) at element {i}"
+            ));
+        }
     }
+    Ok(parsed)
 }
 
 /// Checks the magic words and returns (major, minor).
@@ -434,25 +480,21 @@ pub(crate) fn check_tensor_set<'a>(
     Ok(())
 }
 
-/// Writes `bytes` to `path` without ever leaving a half-written file there: a temporary file in the same
-/// directory is written, flushed, then renamed over `path`.
+/// Writes `bytes` to `path` without ever leaving a half-written file there: a temporary file in the
+/// same directory (`.NAME.tmp-PID-...`) is written, flushed, then renamed over `path`. Temporaries
+/// of earlier writers of `path` that were killed before renaming are removed first (see
+/// `nano_tmpfiles`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
+    let tmp = nano_tmpfiles::temp_path(path)
         .ok_or_else(|| Error::InvalidInput(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    nano_tmpfiles::clean_stale_temps(path);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

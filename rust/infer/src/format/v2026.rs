@@ -78,11 +78,16 @@ fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
         ));
     }
     let kind = r.i32()?;
-    let _reserved = r.u32()?;
+    let reserved = r.u32()?;
     let header_len = r.u64()?;
     let data_offset = r.u64()?;
     let data_len = r.u64()?;
     let stored_sum = r.u64()?;
+    // The checksum starts after the preamble: its reserved words must be zero, so that no bit of
+    // the file can change unnoticed.
+    if reserved != 0 || r.u64()? != 0 {
+        return format_err("reserved preamble fields (bytes 20..24, 56..64) are not zero");
+    }
     let file_len = bytes.len() as u64;
     if header_len > MAX_HEADER || PREAMBLE as u64 + header_len > data_offset {
         return format_err(format!(
@@ -347,6 +352,21 @@ fn to_json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::InvalidInput(format!("cannot encode header: {e}")))
 }
 
+/// Refuses weights that are not finite: a file holding them could not be loaded again (the
+/// readers refuse them), and they are what a diverged training run leaves.
+pub(crate) fn check_finite_inputs(tensors: &[TensorIn]) -> Result<()> {
+    for t in tensors {
+        if let Some(i) = super::finite::first_bad_f32(t.data) {
+            return Err(Error::InvalidInput(format!(
+                "tensor {:?} holds a non-finite value (NaN or infinity) at element {i}; \
+                 such weights cannot be written to a model file",
+                t.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_inputs(expected: &[(String, Vec<usize>)], tensors: &[TensorIn]) -> Result<()> {
     for t in tensors {
         if t.shape.iter().product::<usize>() != t.data.len() {
@@ -358,6 +378,7 @@ fn check_inputs(expected: &[(String, Vec<usize>)], tensors: &[TensorIn]) -> Resu
             )));
         }
     }
+    check_finite_inputs(tensors)?;
     check_tensor_set(
         expected,
         tensors

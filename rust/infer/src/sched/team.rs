@@ -95,18 +95,32 @@ thread_local! {
 const SPINS_BEFORE_PARK: u32 = 1 << 16;
 
 impl Team {
-    /// A team of `threads` threads in all (the caller counts as one).
+    /// A team of `threads` threads in all (the caller counts as one). When a worker cannot be
+    /// started, the ones already started are stopped and joined before the error is returned.
     pub fn new(threads: usize) -> std::io::Result<Team> {
-        let shared = Arc::new(Shared::default());
-        let mut workers = Vec::new();
-        for i in 1..threads.max(1) {
-            let s = Arc::clone(&shared);
-            let handle = std::thread::Builder::new()
+        Team::start(threads, |i, s| {
+            std::thread::Builder::new()
                 .name(format!("nano-worker-{i}"))
-                .spawn(move || worker(&s))?;
-            workers.push(handle);
+                .spawn(move || worker(&s))
+        })
+    }
+
+    /// [`Team::new`] with the thread start given (tests make it fail part-way).
+    fn start(
+        threads: usize,
+        mut spawn: impl FnMut(usize, Arc<Shared>) -> std::io::Result<JoinHandle<()>>,
+    ) -> std::io::Result<Team> {
+        // Built first, so that an early return drops it: `Drop` stops and joins every worker
+        // started so far (a detached worker would spin or park forever).
+        let mut team = Team {
+            shared: Arc::new(Shared::default()),
+            workers: Vec::new(),
+        };
+        for i in 1..threads.max(1) {
+            let handle = spawn(i, Arc::clone(&team.shared))?;
+            team.workers.push(handle);
         }
-        Ok(Team { shared, workers })
+        Ok(team)
     }
 
     pub fn threads(&self) -> usize {
@@ -284,6 +298,28 @@ mod tests {
         });
         assert_eq!(total.load(SeqCst), 4950);
         assert!(Team::current().is_none());
+    }
+
+    /// A start that fails part-way returns the error and leaves no worker running: every started
+    /// worker has ended (its handle on the shared state is gone) when `start` returns.
+    #[test]
+    fn failed_start_joins_the_workers_it_started() {
+        let mut shared = None;
+        let result = Team::start(8, |i, s| {
+            shared.get_or_insert_with(|| Arc::downgrade(&s));
+            if i == 5 {
+                return Err(std::io::Error::other("no more threads"));
+            }
+            std::thread::Builder::new().spawn(move || worker(&s))
+        });
+        assert_eq!(result.unwrap_err().to_string(), "no more threads");
+        let shared = shared.expect("spawn was called");
+        assert!(
+            shared.upgrade().is_none(),
+            "a started worker is still running"
+        );
+        // and a team can be started afterwards
+        assert_eq!(Team::new(3).unwrap().threads(), 3);
     }
 
     /// Every element of every part is handed out once, in the piece its index says, for parts of

@@ -379,8 +379,9 @@ class _Trainer:
     def check_finite(self, losses: torch.Tensor) -> None:
         """Raise TrainingDiverged when a loss since the last check, or any weight, is NaN or infinite.
 
-        Called before every evaluation and save, so a diverged model never replaces a good checkpoint. One
-        host sync per call (not per step); every rank reaches the same verdict.
+        Called before every evaluation and save, so no checkpoint ever holds a NaN or inf weight and a
+        diverged run never replaces the checkpoints written before it. One host sync per call (not per
+        step); every rank reaches the same verdict.
         """
         bad = (~torch.isfinite(losses)).any().float()
         for p in self.model.parameters():
@@ -445,10 +446,12 @@ class _Trainer:
                 tokens_since, t_since = 0, time.perf_counter()
             if self.step == max_iters or any(self.step % int(cfg[k]) == 0 for k in
                                              ("log_interval", "eval_interval", "save_interval")):
-                self.check_finite(unchecked)
+                self.check_finite(unchecked)  # before anything is evaluated or saved at this step
             if self.step % int(cfg["eval_interval"]) == 0 or self.step == max_iters:
                 val_loss = self.evaluate()
                 last_evaluated = self.step
+                if val_loss is not None and not math.isfinite(val_loss):
+                    self.check_finite(torch.tensor(val_loss))
                 if val_loss is not None:
                     if self.ddp.is_main:
                         metrics.write({"step": self.step, "split": "val", "loss": val_loss})

@@ -95,6 +95,9 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
     server_version = "nano-web"
     sys_version = ""
     timeout = IDLE_TIMEOUT_S  # applied to each connection's socket by StreamRequestHandler
+    # Until a request line is parsed http.server assumes HTTP/0.9, whose responses have no status line and
+    # no headers: errors about unparsable requests (400, 414, 505...) would go out without the headers.
+    default_request_version = "HTTP/1.0"
 
     def parse_request(self) -> bool:
         if not super().parse_request():

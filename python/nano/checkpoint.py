@@ -12,6 +12,7 @@ import pickle
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,7 @@ def safe_torch_load(path: Path, map_location="cpu", what: str = "file"):
     Checkpoints written before the NumPy RNG state was stored as plain ints hold one uint32 ndarray; that
     array type (numeric dtypes only, no objects) is allowed too, so those files still open.
     """
+    _verify_archive(path, what)
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -97,6 +99,24 @@ def safe_torch_load(path: Path, map_location="cpu", what: str = "file"):
         raise ValueError(f"{path}: not a readable {what} ({' '.join(text.split())[:200]})") from None
     except Exception as e:  # a truncated or foreign file: torch raises RuntimeError, EOFError, zip errors...
         raise ValueError(f"{path}: not a readable {what} ({' '.join(str(e).split())[:200]})") from None
+
+
+def _verify_archive(path: Path, what: str) -> None:
+    """Check every member's CRC-32: torch.load does not, so a flipped bit in a tensor would load silently.
+
+    torch.save writes a zip archive with a CRC-32 per record; reading the file once more to verify them
+    costs far less than training on, or exporting, silently damaged weights.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    except Exception as e:  # not a zip, damaged directory or headers: zipfile raises several types
+        raise ValueError(f"{path}: not a readable {what} ({' '.join(str(e).split())[:200] or type(e).__name__})"
+                         ) from None
+    if bad is not None:
+        raise ValueError(f"{path}: the {what} is damaged: the checksum of its record {bad!r} does not match")
 
 
 def _numpy_array_globals() -> list:

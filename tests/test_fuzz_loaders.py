@@ -260,13 +260,17 @@ def sft_vocab(tmp_path_factory):
 def test_sft_preparation_skips_exactly_the_bad_records(sft_vocab, tmp_path):
     rng = random.Random(SEED)
     words = ["fox", "天地", "a\\u00e9", "\\ud83d\\ude00", "x y", ""]
+    # valid JSON that is not a usable record (each skip reason), and a good one with an extra key
+    odd = [b"[1]", b'"q"', b"3", b'{"question": "a"}', b'{"question": 1, "answer": "b"}', b"   ",
+           b'{"question": "\\ud800", "answer": "b"}', b'{"question": "a", "answer": "b", "x": null}']
     src, out = tmp_path / "in.jsonl", tmp_path / "out"
     specials = b'{}[]",:\\\n\r nu\xff\xc3\xa9'
     lines_seen = 0
     for n in range(250):
-        good = [json.dumps({"question": rng.choice(words), "answer": rng.choice(words)}).encode()
-                for _ in range(rng.randint(1, 12))]
-        data = mutate(b"\n".join(good) + b"\n", rng, specials)
+        lines = [rng.choice(odd) if rng.random() < 0.2 else
+                 json.dumps({"question": rng.choice(words), "answer": rng.choice(words)}).encode()
+                 for _ in range(rng.randint(1, 12))]
+        data = mutate(b"\n".join(lines) + b"\n", rng, specials)
         src.write_bytes(data)
         reasons = [classify(line) for line in _lines(data)]
         lines_seen += len(reasons)

@@ -385,7 +385,9 @@ class _Trainer:
         """
         bad = (~torch.isfinite(losses)).any().float()
         for p in self.model.parameters():
-            bad = torch.maximum(bad, (~torch.isfinite(p.detach())).any().float())
+            local = p.detach()
+            local = local.to_local() if hasattr(local, "to_local") else local  # FSDP: this rank's shard
+            bad = torch.maximum(bad, (~torch.isfinite(local)).any().float())
         if self.ddp.enabled:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         if bad.item():

@@ -235,6 +235,10 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     (tmp_path / "m.json").write_text(json.dumps(MODEL))
     assert main(["-m", str(tmp_path / "m.json"), "-t", str(tmp_path / "t.json")]) == 2
     err = capsys.readouterr().err
+    assert f"train_data {tmp_path / 'missing'} does not exist" in err and "Traceback" not in err
+    (tmp_path / "missing").mkdir()  # a directory that is not a prepared dataset
+    assert main(["-m", str(tmp_path / "m.json"), "-t", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
     assert "meta.json missing" in err and "Traceback" not in err
     assert main(["-m", str(tmp_path / "m.json"), "-t", str(tmp_path / "t.json"), "--set", "oops"]) == 2
     assert "key=value" in capsys.readouterr().err

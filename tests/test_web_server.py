@@ -108,7 +108,7 @@ def test_nothing_else_is_served(served, path):
 def test_raw_traversal_on_the_socket_is_refused(served):
     # Some clients normalise "..": talk HTTP by hand so the server sees the raw target.
     with socket.create_connection(("127.0.0.1", served), timeout=10) as sock:
-        sock.sendall(b"GET /../../secret.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET /../../secret.txt HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % served)
         data = b""
         while chunk := sock.recv(65536):
             data += chunk

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from nano import _native
+from nano._cli import EXPECTED_ERRORS, message
+from nano._outputs import check_replaceable_file, clean_stale_temps
 
 __all__ = ["export_checkpoint", "export_lora", "convert_bin", "load_bin", "read_bin", "main"]
 
@@ -43,6 +45,21 @@ def _file_config(model_config: dict, tied: bool = True) -> str:
     return json.dumps(cfg)
 
 
+def _is_model_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"S4DB"  # the magic every Nano and 2024.10 model file starts with
+
+
+def _prepare_out(out, source) -> Path:
+    """The output path, after checking it replaces only a model file and no input (see nano._outputs)."""
+    out = Path(out)
+    inputs = [source] if isinstance(source, (str, Path)) else []
+    check_replaceable_file(out, _is_model_file, inputs, what="model file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out.parent, out.name)
+    return out
+
+
 def _write(out, config: dict, tokenizer_json: str, tensors: dict, dtype: str, legacy: bool,
            base_hash: str | None) -> Path:
     if dtype not in DTYPES:
@@ -51,8 +68,6 @@ def _write(out, config: dict, tokenizer_json: str, tensors: dict, dtype: str, le
                                                             tensors["tok_embeddings.weight"])
     if tied:
         tensors = {k: v for k, v in tensors.items() if k != "output.weight"}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     _native.write_model(str(out), _file_config(config, tied), tokenizer_json, tensors, dtype, legacy, base_hash)
     return out
 
@@ -63,6 +78,7 @@ def export_checkpoint(checkpoint, out, dtype: str = "f32", legacy: bool = False)
 
     from nano.model import base_hash
 
+    out = _prepare_out(out, checkpoint)
     ckpt = checkpoint
     if not isinstance(ckpt, dict):
         from nano.checkpoint import load_checkpoint
@@ -81,6 +97,7 @@ def export_lora(lora, out, legacy: bool = False) -> Path:
     """Write a LoRA file (.pt path or payload, format nano-lora) as a LoRA plug-in."""
     from nano.lora import read_lora
 
+    out = _prepare_out(out, lora)
     payload = read_lora(lora)
     cfg = payload["lora_config"]
     mc = payload["model_config"]
@@ -88,8 +105,6 @@ def export_lora(lora, out, legacy: bool = False) -> Path:
     base_json = json.dumps({"hash": payload.get("base_hash"), **{k: mc[k] for k in
                             ("n_layer", "n_embd", "n_head", "n_kv_head", "n_hidden")}})
     tensors = {k: np.ascontiguousarray(v.detach().cpu().float().numpy()) for k, v in payload["state_dict"].items()}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     _native.write_lora(str(out), lora_json, base_json, tensors, legacy)
     return out
 
@@ -107,6 +122,7 @@ def convert_bin(src, out, dtype: str = "f32", legacy: bool = False) -> Path:
 
     from nano.model import base_hash
 
+    out = _prepare_out(out, src)
     data = read_bin(src)
     cfg = {k: v for k, v in data["config"].items() if k != "tied_head"}
     tensors = data["tensors"]
@@ -163,8 +179,8 @@ def main(argv=None) -> int:
             out = convert_bin(a.from_bin, a.out, a.dtype, a.legacy)
         else:
             out = export_checkpoint(a.input or a.checkpoint, a.out, a.dtype, a.legacy)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except EXPECTED_ERRORS as e:
+        print(f"nano.export: error: {message(e)}", file=sys.stderr)
         return 1
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nano._outputs import clean_stale_temps, temp_name
 from nano.model import ModelConfig, Transformer, base_hash
 
 FORMAT = "nano-lora"
@@ -169,12 +169,9 @@ def save_lora(model: Transformer, path: str | Path) -> Path:
 def read_lora(path_or_payload) -> dict:
     payload = path_or_payload
     if not isinstance(payload, dict):
-        try:
-            payload = torch.load(path_or_payload, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # truncated or foreign file
-            raise ValueError(f"{path_or_payload}: not a readable LoRA file ({e})") from None
+        from nano.checkpoint import safe_torch_load
+
+        payload = safe_torch_load(Path(path_or_payload), what="LoRA file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         if not isinstance(payload, dict):
             raise ValueError(f"not a LoRA file: found a {type(payload).__name__}")
@@ -213,15 +210,13 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
     """torch.save to a temp file in the same directory, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_temps(path.parent, path.name)
+    tmp = path.parent / temp_name(path.name)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from nano import _native
+from nano._cli import bounded_int, main_errors, positive_int, threads_arg
+from nano._outputs import check_replaceable_file, clean_stale_temps
 
 __all__ = ["DEFAULT_SPECIAL_TOKENS", "StreamDecoder", "Tokenizer", "read_corpus", "main"]
 
@@ -48,7 +50,7 @@ def read_corpus(path: str | os.PathLike) -> str:
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not valid UTF-8 at byte offset {e.start}") from None
     if str(path).endswith(".jsonl"):
-        fields = []
+        fields, skipped = [], 0
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -57,9 +59,27 @@ def read_corpus(path: str | os.PathLike) -> str:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{number}: not JSON ({e.msg})") from None
             values = record.values() if isinstance(record, dict) else [record]
-            fields.extend(v for v in values if isinstance(v, str))
+            for v in values:
+                if isinstance(v, str):
+                    if _has_lone_surrogate(v):  # a "\ud800" escape: not text; skipped and reported
+                        skipped += 1
+                        if skipped <= 10:
+                            print(f"skipped {path}:{number}: a string with a lone surrogate "
+                                  "(a \\uD800-\\uDFFF escape that is not half of a pair)", file=sys.stderr)
+                    else:
+                        fields.append(v)
+        if skipped:
+            print(f"{path}: skipped {skipped} string(s) with lone surrogates", file=sys.stderr)
         text = "\n".join(fields)
     return text
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class Tokenizer:
@@ -323,7 +343,23 @@ def _texts(texts) -> list[str]:
 
 
 # ---- command line ------------------------------------------------------------------------------
+def _is_vocabulary(path: Path) -> bool:
+    try:
+        Tokenizer.from_file(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _is_npy(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) == b"\x93NUMPY"
+
+
 def _cmd_build(args) -> int:
+    out = Path(args.out)
+    check_replaceable_file(out, _is_vocabulary, args.files, what="vocabulary file")
+    clean_stale_temps(out.parent if str(out.parent) else Path("."), out.name)
     tok = Tokenizer.build(args.files, args.vocab_size, min_char_count=args.min_char_count,
                           max_token_chars=args.max_token_chars, threads=args.threads)
     tok.save(args.out)
@@ -345,6 +381,7 @@ def _cmd_encode(args) -> int:
     else:
         texts = [sys.stdin.read()]
     if args.npy:
+        check_replaceable_file(Path(args.npy), _is_npy, [args.vocab, *args.files], what=".npy file")
         arr = tok.encode_to_numpy(texts, args.allow_special, args.threads, separator_id=args.separator_id)
         tmp = Path(args.npy).with_name(f".{Path(args.npy).name}.tmp")
         with open(tmp, "wb") as f:
@@ -377,17 +414,18 @@ def _cmd_stats(args) -> int:
     return 0
 
 
+@main_errors("nano.tokenizer", code=1)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano.tokenizer", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="build a vocabulary from corpus files")
     b.add_argument("files", nargs="+", help="UTF-8 text files (.jsonl: string fields of each record)")
-    b.add_argument("--vocab-size", type=int, default=16384)
+    b.add_argument("--vocab-size", type=positive_int, default=16384)
     b.add_argument("--out", required=True, help="vocabulary JSON to write")
-    b.add_argument("--min-char-count", type=int, default=1, help="leave out rarer characters")
-    b.add_argument("--max-token-chars", type=int, default=16, help="longest token in characters")
-    b.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    b.add_argument("--min-char-count", type=positive_int, default=1, help="leave out rarer characters")
+    b.add_argument("--max-token-chars", type=positive_int, default=16, help="longest token in characters")
+    b.add_argument("--threads", type=threads_arg, default=None, help="worker threads (default: all cores)")
     b.set_defaults(run=_cmd_build)
 
     e = sub.add_parser("encode", help="print token ids (or write a .npy)")
@@ -396,22 +434,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("files", nargs="*")
     e.add_argument("--allow-special", action="store_true", help="match <|eos|> etc. as special tokens")
     e.add_argument("--npy", help="write all ids concatenated to this .npy file instead of printing")
-    e.add_argument("--separator-id", type=int, default=None, help="id appended after each text (--npy)")
-    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--separator-id", type=bounded_int(0, 2**32 - 1), default=None, help="id appended after each text (--npy)")
+    e.add_argument("--threads", type=threads_arg, default=None)
     e.set_defaults(run=_cmd_encode)
 
     s = sub.add_parser("stats", help="tokens/char, unknown rate and coverage of corpus files")
     s.add_argument("--vocab", required=True, help="vocabulary JSON")
     s.add_argument("files", nargs="+")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=threads_arg, default=None)
     s.set_defaults(run=_cmd_stats)
 
     args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from nano.data.records import DataError
+from nano._cli import main_errors, positive_int, seed_arg, threads_arg
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,18 +17,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", metavar="IN")
     s.add_argument("-o", "--output", required=True, metavar="OUT")
     s.add_argument("--memory", default="256M", help="memory budget, e.g. 256M, 1G (default 256M)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--seed", type=seed_arg, default=0)
+    s.add_argument("--threads", type=threads_arg, default=None)
     s.add_argument("--tmp-dir", default=None, help="where temporary piles go (default: beside OUT)")
-    s.add_argument("--record-size", type=int, default=None, help="fixed-size binary records of N bytes")
+    s.add_argument("--record-size", type=positive_int, default=None, help="fixed-size binary records of N bytes")
     s.add_argument("--no-progress", action="store_true")
 
     def common(q):
         q.add_argument("inputs", nargs="+", metavar="IN")
         q.add_argument("-o", "--output", required=True, metavar="DIR")
         q.add_argument("--tokenizer", required=True, help="vocabulary JSON file")
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--threads", type=int, default=None)
+        q.add_argument("--seed", type=seed_arg, default=0)
+        q.add_argument("--threads", type=threads_arg, default=None)
         q.add_argument("--strict", action="store_true", help="a bad record is fatal (default: skip, count)")
         q.add_argument("--no-progress", action="store_true")
 
@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("sft", help="JSONL {question, answer} -> fixed-length samples with loss masks")
     common(f)
-    f.add_argument("--block-size", type=int, required=True)
+    f.add_argument("--block-size", type=int, required=True,
+                   help="tokens per sample, 2 to 65536 (each is stored padded to this + 1)")
     f.add_argument("--val-fraction", type=float, default=0.05)
     f.add_argument("--pack", action="store_true", help="pack several samples per block")
     f.add_argument("--overlong", choices=("truncate", "drop"), default="truncate")
@@ -67,59 +68,53 @@ def _report(summary: dict) -> None:
     print(json.dumps(summary))
 
 
+@main_errors("nano.data", code=2)
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     progress = None if not args.no_progress else False
-    try:
-        if args.command == "shuffle":
-            from nano.data.shuffle import shuffle
+    if args.command == "shuffle":
+        from nano.data.shuffle import shuffle
 
-            summary = shuffle(
-                args.inputs,
-                args.output,
-                memory=args.memory,
-                seed=args.seed,
-                tmp_dir=args.tmp_dir,
-                threads=args.threads,
-                record_size=args.record_size,
-                progress=progress,
-            )
-        elif args.command == "pretrain":
-            from nano.data.pretrain import prepare_pretrain
+        summary = shuffle(
+            args.inputs,
+            args.output,
+            memory=args.memory,
+            seed=args.seed,
+            tmp_dir=args.tmp_dir,
+            threads=args.threads,
+            record_size=args.record_size,
+            progress=progress,
+        )
+    elif args.command == "pretrain":
+        from nano.data.pretrain import prepare_pretrain
 
-            summary = prepare_pretrain(
-                args.inputs,
-                args.output,
-                args.tokenizer,
-                val_fraction=args.val_fraction,
-                seed=args.seed,
-                add_bos=args.add_bos,
-                threads=args.threads,
-                strict=args.strict,
-                progress=progress,
-            )
-        else:
-            from nano.data.sft import prepare_sft
+        summary = prepare_pretrain(
+            args.inputs,
+            args.output,
+            args.tokenizer,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            add_bos=args.add_bos,
+            threads=args.threads,
+            strict=args.strict,
+            progress=progress,
+        )
+    else:
+        from nano.data.sft import prepare_sft
 
-            summary = prepare_sft(
-                args.inputs,
-                args.output,
-                args.tokenizer,
-                args.block_size,
-                val_fraction=args.val_fraction,
-                seed=args.seed,
-                pack=args.pack,
-                overlong=args.overlong,
-                strict=args.strict,
-                threads=args.threads,
-                progress=progress,
-            )
-    except (DataError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing written", file=sys.stderr)
-        return 130
+        summary = prepare_sft(
+            args.inputs,
+            args.output,
+            args.tokenizer,
+            args.block_size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            pack=args.pack,
+            overlong=args.overlong,
+            strict=args.strict,
+            threads=args.threads,
+            progress=progress,
+        )
     _report(summary)
     return 0
 

@@ -20,6 +20,12 @@ def load_tokenizer(tokenizer):
     return tokenizer
 
 
+def input_paths(paths: list[Path], tokenizer) -> list[Path]:
+    """Every file a preparation run reads (its output must not replace any of them)."""
+    extra = [Path(tokenizer)] if isinstance(tokenizer, (str, os.PathLike)) else []
+    return [*paths, *extra]
+
+
 def special_id(tokenizer, name: str) -> int:
     token_id = tokenizer.token_to_id(name)
     if token_id is None:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nano.data.common import load_tokenizer, progress_bar, special_id, total_size, validation_lines
+from nano.data.common import (
+    input_paths,
+    load_tokenizer,
+    progress_bar,
+    special_id,
+    total_size,
+    validation_lines,
+)
 from nano.data.records import DataError, Problems, check_inputs, count_lines, iter_batches
 from nano.data.writer import DatasetWriter, token_dtype
 
@@ -66,7 +73,7 @@ def prepare_pretrain(
                 docs[split] += len(texts)
 
     with (
-        DatasetWriter(out_dir, tok, "pretrain", with_mask=False) as writer,
+        DatasetWriter(out_dir, tok, "pretrain", with_mask=False, inputs=input_paths(paths, tokenizer)) as writer,
         progress_bar(n_bytes, "pretrain", progress) as bar,
         ThreadPoolExecutor(max_workers=1) as pool,
     ):

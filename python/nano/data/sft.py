@@ -15,11 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from nano.data.common import load_tokenizer, progress_bar, special_id, total_size, validation_lines
+from nano.data.common import (
+    input_paths,
+    load_tokenizer,
+    progress_bar,
+    special_id,
+    total_size,
+    validation_lines,
+)
 from nano.data.records import DataError, Problems, check_inputs, count_lines, iter_batches
 from nano.data.writer import DatasetWriter
 
 OVERLONG = ("truncate", "drop")
+# Every sample is stored padded to block_size + 1 tokens, so a huge block size multiplies the output (and
+# the time to write it) by that much for each record: past a 64K-token context this is a mistake, not a plan.
+MAX_BLOCK_SIZE = 1 << 16
+DRAIN_TOKENS = 1 << 22  # padded rows held before they are written
 
 
 def _parse(batch, problems: Problems) -> list[tuple[int, str, str]]:
@@ -48,8 +59,23 @@ def _parse(batch, problems: Problems) -> list[tuple[int, str, str]]:
         if wrong:
             problems.skip(*batch.where(i), "value is not a string", repr(wrong[0]))
             continue
+        # JSON escapes can spell half of a UTF-16 pair ("\\ud800"): not text, and no tokenizer can take it.
+        lone = [k for k in ("question", "answer") if "\\u" in text and not _is_text(record[k])]
+        if lone:
+            problems.skip(*batch.where(i), "lone surrogate", f"in {lone[0]!r} (a \\uD800-\\uDFFF escape "
+                          "that is not half of a pair)")
+            continue
         pairs.append((i, record["question"], record["answer"]))
     return pairs
+
+
+def _is_text(value: str) -> bool:
+    """False for a string holding a lone UTF-16 surrogate (it has no UTF-8 form)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _SampleBuilder:
@@ -85,23 +111,26 @@ class _SampleBuilder:
     def flush(self) -> None:
         if not self.cur_tokens:
             return
-        pad = self.length - len(self.cur_tokens)
-        self.rows_tokens.append(self.cur_tokens + [self.ids["padding"]] * pad)
-        self.rows_mask.append(self.cur_mask + [0] * pad)
+        self.rows_tokens.append(self.cur_tokens)
+        self.rows_mask.append(self.cur_mask)
         self.cur_tokens, self.cur_mask = [], []
         self.samples += 1
 
+    @property
+    def pending_tokens(self) -> int:
+        """Tokens the completed rows take once padded (drain before this grows past a memory budget)."""
+        return len(self.rows_tokens) * self.length
+
     def drain(self) -> tuple[np.ndarray, np.ndarray]:
-        """Completed rows so far, concatenated (the row being packed stays)."""
-        if not self.rows_tokens:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint8)
-        # One conversion for all rows (they have the same length), not one per row.
-        out = (
-            np.array(self.rows_tokens, dtype=np.int64).ravel(),
-            np.array(self.rows_mask, dtype=np.uint8).ravel(),
-        )
+        """Completed rows so far, padded and concatenated (the row being packed stays)."""
+        n = len(self.rows_tokens)
+        tokens = np.full((n, self.length), self.ids["padding"], dtype=np.int64)
+        mask = np.zeros((n, self.length), dtype=np.uint8)
+        for row, (t, m) in enumerate(zip(self.rows_tokens, self.rows_mask, strict=True)):
+            tokens[row, : len(t)] = t
+            mask[row, : len(m)] = m
         self.rows_tokens, self.rows_mask = [], []
-        return out
+        return tokens.ravel(), mask.ravel()
 
 
 def write_rows(writer, split: str, rows: tuple[np.ndarray, np.ndarray], unknown: int | None) -> int:
@@ -128,8 +157,8 @@ def prepare_sft(
     started = time.perf_counter()
     if overlong not in OVERLONG:
         raise ValueError(f"overlong must be one of {OVERLONG}, got {overlong!r}")
-    if block_size < 2:
-        raise ValueError(f"block_size must be >= 2, got {block_size}")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or not 2 <= block_size <= MAX_BLOCK_SIZE:
+        raise ValueError(f"block_size must be an integer from 2 to {MAX_BLOCK_SIZE}, got {block_size!r}")
     paths = check_inputs(inputs)
     tok = load_tokenizer(tokenizer)
     ids = {
@@ -146,7 +175,7 @@ def prepare_sft(
     n_bytes = total_size(paths)
 
     with (
-        DatasetWriter(out_dir, tok, "sft", with_mask=True) as writer,
+        DatasetWriter(out_dir, tok, "sft", with_mask=True, inputs=input_paths(paths, tokenizer)) as writer,
         progress_bar(n_bytes, "sft", progress) as bar,
     ):
         for first, batch in iter_batches(paths, on_bytes=bar.update):
@@ -158,6 +187,8 @@ def prepare_sft(
             answers = tok.encode_batch([a for _, _, a in pairs], allow_special=False, threads=threads)
             for (i, _, _), q, a in zip(pairs, questions, answers, strict=True):
                 split = "val" if is_val[first + i] else "train"
+                if builders[split].pending_tokens >= DRAIN_TOKENS:  # padding must not pile up in memory
+                    n_unknown += write_rows(writer, split, builders[split].drain(), unknown)
                 reason = builders[split].add(q, a)
                 if reason is not None:
                     if strict:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
+
+from nano._outputs import clean_stale_temps
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -44,6 +47,11 @@ def shuffle(
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    out = Path(output)
+    # what a killed shuffle left here: its output temp beside OUT, its pile directory in tmp_dir
+    clean_stale_temps(out.parent, out.name)
+    if tmp_dir is not None:
+        clean_stale_temps(tmp_dir, out.name)
     if progress is None:
         import sys
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from nano._outputs import check_replaceable_dir, clean_stale_temps, temp_name
 from nano.dataset import FORMAT, VERSION
 
 SPLITS = ("train", "val")
@@ -23,23 +23,34 @@ def token_dtype(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 1 << 16 else "uint32"
 
 
-def check_output_dir(out_dir: Path) -> None:
-    """Refuse to replace anything but an earlier prepared dataset (or an empty directory)."""
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise FileExistsError(f"{out_dir}: exists and is not a directory")
-        if any(out_dir.iterdir()) and not (out_dir / "meta.json").exists():
-            raise FileExistsError(f"{out_dir}: exists, is not empty and is not a prepared dataset")
+DATASET_FILES = {"meta.json", "tokenizer.json", *(f"{s}.{ext}" for s in SPLITS for ext in ("tokens", "mask"))}
+
+
+def _is_prepared_dataset(path: Path) -> bool:
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def check_output_dir(out_dir: Path, inputs=()) -> None:
+    """Refuse to replace anything but an empty directory or a dataset Nano prepared that holds only its own
+    files and none of this run's inputs (FileExistsError naming the reason; nothing is touched)."""
+    check_replaceable_dir(Path(out_dir), DATASET_FILES, _is_prepared_dataset, inputs, what="prepared dataset")
 
 
 class DatasetWriter:
     """Appends token (and mask) arrays per split; ``commit`` writes meta.json and renames into place."""
 
-    def __init__(self, out_dir, tokenizer, kind: str, with_mask: bool):
+    def __init__(self, out_dir, tokenizer, kind: str, with_mask: bool, inputs=()):
         self.out_dir = Path(out_dir)
-        check_output_dir(self.out_dir)
+        self.inputs = list(inputs)
+        check_output_dir(self.out_dir, self.inputs)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.tmp-", dir=self.out_dir.parent))
+        clean_stale_temps(self.out_dir.parent, self.out_dir.name)
+        self.tmp = self.out_dir.parent / temp_name(self.out_dir.name)
+        self.tmp.mkdir(mode=0o700)
         self.kind, self.tokenizer = kind, tokenizer
         self.dtype = np.dtype(token_dtype(tokenizer.vocab_size)).newbyteorder("<")
         self.counts = {s: 0 for s in SPLITS}
@@ -83,10 +94,11 @@ class DatasetWriter:
                         os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is an ordinary directory
+        os.chmod(self.tmp, 0o777 & ~umask)  # private while written; the dataset is an ordinary directory
+        check_output_dir(self.out_dir, self.inputs)  # again: the directory may have changed meanwhile
         old = None
         if self.out_dir.exists():
-            old = self.out_dir.parent / f"{self.tmp.name}.old"
+            old = self.out_dir.parent / f"{self.tmp.name}.old"  # restored by clean_stale_temps after a kill
             os.rename(self.out_dir, old)
         os.rename(self.tmp, self.out_dir)
         if old is not None:

@@ -12,6 +12,10 @@ import zlib
 from dataclasses import dataclass
 
 DIGITS = tuple(str(d) for d in range(10))
+# A bool expression of depth d is up to 5 * 2**d - 3 tokens long and the model attends over all of them:
+# depth 10 is already a 5117-token question. Digit tasks grow linearly; 512 digits is far past toy size.
+MAX_DEPTH = 10
+MAX_LENGTH = 512
 LOOPS = {"0": 1, "6": 1, "9": 1, "8": 2}  # closed loops drawn in each digit; the others have none
 
 
@@ -60,7 +64,7 @@ class DigitStringTask(Task):
     length: int = 6
 
     def __post_init__(self):
-        _check_positive("length", self.length)
+        _check_positive("length", self.length, MAX_LENGTH)
         self.max_question_len = self.answer_len = self.length
         self.symbols = DIGITS
 
@@ -123,7 +127,7 @@ class BoolExpr(Task):
     name = "bool"
 
     def __post_init__(self):
-        _check_positive("depth", self.depth)
+        _check_positive("depth", self.depth, MAX_DEPTH)
         if not 0.0 <= self.leaf_p <= 1.0:
             raise ValueError(f"leaf_p must be in [0, 1], got {self.leaf_p}")
         self.answer_len = 1
@@ -196,7 +200,7 @@ class AddNumbers(Task):
     name = "add"
 
     def __post_init__(self):
-        _check_positive("length", self.length)
+        _check_positive("length", self.length, MAX_LENGTH)
         self.max_question_len = 2 * self.length + 1
         self.answer_len = self.length + 1
         self.symbols = DIGITS + ("+",)
@@ -243,6 +247,6 @@ def draw(task: Task, rng: random.Random, heldout: bool, max_tries: int = 10_000)
     raise ValueError(f"task {task.name} ({task.describe()}) has too few distinct questions for a {part} split")
 
 
-def _check_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _check_positive(name: str, value, most: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ValueError(f"{name} must be a positive integer up to {most}, got {value!r}")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import json
-import sys
+import math
+import numbers
+import re
 from pathlib import Path
 
+from nano._cli import MAX_THREADS, MAX_TRAIN_SEED, range_text
 from nano.model import ModelConfig
 
 DEFAULTS: dict = {
@@ -71,34 +75,148 @@ IGNORED = {"backend", "eval_only_last_ckpt", "init_from", "wandb_log", "wandb_pr
 
 
 def normalise(cfg: dict, base_dir: str | Path | None = None) -> dict:
-    """Fill defaults, map the original key names, check values, and resolve input paths."""
+    """Fill defaults, map the original key names, check every value, and resolve input paths.
+
+    The whole config is checked before anything runs: an unknown key, a value of the wrong type or out of
+    range, or an input file that does not exist is a ValueError / FileNotFoundError naming the key.
+    """
+    if not isinstance(cfg, dict):
+        raise ValueError(f"train config must be a JSON object (key: value), got a {_json_type(cfg)}")
     out = dict(DEFAULTS)
     model_keys = {f for f in ModelConfig.__dataclass_fields__} - {"dropout"}
     for key, value in cfg.items():
         key = ALIASES.get(key, key)
         if key == "betas":
-            out["beta1"], out["beta2"] = (float(v) for v in value)
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise ValueError(f"train config: betas must be a list of two numbers, got {value!r}")
+            out["beta1"], out["beta2"] = value
         elif key == "train_data" and isinstance(value, list):
             out["train_data"], out["val_data"] = _dataset_pair(value)
         elif key in DEFAULTS:
             out[key] = value
         elif key not in IGNORED and key not in model_keys:
-            print(f"nano.train: ignoring unknown train config key {key!r}", file=sys.stderr)
+            close = difflib.get_close_matches(key, [*DEFAULTS, *ALIASES], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"train config: unknown key {key!r}{hint}")
+    for key, check in CHECKS.items():
+        out[key] = check(key, out[key])
     if out["lr_decay_iters"] is None:
         out["lr_decay_iters"] = out["max_iters"]
     if out["save_interval"] is None:
         out["save_interval"] = out["eval_interval"]
-    for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval"):
-        if int(out[key]) < 1:
-            raise ValueError(f"train config: {key} must be >= 1, got {out[key]!r}")
-    if int(out["max_iters"]) < 0:
-        raise ValueError(f"train config: max_iters must be >= 0, got {out['max_iters']!r}")
-    if out["dtype"] not in ("auto", "float32", "bfloat16", "float16"):
-        raise ValueError(f"train config: dtype must be auto, float32, bfloat16 or float16, got {out['dtype']!r}")
     for key in INPUT_PATHS:
         if out[key]:
-            out[key] = str(resolve_input(out[key], base_dir))
+            path = resolve_input(out[key], base_dir)
+            if not path.exists():
+                raise FileNotFoundError(f"train config: {key} {path} does not exist")
+            out[key] = str(path)
     return out
+
+
+def _json_type(value) -> str:
+    names = {list: "list", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _integer(lo: int | None = None, hi: int | None = None, optional: bool = False):
+    def check(key, value):
+        if value is None and optional:
+            return None
+        # 1e9 in the original configs is an integer written as a float; 2.7 is not an integer.
+        integral = isinstance(value, numbers.Integral) or (
+            isinstance(value, float) and math.isfinite(value) and value.is_integer())
+        if isinstance(value, bool) or not integral:
+            raise ValueError(f"train config: {key} must be an integer{' or null' if optional else ''}, "
+                             f"got {value!r}")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise ValueError(f"train config: {key} must be {range_text(lo, hi)}, got {value!r}")
+        return int(value)
+
+    return check
+
+
+def _number(lo: float | None = None, hi: float | None = None, *, above: bool = False, below: bool = False,
+            optional: bool = False):
+    """A finite real number in [lo, hi]; ``above`` / ``below`` make that end open."""
+
+    def check(key, value):
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"train config: {key} must be a finite number{' or null' if optional else ''}, "
+                             f"got {value!r}")
+        if (lo is not None and (value <= lo if above else value < lo)
+                or hi is not None and (value >= hi if below else value > hi)):
+            left = "(" if above else "["
+            right = ")" if below else "]"
+            interval = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+            raise ValueError(f"train config: {key} must be in {interval}, got {value!r}")
+        return float(value)
+
+    return check
+
+
+def _boolean(key, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"train config: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _text(optional: bool = True):
+    def check(key, value):
+        if optional and value in (None, ""):  # the original configs write "" for "not set"
+            return None
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"train config: {key} must be a non-empty string{' or null' if optional else ''}, "
+                             f"got {value!r}")
+        return value
+
+    return check
+
+
+def _choice(*options):
+    def check(key, value):
+        if value not in options:
+            raise ValueError(f"train config: {key} must be one of {', '.join(map(str, options))}, got {value!r}")
+        return value
+
+    return check
+
+
+def _device(key, value):
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise ValueError(f"train config: {key} must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    return value
+
+
+def _names(key, value):
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"train config: {key} must be a non-empty list of names, got {value!r}")
+    return list(value)
+
+
+CHECKS = {
+    "train_data": _text(), "val_data": _text(), "tokenizer_path": _text(),
+    "shuffle": _choice("auto", "random", "epoch"),
+    "batch_size": _integer(1), "gradient_accumulation_steps": _integer(1), "max_iters": _integer(0),
+    "time_limit": _number(0, above=True, optional=True),
+    "learning_rate": _number(0), "decay_lr": _boolean, "warmup_iters": _integer(0),
+    "lr_decay_iters": _integer(0, optional=True), "min_lr": _number(0), "weight_decay": _number(0),
+    "beta1": _number(0, 1, below=True), "beta2": _number(0, 1, below=True),
+    "grad_clip": _number(0, optional=True), "dropout": _number(0, 1, below=True, optional=True),
+    "device": _device, "dtype": _choice("auto", "float32", "bfloat16", "float16"), "use_amp": _boolean,
+    "sdp_kernel": _choice("auto", "flash", "efficient", "math", "cudnn", None), "compile": _boolean,
+    "num_threads": _integer(0, MAX_THREADS, optional=True), "fsdp": _boolean,
+    "random_seed": _integer(0, MAX_TRAIN_SEED),
+    "eval_interval": _integer(1), "eval_iters": _integer(1), "log_interval": _integer(1),
+    "metrics_log": _text(), "tensorboard": _boolean, "progress": _boolean,
+    "sample_interval": _integer(0), "sample_prompt": _text(), "sample_tokens": _integer(1, 1 << 20),
+    "save_checkpoint_to": _text(optional=False), "save_interval": _integer(1, optional=True),
+    "keep_last": _integer(0), "save_best": _boolean, "from_checkpoint": _text(), "resume": _boolean,
+    "use_lora": _boolean, "lora_rank": _integer(1), "lora_alpha": _number(0, above=True),
+    "lora_dropout": _number(0, 1, below=True), "lora_targets": _names,
+}
+assert set(CHECKS) == set(DEFAULTS), "every train config key has a check"
 
 
 def _dataset_pair(value: list) -> tuple[str, str | None]:
@@ -136,10 +254,14 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def read_json(path: str | Path) -> dict:
+    """A config file's JSON object (ValueError for invalid JSON or anything but an object)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: config file not found") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: a config must be a JSON object (key: value), got a {_json_type(value)}")
+    return value

@@ -40,12 +40,32 @@ def run(model_config: dict | None, train_config: dict, *, train_loader=None, val
     train_config's dataset paths.
     """
     cfg = normalise(train_config, config_dir)
+    _check_save_dir(cfg)
     ddp, device = runtime.setup_distributed(cfg["device"])
     try:
         return _Trainer(cfg, ddp, device, model_config, train_loader, val_loader, tokenizer, log).train()
     finally:
         if ddp.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights stopped being finite numbers; nothing from that point on was saved."""
+
+
+def _check_save_dir(cfg: dict) -> None:
+    """A new run must not overwrite or prune the checkpoint it starts from (a resumed run continues its own)."""
+    out = Path(cfg["save_checkpoint_to"])
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"save_checkpoint_to {out}: exists and is not a directory")
+    src = cfg["from_checkpoint"]
+    if cfg["resume"] or not src or not out.is_dir():
+        return
+    src = Path(src)
+    if src.parent.resolve() == out.resolve() and CheckpointWriter.writes(src.name):
+        raise FileExistsError(
+            f"from_checkpoint {src} is in save_checkpoint_to {out}, where this new run would overwrite or prune "
+            "it; save to another directory (or continue that run with --resume)")
 
 
 def _checkpoint_to_load(cfg: dict) -> tuple[dict | None, bool]:
@@ -356,6 +376,27 @@ class _Trainer:
             payload["base_hash"] = base_hash(model_state) if self.ddp.is_main else None
         return payload
 
+    def check_finite(self, losses: torch.Tensor) -> None:
+        """Raise TrainingDiverged when a loss since the last check, or any weight, is NaN or infinite.
+
+        Called before every evaluation and save, so no checkpoint ever holds a NaN or inf weight and a
+        diverged run never replaces the checkpoints written before it. One host sync per call (not per
+        step); every rank reaches the same verdict.
+        """
+        bad = (~torch.isfinite(losses)).any().float()
+        for p in self.model.parameters():
+            local = p.detach()
+            local = local.to_local() if hasattr(local, "to_local") else local  # FSDP: this rank's shard
+            bad = torch.maximum(bad, (~torch.isfinite(local)).any().float())
+        if self.ddp.enabled:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item():
+            kept = self.cfg["save_checkpoint_to"]
+            raise TrainingDiverged(
+                f"training diverged by step {self.step}: the loss or the weights are not finite (NaN or inf); "
+                f"stopped without saving them (checkpoints in {kept} are from before). Lower learning_rate "
+                f"(now {self.cfg['learning_rate']}) or set grad_clip")
+
     def save(self, best: bool = False) -> Path | None:
         payload = self._payload()  # every rank takes part in gathering
         if not self.ddp.is_main:
@@ -383,9 +424,11 @@ class _Trainer:
         tokens_since, t_since = 0, time.perf_counter()
         tok_per_s = 0.0
         deadline = time.monotonic() + float(cfg["time_limit"]) if cfg["time_limit"] else None
+        unchecked = torch.zeros((), dtype=torch.float64, device=self.device)  # NaN/inf sticks until checked
         while self.step < max_iters:
             loss_t, grad_norm_t, tokens = self.train_step()
             last_loss = loss_t
+            unchecked = unchecked + loss_t * 0  # stays 0 while finite, becomes NaN once a loss is not
             tokens_since += tokens * self.ddp.world_size
             bar.update(1)
             if self.step % int(cfg["log_interval"]) == 0 or self.step == max_iters:
@@ -403,9 +446,14 @@ class _Trainer:
                     metrics.write(record)
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_per_s:,.0f}")
                 tokens_since, t_since = 0, time.perf_counter()
+            if self.step == max_iters or any(self.step % int(cfg[k]) == 0 for k in
+                                             ("log_interval", "eval_interval", "save_interval")):
+                self.check_finite(unchecked)  # before anything is evaluated or saved at this step
             if self.step % int(cfg["eval_interval"]) == 0 or self.step == max_iters:
                 val_loss = self.evaluate()
                 last_evaluated = self.step
+                if val_loss is not None and not math.isfinite(val_loss):
+                    self.check_finite(torch.tensor(val_loss))
                 if val_loss is not None:
                     if self.ddp.is_main:
                         metrics.write({"step": self.step, "split": "val", "loss": val_loss})
@@ -426,6 +474,7 @@ class _Trainer:
                     bar.write(f"time limit of {cfg['time_limit']} s reached at step {self.step}", file=sys.stderr)
                 break
         bar.close()
+        self.check_finite(unchecked)
         if last_evaluated != self.step:  # stopped by the time limit between evaluations
             val_loss = self.evaluate()
             if val_loss is not None and self.ddp.is_main:

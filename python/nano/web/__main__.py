@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nano._cli import port_arg
 from nano.web.server import WEB_DIR, has_wasm, make_server
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nano.web", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8000, help="port (0 = any free port; default 8000)")
+    parser.add_argument("--port", type=port_arg, default=8000, help="port (0 = any free port; default 8000)")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args(argv)
 

@@ -7,6 +7,7 @@ directory listing and no path can reach outside them, whatever the URL says.
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import posixpath
 import urllib.parse
 from pathlib import Path
@@ -57,13 +58,59 @@ def has_wasm(web_dir: Path = WEB_DIR) -> bool:
     return any(p.endswith(".wasm") for p in servable_files(web_dir))
 
 
+# An idle or slow client is dropped after this long, so open connections cannot pin threads forever.
+IDLE_TIMEOUT_S = 30.0
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def allowed_hosts(host: str, port: int) -> frozenset[str] | None:
+    """The Host header values a server bound to (host, port) answers; None = any (not bound to loopback).
+
+    On loopback only the machine's own names are accepted: a page on another site that rebinds its DNS name
+    to 127.0.0.1 sends its own name as Host and is refused (DNS rebinding).
+    """
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        return None
+    names = {*LOOPBACK_NAMES, f"[{host.strip('[]')}]" if ":" in host else host}
+    hosts = {f"{n}:{port}" for n in names}
+    if port == 80:
+        hosts |= names
+    return frozenset(h.lower() for h in hosts)
+
+
 class PageHandler(http.server.BaseHTTPRequestHandler):
-    """GET/HEAD of an allow-listed file; everything else is 404 (or 405 for other methods)."""
+    """GET/HEAD of an allow-listed file; everything else is 404 (or 405 for other methods).
+
+    Every response, errors raised inside http.server included (400, 414, 431, 501, 505...), carries the
+    security headers; a request whose Host is not one of ``hosts`` gets 421.
+    """
 
     files: dict[str, Path] = {}
+    hosts: frozenset[str] | None = None
     quiet = False
     server_version = "nano-web"
     sys_version = ""
+    timeout = IDLE_TIMEOUT_S  # applied to each connection's socket by StreamRequestHandler
+    # Until a request line is parsed http.server assumes HTTP/0.9, whose responses have no status line and
+    # no headers: errors about unparsable requests (400, 414, 505...) would go out without the headers.
+    default_request_version = "HTTP/1.0"
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.hosts is not None and (self.headers.get("Host") or "").strip().lower() not in self.hosts:
+            self.send_error(421, "Misdirected Request")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own error responses, with the same headers as every other response."""
+        self.close_connection = True
+        self._send_error(code, message or self.responses.get(code, ("Error",))[0])
 
     def _lookup(self) -> Path | None:
         path = urllib.parse.urlsplit(self.path).path
@@ -96,6 +143,8 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         if code == 405:
@@ -121,10 +170,15 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
 
 
 def make_server(
-    host: str = "127.0.0.1", port: int = 8000, web_dir: Path = WEB_DIR, quiet: bool = False
+    host: str = "127.0.0.1", port: int = 8000, web_dir: Path = WEB_DIR, quiet: bool = False,
+    idle_timeout: float = IDLE_TIMEOUT_S,
 ) -> http.server.ThreadingHTTPServer:
     """A ready-to-serve server (port 0 picks a free port: read it from ``server.server_address``)."""
-    handler = type("BoundPageHandler", (PageHandler,), {"files": servable_files(web_dir), "quiet": quiet})
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be between 0 and 65535, got {port}")
+    attrs = {"files": servable_files(web_dir), "quiet": quiet, "timeout": idle_timeout}
+    handler = type("BoundPageHandler", (PageHandler,), attrs)
     server = http.server.ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
+    handler.hosts = allowed_hosts(host, server.server_address[1])
     return server

@@ -1,7 +1,9 @@
-"""PyTorch inference: ``python -m nano.infer -m CHECKPOINT.pt [--prompt TEXT]`` (or a REPL).
+"""The inference command ``python -m nano.infer -m MODEL [--prompt TEXT]`` (or a REPL), and PyTorch generation.
 
-A ``.bin`` model file goes to the Rust engine (``nano.Engine``); a ``.pt`` checkpoint runs in PyTorch with the
-same sampler (docs/sampling.md), so both give the same tokens for the same seed.
+It drives two engines: a ``.pt`` checkpoint runs on the PyTorch model (:mod:`nano.model`, this module's
+:func:`stream`); a ``.bin`` model file goes to the native Rust engine (the ``rust/infer`` crate, reached
+through :class:`nano.Engine`). Both use the same sampler (docs/sampling.md), so they give the same tokens
+for the same seed.
 """
 
 from __future__ import annotations

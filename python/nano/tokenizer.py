@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nano import _native
+from nano._atomic import atomic_write
 from nano._cli import bounded_int, main_errors, positive_int, threads_arg
 from nano._outputs import check_replaceable_file, clean_stale_temps
 
@@ -383,10 +384,8 @@ def _cmd_encode(args) -> int:
     if args.npy:
         check_replaceable_file(Path(args.npy), _is_npy, [args.vocab, *args.files], what=".npy file")
         arr = tok.encode_to_numpy(texts, args.allow_special, args.threads, separator_id=args.separator_id)
-        tmp = Path(args.npy).with_name(f".{Path(args.npy).name}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(args.npy) as f:
             np.save(f, arr)
-        os.replace(tmp, args.npy)
         print(f"wrote {args.npy}: {arr.size} tokens ({arr.dtype})")
         return 0
     for ids in tok.encode_batch(texts, args.allow_special, args.threads):

@@ -43,7 +43,7 @@ def unigram_entropy(ids) -> float:
 def prepare(data_dir: Path, tokenizer) -> dict:
     """Tokenize and split the corpus once; reuse the prepared directory when it was made the same way."""
     from nano.data import prepare_pretrain
-    from nano.dataset import read_meta
+    from nano.data.format import read_meta
 
     wanted = {"tokenizer_hash": tokenizer.hash, "val_fraction": VAL_FRACTION, "seed": SPLIT_SEED}
     if (data_dir / "meta.json").exists():

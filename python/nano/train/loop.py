@@ -93,7 +93,7 @@ def _model_config(given: dict | None, ckpt: dict | None, cfg: dict) -> ModelConf
 
 
 def _default_loaders(cfg: dict, block_size: int, ddp: runtime.Dist, train_loader, val_loader):
-    from nano.dataset import BlockLoader
+    from nano.data.loader import BlockLoader
 
     shuffle = cfg["shuffle"]
     if shuffle == "auto":  # ranks must not overlap: epoch mode strides one permutation by rank
@@ -236,7 +236,7 @@ class _Trainer:
         return DistributedDataParallel(self.model, device_ids=ids)
 
     def _parallel_mode(self) -> str:
-        """How the model is actually wrapped, for the start-up line (checked by tests and benches/gpu_check.py)."""
+        """How the model is actually wrapped, for the start-up line (checked by tests and scripts/gpu_check.py)."""
         if not self.ddp.enabled:
             return "single process"
         from torch.nn.parallel import DistributedDataParallel

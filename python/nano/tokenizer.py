@@ -26,18 +26,29 @@ from nano._atomic import atomic_write
 from nano._cli import bounded_int, main_errors, positive_int, threads_arg
 from nano._outputs import check_replaceable_file, clean_stale_temps
 
-__all__ = ["DEFAULT_SPECIAL_TOKENS", "StreamDecoder", "Tokenizer", "read_corpus", "main"]
+__all__ = ["DEFAULT_SPECIAL_TOKENS", "StreamDecoder", "Tokenizer", "instruction_ids", "read_corpus", "main"]
 
+# The special tokens and the instruction template have one owner, the Rust crate (nano_tokenizer::special).
 #: The original project's special tokens, ids 0..6 of every vocabulary Nano builds.
-DEFAULT_SPECIAL_TOKENS = (
-    "<|padding|>",
-    "<|unknown|>",
-    "<|bos|>",
-    "<|eos|>",
-    "<|instruct_mark|>",
-    "<|response_mark|>",
-    "<|BD4SUR|>",
-)
+DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = tuple(_native.DEFAULT_SPECIAL_TOKENS)
+PADDING: str = _native.PADDING
+UNKNOWN: str = _native.UNKNOWN
+BOS: str = _native.BOS
+EOS: str = _native.EOS
+INSTRUCT_MARK: str = _native.INSTRUCT_MARK
+RESPONSE_MARK: str = _native.RESPONSE_MARK
+
+
+def instruction_ids(tokenizer: Tokenizer, prompt_ids: Sequence[int]) -> list[int]:
+    """The instruction template around ``prompt_ids``: ``INSTRUCT_MARK prompt RESPONSE_MARK`` (the engine's
+    instruction mode and SFT samples use the same). ValueError when the vocabulary lacks a mark."""
+    marks = []
+    for name in (INSTRUCT_MARK, RESPONSE_MARK):
+        token_id = tokenizer.token_to_id(name)
+        if token_id is None:
+            raise ValueError(f"instruction mode needs the token {name}, which this vocabulary lacks")
+        marks.append(int(token_id))
+    return _native.instruction_ids(marks[0], [int(i) for i in prompt_ids], marks[1])
 
 
 def read_corpus(path: str | os.PathLike) -> str:

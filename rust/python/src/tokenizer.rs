@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nano_tokenizer::{BuildOptions, Tokenizer, TokenizerError};
+use nano_tokenizer::{special, BuildOptions, Tokenizer, TokenizerError};
 use numpy::PyArray1;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -246,7 +246,24 @@ impl PyTokenizer {
     }
 }
 
+/// `INSTRUCT_MARK prompt RESPONSE_MARK` as ids (the template of `nano_tokenizer::special`).
+#[pyfunction]
+fn instruction_ids(instruct: u32, prompt: Vec<u32>, response: u32) -> Vec<u32> {
+    special::instruction_ids(instruct, &prompt, response)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
+    m.add_function(wrap_pyfunction!(instruction_ids, m)?)?;
+    m.add(
+        "DEFAULT_SPECIAL_TOKENS",
+        special::DEFAULT_SPECIAL_TOKENS.to_vec(),
+    )?;
+    m.add("PADDING", special::PADDING)?;
+    m.add("UNKNOWN", special::UNKNOWN)?;
+    m.add("BOS", special::BOS)?;
+    m.add("EOS", special::EOS)?;
+    m.add("INSTRUCT_MARK", special::INSTRUCT_MARK)?;
+    m.add("RESPONSE_MARK", special::RESPONSE_MARK)?;
     Ok(())
 }

@@ -18,6 +18,7 @@ Needs the reference vocabulary (--vocab, default ../shared/data/tokenizer_16384.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import struct
@@ -29,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+_N56 = json.loads((ROOT / "python" / "nano" / "configs" / "model_56m.json").read_text(encoding="utf-8"))
 SHAPES = {
-    # name: (dim, layers, heads, kv_heads, hidden)
+    # name: (dim, layers, heads, kv_heads, hidden); N56 is read from its one owner, configs/model_56m.json
     "S15": (288, 6, 6, 6, 768),
-    "N56": (512, 16, 16, 8, 1408),
+    "N56": tuple(_N56[k] for k in ("n_embd", "n_layer", "n_head", "n_kv_head", "n_hidden")),
     "M110": (768, 12, 12, 12, 2048),
 }
 NANO_DTYPES = ("f32", "f16", "q8_0", "q4_0")

@@ -3,7 +3,6 @@
 * Special tokens and the instruction template: ``nano_tokenizer::special`` (Rust), seen through
   ``nano._native``; the engine, ``nano.infer``, SFT preparation and ``nano.tokenizer`` use it.
 * SplitMix64: the sampler's (``nano_infer::sampler``); ``nano.sampling.SplitMix64`` must give the same stream.
-* The N56 shape: ``python/nano/configs/model_56m.json``.
 """
 
 import json

@@ -104,7 +104,7 @@ def solve(task_name: str, *, quick: bool = False, seed: int = 0, eval_samples: i
     """Generate data, train, evaluate; returns the report (and the trained model under "model").
 
     threads sets torch's CPU threads for the run (restored afterwards): models this small gain nothing from
-    more threads, and on a busy machine extra threads spin-wait for each other (10x slower measured).
+    more threads, and on a busy machine extra threads spin-wait for each other (docs/performance.md, "Measurements").
     """
     task = make_task(task_name, **(task_params or {}))
     s = settings(task_name, quick, **overrides)

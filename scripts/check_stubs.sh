@@ -4,4 +4,4 @@
 # wheel) and mypy (the test extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python -m mypy.stubtest nano._native --mypy-config-file /dev/null "$@"
+exec python -m mypy.stubtest nano._native "$@"

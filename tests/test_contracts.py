@@ -15,7 +15,7 @@ from helpers import filler_tokenizer
 from nano import _native
 from nano.infer import prompt_ids
 from nano.sampling import SplitMix64
-from nano.tokenizer import DEFAULT_SPECIAL_TOKENS, INSTRUCT_MARK, RESPONSE_MARK, instruction_ids
+from nano.tokenizer import DEFAULT_SPECIAL_TOKENS, EOS, INSTRUCT_MARK, RESPONSE_MARK, instruction_ids
 
 REPO = Path(__file__).resolve().parent.parent
 SPECIAL_LITERAL = re.compile(r"<\|(instruct_mark|response_mark|eos|padding|unknown|bos)\|>")
@@ -51,10 +51,25 @@ def test_infer_and_sft_use_the_engine_template(tmp_path):
     corpus.write_text(json.dumps({"question": question, "answer": answer}) + "\n", encoding="utf-8")
     vocab = tmp_path / "v.json"
     tok.save(vocab)
-    prepare_sft([corpus], vocab, tmp_path / "ds", block_size=32, val_fraction=0.0, progress=False)
+    prepare_sft([corpus], tmp_path / "ds", vocab, block_size=32, val_fraction=0.0, progress=False)
     tokens = np.fromfile(tmp_path / "ds" / "train.tokens", dtype="<u2").tolist()
     assert tokens[: len(wrapped)] == wrapped
-    assert tokens[len(wrapped):len(wrapped) + 3] == [*tok.encode(answer), tok.token_to_id("<|eos|>")]
+    tail = [*tok.encode(answer), tok.token_to_id(EOS)]
+    assert tokens[len(wrapped):len(wrapped) + len(tail)] == tail
+
+
+def test_the_engine_wraps_prompts_as_nano_infer_does(tmp_path):
+    from helpers import tiny_model
+    from nano.engine import Engine
+    from nano.export import export_checkpoint
+
+    tok = filler_tokenizer(96)
+    model = tiny_model(vocab_size=96)
+    ckpt = {"tokenizer_json": tok.to_json(), "model_config": model.config.to_dict(), "model": model.state_dict()}
+    engine = Engine(export_checkpoint(ckpt, tmp_path / "m.bin"), threads=1)
+    for text in ("t1t2", ""):
+        for instruct in (False, True):
+            assert engine.prompt_ids(text, instruct) == prompt_ids(tok, text, instruct)
 
 
 def test_instruction_ids_refuses_a_vocabulary_without_marks():

@@ -8,6 +8,28 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "__version__",
+    "Tokenizer",
+    "instruction_ids",
+    "DEFAULT_SPECIAL_TOKENS",
+    "PADDING",
+    "UNKNOWN",
+    "BOS",
+    "EOS",
+    "INSTRUCT_MARK",
+    "RESPONSE_MARK",
+    "shuffle_files",
+    "splitmix64",
+    "write_model",
+    "write_lora",
+    "read_model",
+    "read_lora",
+    "Engine",
+    "Generation",
+    "INFER_VERSION",
+]
+
 __version__: str
 
 # ---- nano_tokenizer::special: the one owner of the special tokens and the instruction template ----
@@ -41,7 +63,8 @@ class Tokenizer:
     ) -> tuple[Tokenizer, list[tuple[str, float]]]: ...
     def to_json(self) -> str: ...
     def save(self, path: str | os.PathLike[str]) -> None: ...
-    def encode(self, text: str, allow_special: bool = False, threads: int | None = 1) -> list[int]: ...
+    # threads defaults to 1 (one thread); PyO3 does not expose that default to introspection
+    def encode(self, text: str, allow_special: bool = False, threads: int | None = ...) -> list[int]: ...
     def encode_batch(
         self, texts: Sequence[str], allow_special: bool = False, threads: int | None = None
     ) -> list[list[int]]: ...
@@ -83,6 +106,8 @@ def shuffle_files(
 ) -> dict[str, int]: ...
 
 # ---- nano-infer: the model-file format and the engine ---------------------------------------------
+INFER_VERSION: str
+
 def write_model(
     path: str | os.PathLike[str],
     config_json: str,

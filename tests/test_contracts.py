@@ -2,7 +2,8 @@
 
 * Special tokens and the instruction template: ``nano_tokenizer::special`` (Rust), seen through
   ``nano._native``; the engine, ``nano.infer``, SFT preparation and ``nano.tokenizer`` use it.
-* SplitMix64: the sampler's (``nano_infer::sampler``); ``nano.sampling.SplitMix64`` must give the same stream.
+* SplitMix64: the sampler's (``nano_infer::sampler``); ``nano.sampling.SplitMix64`` must give the same stream
+  (the Rust copies are compared in ``rust/infer/tests/splitmix.rs``).
 """
 
 import json

@@ -371,7 +371,7 @@ def _is_npy(path: Path) -> bool:
 def _cmd_build(args) -> int:
     out = Path(args.out)
     check_replaceable_file(out, _is_vocabulary, args.files, what="vocabulary file")
-    clean_stale_temps(out.parent if str(out.parent) else Path("."), out.name)
+    clean_stale_temps(out.parent, out.name)
     tok = Tokenizer.build(args.files, args.vocab_size, min_char_count=args.min_char_count,
                           max_token_chars=args.max_token_chars, threads=args.threads)
     tok.save(args.out)

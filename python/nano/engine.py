@@ -11,6 +11,7 @@ Python threads keep running. Sampling follows docs/sampling.md exactly (same see
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,15 @@ import numpy as np
 
 from nano import _native
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "log_softmax"]
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log-softmax over the last axis in float64 (the logits are float32; the sums over a vocabulary of
+    tens of thousands of terms keep their precision in float64)."""
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 class Engine:
@@ -35,8 +44,9 @@ class Engine:
         self.path = os.fspath(path)
         self.config: dict = json.loads(self._native.config_json)
 
-    @property
+    @functools.cached_property
     def tokenizer(self):
+        """The model file's vocabulary (built once per engine; it never changes)."""
         from nano.tokenizer import Tokenizer
 
         return Tokenizer.from_json(self._native.tokenizer_json)
@@ -72,6 +82,29 @@ class Engine:
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         """float32 logits [len(token_ids), vocab] at every position (a fresh forward pass)."""
         return self._native.logits([int(i) for i in token_ids])
+
+    def log_probs(self, token_ids: Sequence[int]) -> np.ndarray:
+        """float64 log-probabilities [len(token_ids), vocab]: row j is the distribution of the token after
+        ``token_ids[:j + 1]`` (the log-softmax of :meth:`logits`, from one prefill pass)."""
+        return log_softmax(self.logits(token_ids))
+
+    def token_logprobs(self, token_ids: Sequence[int], first: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probability of each given token after the ones before it, from one prefill pass.
+
+        Returns ``(logprob, greedy)`` for the tokens ``token_ids[first:]``: ``logprob[k]`` is
+        log P(token_ids[first + k] | token_ids[:first + k]) (float64) and ``greedy[k]`` says whether that
+        token is the most likely one there. ``first`` must be at least 1 (the first token has no context).
+        The last token is only a target, so at most block_size + 1 ids fit.
+        """
+        ids = [int(i) for i in token_ids]
+        if not 1 <= first < len(ids):
+            raise ValueError(f"first must be in [1, {len(ids) - 1}] for {len(ids)} token ids, got {first}")
+        targets = np.asarray(ids[first:], dtype=np.int64)
+        logits = self.logits(ids[:-1])[first - 1:]
+        rows = np.arange(len(targets))
+        logprob = log_softmax(logits)[rows, targets]
+        greedy = logits.argmax(axis=-1) == targets
+        return logprob, greedy
 
     def __repr__(self) -> str:
         c = self.config

@@ -26,7 +26,16 @@ from nano._atomic import atomic_write
 from nano._cli import bounded_int, main_errors, positive_int, threads_arg
 from nano._outputs import check_replaceable_file, clean_stale_temps
 
-__all__ = ["DEFAULT_SPECIAL_TOKENS", "StreamDecoder", "Tokenizer", "instruction_ids", "read_corpus", "main"]
+__all__ = [
+    "DEFAULT_SPECIAL_TOKENS",
+    "BpeTokenizer",
+    "StreamDecoder",
+    "Tokenizer",
+    "instruction_ids",
+    "read_corpus",
+    "render_chat_template",
+    "main",
+]
 
 # The special tokens and the instruction template have one owner, the Rust crate (nano_tokenizer::special).
 #: The original project's special tokens, ids 0..6 of every vocabulary Nano builds.
@@ -315,6 +324,164 @@ class Tokenizer:
         }
 
 
+class BpeTokenizer:
+    """A byte-pair-encoding tokenizer of a published model, in Rust: byte-level BPE (GPT-2,
+    Llama 3, Qwen2 ...) or SentencePiece-style BPE with byte fallback (Llama 2, TinyLlama).
+
+    Gives the ids HF ``tokenizers`` gives for the same ``tokenizer.json`` (without the BOS a
+    post-processor may add: see :attr:`bos_id`). Special tokens (``<|im_start|>``, ``</s>`` ...)
+    are matched only with ``allow_special=True``; by default their text is ordinary text.
+
+        >>> tok = BpeTokenizer.from_hf("Qwen2.5-0.5B-Instruct/")         # doctest: +SKIP
+        >>> tok.decode(tok.encode("你好, Nano")) == "你好, Nano"           # doctest: +SKIP
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: _native.BpeTokenizer):
+        if not isinstance(core, _native.BpeTokenizer):
+            raise TypeError("use BpeTokenizer.from_hf / from_hf_json / from_gguf")
+        self._core = core
+
+    @classmethod
+    def from_hf(cls, path: str | os.PathLike) -> BpeTokenizer:
+        """From a model folder holding ``tokenizer.json`` (and ``tokenizer_config.json`` for the
+        special-token names and chat template), or from a ``tokenizer.json`` file.
+
+        ValueError names the file and field of anything unsupported or malformed; OSError when
+        a file cannot be read.
+        """
+        return cls(_native.BpeTokenizer.from_hf(os.fspath(path)))
+
+    @classmethod
+    def from_hf_json(cls, text: str) -> BpeTokenizer:
+        """From the text of a ``tokenizer.json``."""
+        return cls(_native.BpeTokenizer.from_hf_json(_text(text)))
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike) -> BpeTokenizer:
+        """From the ``tokenizer.ggml.*`` metadata of a GGUF file (tensors are not read)."""
+        return cls(_native.BpeTokenizer.from_gguf(os.fspath(path)))
+
+    def encode(self, text: str, allow_special: bool = False, threads: int | None = 1) -> list[int]:
+        """Token ids of ``text``. ``threads`` > 1 (None: all cores) splits long texts."""
+        return self._core.encode(_text(text), allow_special, threads)
+
+    def encode_batch(
+        self, texts: Iterable[str], allow_special: bool = False, threads: int | None = None
+    ) -> list[list[int]]:
+        """Ids of each text, encoded in parallel with the GIL released (None: all cores)."""
+        return self._core.encode_batch(_texts(texts), allow_special, threads)
+
+    def encode_to_numpy(
+        self, texts: Iterable[str] | str, allow_special: bool = False, threads: int | None = None
+    ) -> np.ndarray:
+        """All texts' ids concatenated in one uint32 array."""
+        return self._core.encode_to_numpy(_texts(texts), allow_special, threads)
+
+    def decode(self, ids, skip_special: bool = False) -> str:
+        """The text of ``ids``; bytes that do not form UTF-8 become U+FFFD."""
+        return self._core.decode(_ids(ids), skip_special)
+
+    def decode_bytes(self, ids, skip_special: bool = False) -> bytes:
+        """The bytes of ``ids`` (a token may hold part of a character)."""
+        return bytes(self._core.decode_bytes(_ids(ids), skip_special))
+
+    def pre_tokenize(self, text: str) -> list[str] | None:
+        """The pieces a byte-level vocabulary's pattern cuts ``text`` into, before normalization
+        and added tokens are considered; None for SentencePiece vocabularies."""
+        return self._core.pre_tokenize(_text(text))
+
+    @property
+    def vocab_size(self) -> int:
+        return self._core.vocab_size
+
+    def __len__(self) -> int:
+        return self._core.vocab_size
+
+    @property
+    def kind(self) -> str:
+        """``"byte_level:gpt2"``, ``"byte_level:llama3"``, ``"byte_level:qwen2"`` or ``"sentencepiece"``."""
+        return self._core.kind
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._core.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str:
+        """The token as the vocabulary spells it; ValueError when out of range."""
+        return self._core.id_to_token(token_id)
+
+    def is_special(self, token_id: int) -> bool:
+        return self._core.is_special(token_id)
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token string -> id."""
+        return {c: i for c, i, special in self._core.added_tokens() if special}
+
+    @property
+    def config(self) -> dict:
+        """bos/eos/pad/unk token names, ``add_bos_token`` and ``chat_template`` (None when unknown)."""
+        return self._core.config()
+
+    def _named_id(self, key: str) -> int | None:
+        name = self._core.config()[key]
+        return None if name is None else self.token_to_id(name)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._named_id("bos_token")
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._named_id("eos_token")
+
+    @property
+    def chat_template(self) -> str | None:
+        return self._core.config()["chat_template"]
+
+    def apply_chat_template(
+        self,
+        messages: Sequence[dict],
+        add_generation_prompt: bool = False,
+        *,
+        template: str | None = None,
+        **variables,
+    ) -> str:
+        """The prompt text of OpenAI-style ``messages`` (``[{"role": ..., "content": ...}]``),
+        rendered by the model's Jinja chat template (or ``template``) as ``transformers``'
+        ``apply_chat_template(..., tokenize=False)`` renders it. ``bos_token`` / ``eos_token`` /
+        ``pad_token`` / ``unk_token`` come from the model's config; ``variables`` (``tools=...``)
+        add to or override them. Encode the result with ``allow_special=True``.
+        """
+        template = template if template is not None else self.chat_template
+        if template is None:
+            raise ValueError("this tokenizer has no chat template; pass template=")
+        config = self.config
+        context = {k: config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")
+                   if config[k] is not None}
+        context.update(variables)
+        return render_chat_template(template, messages, add_generation_prompt, **context)
+
+    def __repr__(self) -> str:
+        return f"BpeTokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
+
+
+def render_chat_template(
+    template: str, messages: Sequence[dict], add_generation_prompt: bool = False, **variables
+) -> str:
+    """Renders a Jinja chat template with ``messages``, ``add_generation_prompt`` and
+    ``variables`` in Rust (``minijinja``), set up as ``transformers`` sets up Jinja2.
+    ValueError for a template that does not compile or fails (``raise_exception``)."""
+    try:
+        messages_json = json.dumps(list(messages), ensure_ascii=False)
+        variables_json = json.dumps(variables, ensure_ascii=False)
+    except TypeError as e:
+        raise TypeError(f"chat messages and variables must be JSON data: {e}") from None
+    return _native.render_chat_template(_text(template), messages_json, bool(add_generation_prompt),
+                                        variables_json)
+
+
 class StreamDecoder:
     """Turns generated ids into text piece by piece (each token is whole code points)."""
 
@@ -352,6 +519,14 @@ def _texts(texts) -> list[str]:
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
     return texts
+
+
+def _ids(ids) -> list[int]:
+    if hasattr(ids, "tolist"):  # NumPy arrays, torch tensors
+        ids = ids.tolist()
+    if isinstance(ids, int):
+        ids = [ids]
+    return list(ids)
 
 
 # ---- command line ------------------------------------------------------------------------------

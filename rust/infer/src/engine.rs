@@ -99,7 +99,7 @@ pub struct Engine {
     scratch: Scratch,
     buffers: Buffers,
     #[cfg(feature = "threads")]
-    team: std::sync::Arc<crate::kernels::Team>,
+    team: std::sync::Arc<crate::sched::Team>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -113,7 +113,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// `threads`: worker threads for the kernels (None = the physical performance cores, see
-    /// [`crate::kernels::performance_cores`]; ignored without the "threads" feature).
+    /// [`crate::sched::performance_cores`]; ignored without the "threads" feature).
     pub fn new(model: Model, threads: Option<usize>) -> Result<Engine> {
         Engine::with_kv_cache(model, threads, KvDtype::F32)
     }
@@ -131,8 +131,8 @@ impl Engine {
             match threads {
                 Some(0) => return Err(Error::InvalidInput("threads must be at least 1".into())),
                 n => {
-                    let n = n.unwrap_or_else(crate::kernels::performance_cores);
-                    std::sync::Arc::new(crate::kernels::Team::new(n).map_err(|e| {
+                    let n = n.unwrap_or_else(crate::sched::performance_cores);
+                    std::sync::Arc::new(crate::sched::Team::new(n).map_err(|e| {
                         Error::Unsupported(format!("cannot start {n} threads: {e}"))
                     })?)
                 }

@@ -4,7 +4,6 @@
 //! work around them.
 use crate::attention::{self, KvCache};
 use crate::kernels::{self, MatRef, Scratch, Weights};
-use crate::math;
 use crate::model::{Adapter, Lora, Model};
 
 /// RoPE tables [block_size, head_dim/2], angles computed in f64 then rounded to f32 (as the model does).
@@ -50,7 +49,7 @@ impl Rope {
 }
 
 /// Activation vectors reused across layers and forward passes: a fresh, zeroed vector for every
-/// matrix output cost an allocation and a memset each time (about 600 per decoded token). Old
+/// matrix output would cost an allocation and a memset each time, hundreds per decoded token. Old
 /// contents are left in a buffer taken again: every user overwrites all of it. The engine keeps the
 /// buffers of its largest prompt.
 #[derive(Default)]
@@ -88,8 +87,8 @@ pub(crate) struct Forward<'a> {
 /// RMSNorm of every row of `x` (tokens of `w.len()` values), rows spread over the team.
 fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let d = w.len();
-    let c = kernels::token_chunk(x.len() / d, d) * d;
-    kernels::spread(out.chunks_mut(c).zip(x.chunks(c)), |(out, x)| {
+    let c = crate::sched::token_chunk(x.len() / d, d) * d;
+    crate::sched::spread(out.chunks_mut(c).zip(x.chunks(c)), |(out, x)| {
         rmsnorm_rows(out, x, w, eps)
     });
 }
@@ -138,10 +137,10 @@ impl Forward<'_> {
             rmsnorm(&mut xb, &x, m.vector(lt.ffn_norm), c.norm_eps);
             let [mut h1, h3] = self.project_many(layer, [("w1", lt.w1), ("w3", lt.w3)], &xb, n);
             let hidden = h3.len() / n;
-            let ch = kernels::token_chunk(n, hidden);
-            kernels::spread(
+            let ch = crate::sched::token_chunk(n, hidden);
+            crate::sched::spread(
                 h1.chunks_mut(ch * hidden).zip(h3.chunks(ch * hidden)),
-                |(h, g)| math::silu_gate(h, g),
+                |(h, g)| kernels::math::silu_gate(h, g),
             );
             let [o] = self.project_many(layer, [("w2", lt.w2)], &h1, n);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
@@ -208,9 +207,9 @@ impl Forward<'_> {
             self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
         if c.use_rope {
             let rope = self.rope;
-            let ch = kernels::token_chunk(n, (nh + nkv) * hd);
+            let ch = crate::sched::token_chunk(n, (nh + nkv) * hd);
             let parts = q.chunks_mut(ch * nh * hd).zip(k.chunks_mut(ch * nkv * hd));
-            kernels::spread(parts.enumerate(), |(i, (q, k))| {
+            crate::sched::spread(parts.enumerate(), |(i, (q, k))| {
                 let rows = q
                     .chunks_exact_mut(nh * hd)
                     .zip(k.chunks_exact_mut(nkv * hd));
@@ -240,7 +239,7 @@ impl Forward<'_> {
         #[cfg(feature = "threads")]
         if parallel {
             use rayon::prelude::*;
-            match kernels::Team::current() {
+            match crate::sched::Team::current() {
                 Some(team) => {
                     team.for_each_chunk(&mut [&mut out[..]], group * hd, |_, i, o| task((i, o)))
                 }

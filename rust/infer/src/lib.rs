@@ -3,7 +3,8 @@
 //! * [`format`]: the file formats (Nano 2026.1 and the original 2024.10), readers and writers.
 //! * [`Model`] / [`Lora`]: validated, loaded files (memory-mapped where possible).
 //! * [`Engine`]: the forward pass, KV cache, sampler and streaming generation.
-//! * `kernels`: the matrix kernels the engine calls for all matrix products.
+//! * `kernels`: the matrix kernels the engine calls for all matrix products, one folder per
+//!   instruction set; [`sched`]: the threads they run on.
 
 mod attention;
 mod engine;
@@ -11,9 +12,9 @@ pub mod error;
 pub mod format;
 mod forward;
 pub mod kernels;
-mod math;
 mod model;
 pub mod sampler;
+pub mod sched;
 
 pub use attention::KvDtype;
 pub use engine::{Engine, GenerateOptions, GenerateStats};

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nano_tokenizer::{special, BuildOptions, Tokenizer, TokenizerError};
+use nano_tokenizer::{
+    special, BpeTokenizer, BuildOptions, ChatTemplate, Tokenizer, TokenizerError,
+};
 use numpy::PyArray1;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -252,8 +254,193 @@ fn instruction_ids(instruct: u32, prompt: Vec<u32>, response: u32) -> Vec<u32> {
     special::instruction_ids(instruct, &prompt, response)
 }
 
+/// A BPE tokenizer read from HF `tokenizer.json` or GGUF metadata (`nano._native.BpeTokenizer`),
+/// wrapped by `nano.tokenizer.BpeTokenizer`.
+#[pyclass(name = "BpeTokenizer", module = "nano._native", frozen)]
+pub struct PyBpeTokenizer {
+    inner: Arc<BpeTokenizer>,
+}
+
+fn to_ids(ids: Vec<i64>, vocab_size: usize) -> PyResult<Vec<u32>> {
+    ids.into_iter()
+        .map(|id| {
+            u32::try_from(id)
+                .ok()
+                .filter(|&i| (i as usize) < vocab_size)
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "token id {id} out of range (vocabulary size {vocab_size})"
+                    ))
+                })
+        })
+        .collect()
+}
+
+#[pymethods]
+impl PyBpeTokenizer {
+    /// From a `tokenizer.json` file or a folder holding one (plus `tokenizer_config.json`).
+    #[staticmethod]
+    fn from_hf(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| BpeTokenizer::from_hf_path(&path))
+            .map(|t| PyBpeTokenizer { inner: Arc::new(t) })
+            .map_err(to_py_err)
+    }
+
+    /// From the text of a `tokenizer.json`.
+    #[staticmethod]
+    fn from_hf_json(py: Python<'_>, text: PyBackedStr) -> PyResult<Self> {
+        py.detach(|| BpeTokenizer::from_hf_json(&text, Default::default()))
+            .map(|t| PyBpeTokenizer { inner: Arc::new(t) })
+            .map_err(to_py_err)
+    }
+
+    /// From the `tokenizer.ggml.*` metadata of a GGUF file.
+    #[staticmethod]
+    fn from_gguf(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| BpeTokenizer::from_gguf_file(&path))
+            .map(|t| PyBpeTokenizer { inner: Arc::new(t) })
+            .map_err(to_py_err)
+    }
+
+    #[pyo3(signature = (text, allow_special=false, threads=Some(1)))]
+    fn encode(
+        &self,
+        py: Python<'_>,
+        text: PyBackedStr,
+        allow_special: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Vec<u32>> {
+        let threads = check_threads(threads)?;
+        Ok(py.detach(|| self.inner.encode_parallel(&text, allow_special, threads)))
+    }
+
+    #[pyo3(signature = (texts, allow_special=false, threads=None))]
+    fn encode_batch(
+        &self,
+        py: Python<'_>,
+        texts: Vec<PyBackedStr>,
+        allow_special: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Vec<Vec<u32>>> {
+        let threads = check_threads(threads)?;
+        Ok(py.detach(|| {
+            let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+            self.inner.encode_batch(&refs, allow_special, threads)
+        }))
+    }
+
+    /// Concatenated ids of `texts` as one uint32 NumPy array.
+    #[pyo3(signature = (texts, allow_special=false, threads=None))]
+    fn encode_to_numpy<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<PyBackedStr>,
+        allow_special: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray1<u32>>> {
+        let threads = check_threads(threads)?;
+        let flat = py.detach(|| {
+            let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+            self.inner
+                .encode_batch(&refs, allow_special, threads)
+                .concat()
+        });
+        Ok(PyArray1::from_vec(py, flat))
+    }
+
+    #[pyo3(signature = (ids, skip_special=false))]
+    fn decode(&self, ids: Vec<i64>, skip_special: bool) -> PyResult<String> {
+        let ids = to_ids(ids, self.inner.vocab_size())?;
+        self.inner.decode(&ids, skip_special).map_err(to_py_err)
+    }
+
+    #[pyo3(signature = (ids, skip_special=false))]
+    fn decode_bytes(&self, ids: Vec<i64>, skip_special: bool) -> PyResult<Vec<u8>> {
+        let ids = to_ids(ids, self.inner.vocab_size())?;
+        self.inner
+            .decode_bytes(&ids, skip_special)
+            .map_err(to_py_err)
+    }
+
+    /// The pieces the byte-level pattern cuts `text` into (None for SentencePiece).
+    fn pre_tokenize(&self, py: Python<'_>, text: PyBackedStr) -> Option<Vec<String>> {
+        py.detach(|| {
+            self.inner
+                .pre_tokenize(&text)
+                .map(|v| v.into_iter().map(str::to_string).collect())
+        })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    /// "byte_level:<pattern>" or "sentencepiece".
+    #[getter]
+    fn kind(&self) -> String {
+        match self.inner.family() {
+            nano_tokenizer::bpe::Family::ByteLevel { pattern, .. } => {
+                format!("byte_level:{}", pattern.name())
+            }
+            nano_tokenizer::bpe::Family::SentencePiece { .. } => "sentencepiece".to_string(),
+        }
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    fn id_to_token(&self, id: i64) -> PyResult<String> {
+        let id = to_ids(vec![id], self.inner.vocab_size())?[0];
+        Ok(self.inner.id_to_token(id).unwrap_or_default().to_string())
+    }
+
+    fn is_special(&self, id: i64) -> bool {
+        u32::try_from(id).is_ok_and(|id| self.inner.is_special(id))
+    }
+
+    /// (content, id, special) of each added token.
+    fn added_tokens(&self) -> Vec<(String, u32, bool)> {
+        self.inner
+            .added_tokens()
+            .iter()
+            .map(|a| (a.content.clone(), a.id, a.special))
+            .collect()
+    }
+
+    /// bos/eos/pad/unk token names, add_bos_token and chat_template, where known.
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let c = self.inner.config();
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("bos_token", &c.bos_token)?;
+        d.set_item("eos_token", &c.eos_token)?;
+        d.set_item("pad_token", &c.pad_token)?;
+        d.set_item("unk_token", &c.unk_token)?;
+        d.set_item("add_bos_token", c.add_bos_token)?;
+        d.set_item("chat_template", &c.chat_template)?;
+        Ok(d)
+    }
+}
+
+/// Renders a Jinja chat template (see `nano_tokenizer::chat`): `messages_json` a JSON list of
+/// messages, `variables_json` a JSON object of extra variables.
+#[pyfunction]
+fn render_chat_template(
+    template: &str,
+    messages_json: &str,
+    add_generation_prompt: bool,
+    variables_json: &str,
+) -> PyResult<String> {
+    ChatTemplate::new(template)
+        .and_then(|t| t.render(messages_json, add_generation_prompt, variables_json))
+        .map_err(to_py_err)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
+    m.add_class::<PyBpeTokenizer>()?;
+    m.add_function(wrap_pyfunction!(render_chat_template, m)?)?;
     m.add_function(wrap_pyfunction!(instruction_ids, m)?)?;
     m.add(
         "DEFAULT_SPECIAL_TOKENS",

@@ -170,10 +170,10 @@ impl Budget {
                 .max(1),
             read_chunk: clamp(memory / 16, 64 << 10, 8 << 20),
             // A chunk and its grouped copy per scatter thread; larger chunks mean fewer, larger pile
-            // writes (measured best at 4 MiB on the benchmark machine, 1 and 16 MiB were slower).
+            // writes, up to the size that still leaves the copies in cache (docs/data.md, "Memory").
             scatter_chunk: clamp(memory / 64, 16 << 10, 4 << 20),
-            // Small enough to stay in cache between the gathering copy and the kernel's copy (4 MiB
-            // writes were several times slower in the kernel on the benchmark machine).
+            // Small enough to stay in cache between the gathering copy and the kernel's copy
+            // (docs/data.md, "Memory").
             write_buffer: clamp(memory / 64, 16 << 10, 1 << 20),
             // Long records are the one thing copied whole through several buffers at once
             // (and line ends within a scatter chunk are u32).

@@ -3,7 +3,9 @@
 //! At each position the longest vocabulary entry that is a prefix of the remaining text is
 //! emitted; a character that starts no entry becomes `<|unknown|>`. Special tokens
 //! (`<|eos|>` ...) take part in matching only when the caller passes `allow_special = true`.
+pub mod bpe;
 mod builder;
+pub mod chat;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -17,7 +19,9 @@ mod vocab_json;
 use std::collections::HashMap;
 use std::path::Path;
 
+pub use bpe::BpeTokenizer;
 pub use builder::{build_vocabulary, BuildOptions, BuildReport};
+pub use chat::ChatTemplate;
 pub use error::{read_utf8_file, Result, TokenizerError};
 pub use parallel::FlatId;
 pub use stream::StreamDecoder;

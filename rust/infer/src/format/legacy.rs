@@ -1,13 +1,13 @@
-//! The original 2024.10 layout (see shared notes "seed-format.md" and docs/format.md): read for the
-//! published fp32 / int8 (type 800) models and LoRA plug-ins, written by `--legacy` for old engines.
+//! The original 2024.10 layout (see docs/format.md): read for the published fp32 / int8 (type 800)
+//! models and LoRA plug-ins, written by `--legacy` for old engines.
 use super::bytes::{f32_bytes, f32_vec, Reader};
 use super::v2026::{check_tokens, TensorIn};
 use super::{
     check_tensor_set, expected_lora_tensors, DType, FileVersion, LoraBase, LoraConfig, ModelConfig,
-    ParsedLora, ParsedModel, Store, Tensor, TokenList, GROUP, KIND_BASE, KIND_LORA, MAGIC,
+    ParsedLora, ParsedModel, Store, Tensor, TokenList, KIND_BASE, KIND_LORA, MAGIC,
 };
 use crate::error::{format_err, Error, Result};
-use crate::kernels;
+use crate::kernels::{self, QK};
 
 pub const MAJOR: i32 = 2024;
 pub const MINOR: i32 = 10;
@@ -309,7 +309,7 @@ fn read_int8(bytes: &[u8], c: &ModelConfig, start: usize, gs: usize) -> Result<V
 
 fn requantized(name: String, shape: Vec<usize>, w: Vec<f32>) -> Tensor {
     let cols = shape[1];
-    if !cols.is_multiple_of(GROUP) {
+    if !cols.is_multiple_of(QK) {
         return Tensor {
             name,
             dtype: DType::F32,

@@ -9,6 +9,7 @@ pub mod v2026;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{format_err, Error, Result};
+use crate::kernels::QK;
 
 pub use bytes::{as_slice_of, Pod};
 
@@ -17,8 +18,6 @@ pub const MAGIC: [u32; 2] = [0x4244_3453, 0x5552_4C4D];
 /// Model-type word: a base model or a LoRA plug-in.
 pub const KIND_BASE: i32 = 0;
 pub const KIND_LORA: i32 = 10;
-/// Quantized dtypes group this many consecutive values of a row (same as `kernels::QK`).
-pub const GROUP: usize = 32;
 
 /// Upper bounds that keep a hostile header from requesting absurd allocations.
 const MAX_DIM: usize = 1 << 20;
@@ -186,8 +185,8 @@ impl DType {
         match self {
             DType::F32 => numel * 4,
             DType::F16 => numel * 2,
-            DType::Q8_0 => numel + numel / GROUP * 4,
-            DType::Q4_0 => numel / 2 + numel / GROUP * 4,
+            DType::Q8_0 => numel + numel / QK * 4,
+            DType::Q4_0 => numel / 2 + numel / QK * 4,
         }
     }
 }

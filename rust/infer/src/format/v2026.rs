@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::bytes::{f32_vec, Reader};
 use super::{
     check_tensor_set, expected_lora_tensors, DType, FileVersion, LoraBase, LoraConfig, ModelConfig,
-    ParsedLora, ParsedModel, Store, Tensor, TokenList, GROUP, KIND_BASE, KIND_LORA, MAGIC,
+    ParsedLora, ParsedModel, Store, Tensor, TokenList, KIND_BASE, KIND_LORA, MAGIC,
 };
 use crate::error::{format_err, Error, Result};
-use crate::kernels;
+use crate::kernels::{self, QK};
 
 pub const MAJOR: i32 = 2026;
 pub const MINOR: i32 = 1;
@@ -135,9 +135,9 @@ fn check_entry(e: &TensorEntry, layout: &Layout) -> Result<usize> {
     };
     if matches!(e.dtype, DType::Q8_0 | DType::Q4_0) {
         let cols = e.shape.last().copied().unwrap_or(0);
-        if e.shape.len() != 2 || !cols.is_multiple_of(GROUP) {
+        if e.shape.len() != 2 || !cols.is_multiple_of(QK) {
             return format_err(format!(
-                "tensor {:?}: {} needs a 2-D shape with columns divisible by {GROUP}, got {:?}",
+                "tensor {:?}: {} needs a 2-D shape with columns divisible by {QK}, got {:?}",
                 e.name,
                 e.dtype.name(),
                 e.shape
@@ -275,7 +275,7 @@ fn encode_tensor(t: &TensorIn, dtype: DType) -> (DType, Vec<u8>) {
     let cols = *t.shape.last().unwrap_or(&1);
     let dtype = match dtype {
         _ if t.shape.len() != 2 => DType::F32,
-        DType::Q8_0 | DType::Q4_0 if !cols.is_multiple_of(GROUP) => DType::F32,
+        DType::Q8_0 | DType::Q4_0 if !cols.is_multiple_of(QK) => DType::F32,
         d => d,
     };
     let bytes = match dtype {

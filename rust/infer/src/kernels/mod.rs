@@ -6,10 +6,23 @@
 //!   reduction order of [`scalar::dot_q8`] (documented in docs/performance.md).
 //! * The ISA path is chosen once per process by run-time feature detection ([`Kernels::best`]);
 //!   [`Kernels::available`] lists every path this CPU can run (tests compare them).
-//! * With the "threads" feature, rows are split into chunks that rayon's current pool claims
-//!   dynamically; small matrices run serially.
+//! * With the "threads" feature, rows are split into chunks that the engine's team
+//!   ([`crate::sched::Team`]) or else rayon's current pool claims dynamically; small matrices run
+//!   serially.
+//!
+//! Layout: this file holds the kernel table ([`Kernels`]) and the walks the paths' tiles share,
+//! `matmul.rs` the matmul driver. One file per instruction set holds that path's kernels and its
+//! table entry: [`scalar`] (the reference, any target), `x86/avx2.rs`, `x86/avx512.rs`
+//! (`x86/mod.rs`: what both share), `neon.rs` (aarch64) and `wasm.rs` (wasm32 simd128). Every
+//! function compiled for an instruction set beyond the build's baseline (`#[target_feature]`)
+//! lives in those files and is reached only through a table built after run-time detection.
+//! [`attend`] (attention), [`math`] (e^x, the SwiGLU gate) and `quant` hold the portable
+//! definitions that the paths' entries reproduce bit for bit.
 
+pub(crate) mod attend;
 mod f16;
+pub(crate) mod math;
+mod matmul;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod panel;
@@ -18,27 +31,22 @@ mod quant;
 mod scalar;
 #[doc(hidden)]
 pub mod selftest;
-#[cfg(feature = "threads")]
-mod team;
 #[cfg(test)]
 mod tests;
-mod topology;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use f16::{f16_to_f32, f32_to_f16};
+pub use matmul::{matmul, matmul_many, matvec};
 pub use quant::{dequantize_row, quantize_q4_0, quantize_q8_0};
-#[cfg(feature = "threads")]
-pub use team::Team;
-pub use topology::performance_cores;
 
-use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-/// Values per quantization group (q8_0, q4_0); groups never straddle rows.
+/// Values per quantization group of q8_0 and q4_0, in the file format and in the kernels alike;
+/// groups never straddle rows.
 pub const QK: usize = 32;
 
 /// Weight storage of a row-major [rows, cols] matrix.
@@ -141,6 +149,27 @@ pub struct Scratch {
     xt: AlignedBuf,
 }
 
+/// A reusable f32 buffer whose slices start on a 64-byte boundary. The float tiles load 64 bytes at
+/// a time, and a load that straddles two cache lines costs two; nothing else places the forward
+/// pass's activations or the widened f16 rows on a line boundary.
+#[derive(Debug, Default)]
+struct AlignedBuf(Vec<f32>);
+
+impl AlignedBuf {
+    fn slice(&mut self, len: usize) -> &mut [f32] {
+        const SLACK: usize = 64 / 4 - 1;
+        if self.0.len() < len + SLACK {
+            self.0.resize(len + SLACK, 0.0);
+        }
+        let skip = self.0.as_ptr().align_offset(64).min(SLACK);
+        &mut self.0[skip..skip + len]
+    }
+}
+
+/// Prompt tokens from which float prefill takes the path's `token_lanes` (16 per vector: fewer
+/// would leave lanes idle).
+const TOKEN_LANES_MIN: usize = 16;
+
 /// One q8_0-quantized activation row: values, per-group scales, and per-group sums of the values
 /// (SIMD paths that offset weights to unsigned bytes subtract `offset * sum` to stay exact).
 #[derive(Clone, Copy)]
@@ -189,10 +218,10 @@ type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 pub struct Panels {
     pub(crate) dot_q8: PanelQ8,
     pub(crate) dot_q4: PanelQ4,
-    /// With one input (decode) the kernels request the weights 4 KiB ahead group by group
-    /// themselves. Requesting a whole panel at once (what `RowJob::each_panel` does for other
-    /// kernels) came in bursts of 128–512 lines that stalled the kernel on the prefetches: per
-    /// group, N56 decode ran +33–37 % faster on one thread and +4–10 % on two (q8_0, q4_0).
+    /// With one input (decode) the kernels request the weights [`prefetch::AHEAD_BYTES`] ahead
+    /// group by group themselves, instead of `RowJob::each_panel` requesting a whole panel at once:
+    /// a whole panel is hundreds of cache lines requested in one burst, which the kernel then waits
+    /// behind (docs/performance.md, "Kernel-layer measurements").
     pub(crate) prefetch_one: bool,
     /// With several inputs (prefill) the kernels take two panels per call (values, scales and
     /// results of both one after the other), sharing each input's broadcasts between them.
@@ -211,7 +240,9 @@ const SCALAR_PANELS: Panels = Panels {
     pairs: false,
 };
 
-/// One ISA path: a row dot product per weight type. Only constructed for paths the CPU supports.
+/// One ISA path: a row dot product per weight type, the path's block, lane and panel kernels, and
+/// its activation quantization, SwiGLU gate and attention. Only constructed for paths the CPU
+/// supports.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     name: &'static str,
@@ -230,7 +261,24 @@ pub struct Kernels {
     /// `dot_f16(w, x)` is exactly `dot_f32(widened w, x)` (the same reduction order): prefill may then
     /// widen f16 weights once per row group instead of once per prompt token, with decode's bits.
     f16_is_widened_f32: bool,
+    /// The path's 16-row panel kernels, where it has them: then quantized matrices are faster in
+    /// the panel layout, and model loading rearranges them (see [`panel`]).
+    panels: Option<Panels>,
+    /// With `panels`: whether q8_0 matrices go to panels too (q4_0 matrices always do). Not where
+    /// the path's q8_0 row kernel decodes faster than its panel kernel (AVX2).
+    q8_in_panels: bool,
+    /// q8_0 quantization of activations (`quant::quantize_q8_0_groups`' values on every path).
+    quantize_q8: Quantize,
+    /// The SwiGLU gate (`math::silu_gate_plain`'s bits on every path).
+    silu_gate: fn(&mut [f32], &[f32]),
+    /// Softmax attention of one group of query heads over an f32 / f16 KV cache ([`attend`]; the
+    /// same bits on every path).
+    attend_f32: Attend<f32>,
+    attend_f16: Attend<u16>,
 }
+
+type Quantize = fn(&[f32], &mut [i8], &mut [f32]);
+type Attend<E> = fn(&attend::Group<E>, &mut [f32]);
 
 impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -248,6 +296,12 @@ const SCALAR: Kernels = Kernels {
     widen_f16: f16::widen,
     token_lanes: None,
     f16_is_widened_f32: true,
+    panels: None,
+    q8_in_panels: false,
+    quantize_q8: quant::quantize_q8_0_groups,
+    silu_gate: math::silu_gate_plain,
+    attend_f32: attend::attend_plain,
+    attend_f16: attend::attend_plain,
 };
 
 impl Kernels {
@@ -295,418 +349,39 @@ impl Kernels {
     /// This path's own panel kernels, when it has them: then quantized matrices are faster in the
     /// panel layout, and model loading rearranges them (see [`panel`]).
     pub fn panels(&self) -> Option<Panels> {
-        #[cfg(target_arch = "x86_64")]
-        if self.name == "avx512vnni" {
-            return x86::avx512vnni_panels();
-        }
-        #[cfg(target_arch = "x86_64")]
-        if self.name == "avx2" {
-            return x86::avx2_panels();
-        }
-        #[cfg(target_arch = "aarch64")]
-        if self.name == "neon-dotprod" {
-            return neon::neon_dotprod_panels();
-        }
-        // Panels need a broadcast 4-byte dot: relaxed SIMD's i8 dot (the plain simd128 build keeps rows).
-        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        if self.name == "simd128" {
-            return wasm::simd128_panels();
-        }
-        None
+        self.panels
     }
 
-    /// Whether model loading should rearrange q4_0 (`q4`) or q8_0 matrices into panels for this path:
-    /// wherever it has panel kernels, except q8_0 on AVX2, whose row kernel decoded ~14% faster than
-    /// its panel kernel (its panels still win for q4_0 and for prefill; measured with NANO_KERNELS).
+    /// Whether model loading should rearrange q4_0 (`q4`) or q8_0 matrices into panels for this path.
     pub fn prefers_panels(&self, q4: bool) -> bool {
-        self.panels().is_some() && (q4 || self.name != "avx2")
+        self.panels.is_some() && (q4 || self.q8_in_panels)
+    }
+
+    /// q8_0 of `v` (whole groups) into `qs` and `scales`.
+    pub(crate) fn quantize_q8_0(&self, v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
+        (self.quantize_q8)(v, qs, scales)
+    }
+
+    /// `h[i] = silu(h[i]) · g[i]` ([`math::silu_gate`]).
+    pub(crate) fn silu_gate(&self, h: &mut [f32], g: &[f32]) {
+        (self.silu_gate)(h, g)
+    }
+
+    /// Attention of one group of query heads over an f32 KV cache; writes [group, head_dim].
+    pub(crate) fn attend_f32(&self, g: &attend::Group<f32>, out: &mut [f32]) {
+        (self.attend_f32)(g, out)
+    }
+
+    /// Attention of one group of query heads over an f16 KV cache; writes [group, head_dim].
+    pub(crate) fn attend_f16(&self, g: &attend::Group<u16>, out: &mut [f32]) {
+        (self.attend_f16)(g, out)
     }
 
     /// The path's name, e.g. "scalar", "avx2", "neon-dotprod".
     pub fn name(&self) -> &'static str {
         self.name
     }
-
-    /// `out = W x` (`out.len() == rows`, `x.len() == cols`).
-    pub fn matvec(&self, out: &mut [f32], m: &MatRef, x: &[f32], scratch: &mut Scratch) {
-        self.matmul(out, m, x, 1, scratch);
-    }
-
-    /// `out[n, rows] = X[n, cols] Wᵀ`; each weight row is read once for all n inputs.
-    pub fn matmul(&self, out: &mut [f32], m: &MatRef, x: &[f32], n: usize, scratch: &mut Scratch) {
-        self.matmul_many(&mut [out], std::slice::from_ref(m), x, n, scratch);
-    }
-
-    /// `outs[i][n, rows_i] = X[n, cols] W_iᵀ` for several matrices that share the input (fused Q|K|V,
-    /// W1|W3): the input is quantized once and all rows of all matrices are one parallel job.
-    /// Results are bit-identical to separate [`Kernels::matmul`] calls.
-    pub fn matmul_many(
-        &self,
-        outs: &mut [&mut [f32]],
-        mats: &[MatRef],
-        x: &[f32],
-        n: usize,
-        scratch: &mut Scratch,
-    ) {
-        assert_eq!(outs.len(), mats.len(), "one output per matrix");
-        let Some(cols) = mats.first().map(|m| m.cols) else {
-            return;
-        };
-        for (m, out) in mats.iter().zip(outs.iter()) {
-            m.check();
-            assert_eq!(
-                m.cols, cols,
-                "matrices of one call must share their input size"
-            );
-            assert_eq!(out.len(), n * m.rows, "output must be n * rows values");
-        }
-        assert_eq!(x.len(), n * cols, "input must be n * cols values");
-        if n == 0 {
-            return;
-        }
-        let Scratch {
-            qx,
-            sx,
-            xsum,
-            staging,
-            aligned_x,
-            xt,
-        } = scratch;
-        let x = if mats.iter().any(|m| !m.w.is_quantized())
-            && x.as_ptr().cast::<u8>().align_offset(64) != 0
-        {
-            let a = aligned_x.slice(x.len());
-            a.copy_from_slice(x);
-            &*a
-        } else {
-            x
-        };
-        let quantized = mats.iter().any(|m| m.w.is_quantized());
-        if quantized {
-            qx.resize(x.len(), 0);
-            sx.resize(x.len() / QK, 0.0);
-            xsum.resize(x.len() / QK, 0);
-            let c = token_chunk(n, cols);
-            let g = cols / QK;
-            let parts = x
-                .chunks(c * cols)
-                .zip(qx.chunks_mut(c * cols))
-                .zip(sx.chunks_mut(c * g).zip(xsum.chunks_mut(c * g)));
-            spread(parts, |((x, qx), (sx, xsum))| {
-                quant::quantize_q8_0_into(x, qx, sx);
-                for (s, q) in xsum.iter_mut().zip(qx.chunks_exact(QK)) {
-                    *s = q.iter().map(|&v| v as i32).sum();
-                }
-            });
-        }
-        let xt = match self.token_lanes {
-            Some(lanes) if n >= TOKEN_LANES_MIN && mats.iter().any(|m| !m.w.is_quantized()) => {
-                let xt = xt.slice(n.div_ceil(16) * 16 * cols);
-                (lanes.transpose)(x, n, cols, xt);
-                Some(&*xt)
-            }
-            _ => None,
-        };
-        let jobs: Vec<RowJob> = mats
-            .iter()
-            .map(|m| RowJob {
-                k: *self,
-                m,
-                x,
-                xt,
-                qx,
-                sx,
-                xsum,
-                n,
-            })
-            .collect();
-        if n == 1 {
-            // Outputs are already in [rows] order: rows write straight into them.
-            run_jobs(&jobs, outs.iter_mut().map(|o| &mut **o).collect(), cols);
-            return;
-        }
-        // Stage each output as [rows, n] so row chunks are contiguous, then transpose into [n, rows].
-        staging.resize(n * mats.iter().map(|m| m.rows).sum::<usize>(), 0.0);
-        let mut dsts = Vec::with_capacity(mats.len());
-        let mut rest = &mut staging[..];
-        for m in mats {
-            let (d, r) = rest.split_at_mut(n * m.rows);
-            dsts.push(d);
-            rest = r;
-        }
-        run_jobs(&jobs, dsts, cols);
-        let mut offset = 0;
-        for (m, out) in mats.iter().zip(outs.iter_mut()) {
-            let staged = &staging[offset..offset + n * m.rows];
-            offset += n * m.rows;
-            let c = token_chunk(n, m.rows);
-            spread(out.chunks_mut(c * m.rows).enumerate(), |(i, out)| {
-                unstage(staged, m, n, i * c, out)
-            });
-        }
-    }
 }
-
-/// Moves the staged results of inputs `t0..` into `out` ([t, rows], as many inputs as it holds).
-/// Staged as [rows, n], or for panels as [panel][t][16] (16 contiguous results per panel and input).
-fn unstage(staged: &[f32], m: &MatRef, n: usize, t0: usize, out: &mut [f32]) {
-    if m.w.in_panels() {
-        for (t, out) in (t0..).zip(out.chunks_exact_mut(m.rows)) {
-            for (p, dst) in out.chunks_exact_mut(panel::ROWS).enumerate() {
-                let at = (p * n + t) * panel::ROWS;
-                // A fixed-size copy: inlined moves instead of a memcpy call per panel.
-                let dst: &mut [f32; panel::ROWS] = dst.try_into().expect("16 values");
-                *dst = staged[at..at + panel::ROWS].try_into().expect("16 values");
-            }
-        }
-        return;
-    }
-    // 16 inputs at a time, so each staged cache line (16 inputs of one row) is read once, not
-    // once per input after the other rows have pushed it out of L1.
-    for (b, outs) in out.chunks_mut(16 * m.rows).enumerate() {
-        let t = t0 + 16 * b;
-        for r in 0..m.rows {
-            let from = &staged[r * n + t..][..outs.len() / m.rows];
-            for (o, &v) in outs.chunks_exact_mut(m.rows).zip(from) {
-                o[r] = v;
-            }
-        }
-    }
-}
-
-/// The per-call state shared by all row chunks.
-struct RowJob<'a> {
-    k: Kernels,
-    m: &'a MatRef<'a>,
-    x: &'a [f32],
-    /// The inputs in vector lanes, when float rows take the path's `token_lanes`.
-    xt: Option<&'a [f32]>,
-    qx: &'a [i8],
-    sx: &'a [f32],
-    xsum: &'a [i32],
-    n: usize,
-}
-
-impl RowJob<'_> {
-    /// Input t, quantized.
-    fn qrow(&self, t: usize) -> QRow<'_> {
-        let (cols, g) = (self.m.cols, self.m.cols / QK);
-        QRow {
-            qs: &self.qx[t * cols..(t + 1) * cols],
-            d: &self.sx[t * g..(t + 1) * g],
-            sums: &self.xsum[t * g..(t + 1) * g],
-        }
-    }
-
-    /// Fills `dst[(r - r0) * n + t]` for the rows starting at `r0`; weights of a row stay in cache for all t.
-    /// The dtype is matched once per chunk, not per row.
-    fn rows_into(&self, r0: usize, dst: &mut [f32]) {
-        let (cols, g, k) = (self.m.cols, self.m.cols / QK, self.k);
-        let xrow = |t: usize| &self.x[t * cols..(t + 1) * cols];
-        let qrow = |t: usize| self.qrow(t);
-        match &self.m.w {
-            Weights::F32(w) if self.n > 1 => self.each_f32_blocked(r0, dst, w),
-            Weights::F32(w) => self.each(
-                r0,
-                dst,
-                cols * 4,
-                |r| prefetch::ahead(&w[r * cols], cols * 4),
-                |r, t| (k.dot_f32)(&w[r * cols..(r + 1) * cols], xrow(t)),
-            ),
-            Weights::F16(w) if self.n > 1 && (k.f16_is_widened_f32 || self.xt.is_some()) => {
-                self.each_widened(r0, dst, w)
-            }
-            Weights::F16(w) => self.each(
-                r0,
-                dst,
-                cols * 2,
-                |r| prefetch::ahead(&w[r * cols], cols * 2),
-                |r, t| (k.dot_f16)(&w[r * cols..(r + 1) * cols], xrow(t)),
-            ),
-            Weights::Q8_0 { qs, scales } => self.each(
-                r0,
-                dst,
-                cols + g * 4,
-                |r| {
-                    prefetch::ahead(&qs[r * cols], cols);
-                    prefetch::ahead(&scales[r * g], g * 4);
-                },
-                |r, t| {
-                    let (w, d) = (&qs[r * cols..(r + 1) * cols], &scales[r * g..(r + 1) * g]);
-                    (k.dot_q8)(w, d, &qrow(t))
-                },
-            ),
-            Weights::Q4_0 { packed, scales } => self.each(
-                r0,
-                dst,
-                cols / 2 + g * 4,
-                |r| {
-                    prefetch::ahead(&packed[r * cols / 2], cols / 2);
-                    prefetch::ahead(&scales[r * g], g * 4);
-                },
-                |r, t| {
-                    let w = &packed[r * cols / 2..(r + 1) * cols / 2];
-                    (k.dot_q4)(w, &scales[r * g..(r + 1) * g], &qrow(t))
-                },
-            ),
-            Weights::Q8_0Panels { qs, scales } => {
-                let p = k.panels().unwrap_or(SCALAR_PANELS);
-                self.each_panel(r0, dst, (qs, 16 * cols), (scales, 16 * g), p, p.dot_q8)
-            }
-            Weights::Q4_0Panels { packed, scales } => {
-                let p = k.panels().unwrap_or(SCALAR_PANELS);
-                self.each_panel(r0, dst, (packed, 8 * cols), (scales, 16 * g), p, p.dot_q4)
-            }
-        }
-    }
-
-    /// Panel by panel (`r0 % 16 == 0`), or two at a time where the kernels take pairs (prefill),
-    /// all inputs in one kernel call (the kernel tiles them). `dst` is staged as [panel][t][16]
-    /// (for n = 1 that is plain row order). `values` and `scales` are the whole matrix's, with the
-    /// length of one panel's. Each call's weights are requested ahead here, unless the kernel does
-    /// it itself (`prefetch_one`, one input).
-    fn each_panel<W>(
-        &self,
-        r0: usize,
-        dst: &mut [f32],
-        (values, values_len): (&[W], usize),
-        (scales, scales_len): (&[f32], usize),
-        p: Panels,
-        kernel: PanelKernel<W>,
-    ) {
-        debug_assert!(r0.is_multiple_of(panel::ROWS));
-        let n = self.n;
-        // (One input, decode: no list allocated per chunk.)
-        let one;
-        let many: Vec<QRow>;
-        let rows: &[QRow] = if n == 1 {
-            one = [self.qrow(0)];
-            &one
-        } else {
-            many = (0..n).map(|t| self.qrow(t)).collect();
-            &many
-        };
-        let per_call = if p.pairs && n > 1 { 2 } else { 1 };
-        let first = r0 / panel::ROWS;
-        for (c, block) in dst.chunks_mut(per_call * panel::ROWS * n).enumerate() {
-            let (at, count) = (first + c * per_call, block.len() / (panel::ROWS * n));
-            let w = &values[at * values_len..(at + count) * values_len];
-            let s = &scales[at * scales_len..(at + count) * scales_len];
-            if !(p.prefetch_one && n == 1) {
-                prefetch::ahead(w.as_ptr(), std::mem::size_of_val(w));
-                prefetch::ahead(s.as_ptr(), std::mem::size_of_val(s));
-            }
-            kernel(w, s, rows, block);
-        }
-    }
-
-    /// Row by row: request the weights [`prefetch::AHEAD_BYTES`] ahead, then the row's n dot products.
-    /// Several inputs (prefill) are cache-blocked: rows in groups that stay in L2, inputs in blocks
-    /// that stay in L1, so each dot product reads both operands from cache nearest the core instead
-    /// of streaming every input from L2 once per row. Each output is still one call of `f`: the
-    /// same bits as one input at a time.
-    #[inline(always)]
-    fn each(
-        &self,
-        r0: usize,
-        dst: &mut [f32],
-        row_bytes: usize,
-        fetch: impl Fn(usize),
-        f: impl Fn(usize, usize) -> f32,
-    ) {
-        let n = self.n;
-        for group in row_groups(dst.len() / n, row_bytes) {
-            for inputs in input_blocks(n, self.m.cols) {
-                for i in group.clone() {
-                    if inputs.start == 0 {
-                        fetch(r0 + i);
-                    }
-                    for t in inputs.clone() {
-                        dst[i * n + t] = f(r0 + i, t);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl RowJob<'_> {
-    /// f32 weights times several inputs: row groups, each multiplied by [`RowJob::float_group`].
-    fn each_f32_blocked(&self, r0: usize, dst: &mut [f32], w: &[f32]) {
-        let (n, cols) = (self.n, self.m.cols);
-        for g in row_groups(dst.len() / n, cols * 4) {
-            self.float_group(
-                &w[(r0 + g.start) * cols..(r0 + g.end) * cols],
-                &mut dst[g.start * n..g.end * n],
-            );
-        }
-    }
-
-    /// f16 weights times several inputs: each row group is widened to f32 once (into a per-thread
-    /// buffer) and multiplied as f32 rows, instead of converting every weight once per prompt
-    /// token. Only where that keeps the results defined: with the inputs in vector lanes (their
-    /// own order), or where the f32 dot of widened rows gives the bits of `dot_f16`
-    /// (`f16_is_widened_f32`).
-    fn each_widened(&self, r0: usize, dst: &mut [f32], w: &[u16]) {
-        thread_local! {
-            static WIDE: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf(Vec::new())) };
-        }
-        let (n, cols) = (self.n, self.m.cols);
-        WIDE.with_borrow_mut(|wide| {
-            for g in row_groups(dst.len() / n, cols * 4) {
-                let half = &w[(r0 + g.start) * cols..(r0 + g.end) * cols];
-                let wide = wide.slice(half.len());
-                (self.k.widen_f16)(half, wide);
-                self.float_group(wide, &mut dst[g.start * n..g.end * n]);
-            }
-        });
-    }
-
-    /// `dst[i * n + t] = rows_i · x_t` for a group of f32 rows (kept in L2), inputs in blocks that
-    /// stay in L1: by the path's block kernel where it has one (tiles sharing their loads, each
-    /// result exactly as `dot_f32`'s), else one dot at a time.
-    fn float_group(&self, rows: &[f32], dst: &mut [f32]) {
-        let (n, cols, dot) = (self.n, self.m.cols, self.k.dot_f32);
-        if let (Some(xt), Some(lanes)) = (self.xt, self.k.token_lanes) {
-            return (lanes.block)(rows, cols, xt, n, dst, n);
-        }
-        for Range { start: t0, end: t1 } in input_blocks(n, cols) {
-            let xs = &self.x[t0 * cols..t1 * cols];
-            match self.k.dot_f32_block {
-                Some(block) => block(rows, cols, xs, &mut dst[t0..], n),
-                None => {
-                    for (i, row) in rows.chunks_exact(cols).enumerate() {
-                        for (t, x) in (t0..).zip(xs.chunks_exact(cols)) {
-                            dst[i * n + t] = dot(row, x);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A reusable f32 buffer whose slices start on a 64-byte boundary. The float tiles load 64 bytes at
-/// a time, and a load that straddles two cache lines costs two: the forward pass's activations
-/// started 16–48 bytes into a line, and so did the widened f16 rows (prefill +23 % f16, +15 % f32
-/// once aligned, measured).
-#[derive(Debug, Default)]
-struct AlignedBuf(Vec<f32>);
-
-impl AlignedBuf {
-    fn slice(&mut self, len: usize) -> &mut [f32] {
-        const SLACK: usize = 64 / 4 - 1;
-        if self.0.len() < len + SLACK {
-            self.0.resize(len + SLACK, 0.0);
-        }
-        let skip = self.0.as_ptr().align_offset(64).min(SLACK);
-        &mut self.0[skip..skip + len]
-    }
-}
-
-/// Prompt tokens from which float prefill takes the path's `token_lanes` (16 per vector: fewer
-/// would leave lanes idle).
-const TOKEN_LANES_MIN: usize = 16;
 
 /// Columns per pass of a `TokenLanes::block`: 4 lane vectors of them (64 inputs) take 32 KiB,
 /// which stay in L1 while every row of a group passes over them.
@@ -814,124 +489,4 @@ pub(crate) fn transpose_inputs(x: &[f32], n: usize, cols: usize, xt: &mut [f32])
 #[cfg(test)]
 pub(crate) fn tokens_f32_reference(w: &[f32], x: &[f32]) -> f32 {
     w.iter().zip(x).fold(0.0, |acc, (&w, &x)| w.mul_add(x, acc))
-}
-
-/// Weights of one row group of a blocked float matmul (kept in L2 across the input blocks).
-const L2_GROUP_BYTES: usize = 256 << 10;
-/// Inputs of one block of a blocked float matmul (kept in L1 across the rows of a group).
-const L1_BLOCK_BYTES: usize = 24 << 10;
-
-/// `0..rows` in groups of rows (`row_bytes` each) that fit [`L2_GROUP_BYTES`] together.
-fn row_groups(rows: usize, row_bytes: usize) -> impl Iterator<Item = Range<usize>> {
-    let group = (L2_GROUP_BYTES / row_bytes.max(1)).clamp(1, rows.max(1));
-    (0..rows)
-        .step_by(group)
-        .map(move |g| g..(g + group).min(rows))
-}
-
-/// `0..n` inputs (f32 rows of `cols` values) in blocks that fit [`L1_BLOCK_BYTES`] together.
-fn input_blocks(n: usize, cols: usize) -> impl Iterator<Item = Range<usize>> {
-    let block = (L1_BLOCK_BYTES / (cols * 4)).clamp(1, n.max(1));
-    (0..n).step_by(block).map(move |t| t..(t + block).min(n))
-}
-
-/// Below this many weights a matrix runs on the calling thread: handing out work would cost more.
-const PAR_MIN_WEIGHTS: usize = 1 << 15;
-/// Smallest unit of work handed to a thread, in weights.
-const CHUNK_MIN_WEIGHTS: usize = 1 << 13;
-
-/// Runs every job into its destination (`n` outputs per row), as one parallel job when worth it.
-fn run_jobs(jobs: &[RowJob], dsts: Vec<&mut [f32]>, cols: usize) {
-    #[cfg(feature = "threads")]
-    {
-        use rayon::prelude::*;
-        // Inside an engine's forward pass its team does the work; elsewhere rayon's current pool.
-        let team = Team::current();
-        let threads = team.map_or_else(rayon::current_num_threads, |t| t.threads());
-        let per_row = jobs.first().map_or(1, |j| j.n);
-        let rows: usize = jobs.iter().map(|j| j.m.rows).sum();
-        if threads > 1 && rows * cols * per_row >= PAR_MIN_WEIGHTS {
-            // Several chunks per thread so faster cores (big.LITTLE) claim more of them.
-            let by_balance = rows.div_ceil(threads * 4);
-            let by_size = CHUNK_MIN_WEIGHTS.div_ceil(cols * per_row);
-            // Whole 16-row panels per chunk (harmless for the row layout).
-            let chunk_rows = by_balance.max(by_size).max(1).next_multiple_of(panel::ROWS);
-            let mut dsts = dsts;
-            match team {
-                Some(team) => {
-                    team.for_each_chunk(&mut dsts, chunk_rows * per_row, |j, i, chunk| {
-                        jobs[j].rows_into(i * chunk_rows, chunk)
-                    })
-                }
-                None => {
-                    let mut tasks = Vec::new();
-                    for (j, dst) in dsts.into_iter().enumerate() {
-                        for (i, chunk) in dst.chunks_mut(chunk_rows * per_row).enumerate() {
-                            tasks.push((j, i * chunk_rows, chunk));
-                        }
-                    }
-                    tasks
-                        .into_par_iter()
-                        .for_each(|(j, r0, chunk)| jobs[j].rows_into(r0, chunk))
-                }
-            }
-            return;
-        }
-    }
-    let _ = (cols, PAR_MIN_WEIGHTS, CHUNK_MIN_WEIGHTS);
-    for (job, dst) in jobs.iter().zip(dsts) {
-        job.rows_into(0, dst);
-    }
-}
-
-/// `out = W x` on the fastest path (see [`Kernels::matvec`]).
-pub fn matvec(out: &mut [f32], m: &MatRef, x: &[f32], scratch: &mut Scratch) {
-    Kernels::best().matvec(out, m, x, scratch)
-}
-
-/// `out[n, rows] = X[n, cols] Wᵀ` on the fastest path (see [`Kernels::matmul`]).
-pub fn matmul(out: &mut [f32], m: &MatRef, x: &[f32], n: usize, scratch: &mut Scratch) {
-    Kernels::best().matmul(out, m, x, n, scratch)
-}
-
-/// Several matrices sharing one input, on the fastest path (see [`Kernels::matmul_many`]).
-pub fn matmul_many(
-    outs: &mut [&mut [f32]],
-    mats: &[MatRef],
-    x: &[f32],
-    n: usize,
-    scratch: &mut Scratch,
-) {
-    Kernels::best().matmul_many(outs, mats, x, n, scratch)
-}
-
-/// Values below which per-token work (norms, activation quantization, gates) stays on the calling
-/// thread: a hand-off costs about a microsecond.
-const SPREAD_MIN_VALUES: usize = 1 << 13;
-
-/// Tokens per chunk for spreading `n` tokens of `row` values each over the current team: two
-/// chunks per thread; all `n` (one chunk) when there is no team or too little work.
-pub(crate) fn token_chunk(n: usize, row: usize) -> usize {
-    #[cfg(feature = "threads")]
-    if let Some(team) = Team::current() {
-        if team.threads() > 1 && n > 1 && n * row >= SPREAD_MIN_VALUES {
-            return n.div_ceil(team.threads() * 2);
-        }
-    }
-    let _ = (row, SPREAD_MIN_VALUES);
-    n.max(1)
-}
-
-/// Runs `f` on every item, over the current team when there is one and several items (see
-/// [`token_chunk`]), else in order on this thread. Items are independent, so the results do not
-/// depend on the thread count.
-pub(crate) fn spread<T: Send>(items: impl Iterator<Item = T>, f: impl Fn(T) + Sync) {
-    let items: Vec<T> = items.collect();
-    #[cfg(feature = "threads")]
-    if let Some(team) = Team::current() {
-        if items.len() > 1 && team.threads() > 1 {
-            return team.for_each(items, f);
-        }
-    }
-    items.into_iter().for_each(f)
 }

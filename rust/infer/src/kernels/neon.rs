@@ -31,6 +31,12 @@ pub(super) fn neon() -> Option<Kernels> {
             },
         }),
         f16_is_widened_f32: true,
+        panels: None,
+        q8_in_panels: true,
+        quantize_q8: super::quant::quantize_q8_0_groups,
+        silu_gate: super::math::silu_gate_plain,
+        attend_f32: super::attend::attend_plain,
+        attend_f16: super::attend::attend_plain,
     })
 }
 
@@ -43,6 +49,7 @@ pub(super) fn neon_dotprod() -> Option<Kernels> {
         name: "neon-dotprod",
         dot_q8: |qw, sw, x| unsafe { dot_q8_dotprod(qw, sw, x.qs, x.d) },
         dot_q4: |p, sw, x| unsafe { dot_q4_dotprod(p, sw, x.qs, x.d) },
+        panels: Some(dotprod_panels()),
         ..neon().expect("NEON is baseline on aarch64")
     })
 }
@@ -391,16 +398,17 @@ unsafe fn f32_tile<const R: usize, const T: usize>(
 }
 
 /// The 16-row panel kernels of the NEON dotprod path (see [`super::panel`]).
-pub(super) fn neon_dotprod_panels() -> Option<Panels> {
-    neon_dotprod()?;
-    // SAFETY (wrappers): only reachable after dotprod was detected above.
-    Some(Panels {
+fn dotprod_panels() -> Panels {
+    // SAFETY (wrappers): only reachable through the Kernels that [`neon_dotprod`] builds after its
+    // check.
+    Panels {
         dot_q8: |qw, sw, xs, out| unsafe { panel_q8_dotprod(qw, sw, xs, out) },
         dot_q4: |p, sw, xs, out| unsafe { panel_q4_dotprod(p, sw, xs, out) },
-        // Not measured on ARM hardware yet: the whole-panel request is what the boards ran.
+        // Whole panels requested ahead by the caller, as for the scalar panels (the per-group
+        // requests of the x86 kernels are not tried on ARM: docs/performance.md).
         prefetch_one: false,
         pairs: false,
-    })
+    }
 }
 
 /// 4 activation bytes (32-bit lane L of `x`) repeated in every lane.

@@ -1,10 +1,11 @@
-//! Software prefetch of the weight stream. Decode reads every weight once per token; on the machines
-//! measured, the hardware prefetcher alone kept single-thread q8_0 decode at ~40% of the copy
-//! bandwidth (the kernels stalled on loads). Asking for the bytes a few KiB ahead of the row being
-//! multiplied keeps enough requests in flight. Prefetches never fault, so addresses past the end of a
+//! Software prefetch of the weight stream. Decode reads every weight once per token, and the
+//! hardware prefetcher alone does not keep enough requests in flight for one core to approach the
+//! copy bandwidth (the kernels stall on loads; docs/performance.md). Asking for the bytes a few KiB
+//! ahead of the row being multiplied does. Prefetches never fault, so addresses past the end of a
 //! matrix are harmless (they are formed with `wrapping_add`, never dereferenced).
 
-/// How far ahead of the current row the weight bytes are requested (tuned on x86-64; 2–16 KiB all help).
+/// How far ahead of the current row the weight bytes are requested: far enough to cover the memory
+/// latency at one core's bandwidth, near enough to stay within L2 (docs/performance.md).
 pub(super) const AHEAD_BYTES: usize = 4096;
 const LINE: usize = 64;
 
@@ -21,8 +22,8 @@ pub(super) fn ahead<T>(p: *const T, len: usize) {
 
 #[inline(always)]
 fn line(p: *const u8) {
-    // Into L2 (T1), not L1: at the limit the L1 fill buffers were full and the prefetches themselves
-    // stalled; L2 tracks more outstanding misses (+15% single-thread q8_0 decode, measured).
+    // Into L2 (T1), not L1: at the limit the L1 fill buffers are full and the prefetches themselves
+    // stall; L2 tracks more outstanding misses.
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint with no architectural effect; SSE is part of the x86-64 baseline.
     unsafe {

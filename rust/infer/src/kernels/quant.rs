@@ -5,7 +5,7 @@
 //! the engine and every ISA path quantize the same way.
 
 use super::f16::f16_to_f32;
-use super::{panel, MatRef, Weights, QK};
+use super::{panel, Kernels, MatRef, Weights, QK};
 
 fn check_shape(len: usize, cols: usize) {
     assert!(
@@ -27,65 +27,10 @@ pub fn quantize_q8_0(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
     (qs, scales)
 }
 
-/// q8_0 of `v` into caller-provided buffers (used for activations, once per matmul input).
+/// q8_0 of `v` into caller-provided buffers (used for activations, once per matmul input), on the
+/// fastest path (every path quantizes to the same values).
 pub(crate) fn quantize_q8_0_into(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was detected just above.
-        return unsafe { quantize_q8_0_avx512(v, qs, scales) };
-    }
-    quantize_q8_0_groups(v, qs, scales)
-}
-
-/// [`quantize_q8_0_groups`] with AVX-512, one group (two vectors) at a time. Only exact operations
-/// (max, division, truncation, integer adds), so the values are identical to the scalar code's:
-/// NaN is ignored by the maximum (`max_ps` returns its second operand when the first is NaN) and
-/// quantizes to 0, as `round_to_q8` does.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn quantize_q8_0_avx512(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let groups = scales.len().min(v.len() / QK).min(qs.len() / QK);
-    let (pv, pq) = (v.as_ptr(), qs.as_mut_ptr());
-    // (Clearing the sign bit with an integer AND: `_mm512_andnot_ps` needs AVX-512DQ, and without
-    // it enabled here was called out of line for every vector.)
-    let abs = |x: __m512| {
-        _mm512_castsi512_ps(_mm512_and_si512(
-            _mm512_castps_si512(x),
-            _mm512_set1_epi32(0x7fff_ffff),
-        ))
-    };
-    let (one, half) = (_mm512_set1_epi32(1), _mm512_set1_ps(0.5));
-    for (g, scale) in scales.iter_mut().enumerate().take(groups) {
-        let x = [
-            _mm512_loadu_ps(pv.add(g * QK)),
-            _mm512_loadu_ps(pv.add(g * QK + 16)),
-        ];
-        let m = _mm512_max_ps(abs(x[1]), _mm512_max_ps(abs(x[0]), _mm512_setzero_ps()));
-        let d = _mm512_reduce_max_ps(m) / 127.0;
-        *scale = d;
-        let out = pq.add(g * QK) as *mut __m128i;
-        if d == 0.0 {
-            _mm_storeu_si128(out, _mm_setzero_si128());
-            _mm_storeu_si128(out.add(1), _mm_setzero_si128());
-            continue;
-        }
-        let dv = _mm512_set1_ps(d);
-        for (k, &xk) in x.iter().enumerate() {
-            let q = _mm512_div_ps(xk, dv);
-            // Truncate (NaN lanes: 0), then step away from zero when the fraction is at least 1/2.
-            let t = _mm512_maskz_cvttps_epi32(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(q, q), q);
-            let frac = _mm512_sub_ps(q, _mm512_cvtepi32_ps(t));
-            let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, half);
-            let down = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(frac, _mm512_set1_ps(-0.5));
-            let r = _mm512_mask_sub_epi32(_mm512_mask_add_epi32(t, up, t, one), down, t, one);
-            let r = _mm512_max_epi32(
-                _mm512_min_epi32(r, _mm512_set1_epi32(127)),
-                _mm512_set1_epi32(-127),
-            );
-            _mm_storeu_si128(out.add(k), _mm512_cvtepi32_epi8(r));
-        }
-    }
+    Kernels::best().quantize_q8_0(v, qs, scales)
 }
 
 /// The scalar definition, whatever the CPU (tests compare the vector path with it).
@@ -94,8 +39,9 @@ pub(crate) fn quantize_q8_0_scalar(v: &[f32], qs: &mut [i8], scales: &mut [f32])
     quantize_q8_0_groups(v, qs, scales)
 }
 
+/// The definition: the plain-source path, and the reference of the vector ones.
 #[inline(always)]
-fn quantize_q8_0_groups(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
+pub(crate) fn quantize_q8_0_groups(v: &[f32], qs: &mut [i8], scales: &mut [f32]) {
     for ((group, q), scale) in v
         .chunks_exact(QK)
         .zip(qs.chunks_exact_mut(QK))

@@ -16,7 +16,7 @@
 //! !w = -w-1 where x < 0, and adds back Σ_{x<0} |x|, which holds for every i8 w (-128 included). Group
 //! sums are therefore the same integers as [`super::scalar`]'s and the reduction order is unchanged:
 //! bit-identical results. With relaxed SIMD the q8_0 / q4_0 16-row panel kernels exist too
-//! ([`simd128_panels`]). f32 / f16 dots use `f32x4_relaxed_madd` (one rounding with FMA hardware, two
+//! ([`panels`]). f32 / f16 dots use `f32x4_relaxed_madd` (one rounding with FMA hardware, two
 //! without: f32 results are only ever equal within rounding across paths).
 
 use std::arch::wasm32::*;
@@ -36,6 +36,17 @@ pub(super) fn simd128() -> Option<Kernels> {
         widen_f16: super::f16::widen,
         token_lanes: None,
         f16_is_widened_f32: false,
+        // Panels need a broadcast 4-byte dot: relaxed SIMD's i8 dot (the plain simd128 build keeps
+        // rows).
+        #[cfg(target_feature = "relaxed-simd")]
+        panels: Some(panels()),
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        panels: None,
+        q8_in_panels: true,
+        quantize_q8: super::quant::quantize_q8_0_groups,
+        silu_gate: super::math::silu_gate_plain,
+        attend_f32: super::attend::attend_plain,
+        attend_f16: super::attend::attend_plain,
     })
 }
 
@@ -58,7 +69,7 @@ fn load_q8(s: &[i8]) -> [v128; 2] {
 }
 
 /// The high nibble of every byte, as a byte. A 16-bit shift plus a mask: x86 has no byte shift, and
-/// engines emulate `i8x16.shr_u` with more instructions (measured ~1.3x slower q4_0 panels in Chromium).
+/// engines emulate `i8x16.shr_u` with several instructions, where a 16-bit shift is one.
 #[inline(always)]
 fn high_nibbles(b: v128) -> v128 {
     v128_and(u16x8_shr(b, 4), u8x16_splat(0x0f))
@@ -330,8 +341,8 @@ fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
 /// lane sum `g % 8` of each row gains `(s as f32) * (sw * sx)` group by group, then [`super::reduce8`]'s
 /// order lane-wise. The plain SIMD128 build keeps the row layout (its exact i8 dots gain little here).
 #[cfg(target_feature = "relaxed-simd")]
-pub(super) fn simd128_panels() -> Option<super::Panels> {
-    Some(super::Panels {
+fn panels() -> super::Panels {
+    super::Panels {
         dot_q8: |w, sw, xs, out| {
             for (x, out) in xs.iter().zip(out.chunks_exact_mut(ROWS)) {
                 panel_one::<i8, { ROWS * QK }>(w, sw, x, out, panel_group_q8, 0);
@@ -345,7 +356,7 @@ pub(super) fn simd128_panels() -> Option<super::Panels> {
         // WASM has no prefetch instruction.
         prefetch_one: false,
         pairs: false,
-    })
+    }
 }
 
 #[cfg(target_feature = "relaxed-simd")]

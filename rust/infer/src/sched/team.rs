@@ -1,7 +1,7 @@
 //! A team of worker threads that a forward pass enters once per token.
 //!
-//! With rayon every matmul was a hand-off (about 65 per token): workers that had gone to sleep in
-//! the serial parts between matmuls (norms, RoPE, attention set-up) needed a wake-up each time. A
+//! With a rayon pool every matmul of a token is a hand-off, and workers that have gone to sleep in
+//! the serial parts between matmuls (norms, RoPE, attention set-up) need a wake-up each time. A
 //! team's workers are woken once per forward pass ([`Team::enter`]) and then spin on an epoch counter,
 //! so handing out a job costs a few atomic operations. The calling thread works on every job too.
 //!

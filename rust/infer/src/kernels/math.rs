@@ -39,26 +39,15 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
-/// `h[i] = silu(h[i]) · g[i]`, the SwiGLU gate (silu(a) = a / (1 + e^-a)).
+/// `h[i] = silu(h[i]) · g[i]`, the SwiGLU gate (silu(a) = a / (1 + e^-a)), on the fastest path.
 pub fn silu_gate(h: &mut [f32], g: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was detected just above.
-        return unsafe { silu_gate_avx2(h, g) };
-    }
-    silu_gate_generic(h, g)
+    super::Kernels::best().silu_gate(h, g)
 }
 
-/// The same source with 8-wide vectors; Rust never fuses multiplies and adds, so the bits are the
-/// baseline build's.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn silu_gate_avx2(h: &mut [f32], g: &[f32]) {
-    silu_gate_generic(h, g)
-}
-
+/// The gate's definition and plain-source path. Rust never fuses multiplies and adds, so the
+/// paths that compile this source for wider vectors give the same bits.
 #[inline(always)]
-fn silu_gate_generic(h: &mut [f32], g: &[f32]) {
+pub(crate) fn silu_gate_plain(h: &mut [f32], g: &[f32]) {
     for (a, &b) in h.iter_mut().zip(g) {
         *a = *a / (1.0 + exp(-*a)) * b;
     }

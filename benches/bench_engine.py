@@ -18,6 +18,7 @@ Needs the reference vocabulary (--vocab, default ../shared/data/tokenizer_16384.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import struct
@@ -29,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+_N56 = json.loads((ROOT / "python" / "nano" / "configs" / "model_56m.json").read_text(encoding="utf-8"))
 SHAPES = {
-    # name: (dim, layers, heads, kv_heads, hidden)
+    # name: (dim, layers, heads, kv_heads, hidden); N56 is read from its one owner, configs/model_56m.json
     "S15": (288, 6, 6, 6, 768),
-    "N56": (512, 16, 16, 8, 1408),
+    "N56": tuple(_N56[k] for k in ("n_embd", "n_layer", "n_head", "n_kv_head", "n_hidden")),
     "M110": (768, 12, 12, 12, 2048),
 }
 NANO_DTYPES = ("f32", "f16", "q8_0", "q4_0")
@@ -213,7 +215,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lora-dtype", default="q8_0", help="dtype whose decode is measured with a rank-8 LoRA ('' = skip)")
     ap.add_argument("--lora-pairs", type=int, default=8,
                     help="alternating decode runs without / with the LoRA (in one nano-infer process) for the overhead")
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file (scripts/perf_report.py)")
     args = ap.parse_args(argv)
+    report: dict[str, dict] = {}
 
     from nano.export import export_checkpoint, export_lora
     from nano.tokenizer import Tokenizer
@@ -239,7 +243,7 @@ def main(argv=None) -> int:
                 print(f"nano {dt:5} {row['line']}")
             if dt == args.lora_dtype:
                 lora_path = export_lora(random_lora(model), work / f"{shape}_lora8.bin")
-                # Swings between separate runs (±15–40 % here) exceed the overhead itself, so the bench
+                # Swings between separate runs can exceed the overhead itself (docs/performance.md), so the bench
                 # alternates decode without / with the adapter on one engine and reports the median
                 # of the pairwise slowdowns.
                 rows = nano_ladder(binary, path, threads, args.prompt, args.decode, lora_path, args.lora_pairs)
@@ -290,6 +294,12 @@ def main(argv=None) -> int:
                 if (dt, t) in res and res[(dt, t)]["decode"]:
                     parts.append(f"prefill/decode {dt} {res[(dt, t)]['prefill'] / res[(dt, t)]['decode']:.1f}x")
             print(f"  threads={t}: " + "; ".join(parts))
+        report[shape] = {
+            "nano": {f"{dt}/{t}": {k: row[k] for k in ("prefill", "decode") if k in row} for (dt, t), row in res.items()},
+            "peers": {f"{peer}/{t}": d for (peer, t), d in peers.items()},
+        }
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

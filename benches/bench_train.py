@@ -4,25 +4,27 @@
 
 Steps of the two are interleaved (one each, in turn) so machine load hits both alike; prints median tokens/s
 for both and the ratio (nano / reference; target >= 1.0), by wall clock and by process CPU time. With a CUDA device it also runs
-the 56M configuration (block 512, vocab 16384, 16 layers, 512 wide, 16 heads, 8 KV heads, hidden 1408) in
-bf16 and prints the MFU the trainer reports (target >= 45%).
+the N56 configuration (``python/nano/configs/model_56m.json``, the shape's one owner) in bf16 and prints the
+MFU the trainer reports (target >= 45%).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
+import nano
 import torch
 from nano.model import Transformer
 from nano.train import run
 from nano.train.metrics import read_metrics
 
 CPU_MODEL = dict(block_size=128, vocab_size=2048, n_layer=4, n_embd=128, n_head=4, n_kv_head=2, n_hidden=352)
-GPU_MODEL = dict(block_size=512, vocab_size=16384, n_layer=16, n_embd=512, n_head=16, n_kv_head=8,
-                 n_hidden=1408)
+GPU_MODEL = json.loads((Path(nano.__file__).parent / "configs" / "model_56m.json").read_text(encoding="utf-8"))
 
 
 class FixedBatches:

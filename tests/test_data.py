@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 from nano.data import DataError, prepare_pretrain, prepare_sft
-from nano.dataset import BlockLoader
+from nano.data.loader import BlockLoader
 from nano.tokenizer import Tokenizer
 
 PAD, UNK, BOS, EOS, INST, RESP = 0, 1, 2, 3, 4, 5

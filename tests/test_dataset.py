@@ -1,4 +1,4 @@
-"""BlockLoader against hand-built token directories (numpy-made, independent of the tokenizer)."""
+"""BlockLoader against token directories whose content is chosen here (numpy-made), written by the real writer."""
 
 import json
 import pickle
@@ -6,32 +6,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from nano.dataset import BlockLoader
+from helpers import filler_tokenizer, write_dataset
+from nano.data.loader import BlockLoader
 
 
-def make_dataset(path, kind="pretrain", train=None, val=None, block_size=None, masks=None, dtype="uint16"):
-    """Write a minimal prepared dataset: token arrays (and masks for SFT) as given."""
-    path.mkdir(parents=True, exist_ok=True)
-    splits = {}
-    for name, tokens in (("train", train), ("val", val)):
-        if tokens is None:
-            continue
-        np.asarray(tokens, dtype="<" + np.dtype(dtype).str[1:]).tofile(path / f"{name}.tokens")
-        if kind == "sft":
-            np.asarray(masks[name], dtype=np.uint8).tofile(path / f"{name}.mask")
-        splits[name] = {"tokens": len(tokens), "documents": 1}
-    meta = {
-        "format": "nano-tokens",
-        "version": 1,
-        "kind": kind,
-        "dtype": dtype,
-        "vocab_size": 70000 if dtype == "uint32" else 1000,
-        "tokenizer_hash": "00000000deadbeef",
-        "block_size": block_size,
-        "splits": splits,
-    }
-    (path / "meta.json").write_text(json.dumps(meta))
-    return path
+def make_dataset(path, kind="pretrain", train=None, val=(), block_size=None, masks=None, dtype="uint16"):
+    """A prepared dataset holding exactly these token arrays (and masks for SFT), in ``dtype``."""
+    return write_dataset(path, train, val, kind=kind, masks=masks, block_size=block_size,
+                         vocab_size=70000 if dtype == "uint32" else 1000)
 
 
 @pytest.fixture
@@ -133,7 +115,7 @@ def sft_dataset(tmp_path, block_size=8, n=20):
 def test_sft_blocks_start_at_samples_and_mask_follows_targets(tmp_path, mode):
     d = sft_dataset(tmp_path)
     loader = BlockLoader(d, "train", 8, 5, shuffle=mode)
-    assert loader.meta["kind"] == "sft" and loader.tokenizer_hash == "00000000deadbeef"
+    assert loader.meta["kind"] == "sft" and loader.tokenizer_hash == filler_tokenizer(70000).hash
     for _ in range(6):
         x, y, mask = loader.next_batch()
         assert torch.all(x[:, 0] % 1000 == 0)  # a sample's first token

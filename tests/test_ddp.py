@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -19,16 +20,9 @@ STEPS, LR = 4, 1e-2
 
 
 def write_dataset(path: Path, n_blocks=64, block=16, vocab=64):
-    path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for split, n in (("train", n_blocks * block + 1), ("val", 8 * block + 1)):
-        (np.cumsum(rng.integers(1, 3, n)) % vocab).astype("<u2").tofile(path / f"{split}.tokens")
-    meta = {"format": "nano-tokens", "version": 1, "kind": "pretrain", "dtype": "uint16", "vocab_size": vocab,
-            "tokenizer_hash": "00c0ffee00c0ffee", "block_size": None,
-            "splits": {"train": {"tokens": n_blocks * block + 1, "documents": 1},
-                       "val": {"tokens": 8 * block + 1, "documents": 1}}}
-    (path / "meta.json").write_text(json.dumps(meta))
-    return path
+    train, val = (np.cumsum(rng.integers(1, 3, n)) % vocab for n in (n_blocks * block + 1, 8 * block + 1))
+    return helpers.write_dataset(path, train, val, vocab_size=vocab)
 
 
 def launch(tmp: Path, name: str, nproc: int, batch_size: int, torchrun: bool = False, **extra) -> Path:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from nano.dataset import read_meta
+from nano.data.format import read_meta
 from nano.train import demo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

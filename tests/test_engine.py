@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import torch_logits
 from nano.engine import Engine
 from nano.export import convert_bin, export_checkpoint, export_lora, load_bin
 from nano.lora import load_lora, read_lora
@@ -75,11 +76,6 @@ def trained(tmp_path_factory, shared_data):
     }
     return dict(tok=tok, model=model, lora_model=lora_model, files=files, held_out=held_out, tmp=tmp,
                 ckpt_path=base["checkpoint"], lora_path=lora["lora"])
-
-
-def torch_logits(model, ids):
-    with torch.no_grad():
-        return model(torch.tensor([ids]))[0][0].numpy()
 
 
 def torch_text(model, tok, prompt, n, **sampling):

@@ -7,9 +7,10 @@ import struct
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_model, torch_logits
 from nano.engine import Engine
 from nano.export import export_checkpoint, load_bin, read_bin
-from nano.model import ModelConfig, Transformer
+from nano.model import Transformer
 from nano.tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
 torch.set_num_threads(2)
@@ -24,20 +25,7 @@ def small_tokenizer() -> Tokenizer:
 
 
 def small_model(seed=0, **kw) -> Transformer:
-    torch.manual_seed(seed)
-    cfg = dict(block_size=32, vocab_size=96, n_layer=2, n_embd=64, n_head=4, n_kv_head=2, n_hidden=96)
-    cfg.update(kw)
-    model = Transformer(ModelConfig(**cfg)).eval()
-    with torch.no_grad():  # non-trivial norms so a swapped norm tensor would show
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-    return model
-
-
-def torch_logits(model, ids):
-    with torch.no_grad():
-        return model(torch.tensor([ids]))[0][0].numpy()
+    return tiny_model(seed, **{"n_embd": 64, "n_hidden": 96, **kw})
 
 
 # --- an independent 2024.10 writer, straight from the specification --------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import subprocess_env
+from helpers import repeat_loader
 from nano.infer import load_model, prompt_ids, stream
 from nano.lora import LoraConfig, apply_lora, lora_modules, save_lora
 from nano.model import Transformer
@@ -16,20 +17,6 @@ from nano.train import run
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = REPO / "python" / "nano" / "corpus" / "chinese_classic_vocab.json"
-
-
-class Repeat:
-    def __init__(self, x):
-        self.x = x
-
-    def next_batch(self):
-        return self.x[:, :-1], self.x[:, 1:], torch.ones(self.x.shape[0], self.x.shape[1] - 1)
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, d):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +32,7 @@ def trained(tmp_path_factory):
     cfg = dict(save_checkpoint_to=str(tmp / "run"), batch_size=2, max_iters=30, learning_rate=2e-2,
                warmup_iters=0, eval_interval=1000, log_interval=5, progress=False, tensorboard=False,
                device="cpu", dtype="float32")
-    result = run(model, cfg, train_loader=Repeat(x), tokenizer=tok, log=False)
+    result = run(model, cfg, train_loader=repeat_loader(x), tokenizer=tok, log=False)
     return tmp, result, tok, text
 
 

@@ -4,15 +4,14 @@ import math
 
 import pytest
 import torch
+from helpers import tiny_config
 from nano.model import ModelConfig, Transformer, apply_rope, base_hash, flops_per_token, rope_tables
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**kw) -> ModelConfig:
-    base = dict(block_size=32, vocab_size=97, n_layer=2, n_embd=32, n_head=4, n_kv_head=2, n_hidden=64)
-    base.update(kw)
-    return ModelConfig(**base)
+    return tiny_config(**{"vocab_size": 97, **kw})
 
 
 def test_state_dict_names_and_shapes_follow_the_contract():

@@ -199,7 +199,7 @@ def test_each_writer_cleans_its_own_stale_temps(tmp_path, corpus):
 
     shuffle(corpus, tmp_path / "s.txt", progress=False)
     assert not shuffle_tmp.exists() and not piles.exists()
-    from nano.lora import atomic_torch_save
+    from nano._atomic import atomic_torch_save
 
     atomic_torch_save({"a": 1}, tmp_path / "run" / "last.pt")
     assert not ckpt_tmp.exists()

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import torch
 from conftest import subprocess_env
+from helpers import FixedLoader
 from nano.model import ModelConfig, Transformer
 from nano.train import run
 from nano.train.metrics import read_metrics
@@ -18,27 +20,21 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parent.parent
 MODEL = dict(block_size=16, vocab_size=64, n_layer=2, n_embd=32, n_head=4, n_kv_head=2, n_hidden=64,
              dropout=0.0)
-HASH = "00c0ffee00c0ffee"
 
 
 def write_dataset(path: Path, n_tokens=2000, vocab=64, kind="pretrain", seed=0, mask=None, block=None,
-                  tokenizer_hash=HASH):
-    """A prepared dataset written by hand in the format of nano.dataset (meta.json + raw uint16 splits)."""
-    path.mkdir(parents=True, exist_ok=True)
+                  tokenizer=None):
+    """A prepared dataset of a learnable stream (mostly "next = previous + 1 mod vocab", some noise); the
+    validation split is the stream's first quarter."""
     rng = np.random.default_rng(seed)
-    # a learnable stream: mostly "next = previous + 1 mod vocab", some noise
     base = np.cumsum(rng.integers(1, 3, n_tokens)) % vocab
-    splits = {}
-    for split, tokens in (("train", base), ("val", base[: n_tokens // 4])):
-        tokens.astype("<u2").tofile(path / f"{split}.tokens")
-        splits[split] = {"tokens": int(len(tokens)), "documents": 1}
-        if kind == "sft":
-            m = mask if mask is not None else np.ones(len(tokens), dtype=np.uint8)
-            m[: len(tokens)].astype(np.uint8).tofile(path / f"{split}.mask")
-    meta = {"format": "nano-tokens", "version": 1, "kind": kind, "dtype": "uint16", "vocab_size": vocab,
-            "tokenizer_hash": tokenizer_hash, "block_size": block, "splits": splits}
-    (path / "meta.json").write_text(json.dumps(meta))
-    return path
+    val = base[: n_tokens // 4]
+    masks = None
+    if kind == "sft":
+        m = mask if mask is not None else np.ones(n_tokens, dtype=np.uint8)
+        masks = {"train": m[:n_tokens], "val": m[: len(val)]}
+    return helpers.write_dataset(path, base, val, kind=kind, masks=masks, block_size=block,
+                                 tokenizer=tokenizer or helpers.filler_tokenizer(vocab))
 
 
 def train_cfg(tmp: Path, data: Path, **kw):
@@ -51,24 +47,6 @@ def train_cfg(tmp: Path, data: Path, **kw):
 
 def losses(path, split="train"):
     return [(r["step"], r["loss"]) for r in read_metrics(path) if r["split"] == split]
-
-
-class FixedLoader:
-    """Serves the same rows forever, split into batches of batch_size (cycled)."""
-
-    def __init__(self, x, y, mask, batch_size):
-        self.x, self.y, self.mask, self.bs, self.pos = x, y, mask, batch_size, 0
-
-    def next_batch(self):
-        s = slice(self.pos, self.pos + self.bs)
-        self.pos = (self.pos + self.bs) % len(self.x)
-        return self.x[s], self.y[s], self.mask[s]
-
-    def state_dict(self):
-        return {"pos": self.pos}
-
-    def load_state_dict(self, d):
-        self.pos = d["pos"]
 
 
 def test_overfits_one_batch(tmp_path):
@@ -172,7 +150,7 @@ def test_sft_data_pipeline_trains_first_answer_token(tmp_path, shared_data):
     data_mod.prepare_sft([str(shared_data / "sft_self_id.jsonl")], tmp_path / "sft", tok, block_size=64,
                          progress=False) if "progress" in data_mod.prepare_sft.__code__.co_varnames else \
         data_mod.prepare_sft([str(shared_data / "sft_self_id.jsonl")], tmp_path / "sft", tok, block_size=64)
-    from nano.dataset import BlockLoader
+    from nano.data.loader import BlockLoader
 
     x, y, mask = BlockLoader(tmp_path / "sft", "train", 64, 4, seed=0).next_batch()
     resp = tok.token_to_id("<|response_mark|>")
@@ -207,7 +185,7 @@ def test_metrics_log_fields_and_no_mfu_on_cpu(tmp_path):
     assert "mfu" not in train[0]
     assert [r["step"] for r in rec if r["split"] == "val"] == [3]
     ckpt = torch.load(result["checkpoint"], weights_only=False)
-    assert ckpt["format"] == "nano-checkpoint" and ckpt["tokenizer_hash"] == HASH
+    assert ckpt["format"] == "nano-checkpoint" and ckpt["tokenizer_hash"] == helpers.filler_tokenizer(64).hash
     assert (tmp_path / "run" / "best.pt").exists()
 
 
@@ -220,7 +198,7 @@ def test_vocab_size_mismatch_between_data_and_model_is_clear(tmp_path):
 def test_tokenizer_mismatch_between_checkpoint_and_data_is_clear(tmp_path):
     data = write_dataset(tmp_path / "data")
     base = run(MODEL, train_cfg(tmp_path / "a", data, max_iters=1), log=False)
-    other = write_dataset(tmp_path / "other", tokenizer_hash="1111222233334444")
+    other = write_dataset(tmp_path / "other", tokenizer=helpers.filler_tokenizer(64, tag="other"))
     with pytest.raises(ValueError, match="tokenizer mismatch"):
         run(None, train_cfg(tmp_path / "b", other, from_checkpoint=base["checkpoint"]), log=False)
     with pytest.raises(ValueError, match="does not match the checkpoint"):
@@ -265,7 +243,7 @@ def test_autocast_paths_train_on_cpu(tmp_path, dtype):
 def test_keep_last_and_periodic_samples(tmp_path, capsys):
     tok_mod = pytest.importorskip("nano.tokenizer")
     tok = tok_mod.Tokenizer.from_file(str(REPO / "python" / "nano" / "corpus" / "chinese_classic_vocab.json"))
-    data = write_dataset(tmp_path / "data", vocab=tok.vocab_size, tokenizer_hash=tok.hash)
+    data = write_dataset(tmp_path / "data", vocab=tok.vocab_size, tokenizer=tok)
     cfg = train_cfg(tmp_path, data, max_iters=4, save_interval=1, keep_last=2, sample_interval=2,
                     sample_prompt="天", sample_tokens=3, eval_interval=1000)
     run(dict(MODEL, vocab_size=tok.vocab_size), cfg, tokenizer=tok, log=True)

@@ -168,30 +168,13 @@ def page_error(page) -> str:
     return page.text_content("#error") if page.is_visible("#error") else ""
 
 
-class _Repeat:
-    """A loader that serves the same batch forever (enough to give a tiny model real structure)."""
-
-    def __init__(self, x):
-        self.x = x
-
-    def next_batch(self):
-        import torch
-
-        return self.x[:, :-1], self.x[:, 1:], torch.ones(self.x.shape[0], self.x.shape[1] - 1)
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, d):
-        pass
-
-
 def train_tiny_model(out_dir: Path, steps: int = 40) -> dict:
     """A tiny model trained by nano.train.run, exported as f32 and q8_0 .bin files, plus a LoRA plug-in.
 
     Returns paths {"f32", "q8_0", "lora", "checkpoint"} and the tokenizer.
     """
     import torch
+    from helpers import repeat_loader
     from nano.export import export_checkpoint, export_lora
     from nano.infer import load_model
     from nano.lora import LoraConfig, apply_lora, lora_modules, save_lora
@@ -207,7 +190,7 @@ def train_tiny_model(out_dir: Path, steps: int = 40) -> dict:
     cfg = dict(save_checkpoint_to=str(out_dir / "run"), batch_size=2, max_iters=steps, learning_rate=2e-2,
                warmup_iters=0, eval_interval=100_000, log_interval=1000, progress=False, tensorboard=False,
                device="cpu", dtype="float32")
-    result = run(model, cfg, train_loader=_Repeat(x), tokenizer=tok, log=False)
+    result = run(model, cfg, train_loader=repeat_loader(x), tokenizer=tok, log=False)
     ckpt = result["checkpoint"]
     paths = {"checkpoint": Path(ckpt)}
     paths["f32"] = export_checkpoint(ckpt, out_dir / "tiny-f32.bin", dtype="f32")

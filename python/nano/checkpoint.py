@@ -7,18 +7,16 @@ scaler, loader positions and RNG states needed to resume exactly.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
-import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nano.lora import atomic_torch_save
+from nano._atomic import atomic_link_or_copy, atomic_torch_save
 
 FORMAT = "nano-checkpoint"
 VERSION = 1
@@ -145,7 +143,7 @@ class CheckpointWriter:
         if self.keep_last == 0:
             return atomic_torch_save(payload, last)
         numbered = atomic_torch_save(payload, self.out_dir / f"ckpt_{step:07d}.pt")
-        _link_or_copy(numbered, last)
+        atomic_link_or_copy(numbered, last)
         self._prune()
         return last
 
@@ -156,14 +154,3 @@ class CheckpointWriter:
         numbered = sorted(p for p in self.out_dir.iterdir() if _NUMBERED.match(p.name))
         for old in numbered[: -self.keep_last]:
             old.unlink(missing_ok=True)
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Point dst at src's content atomically: a hard link when the filesystem allows, else a copy."""
-    tmp = dst.with_name(f".{dst.name}.link.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)

@@ -1,4 +1,5 @@
-"""``nano.Engine``: the Rust inference engine from Python.
+"""``nano.Engine``: the native Rust engine (the ``rust/infer`` crate, also behind the ``nano-infer`` binary
+and the browser page) driven from Python through ``nano._native``. PyTorch inference is :mod:`nano.infer`.
 
     >>> eng = Engine("model.bin", threads=4)                                    # doctest: +SKIP
     >>> for piece in eng.generate("你好", max_new_tokens=50, temperature=0):    # doctest: +SKIP

@@ -1,7 +1,9 @@
-"""PyTorch inference: ``python -m nano.infer -m CHECKPOINT.pt [--prompt TEXT]`` (or a REPL).
+"""The inference command ``python -m nano.infer -m MODEL [--prompt TEXT]`` (or a REPL), and PyTorch generation.
 
-A ``.bin`` model file goes to the Rust engine (``nano.Engine``); a ``.pt`` checkpoint runs in PyTorch with the
-same sampler (docs/sampling.md), so both give the same tokens for the same seed.
+It drives two engines: a ``.pt`` checkpoint runs on the PyTorch model (:mod:`nano.model`, this module's
+:func:`stream`); a ``.bin`` model file goes to the native Rust engine (the ``rust/infer`` crate, reached
+through :class:`nano.Engine`). Both use the same sampler (docs/sampling.md), so they give the same tokens
+for the same seed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from nano.tokenizer import EOS, instruction_ids
 
 
 def load_model(path: str | Path, lora: str | Path | None = None, device: str = "cpu"):
@@ -38,11 +42,10 @@ def load_model(path: str | Path, lora: str | Path | None = None, device: str = "
 
 
 def prompt_ids(tokenizer, prompt: str, instruct: bool) -> list[int]:
-    """Token ids of the prompt; instruct wraps it as <|instruct_mark|> prompt <|response_mark|>."""
+    """Token ids of the prompt; ``instruct`` wraps them in the instruction template
+    (:func:`nano.tokenizer.instruction_ids`, the engine's own)."""
     ids = tokenizer.encode(prompt)
-    if instruct:
-        ids = [tokenizer.token_to_id("<|instruct_mark|>"), *ids, tokenizer.token_to_id("<|response_mark|>")]
-    return ids
+    return instruction_ids(tokenizer, ids) if instruct else ids
 
 
 def stream(model, tokenizer, prompt: str, *, max_seq_length: int | None = None, instruct: bool = False,
@@ -56,7 +59,7 @@ def stream(model, tokenizer, prompt: str, *, max_seq_length: int | None = None, 
     started = time.perf_counter()
     first = None
     n = 0
-    for token in model.generate(ids, limit - len(ids), eos_id=tokenizer.token_to_id("<|eos|>"), **sampling):
+    for token in model.generate(ids, limit - len(ids), eos_id=tokenizer.token_to_id(EOS), **sampling):
         n += 1
         first = first or time.perf_counter()
         yield decoder.push(token)

@@ -8,7 +8,6 @@ B starts at zero, so a fresh adapter is the identity. Only adapter parameters tr
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nano._outputs import clean_stale_temps, temp_name
+from nano._atomic import atomic_torch_save
 from nano.model import ModelConfig, Transformer, base_hash
 
 FORMAT = "nano-lora"
@@ -204,21 +203,3 @@ def load_lora(model: Transformer, path_or_payload) -> Transformer:
     unmerge_lora(model)
     model.load_state_dict(payload["state_dict"], strict=False)
     return model
-
-
-def atomic_torch_save(obj, path: str | Path) -> Path:
-    """torch.save to a temp file in the same directory, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(path.parent, path.name)
-    tmp = path.parent / temp_name(path.name)
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

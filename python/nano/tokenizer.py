@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nano import _native
+from nano._atomic import atomic_write
 from nano._cli import bounded_int, main_errors, positive_int, threads_arg
 from nano._outputs import check_replaceable_file, clean_stale_temps
 
@@ -30,21 +31,33 @@ __all__ = [
     "BpeTokenizer",
     "StreamDecoder",
     "Tokenizer",
+    "instruction_ids",
     "read_corpus",
     "render_chat_template",
     "main",
 ]
 
+# The special tokens and the instruction template have one owner, the Rust crate (nano_tokenizer::special).
 #: The original project's special tokens, ids 0..6 of every vocabulary Nano builds.
-DEFAULT_SPECIAL_TOKENS = (
-    "<|padding|>",
-    "<|unknown|>",
-    "<|bos|>",
-    "<|eos|>",
-    "<|instruct_mark|>",
-    "<|response_mark|>",
-    "<|BD4SUR|>",
-)
+DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = tuple(_native.DEFAULT_SPECIAL_TOKENS)
+PADDING: str = _native.PADDING
+UNKNOWN: str = _native.UNKNOWN
+BOS: str = _native.BOS
+EOS: str = _native.EOS
+INSTRUCT_MARK: str = _native.INSTRUCT_MARK
+RESPONSE_MARK: str = _native.RESPONSE_MARK
+
+
+def instruction_ids(tokenizer: Tokenizer, prompt_ids: Sequence[int]) -> list[int]:
+    """The instruction template around ``prompt_ids``: ``INSTRUCT_MARK prompt RESPONSE_MARK`` (the engine's
+    instruction mode and SFT samples use the same). ValueError when the vocabulary lacks a mark."""
+    marks = []
+    for name in (INSTRUCT_MARK, RESPONSE_MARK):
+        token_id = tokenizer.token_to_id(name)
+        if token_id is None:
+            raise ValueError(f"instruction mode needs the token {name}, which this vocabulary lacks")
+        marks.append(int(token_id))
+    return _native.instruction_ids(marks[0], [int(i) for i in prompt_ids], marks[1])
 
 
 def read_corpus(path: str | os.PathLike) -> str:
@@ -557,10 +570,8 @@ def _cmd_encode(args) -> int:
     if args.npy:
         check_replaceable_file(Path(args.npy), _is_npy, [args.vocab, *args.files], what=".npy file")
         arr = tok.encode_to_numpy(texts, args.allow_special, args.threads, separator_id=args.separator_id)
-        tmp = Path(args.npy).with_name(f".{Path(args.npy).name}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(args.npy) as f:
             np.save(f, arr)
-        os.replace(tmp, args.npy)
         print(f"wrote {args.npy}: {arr.size} tokens ({arr.dtype})")
         return 0
     for ids in tok.encode_batch(texts, args.allow_special, args.threads):

@@ -1,8 +1,7 @@
 """Data preparation: the out-of-core shuffler and the pretrain / SFT token pipelines (docs/data.md).
 
 ``python -m nano.data shuffle|pretrain|sft ...`` is the command line (see ``nano.data.__main__``).
-The token pipelines are imported on first use, so ``python -m nano.data shuffle`` does not pay for
-NumPy (≈ 0.2 s per call).
+The token pipelines are imported on first use, so ``python -m nano.data shuffle`` does not import NumPy.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from nano.data.common import (
 )
 from nano.data.records import DataError, Problems, check_inputs, count_lines, iter_batches
 from nano.data.writer import DatasetWriter, token_dtype
+from nano.tokenizer import BOS, EOS, UNKNOWN
 
 
 def _encode(tokenizer, texts: list[str], eos: int, bos: int | None, dtype: str, threads) -> np.ndarray:
@@ -52,9 +53,9 @@ def prepare_pretrain(
     started = time.perf_counter()
     paths = check_inputs(inputs)
     tok = load_tokenizer(tokenizer)
-    eos = special_id(tok, "<|eos|>")
-    bos = special_id(tok, "<|bos|>") if add_bos else None
-    unknown = tok.token_to_id("<|unknown|>")
+    eos = special_id(tok, EOS)
+    bos = special_id(tok, BOS) if add_bos else None
+    unknown = tok.token_to_id(UNKNOWN)
     dtype = token_dtype(tok.vocab_size)
     problems = Problems(strict=strict)
     is_val = validation_lines(count_lines(paths), val_fraction, seed)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nano import _native
 from nano.data.common import (
     input_paths,
     load_tokenizer,
@@ -25,6 +26,7 @@ from nano.data.common import (
 )
 from nano.data.records import DataError, Problems, check_inputs, count_lines, iter_batches
 from nano.data.writer import DatasetWriter
+from nano.tokenizer import EOS, INSTRUCT_MARK, PADDING, RESPONSE_MARK, UNKNOWN
 
 OVERLONG = ("truncate", "drop")
 # Every sample is stored padded to block_size + 1 tokens, so a huge block size multiplies the output (and
@@ -92,8 +94,9 @@ class _SampleBuilder:
     def add(self, question: list[int], answer: list[int]) -> str | None:
         """Add one example; returns a skip reason or None."""
         ids = self.ids
-        tokens = [ids["instruct"], *question, ids["response"], *answer, ids["eos"]]
-        mask = [0] * (len(question) + 2) + [1] * (len(answer) + 1)
+        prompt = _native.instruction_ids(ids["instruct"], question, ids["response"])
+        tokens = [*prompt, *answer, ids["eos"]]
+        mask = [0] * len(prompt) + [1] * (len(answer) + 1)
         if len(tokens) > self.length:
             if self.overlong == "drop":
                 return "overlong (dropped)"
@@ -162,12 +165,12 @@ def prepare_sft(
     paths = check_inputs(inputs)
     tok = load_tokenizer(tokenizer)
     ids = {
-        "instruct": special_id(tok, "<|instruct_mark|>"),
-        "response": special_id(tok, "<|response_mark|>"),
-        "eos": special_id(tok, "<|eos|>"),
-        "padding": special_id(tok, "<|padding|>"),
+        "instruct": special_id(tok, INSTRUCT_MARK),
+        "response": special_id(tok, RESPONSE_MARK),
+        "eos": special_id(tok, EOS),
+        "padding": special_id(tok, PADDING),
     }
-    unknown = tok.token_to_id("<|unknown|>")
+    unknown = tok.token_to_id(UNKNOWN)
     problems = Problems(strict=strict)
     is_val = validation_lines(count_lines(paths), val_fraction, seed)
     builders = {s: _SampleBuilder(ids, block_size, pack, overlong) for s in ("train", "val")}

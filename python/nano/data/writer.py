@@ -1,7 +1,6 @@
 """Writes a prepared dataset directory atomically (built under a temporary name, renamed at the end).
 
-Layout (docs/data.md): meta.json, tokenizer.json, <split>.tokens (raw little-endian ids) and, for SFT,
-<split>.mask (uint8, 1 = trained target token).
+The layout and its constants belong to :mod:`nano.data.format`, which the reader uses too.
 """
 
 from __future__ import annotations
@@ -14,16 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from nano._outputs import check_replaceable_dir, clean_stale_temps, temp_name
-from nano.dataset import FORMAT, VERSION
+from nano.data.format import DATASET_FILES, FORMAT, SPLITS, VERSION, token_dtype
 
-SPLITS = ("train", "val")
-
-
-def token_dtype(vocab_size: int) -> str:
-    return "uint16" if vocab_size <= 1 << 16 else "uint32"
-
-
-DATASET_FILES = {"meta.json", "tokenizer.json", *(f"{s}.{ext}" for s in SPLITS for ext in ("tokens", "mask"))}
+__all__ = ["DatasetWriter", "check_output_dir", "token_dtype"]
 
 
 def _is_prepared_dataset(path: Path) -> bool:

@@ -15,8 +15,9 @@ import random
 import torch
 
 from nano.problem.tasks import Task, draw
+from nano.tokenizer import PADDING, UNKNOWN
 
-PAD, UNKNOWN, MASK, EQUALS = "<|padding|>", "<|unknown|>", "<|mask|>", "="
+PAD, MASK, EQUALS = PADDING, "<|mask|>", "="
 SPECIALS = (PAD, UNKNOWN, MASK)  # nano's Tokenizer requires <|unknown|>; the tasks never use it
 FORMULATIONS = ("causal", "nar")
 

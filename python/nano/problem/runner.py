@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from nano._atomic import atomic_write, atomic_write_text
 from nano.problem.encoding import ProblemLoader, Vocab, block_size, check_formulation, predict
 from nano.problem.tasks import Task, draw, make_task
 
@@ -103,7 +104,7 @@ def solve(task_name: str, *, quick: bool = False, seed: int = 0, eval_samples: i
     """Generate data, train, evaluate; returns the report (and the trained model under "model").
 
     threads sets torch's CPU threads for the run (restored afterwards): models this small gain nothing from
-    more threads, and on a busy machine extra threads spin-wait for each other (10x slower measured).
+    more threads, and on a busy machine extra threads spin-wait for each other (docs/performance.md, "Measurements").
     """
     task = make_task(task_name, **(task_params or {}))
     s = settings(task_name, quick, **overrides)
@@ -166,9 +167,7 @@ def write_report(report: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {k: v for k, v in report.items() if k != "model"}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def plot_curves(report: dict, path: str | Path) -> None:
@@ -195,7 +194,8 @@ def plot_curves(report: dict, path: str | Path) -> None:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nano.tokenizer import EOS
+
 PACKAGE = resources.files("nano")
 CORPUS = PACKAGE / "corpus" / "amateur_radio.txt.gz"
 VOCAB = PACKAGE / "corpus" / "amateur_radio_vocab.json"
@@ -43,7 +45,7 @@ def unigram_entropy(ids) -> float:
 def prepare(data_dir: Path, tokenizer) -> dict:
     """Tokenize and split the corpus once; reuse the prepared directory when it was made the same way."""
     from nano.data import prepare_pretrain
-    from nano.dataset import read_meta
+    from nano.data.format import read_meta
 
     wanted = {"tokenizer_hash": tokenizer.hash, "val_fraction": VAL_FRACTION, "seed": SPLIT_SEED}
     if (data_dir / "meta.json").exists():
@@ -84,7 +86,7 @@ def main(overrides: dict) -> dict:
     result = run(model_config, train_config, tokenizer=tokenizer)
     result["unigram_baseline"] = baseline
     model = result["model"].eval()
-    eos = tokenizer.token_to_id("<|eos|>")
+    eos = tokenizer.token_to_id(EOS)
     ids = list(model.generate(tokenizer.encode(PROMPT), 100, temperature=0.8, top_k=20, seed=1, eos_id=eos))
     val, best = result["val_loss"], result["best_val_loss"]
     print(f"\nstep {result['step']}: train loss {result['train_loss']:.3f}", end="")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from nano.checkpoint import FORMAT, VERSION, CheckpointWriter, load_checkpoint, rng_state, set_rng_state
 from nano.lora import LoraConfig, apply_lora, lora_modules, save_lora
 from nano.model import ModelConfig, Transformer, base_hash, flops_per_token
+from nano.tokenizer import BOS, EOS
 from nano.train import runtime
 from nano.train.config import normalise
 from nano.train.metrics import MetricsLog, peak_flops
@@ -93,7 +94,7 @@ def _model_config(given: dict | None, ckpt: dict | None, cfg: dict) -> ModelConf
 
 
 def _default_loaders(cfg: dict, block_size: int, ddp: runtime.Dist, train_loader, val_loader):
-    from nano.dataset import BlockLoader
+    from nano.data.loader import BlockLoader
 
     shuffle = cfg["shuffle"]
     if shuffle == "auto":  # ranks must not overlap: epoch mode strides one permutation by rank
@@ -236,7 +237,7 @@ class _Trainer:
         return DistributedDataParallel(self.model, device_ids=ids)
 
     def _parallel_mode(self) -> str:
-        """How the model is actually wrapped, for the start-up line (checked by tests and benches/gpu_check.py)."""
+        """How the model is actually wrapped, for the start-up line (checked by tests and scripts/gpu_check.py)."""
         if not self.ddp.enabled:
             return "single process"
         from torch.nn.parallel import DistributedDataParallel
@@ -507,9 +508,9 @@ class _Trainer:
         if not (self.log and self.tokenizer is not None) or (self.cfg["fsdp"] and self.ddp.enabled):
             return
         prompt = self.cfg["sample_prompt"] or ""
-        ids = self.tokenizer.encode(prompt) if prompt else [self.tokenizer.token_to_id("<|bos|>") or 0]
+        ids = self.tokenizer.encode(prompt) if prompt else [self.tokenizer.token_to_id(BOS) or 0]
         self.model.eval()
         out = list(self.model.generate(ids, int(self.cfg["sample_tokens"]), temperature=0.8, top_k=40,
-                                       seed=self.step, eos_id=self.tokenizer.token_to_id("<|eos|>")))
+                                       seed=self.step, eos_id=self.tokenizer.token_to_id(EOS)))
         self.model.train()
         bar.write(f"sample @ {self.step}: {prompt}{self.tokenizer.decode(out)}", file=sys.stderr)

@@ -1,6 +1,6 @@
 //! The inference engine: a model, an optional LoRA plug-in, the KV cache, and streaming generation
 //! with the sampler of docs/sampling.md.
-use nano_tokenizer::StreamDecoder;
+use nano_tokenizer::{special, StreamDecoder};
 
 use crate::attention::{KvCache, KvDtype};
 use crate::error::{Error, Result};
@@ -277,10 +277,11 @@ impl Engine {
                 ))
             })
         };
-        let mut out = vec![mark("<|instruct_mark|>")?];
-        out.extend(ids);
-        out.push(mark("<|response_mark|>")?);
-        Ok(out)
+        Ok(special::instruction_ids(
+            mark(special::INSTRUCT_MARK)?,
+            &ids,
+            mark(special::RESPONSE_MARK)?,
+        ))
     }
 
     /// Generates text after `prompt`, handing each new piece to `on_piece` (return false to stop).
@@ -317,7 +318,7 @@ impl Engine {
         self.check_prompt_ids(&ids)?;
         let block = self.model.config().block_size;
         let tokenizer = self.model.tokenizer().clone();
-        let eos = tokenizer.token_to_id("<|eos|>");
+        let eos = tokenizer.token_to_id(special::EOS);
         let mut stats = GenerateStats {
             prompt_tokens: ids.len(),
             ..Default::default()

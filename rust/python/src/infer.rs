@@ -536,7 +536,16 @@ impl Drop for PyGeneration {
     }
 }
 
+/// The first `n` outputs of the sampler's SplitMix64 seeded with `seed`: the reference other copies
+/// (`nano.sampling.SplitMix64`) are tested against.
+#[pyfunction]
+fn splitmix64(seed: u64, n: usize) -> Vec<u64> {
+    let mut rng = nano_infer::sampler::SplitMix64::new(seed);
+    (0..n).map(|_| rng.next_u64()).collect()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(splitmix64, m)?)?;
     m.add_function(wrap_pyfunction!(write_model, m)?)?;
     m.add_function(wrap_pyfunction!(write_lora, m)?)?;
     m.add_function(wrap_pyfunction!(read_model, m)?)?;

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nano_tokenizer::{BpeTokenizer, BuildOptions, ChatTemplate, Tokenizer, TokenizerError};
+use nano_tokenizer::{
+    special, BpeTokenizer, BuildOptions, ChatTemplate, Tokenizer, TokenizerError,
+};
 use numpy::PyArray1;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -246,6 +248,12 @@ impl PyTokenizer {
     }
 }
 
+/// `INSTRUCT_MARK prompt RESPONSE_MARK` as ids (the template of `nano_tokenizer::special`).
+#[pyfunction]
+fn instruction_ids(instruct: u32, prompt: Vec<u32>, response: u32) -> Vec<u32> {
+    special::instruction_ids(instruct, &prompt, response)
+}
+
 /// A BPE tokenizer read from HF `tokenizer.json` or GGUF metadata (`nano._native.BpeTokenizer`),
 /// wrapped by `nano.tokenizer.BpeTokenizer`.
 #[pyclass(name = "BpeTokenizer", module = "nano._native", frozen)]
@@ -433,5 +441,16 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyBpeTokenizer>()?;
     m.add_function(wrap_pyfunction!(render_chat_template, m)?)?;
+    m.add_function(wrap_pyfunction!(instruction_ids, m)?)?;
+    m.add(
+        "DEFAULT_SPECIAL_TOKENS",
+        special::DEFAULT_SPECIAL_TOKENS.to_vec(),
+    )?;
+    m.add("PADDING", special::PADDING)?;
+    m.add("UNKNOWN", special::UNKNOWN)?;
+    m.add("BOS", special::BOS)?;
+    m.add("EOS", special::EOS)?;
+    m.add("INSTRUCT_MARK", special::INSTRUCT_MARK)?;
+    m.add("RESPONSE_MARK", special::RESPONSE_MARK)?;
     Ok(())
 }

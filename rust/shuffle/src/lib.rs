@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 mod gather;
 mod records;
-mod rng;
+pub mod rng;
 mod scatter;
 mod tmp;
 

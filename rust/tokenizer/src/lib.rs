@@ -11,6 +11,7 @@ mod error;
 pub mod fuzzing;
 mod hash;
 mod parallel;
+pub mod special;
 mod stream;
 mod trie;
 mod vocab_json;
@@ -30,7 +31,7 @@ use trie::{Match, Trie};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The name every vocabulary must contain: what characters outside the vocabulary become.
-pub const UNKNOWN_TOKEN: &str = "<|unknown|>";
+pub const UNKNOWN_TOKEN: &str = special::UNKNOWN;
 
 /// An immutable vocabulary plus its matcher. `Send + Sync`: share it behind an `Arc`.
 pub struct Tokenizer {

@@ -1,7 +1,7 @@
 """One short check of every CUDA path of Nano on a GPU machine (docs/training.md, "Checking a GPU machine").
 
-    PYTHONPATH=python python3 benches/gpu_check.py --out OUT_DIR            # on the GPU box, ~5 minutes
-    python3 benches/gpu_check.py --device cpu --tiny --skip 9               # a dry run of the script on CPU
+    PYTHONPATH=python python3 scripts/gpu_check.py --out OUT_DIR            # on the GPU box
+    python3 scripts/gpu_check.py --device cpu --tiny --skip 9               # a dry run of the script on CPU
 
 Each step runs in a child process of its own (a crash or CUDA error in one step does not stop the others),
 is timed, and ends with ``PASS``, ``FAIL`` or ``SKIP`` and its reason. Steps:
@@ -601,7 +601,7 @@ def step_infer(step: Step) -> None:
     cpu, tok = load_model(ckpt, device="cpu")
     dev, _ = load_model(ckpt, device=step.device)
     data, _ = corpus_data(step.work)
-    from nano.dataset import BlockLoader
+    from nano.data.loader import BlockLoader
 
     x, _, _ = BlockLoader(data, "val", cpu.config.block_size, 4, seed=0).next_batch()
     with torch.no_grad():

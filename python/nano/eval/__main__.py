@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from nano._cli import bounded_int, main_errors, positive_int, seed_arg, threads_arg
-from nano.tokenizer import read_corpus
+from nano.tokenizer import EOS, read_corpus
 
 
 def _read_texts(paths: list[str], max_chars: int | None) -> list[str]:
@@ -27,7 +27,7 @@ def _windows(p: argparse.ArgumentParser) -> None:
                    "each one document")
     p.add_argument("--context", type=positive_int, default=None, help="tokens per window (default: the block size)")
     p.add_argument("--stride", type=positive_int, default=None, help="new tokens scored per window (default: context/2)")
-    p.add_argument("--start", default="<|eos|>", help="special token put before each text (default <|eos|>)")
+    p.add_argument("--start", default=EOS, help="special token put before each text (default <|eos|>)")
     p.add_argument("--max-chars", type=positive_int, default=None, help="use only the first N characters of each text")
 
 

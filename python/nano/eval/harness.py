@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from nano.eval.ppl import document_ids, iter_windows, window_logprobs, window_settings
 from nano.eval.scoring import encode_pair, loglikelihood, open_engine, special_id
+from nano.tokenizer import EOS
 
 __all__ = ["NanoLM", "run_lm_eval"]
 
@@ -34,7 +35,7 @@ __all__ = ["NanoLM", "run_lm_eval"]
 @register_model("nano")
 class NanoLM(LM):
     def __init__(self, path: str | None = None, threads: int | None = None, kv_cache: str = "f32",
-                 lora: str | None = None, start: str = "<|eos|>", context: int | None = None,
+                 lora: str | None = None, start: str = EOS, context: int | None = None,
                  stride: int | None = None, batch_size=None, max_batch_size=None, device=None, **unknown):
         super().__init__()
         if path is None:

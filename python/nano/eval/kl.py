@@ -17,6 +17,7 @@ import numpy as np
 from nano.eval.ppl import document_ids, iter_windows, summarize, window_settings
 from nano.eval.report import progress
 from nano.eval.scoring import open_engine
+from nano.tokenizer import EOS
 
 __all__ = ["kl_divergence", "token_kl"]
 
@@ -33,7 +34,7 @@ def token_kl(base_logprobs: np.ndarray, model_logprobs: np.ndarray) -> np.ndarra
 
 
 def kl_divergence(base, model, texts: Sequence[str], *, context: int | None = None, stride: int | None = None,
-                  start: str = "<|eos|>", threads: int | None = None, show_progress: bool = True) -> dict:
+                  start: str = EOS, threads: int | None = None, show_progress: bool = True) -> dict:
     """KL divergence of ``model`` from ``base`` over the texts (both: model files or nano.Engine objects).
 
     The two must share the vocabulary (same tokenizer hash) and block size.

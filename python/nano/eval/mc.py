@@ -29,6 +29,7 @@ from nano.eval.exams import Question
 from nano.eval.report import progress
 from nano.eval.scoring import encode_pair, loglikelihood, open_engine, special_id
 from nano.eval.stats import wilson_interval
+from nano.tokenizer import EOS, INSTRUCT_MARK, RESPONSE_MARK
 
 __all__ = ["McSettings", "Prompt", "build_prompts", "score_prompts", "multiple_choice", "summarize_mc"]
 
@@ -103,7 +104,7 @@ def _pair_ids(engine: Engine, p: Prompt, j: int, instruct: bool) -> tuple[list[i
     if not instruct:
         return encode_pair(engine, p.context, p.continuations[j])
     tok = engine.tokenizer
-    im, rm, eos = (special_id(engine, n) for n in ("<|instruct_mark|>", "<|response_mark|>", "<|eos|>"))
+    im, rm, eos = (special_id(engine, n) for n in (INSTRUCT_MARK, RESPONSE_MARK, EOS))
     ids = []
     for s in p.shots:
         ids += [im, *tok.encode(s.question), rm, *tok.encode(s.options[s.answer]), eos]

@@ -17,13 +17,14 @@ from nano.engine import Engine
 from nano.eval.report import progress
 from nano.eval.scoring import open_engine, special_id
 from nano.eval.windows import Window, sliding_windows
+from nano.tokenizer import EOS
 
 __all__ = ["perplexity", "document_ids", "window_settings", "iter_windows", "summarize"]
 
 LN2 = math.log(2.0)
 
 
-def document_ids(engine: Engine, text: str, start: str = "<|eos|>") -> list[int]:
+def document_ids(engine: Engine, text: str, start: str = EOS) -> list[int]:
     """The start token, then the text's tokens (special-token strings in the text stay plain text)."""
     return [special_id(engine, start), *engine.tokenizer.encode(text)]
 
@@ -68,7 +69,7 @@ def summarize(nll: float, tokens: int, chars: int, nbytes: int) -> dict:
 
 
 def perplexity(model, texts: Sequence[str], *, context: int | None = None, stride: int | None = None,
-               start: str = "<|eos|>", threads: int | None = None, show_progress: bool = True,
+               start: str = EOS, threads: int | None = None, show_progress: bool = True,
                names: Sequence[str] | None = None) -> dict:
     """Cross-entropy of each text and of all together (token-weighted), on the native engine.
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from nano.engine import Engine
 from nano.eval.windows import sliding_windows
+from nano.tokenizer import EOS
 
 __all__ = ["open_engine", "special_id", "loglikelihood"]
 
@@ -63,7 +64,7 @@ def loglikelihood(engine: Engine, context: Sequence[int], continuation: Sequence
     return total, all_greedy
 
 
-def encode_pair(engine: Engine, context: str, continuation: str, start: str | None = "<|eos|>",
+def encode_pair(engine: Engine, context: str, continuation: str, start: str | None = EOS,
                 ) -> tuple[list[int], list[int]]:
     """Token ids of a (context, continuation) text pair: the start token (unless None) and the context's
     tokens, then the continuation's tokens. The two texts are encoded separately, so the continuation is

@@ -20,13 +20,13 @@ fn bad_f16(bits: u16) -> bool {
 
 /// Index of the first non-finite little-endian f32 in `bytes`.
 fn first_bad_f32_bytes(bytes: &[u8]) -> Option<usize> {
-    let word = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-    for (b, block) in bytes.chunks(BLOCK * 4).enumerate() {
+    let (words, _) = bytes.as_chunks::<4>();
+    for (b, block) in words.chunks(BLOCK).enumerate() {
         let any = block
-            .chunks_exact(4)
-            .fold(false, |acc, c| acc | bad_f32(word(c)));
+            .iter()
+            .fold(false, |acc, &c| acc | bad_f32(u32::from_le_bytes(c)));
         if any {
-            let i = block.chunks_exact(4).position(|c| bad_f32(word(c)))?;
+            let i = block.iter().position(|&c| bad_f32(u32::from_le_bytes(c)))?;
             return Some(b * BLOCK + i);
         }
     }
@@ -35,13 +35,13 @@ fn first_bad_f32_bytes(bytes: &[u8]) -> Option<usize> {
 
 /// Index of the first non-finite little-endian f16 in `bytes`.
 fn first_bad_f16_bytes(bytes: &[u8]) -> Option<usize> {
-    let half = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
-    for (b, block) in bytes.chunks(BLOCK * 2).enumerate() {
+    let (halves, _) = bytes.as_chunks::<2>();
+    for (b, block) in halves.chunks(BLOCK).enumerate() {
         let any = block
-            .chunks_exact(2)
-            .fold(false, |acc, c| acc | bad_f16(half(c)));
+            .iter()
+            .fold(false, |acc, &c| acc | bad_f16(u16::from_le_bytes(c)));
         if any {
-            let i = block.chunks_exact(2).position(|c| bad_f16(half(c)))?;
+            let i = block.iter().position(|&c| bad_f16(u16::from_le_bytes(c)))?;
             return Some(b * BLOCK + i);
         }
     }

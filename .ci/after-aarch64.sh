@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-builds nano-infer's kernel tests for aarch64-unknown-linux-gnu and runs them under qemu: the
 # NEON and NEON+dotprod paths must reproduce the scalar q8_0 / q4_0 golden hashes bit for bit.
-# Uses Debian's rustc (-Z build-std; see ../shared/notes/toolchain.md) and its own target dir.
+# Uses Debian's rustc (-Z build-std; see docs/toolchain.md) and its own target dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v qemu-aarch64-static >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then

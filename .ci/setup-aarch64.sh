@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the aarch64 cross-build and its emulated test need (see ../shared/notes/toolchain.md):
+# Installs what the aarch64 cross-build and its emulated test need (see docs/toolchain.md):
 # Debian's rustc with the standard library's source (built for aarch64 with -Z build-std), the aarch64
 # linker and libc, and qemu's user-mode emulator. Fast when already installed.
 set -euo pipefail

@@ -1,6 +1,6 @@
 """Training checkpoints: atomic writes, `last` / `best` / keep-last-K policies, and checked reading.
 
-A checkpoint is a torch .pt dict (see /work/notes/contracts.md): "format": "nano-checkpoint", "version": 1,
+A checkpoint is a torch .pt dict (docs/training.md, "Checkpoints"): "format": "nano-checkpoint", "version": 1,
 "model", "model_config", "train_config", "step", "tokenizer_json", "tokenizer_hash", plus the optimizer,
 scaler, loader positions and RNG states needed to resume exactly.
 """

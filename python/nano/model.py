@@ -1,8 +1,8 @@
 """The Nano transformer: a decoder-only Llama-style model in PyTorch.
 
 Pre-norm RMSNorm, RoPE over interleaved pairs (2i, 2i+1), grouped-query attention through SDPA, SwiGLU FFN,
-token embedding tied to the output head. The state_dict names are a contract with the exporter
-(docs in /work/notes/contracts.md); do not rename modules.
+token embedding tied to the output head. The state_dict names are a contract with the exporter and the
+engines (the tensor table in docs/format.md; the model in docs/training.md, "Model"); do not rename modules.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the WASM engine and the browser tests need, then builds the page's WASM package
-# (python/nano/web/pkg/, packaged into the wheel by the README test command's `pip install`).
-# Idempotent and quick when everything is already there. Recipes: ../shared/notes/toolchain.md.
+# Installs what rebuilding the WASM engine and the browser tests need (docs/toolchain.md). The page's
+# built package (python/nano/web/pkg/) is committed; .ci/after-wasm.sh rebuilds it from the sources and
+# tests the page with both. Idempotent and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,8 @@ need=()
 for pkg in rustc-web cargo-web rust-web-src lld-22 chromium fonts-wqy-microhei; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
+# Node runs the engine's kernel checks outside the browser (tests/web/node_check.mjs); any recent one will do.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup-wasm: apt-get install ${need[*]}"
     apt-get update -qq
@@ -26,8 +28,5 @@ fi
 if ! command -v wasm-pack >/dev/null 2>&1; then
     env -u CARGO_TARGET_DIR cargo install --quiet wasm-pack --version "=0.15.1"
 fi
-
-# Python Playwright drives the Debian Chromium; never `playwright install` (it downloads a browser).
-python3 -c "import playwright" 2>/dev/null || python3 -m pip install -q "playwright>=1.40"
-
-bash scripts/build_wasm.sh
+# Python Playwright (which drives the Debian Chromium) comes with the test extras in CI's virtualenv;
+# never `playwright install` (it downloads a browser).

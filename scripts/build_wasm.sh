@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds the WASM engine (rust/wasm, wasm-bindgen over nano-infer, SIMD128) into python/nano/web/pkg/,
-# where `python -m nano.web` serves it from and the wheel picks it up.
+# Builds the WASM engine (rust/wasm, wasm-bindgen over nano-infer, SIMD128) into python/nano/web/pkg/
+# (or the folder given as the first argument), where `python -m nano.web` serves it from and the wheel
+# picks it up. The built package is committed, so users need no wasm toolchain; rebuild and commit it
+# whenever its sources change. `scripts/build_wasm.sh --sources-hash` prints the hash of those sources,
+# which the package records in BUILT_FROM and CI (.ci/after-wasm.sh) compares.
 #
 # Two toolchains are supported:
 #  * rustup with the wasm32-unknown-unknown target installed (a developer laptop);
@@ -8,12 +11,28 @@
 #    wasm32 target here), building std itself with -Z build-std (RUSTC_BOOTSTRAP=1 unlocks it).
 # Post-processing uses wasm-pack (`--mode force --no-opt`: no toolchain checks, no downloads) when it is
 # installed, else the wasm-bindgen CLI directly; either needs wasm-bindgen-cli of the exact version that
-# rust/wasm/Cargo.toml pins. .ci/setup-wasm.sh installs all of this.
+# rust/wasm/Cargo.toml pins. .ci/setup-wasm.sh installs all of this (docs/toolchain.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-OUT="$ROOT/python/nano/web/pkg"
 CRATE="$ROOT/rust/wasm"
+
+# Everything the engine is built from: the three crates' sources and manifests, the workspace manifest,
+# the resolved versions of the crates it depends on (not the whole Cargo.lock, which other crates change
+# too), and this script. Compiler versions are not included: they are recorded beside the hash instead.
+sources_hash() {
+    {
+        find rust/infer/src rust/tokenizer/src rust/wasm/src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+        sha256sum Cargo.toml rust/infer/Cargo.toml rust/tokenizer/Cargo.toml rust/wasm/Cargo.toml scripts/build_wasm.sh
+        cargo tree --locked --quiet -p nano-wasm --target wasm32-unknown-unknown -e normal,build --prefix none \
+            --format '{p}' | sed 's/ (.*)$//' | LC_ALL=C sort -u
+    } | sha256sum | cut -d' ' -f1
+}
+if [ "${1:-}" = "--sources-hash" ]; then
+    sources_hash
+    exit 0
+fi
+OUT=$(realpath -m "${1:-$ROOT/python/nano/web/pkg}")
 # A separate target dir: Debian's compiler and rustup's must not share artifacts.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm"
 export RUSTFLAGS="-C target-feature=+simd128"
@@ -77,8 +96,13 @@ mv "$OUT.relaxed/nano_wasm_bg.wasm" "$OUT.tmp/nano_wasm_relaxed_bg.wasm"
 rm -rf "$OUT.relaxed"
 
 # Keep only what the page loads (wasm-pack also writes a .gitignore, which would hide the files from
-# packaging tools), then swap the new package in whole.
-find "$OUT.tmp" -type f ! -name '*.js' ! -name '*.wasm' ! -name '*.d.ts' -delete
+# packaging tools), record what it was built from, then swap the new package in whole.
+find "$OUT.tmp" -type f ! -name '*.js' ! -name '*.wasm' -delete
+{
+    echo "sources $(sources_hash)"
+    rustc --version
+    echo "wasm-bindgen $have"
+} > "$OUT.tmp/BUILT_FROM"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 ls -l "$OUT"

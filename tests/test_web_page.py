@@ -179,6 +179,7 @@ def test_page_end_to_end(models, expected):
         assert requests.urls, "no request was recorded"
         assert any(u.endswith("/pkg/nano_wasm_relaxed_bg.wasm") for u in requests.urls), requests.urls
         assert requests.off_loopback() == []
+        assert requests.failed == []
     assert (wh.ARTIFACTS / "screenshot.png").stat().st_size > 10_000
 
 

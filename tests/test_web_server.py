@@ -19,6 +19,7 @@ PAGE = {
     "app.js": b"// app",
     "worker.js": b"// worker",
     "style.css": b"body{}",
+    "favicon.svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>',
 }
 
 
@@ -78,6 +79,13 @@ def test_serves_the_page_files_with_isolation_headers(served, web_dir):
     assert status == 200 and body == b"" and int(headers["content-length"]) == len(PAGE["index.html"])
 
 
+def test_the_icon_is_served_as_svg_under_both_names(served):
+    for path in ("/favicon.svg", "/favicon.ico"):
+        status, headers, body = fetch(served, path)
+        assert status == 200 and body == PAGE["favicon.svg"], path
+        assert headers["content-type"] == "image/svg+xml", path
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -130,20 +138,41 @@ def test_the_real_page_is_allow_listed():
     assert "/server.py" not in files and "/__init__.py" not in files
 
 
+def test_the_real_page_names_its_icon_and_the_icon_is_svg():
+    import xml.etree.ElementTree as ET
+
+    html = (web_server.WEB_DIR / "index.html").read_text(encoding="utf-8")
+    assert '<link rel="icon" href="favicon.svg" type="image/svg+xml">' in html
+    root = ET.fromstring((web_server.WEB_DIR / "favicon.svg").read_bytes())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("viewBox")
+
+
+def test_the_installed_package_carries_the_built_wasm_engine():
+    """`pip install .` must give a working page without a wasm toolchain: the built package is committed
+    and packaged (what the page loads: the JS glue and both builds of the engine)."""
+    pkg = web_server.WEB_DIR / web_server.PKG_DIR
+    for name in ("nano_wasm.js", "nano_wasm_bg.wasm", "nano_wasm_relaxed_bg.wasm"):
+        assert (pkg / name).is_file(), f"{pkg / name} is missing from the installed package"
+    for name in ("nano_wasm_bg.wasm", "nano_wasm_relaxed_bg.wasm"):
+        assert (pkg / name).read_bytes()[:8] == b"\0asm\1\0\0\0", name  # wasm magic, version 1
+    assert web_server.has_wasm()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def test_module_entry_point_refuses_to_start_without_the_engine(monkeypatch, capsys):
+    from nano.web import __main__ as web_main
+
+    monkeypatch.setattr(web_main, "has_wasm", lambda: False)
+    assert web_main.main(["--port", "0"]) == 2
+    assert "the WASM engine is not built" in capsys.readouterr().err
+
+
 def test_module_entry_point_binds_loopback_by_default():
-    if not web_server.has_wasm():
-        # Without the built engine the command refuses to start, with a reason.
-        out = subprocess.run(
-            [sys.executable, "-m", "nano.web", "--port", "0"], capture_output=True, text=True, timeout=60
-        )
-        assert out.returncode == 2 and "scripts/build_wasm.sh" in out.stderr
-        pytest.skip("WASM package not built: run scripts/build_wasm.sh (done by .ci/setup-wasm.sh)")
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "nano.web", "--port", str(port), "--quiet"],

@@ -75,6 +75,7 @@ class RequestLog:
         self.origin = urllib.parse.urlsplit(base_url).netloc
         self.urls: list[str] = []
         self.blocked: list[str] = []
+        self.failed: list[str] = []  # "STATUS URL" of every answer >= 400 (a missing file, a refusal)
 
     def route(self, route) -> None:
         url = route.request.url
@@ -109,6 +110,7 @@ def browser_page(base_url: str) -> Iterator[tuple[object, RequestLog]]:
             context = browser.new_context(viewport={"width": 1200, "height": 900}, service_workers="block")
             context.route("**/*", log.route)
             context.on("request", lambda r: None if r.url in log.urls else log.urls.append(r.url))
+            context.on("response", lambda r: log.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             page = context.new_page()
             page.set_default_timeout(60_000)
             console: list[str] = []

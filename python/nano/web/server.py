@@ -13,7 +13,9 @@ import urllib.parse
 from pathlib import Path
 
 WEB_DIR = Path(__file__).resolve().parent
-PAGE_FILES = ("index.html", "app.js", "worker.js", "style.css")
+PAGE_FILES = ("index.html", "app.js", "worker.js", "style.css", "favicon.svg")
+# Browsers ask for /favicon.ico unless the page names its icon (index.html does): answer with the same icon.
+ALIASES = {"/favicon.ico": "/favicon.svg"}
 PKG_DIR = "pkg"
 # wasm-pack / wasm-bindgen output we serve; package.json, .d.ts and .gitignore are not needed by the page.
 PKG_SUFFIXES = (".js", ".wasm")
@@ -23,6 +25,7 @@ CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".wasm": "application/wasm",
+    ".svg": "image/svg+xml",
 }
 
 # Cross-origin isolation (COOP + COEP) makes SharedArrayBuffer available: the page uses it for the stop
@@ -51,6 +54,9 @@ def servable_files(web_dir: Path = WEB_DIR) -> dict[str, Path]:
                 files[f"/{PKG_DIR}/{path.name}"] = path
     if "/index.html" in files:
         files["/"] = files["/index.html"]
+    for alias, name in ALIASES.items():
+        if name in files:
+            files[alias] = files[name]
     return files
 
 

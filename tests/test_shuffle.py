@@ -185,24 +185,68 @@ def test_cli_prints_summary(tmp_path):
     assert res.returncode == 2 and "minimum" in res.stderr
 
 
-def test_ctrl_c_stops_and_cleans_up(tmp_path):
-    big = tmp_path / "big.txt"
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory) -> Path:
+    """60 MB of lines: with a 2 MB budget and one thread, a two-pass run of about a hundred piles, so each
+    phase below lasts long enough to be caught mid-way."""
+    big = tmp_path_factory.mktemp("ctrl-c") / "big.txt"
     with open(big, "wb") as f:
         for i in range(40):
             f.write(b"".join(b"%d %d payload payload payload\n" % (i, j) for j in range(50_000)))
+    return big
+
+
+def _piles(work: Path) -> list[Path]:
+    try:
+        return [p for d in work.iterdir() for p in d.iterdir()]
+    except FileNotFoundError:  # the run removed its folder between the two listings
+        return []
+
+
+def _pile_bytes(work: Path) -> int:
+    total = 0
+    for p in _piles(work):
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:  # removed between the listing and the stat
+            pass
+    return total
+
+
+# When to interrupt, each a condition on the work folder (the run's private pile folder inside it):
+# as soon as it exists (pass 1 starting), once the piles hold a third of the input (mid pass 1), and once
+# the first pile has been gathered and removed (pass 2 under way, nearly all piles still to go).
+MOMENTS = {
+    "scatter-start": lambda work, big, seen: bool(list(work.iterdir())),
+    "mid-scatter": lambda work, big, seen: _pile_bytes(work) >= big.stat().st_size // 3,
+    "gather": lambda work, big, seen: 0 < len(_piles(work)) < max(seen, default=0),
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_ctrl_c_stops_and_cleans_up(tmp_path, big_input, moment):
+    """SIGINT at any moment of a run: exit 130, no output (not even its temporary name), no piles."""
     out, work = tmp_path / "out" / "shuffled.txt", tmp_path / "work"
     out.parent.mkdir()
     work.mkdir()
-    cmd = [sys.executable, "-m", "nano.data", "shuffle", str(big), "-o", str(out)]
+    cmd = [sys.executable, "-m", "nano.data", "shuffle", str(big_input), "-o", str(out)]
     proc = subprocess.Popen(
         [*cmd, "--memory", "2M", "--threads", "1", "--tmp-dir", str(work)], stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 30
-    while not any(work.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.002)
-    assert proc.poll() is None, "the shuffle ended before it could be interrupted; use a larger input"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    reached, seen = MOMENTS[moment], []
+    try:
+        while proc.poll() is None and not reached(work, big_input, seen):
+            seen.append(len(_piles(work)))
+            time.sleep(0.002)
+        # The run must still be going (its output not renamed into place), else the input is too small
+        # for this moment to be caught.
+        assert proc.poll() is None and not out.exists(), f"the shuffle ended before {moment}"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(work.iterdir()) == [] and list(out.parent.iterdir()) == []

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use nano_shuffle::{shuffle_files as run_shuffle, Error, Options, RecordFormat};
+use nano_shuffle::{shuffle_files_uncommitted, Error, Options, RecordFormat};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -51,10 +51,14 @@ fn shuffle_files<'py>(
         pile_bytes,
     };
     // The shuffle runs on its own thread; this one wakes every 100 ms to let Python handle signals,
-    // so Ctrl-C stops a long shuffle promptly (and the shuffler removes its temporary files).
+    // so Ctrl-C stops a long shuffle promptly (and the shuffler removes its temporary files). The
+    // output is renamed into place here, under the GIL, only after one more check for a signal: an
+    // interrupt that arrived while the last piece of work finished (before this thread noticed it)
+    // still leaves no output behind.
     let (done_tx, done_rx) = mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let _ = done_tx.send(run_shuffle(&inputs, &output, &opts));
+        // If the receiver is gone, the result is dropped here, which deletes the temporary output.
+        let _ = done_tx.send(shuffle_files_uncommitted(&inputs, &output, &opts));
     });
     let mut rx = done_rx;
     let result = loop {
@@ -67,6 +71,9 @@ fn shuffle_files<'py>(
                 if let Err(interrupt) = py.check_signals() {
                     cancel.store(true, Ordering::Relaxed);
                     let _ = py.detach(move || worker.join());
+                    // Whatever the worker finished with (cancelled, or done just before it saw the
+                    // flag) is dropped uncommitted: temporary output and piles are removed.
+                    drop(rx.try_recv());
                     return Err(interrupt);
                 }
             }
@@ -77,6 +84,10 @@ fn shuffle_files<'py>(
             }
         }
     };
+    let finished = result.map_err(to_py_err)?;
+    // Dropping `finished` on this error path deletes the temporary output.
+    py.check_signals()?;
+    let result = finished.commit();
     let summary = result.map_err(to_py_err)?;
     let d = PyDict::new(py);
     d.set_item("records", summary.records)?;

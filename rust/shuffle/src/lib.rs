@@ -82,7 +82,7 @@ pub struct Options {
     /// Draw a progress bar on stderr.
     pub progress: bool,
     /// Set to true (from another thread) to stop early with `Error::Cancelled`; checked between
-    /// read chunks and between piles.
+    /// read chunks, between piles, and last just before the output is complete.
     pub cancel: Option<Arc<AtomicBool>>,
     /// Tuning and tests: the target pile size in bytes instead of the one derived from `memory`
     /// (forces the two-pass path even for small inputs).
@@ -199,6 +199,14 @@ impl Ctx<'_> {
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
     }
+
+    fn check_cancel(&self) -> Result<(), Error> {
+        if self.cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Runs `work` on `threads` scoped threads (on this one when 1); each copy claims its own jobs.
@@ -215,6 +223,31 @@ pub(crate) fn run_workers(threads: usize, work: impl Fn() + Sync) {
 
 /// Shuffles the records of `inputs` (concatenated, in order) into `output`. See the crate docs.
 pub fn shuffle_files(inputs: &[PathBuf], output: &Path, opts: &Options) -> Result<Summary, Error> {
+    shuffle_files_uncommitted(inputs, output, opts)?.commit()
+}
+
+/// A complete shuffle whose output still has its temporary name beside `output`: [`Finished::commit`]
+/// renames it into place, dropping it deletes it. A caller that must honour a late stop request (an
+/// interrupt noticed only once the work is done) checks for it between the two.
+pub struct Finished {
+    pub summary: Summary,
+    output: PendingOutput,
+}
+
+impl Finished {
+    /// Renames the output into place; the run is then complete.
+    pub fn commit(self) -> Result<Summary, Error> {
+        self.output.commit()?;
+        Ok(self.summary)
+    }
+}
+
+/// [`shuffle_files`] up to, not including, the rename of the output into place.
+pub fn shuffle_files_uncommitted(
+    inputs: &[PathBuf],
+    output: &Path,
+    opts: &Options,
+) -> Result<Finished, Error> {
     check_options(inputs, opts)?;
     let mut bytes = 0u64;
     for path in inputs {
@@ -263,12 +296,17 @@ pub fn shuffle_files(inputs: &[PathBuf], output: &Path, opts: &Options) -> Resul
     } else {
         None
     };
+    ctx.check_cancel()?;
     let written = shuffle_sources(&ctx, inputs, bytes, records, opts.seed, 0, 0, &mut summary)?;
     summary.records = written.0;
     summary.bytes = written.1;
     ctx.progress.bar.finish_and_clear();
-    pending.commit()?;
-    Ok(summary)
+    // A stop requested while the last piece was being written still wins: nothing is renamed.
+    ctx.check_cancel()?;
+    Ok(Finished {
+        summary,
+        output: pending,
+    })
 }
 
 fn check_options(inputs: &[PathBuf], opts: &Options) -> Result<(), Error> {
@@ -325,6 +363,7 @@ fn load(ctx: &Ctx, sources: &[PathBuf], bytes: u64) -> Result<Vec<u8>, Error> {
             ctx.budget.read_chunk,
             u64::MAX,
             |chunk| {
+                ctx.check_cancel()?;
                 data.extend_from_slice(chunk);
                 Ok(())
             },
@@ -504,6 +543,7 @@ fn shuffle_sources(
         return Err(e);
     }
     for &i in &large {
+        ctx.check_cancel()?;
         let pile = &piles[i];
         summary.recursive_piles += 1;
         let sub = [pile.path.clone()];

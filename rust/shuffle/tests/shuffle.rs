@@ -343,3 +343,52 @@ fn cancelling_stops_and_removes_everything() {
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert_eq!(entries(dir.path()), ["in.txt"]);
 }
+
+#[test]
+fn cancelling_stops_the_in_memory_path_too() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", &numbered_lines(500));
+    let out = dir.path().join("out.txt");
+    let opts = Options {
+        cancel: Some(Arc::new(AtomicBool::new(true))),
+        ..Options::default() // 256 MiB: shuffled in memory, no piles
+    };
+    let err = shuffle_files(&[input], &out, &opts).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert_eq!(entries(dir.path()), ["in.txt"]);
+}
+
+#[test]
+fn an_uncommitted_shuffle_leaves_nothing_and_a_committed_one_its_output() {
+    use nano_shuffle::shuffle_files_uncommitted;
+    let dir = tempfile::tempdir().unwrap();
+    let data = numbered_lines(3000);
+    let input = write(dir.path(), "in.txt", &data);
+    let out = dir.path().join("out.txt");
+    for pile_bytes in [None, Some(10_000)] {
+        let opts = Options {
+            pile_bytes,
+            ..Options::default()
+        };
+        let finished =
+            shuffle_files_uncommitted(std::slice::from_ref(&input), &out, &opts).unwrap();
+        assert!(!out.exists(), "not renamed into place before commit");
+        assert_eq!(
+            entries(dir.path()).len(),
+            2,
+            "input and the temporary output only"
+        );
+        drop(finished);
+        assert_eq!(entries(dir.path()), ["in.txt"]);
+
+        let finished =
+            shuffle_files_uncommitted(std::slice::from_ref(&input), &out, &opts).unwrap();
+        let summary = finished.commit().unwrap();
+        assert_eq!(summary.records, 3000);
+        assert_eq!(entries(dir.path()), ["in.txt", "out.txt"]);
+        assert_eq!(lines_of(&fs::read(&out).unwrap()), lines_of(&data));
+        fs::remove_file(&out).unwrap();
+    }
+}

@@ -242,8 +242,12 @@ def test_ctrl_c_stops_and_cleans_up(tmp_path, big_input, moment):
     out.parent.mkdir()
     work.mkdir()
     cmd = [sys.executable, "-m", "nano.data", "shuffle", str(big_input), "-o", str(out)]
+    # The child gets SIGINT's default disposition, as under a terminal: a runner that started this test
+    # in the background (`cmd &` in a script) passes SIGINT on ignored, and Python then never turns it
+    # into KeyboardInterrupt, so the run would rightly carry on.
     proc = subprocess.Popen(
-        [*cmd, "--memory", "2M", "--threads", "1", "--tmp-dir", str(work)], stderr=subprocess.PIPE, text=True
+        [*cmd, "--memory", "2M", "--threads", "1", "--tmp-dir", str(work)], stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     reached, seen = MOMENTS[moment], []
     try:

@@ -30,6 +30,10 @@ __all__ = [
     "Engine",
     "Generation",
     "INFER_VERSION",
+    "check_sampling_options",
+    "MODEL_CONFIG_FIELDS",
+    "MODEL_CONFIG_TRAINING_ONLY",
+    "MODEL_CONFIG_FILE_ONLY",
 ]
 
 __version__: str

@@ -94,6 +94,9 @@ def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, 
         raise
 
 
+_FANOUT = 32
+
+
 def _regex_escape(c: str) -> str:
     return c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):X}}}"
 
@@ -109,16 +112,25 @@ def _trie_regex(tokens: list[str]) -> str:
         node[end] = True
 
     def alternatives(node: dict) -> str:
-        # Each alternative starts with a different character, so at most one can proceed; going
-        # deeper is tried before stopping, and stopping is allowed only where a token ends.
-        branches = [_regex_escape(c) + alternatives(child) for c, child in sorted(
-            ((c, n) for c, n in node.items() if c is not end), key=lambda kv: kv[0])]
+        # Each branch starts with a different character, so at most one can proceed; going deeper
+        # is tried before stopping, and stopping is allowed only where a token ends.
+        children = sorted((c, n) for c, n in node.items() if c is not end)
+        branches = [_regex_escape(c) + alternatives(child) for c, child in children]
         if not branches:
             return ""
+        if len(branches) > _FANOUT:
+            # Oniguruma tries alternatives one by one. With thousands of first characters, chunks
+            # guarded by a lookahead for their character range let a position skip all but one chunk
+            # (the chunks' ranges are disjoint because the branches are sorted).
+            size = max(_FANOUT, int(len(branches) ** 0.5))
+            chunks = []
+            for i in range(0, len(branches), size):
+                lo, hi = children[i][0], children[min(i + size, len(children)) - 1][0]
+                chunks.append(f"(?=[{_regex_escape(lo)}-{_regex_escape(hi)}])(?:" + "|".join(branches[i:i + size]) + ")")
+            branches = chunks
         group = "(?:" + "|".join(branches) + ")"
         return group + "?" if end in node else group
 
-    # Iterative depth would be nicer, but token length is bounded (max_token_chars), so recursion is too.
     return alternatives(trie)
 
 

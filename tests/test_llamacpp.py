@@ -75,7 +75,7 @@ def llama_complete(llama, gguf_path, prompt: str, n: int) -> str:
     proc = subprocess.run(
         [str(llama / "llama-completion"), "-m", str(gguf_path), "-p", prompt, "-n", str(n), "--temp", "0",
          "-no-cnv", "--no-display-prompt", "--no-escape", "--simple-io", "-t", "1", "-c", "128", "--seed", "0",
-         "--no-warmup", "--log-disable"],
+         "--no-warmup"],  # not --log-disable: the generated text itself goes through LOG()
         capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
     return proc.stdout.decode("utf-8", errors="replace")

@@ -628,7 +628,8 @@ def _cmd_stats(args) -> int:
         top = "".join(ch for ch, _ in s["top_unknown_chars"][:10])
         print(f"{f}: {s['chars']} chars, {s['tokens']} tokens, {s['tokens_per_char']:.4f} tokens/char, "
               f"unknown rate {s['unknown_rate']:.6f}, coverage {s['coverage']:.6f}"
-              + (f", top unknown {top!r}" if top else ""))
+              + (f", byte tokens {s['byte_tokens']}" if tok.has_byte_fallback else "")
+              + (f", top {'byte-spelled' if tok.has_byte_fallback else 'unknown'} {top!r}" if top else ""))
     if len(args.files) > 1 and totals["chars"]:
         t = totals
         print(f"total: {t['chars']} chars, {t['tokens']} tokens, "

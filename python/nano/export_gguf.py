@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import nano.tokenizer as special
 from nano.gguf import encode_tensor, write_gguf
 
 __all__ = ["CHAT_TEMPLATE", "check_exportable", "gguf_tokens", "llama_names", "write_llama_gguf"]
@@ -105,12 +106,12 @@ def gguf_tokens(tokenizer) -> tuple[list[str], list[int]]:
                 )
         else:
             texts.append(_rwkv_escape(tok))
-            types.append(UNKNOWN if tok == "<|unknown|>" else CONTROL if tokenizer.is_special(i) else NORMAL)
+            types.append(UNKNOWN if tok == special.UNKNOWN else CONTROL if tokenizer.is_special(i) else NORMAL)
     return texts, types
 
 
 def _special_ids(tokenizer) -> dict[str, int]:
-    keys = {"<|bos|>": "bos", "<|eos|>": "eos", "<|unknown|>": "unknown", "<|padding|>": "padding"}
+    keys = {special.BOS: "bos", special.EOS: "eos", special.UNKNOWN: "unknown", special.PADDING: "padding"}
     out = {}
     for text, key in keys.items():
         i = tokenizer.token_to_id(text)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import nano.tokenizer as special
 from nano.export_gguf import CHAT_TEMPLATE, check_exportable
 
 __all__ = ["hf_state_dict", "hf_tokenizer_json", "write_hf", "write_safetensors", "half_split_rows"]
@@ -160,7 +161,7 @@ def hf_tokenizer_json(tokenizer) -> dict:
         "model": {
             "type": "BPE",
             "dropout": None,
-            "unk_token": "<|unknown|>",
+            "unk_token": special.UNKNOWN,
             "continuing_subword_prefix": None,
             "end_of_word_suffix": None,
             "fuse_unk": False,
@@ -174,7 +175,7 @@ def hf_tokenizer_json(tokenizer) -> dict:
 
 def _hf_config(config: dict, tokenizer) -> dict:
     ids = {k: tokenizer.token_to_id(t) for k, t in
-           (("bos", "<|bos|>"), ("eos", "<|eos|>"), ("pad", "<|padding|>"))}
+           (("bos", special.BOS), ("eos", special.EOS), ("pad", special.PADDING))}
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -223,8 +224,8 @@ def write_hf(out_dir, config: dict, tokenizer, tensors: dict[str, np.ndarray]) -
         (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
         (tmp / "tokenizer.json").write_text(json.dumps(hf_tokenizer_json(tokenizer), ensure_ascii=False),
                                             encoding="utf-8")
-        specials = {k: t for k, t in (("bos_token", "<|bos|>"), ("eos_token", "<|eos|>"),
-                                      ("unk_token", "<|unknown|>"), ("pad_token", "<|padding|>"))
+        specials = {k: t for k, t in (("bos_token", special.BOS), ("eos_token", special.EOS),
+                                      ("unk_token", special.UNKNOWN), ("pad_token", special.PADDING))
                     if tokenizer.token_to_id(t) is not None}
         tok_config = {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": False,
                       "add_eos_token": False, "clean_up_tokenization_spaces": False,

@@ -1,12 +1,17 @@
-"""Model files: checkpoint -> .bin export, LoRA plug-ins, format conversion, and .bin -> PyTorch.
+"""Model files: checkpoint -> .bin export, LoRA plug-ins, format conversion, and .bin -> PyTorch;
+GGUF (llama.cpp) and Hugging Face exports.
 
 The byte format is defined once, in Rust (``rust/infer/src/format``, documented in docs/format.md); this
 module only gathers float32 arrays, the config and the vocabulary, and hands them to the Rust writer.
+GGUF and Hugging Face directories are written by ``nano.export_gguf`` and ``nano.export_hf``
+(docs/interop.md).
 
     python -m nano.export OUT.bin --checkpoint CKPT.pt [--quant f32|f16|q8_0|q4_0] [--legacy]
     python -m nano.export OUT.bin CKPT.pt --quant q8_0
     python -m nano.export OUT.bin --lora LORA.pt [--legacy]
     python -m nano.export OUT.bin --from-bin OLD.bin [--quant q8_0] [--legacy]
+    python -m nano.export OUT.gguf --checkpoint CKPT.pt | --from-bin FILE [--quant f32|f16|q8_0|q4_0]
+    python -m nano.export OUT_DIR --format hf --checkpoint CKPT.pt | --from-bin FILE
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from nano import _native
 from nano._cli import EXPECTED_ERRORS, message
 from nano._outputs import check_replaceable_file, clean_stale_temps
 
-__all__ = ["export_checkpoint", "export_lora", "convert_bin", "load_bin", "read_bin", "main"]
+__all__ = ["export_checkpoint", "export_lora", "convert_bin", "load_bin", "read_bin", "export_gguf", "export_hf",
+           "main"]
 
 DTYPES = ("f32", "f16", "q8_0", "q4_0")
+FORMATS = ("bin", "gguf", "hf")
 _COMPILE_PREFIX = "_orig_mod."
 
 
@@ -130,6 +137,57 @@ def convert_bin(src, out, dtype: str = "f32", legacy: bool = False) -> Path:
     return _write(out, cfg, data["tokenizer_json"], tensors, dtype, legacy, h)
 
 
+def _source(checkpoint=None, from_bin=None) -> tuple[dict, str, dict[str, np.ndarray]]:
+    """(model config, tokenizer JSON, float32 base tensors) of a checkpoint or a model file."""
+    if from_bin is not None:
+        data = read_bin(from_bin)
+        cfg = {k: v for k, v in data["config"].items() if k != "tied_head"}
+        return cfg, data["tokenizer_json"], {k: np.asarray(v, dtype=np.float32) for k, v in data["tensors"].items()}
+    ckpt = checkpoint
+    if not isinstance(ckpt, dict):
+        from nano.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(checkpoint)
+    tokenizer_json = ckpt.get("tokenizer_json")
+    if not tokenizer_json:
+        raise ValueError("the checkpoint carries no tokenizer_json; cannot write a self-contained model file")
+    state = {k.removeprefix(_COMPILE_PREFIX): v for k, v in ckpt["model"].items() if hasattr(v, "detach")}
+    base = {k: v for k, v in state.items() if ".lora_" not in k}
+    return dict(ckpt["model_config"]), tokenizer_json, _numpy_tensors(base)
+
+
+def export_gguf(out, *, checkpoint=None, from_bin=None, dtype: str = "f32") -> Path:
+    """A checkpoint (path or loaded dict) or a model file as a llama.cpp GGUF; returns the output path."""
+    from nano.export_gguf import write_llama_gguf
+    from nano.tokenizer import Tokenizer
+
+    config, tokenizer_json, tensors = _source(checkpoint, from_bin)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_llama_gguf(out, config, Tokenizer.from_json(tokenizer_json), tensors, dtype)
+    return out
+
+
+def export_hf(out_dir, *, checkpoint=None, from_bin=None) -> Path:
+    """A checkpoint or a model file as a Hugging Face LlamaForCausalLM directory (float32)."""
+    from nano.export_hf import write_hf
+    from nano.tokenizer import Tokenizer
+
+    config, tokenizer_json, tensors = _source(checkpoint, from_bin)
+    return write_hf(out_dir, config, Tokenizer.from_json(tokenizer_json), tensors)
+
+
+def _format_of(out: str, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    suffix = Path(out).suffix.lower()
+    if suffix == ".gguf":
+        return "gguf"
+    if suffix == ".bin" or suffix == "":
+        return "bin"
+    raise ValueError(f"cannot tell the format from {out!r}; pass --format {'|'.join(FORMATS)}")
+
+
 def load_bin(path):
     """A model file as a ``nano.model.Transformer`` (eval mode) with ``.tokenizer_json`` and ``.bin_info``."""
     import torch
@@ -157,7 +215,7 @@ def load_bin(path):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m nano.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("out", help="output .bin path")
+    p.add_argument("out", help="output path: .bin (Nano), .gguf (llama.cpp) or a directory (--format hf)")
     p.add_argument("input", nargs="?", help="checkpoint .pt (same as --checkpoint)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="training checkpoint (.pt)")
@@ -166,12 +224,28 @@ def main(argv=None) -> int:
     p.add_argument("--quant", "--dtype", dest="dtype", default="f32", choices=DTYPES,
                    help="weight type of the matrices (norms stay f32)")
     p.add_argument("--legacy", action="store_true", help="write the original 2024.10 layout (fp32) for old engines")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="bin (Nano), gguf (llama.cpp) or hf (Hugging Face directory); default from the extension")
     a = p.parse_args(argv)
     sources = [x for x in (a.input, a.checkpoint, a.lora, a.from_bin) if x]
     if len(sources) != 1:
         p.error("give exactly one input: CKPT.pt, --checkpoint, --lora or --from-bin")
     try:
-        if a.lora:
+        fmt = _format_of(a.out, a.format)
+    except ValueError as e:
+        p.error(str(e))
+    if fmt != "bin" and (a.lora or a.legacy):
+        p.error(f"--lora and --legacy apply to .bin files only, not to {fmt}")
+    if fmt == "hf" and a.dtype != "f32":
+        p.error("the Hugging Face export is float32 (transformers quantizes at load time if asked)")
+    try:
+        if fmt == "gguf":
+            out = export_gguf(a.out, checkpoint=a.input or a.checkpoint, from_bin=a.from_bin, dtype=a.dtype)
+        elif fmt == "hf":
+            out = export_hf(a.out, checkpoint=a.input or a.checkpoint, from_bin=a.from_bin)
+            print(f"wrote {out}/ (model.safetensors, config.json, tokenizer.json, ...)")
+            return 0
+        elif a.lora:
             if a.dtype != "f32":
                 p.error("LoRA plug-ins are stored in f32")
             out = export_lora(a.lora, a.out, a.legacy)

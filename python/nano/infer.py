@@ -63,6 +63,9 @@ def stream(model, tokenizer, prompt: str, *, max_seq_length: int | None = None, 
         n += 1
         first = first or time.perf_counter()
         yield decoder.push(token)
+    tail = decoder.finish()
+    if tail:
+        yield tail
     if stats is not None:
         end = time.perf_counter()
         stats.update(prompt_tokens=len(ids), generated_tokens=n, context=limit,

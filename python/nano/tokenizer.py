@@ -13,6 +13,7 @@ Command line: ``python -m nano.tokenizer build|encode|stats --help``.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import sys
@@ -187,12 +188,25 @@ class Tokenizer:
         raise ValueError(f"dtype must be uint16 or uint32, got {dt}")
 
     def decode(self, ids) -> str:
-        """Concatenated token strings. ValueError for an id outside the vocabulary."""
+        """The text of ``ids``: token strings concatenated, a byte token adding its one byte.
+
+        The ids of any text decode to exactly that text. Bytes that do not form UTF-8 (only in id
+        sequences no encode produced) become U+FFFD. ValueError for an id outside the vocabulary.
+        """
         if hasattr(ids, "tolist"):  # NumPy arrays, torch tensors
             ids = ids.tolist()
         if isinstance(ids, int):
             ids = [ids]
         return self._core.decode(ids)
+
+    @property
+    def has_byte_fallback(self) -> bool:
+        """Whether the vocabulary holds the 256 byte tokens (characters outside it become bytes)."""
+        return self._core.has_byte_fallback
+
+    def byte_value(self, token_id: int) -> int | None:
+        """The byte a byte token ``<0xHH>`` stands for; None for every other id."""
+        return self._core.byte_value(token_id)
 
     def stream_decoder(self, skip_special: bool = False) -> StreamDecoder:
         """An incremental decoder for streaming generated ids."""
@@ -258,12 +272,16 @@ class Tokenizer:
         min_char_count: int = 1,
         max_token_chars: int = 16,
         threads: int | None = None,
+        byte_fallback: bool = False,
     ) -> Tokenizer:
         """Builds a vocabulary of ``vocab_size`` entries from corpus files (text, or ``.jsonl``).
 
         Special tokens come first; then characters by frequency (``min_char_count``: rarer ones are
         left out); then multi-character tokens by how many tokens they save. Deterministic. The
         findings (character coverage, tokens/char on the corpus...) are in ``.build_report``.
+        ``byte_fallback`` reserves the 256 byte tokens ``<0x00>``..``<0xFF>`` right after the special
+        tokens: characters outside the vocabulary are then spelled as their UTF-8 bytes, so no text
+        is lost.
         """
         if isinstance(files, (str, os.PathLike)):
             files = [files]
@@ -275,6 +293,7 @@ class Tokenizer:
             min_char_count=min_char_count,
             max_token_chars=max_token_chars,
             threads=threads,
+            byte_fallback=byte_fallback,
         )
 
     @classmethod
@@ -287,6 +306,7 @@ class Tokenizer:
         min_char_count: int = 1,
         max_token_chars: int = 16,
         threads: int | None = None,
+        byte_fallback: bool = False,
     ) -> Tokenizer:
         """Like :meth:`build`, from texts in memory."""
         texts = _texts(texts)
@@ -297,7 +317,8 @@ class Tokenizer:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         core, report = _native.Tokenizer.build(
-            texts, vocab_size, list(special_tokens), min_char_count, max_token_chars, threads
+            texts, vocab_size, list(special_tokens), min_char_count, max_token_chars, threads,
+            bool(byte_fallback),
         )
         tok = cls(core)
         counts = {"distinct_chars", "kept_chars", "multi_char_tokens", "rounds", "corpus_chars"}
@@ -305,10 +326,19 @@ class Tokenizer:
         return tok
 
     def stats(self, text: str, allow_special: bool = False, threads: int | None = None) -> dict:
-        """tokens/char, unknown rate and character coverage of ``text``."""
+        """tokens/char, unknown rate and character coverage of ``text``.
+
+        With byte fallback nothing is unknown; ``byte_tokens`` counts the byte tokens spent on
+        characters outside the vocabulary (and ``top_unknown_chars`` lists those characters).
+        """
         tokens, unknown, chars = self._core.count(_text(text), allow_special, threads)
+        byte_tokens = 0
+        if self.has_byte_fallback:
+            ids = self.encode_to_numpy(text, allow_special=allow_special, threads=threads)
+            byte_ids = [self._core.token_to_id(f"<0x{b:02X}>") for b in range(256)]
+            byte_tokens = int(np.isin(ids, np.array(byte_ids, dtype=ids.dtype)).sum())
         missing: dict[str, int] = {}
-        if unknown:
+        if unknown or byte_tokens:
             for ch in set(text):
                 if self.token_to_id(ch) is None:
                     missing[ch] = text.count(ch)
@@ -320,6 +350,7 @@ class Tokenizer:
             "unknown_tokens": unknown,
             "unknown_rate": unknown / tokens if tokens else 0.0,
             "coverage": 1.0 - unknown / chars if chars else 1.0,
+            "byte_tokens": byte_tokens,
             "top_unknown_chars": top,
         }
 
@@ -483,20 +514,38 @@ def render_chat_template(
 
 
 class StreamDecoder:
-    """Turns generated ids into text piece by piece (each token is whole code points)."""
+    """Turns generated ids into text piece by piece.
 
-    __slots__ = ("_tok", "_skip", "_parts")
+    An ordinary token is whole code points and comes out at once. Byte tokens wait until they
+    complete a character, which then comes out whole; bytes that cannot become a character come out
+    as U+FFFD, exactly as in :meth:`Tokenizer.decode`. :meth:`finish` flushes an incomplete
+    character left at the end.
+    """
+
+    __slots__ = ("_tok", "_skip", "_parts", "_utf8")
 
     def __init__(self, tokenizer: Tokenizer, skip_special: bool = False):
         self._tok = tokenizer
         self._skip = skip_special
         self._parts: list[str] = []
+        # CPython's UTF-8 decoder replaces invalid bytes by the same maximal-subpart rule as
+        # Rust's from_utf8_lossy, which Tokenizer.decode uses.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, token_id: int) -> str:
-        """The text this id adds (empty for a skipped special token)."""
+        """The text this id completes (empty for a skipped special token or a partial character)."""
         piece = self._tok.id_to_token(token_id)
         if self._skip and self._tok.is_special(token_id):
-            piece = ""
+            return ""
+        byte = self._tok.byte_value(token_id)
+        data = bytes([byte]) if byte is not None else piece.encode("utf-8")
+        piece = self._utf8.decode(data)
+        self._parts.append(piece)
+        return piece
+
+    def finish(self) -> str:
+        """Flushes bytes still waiting for the rest of their character (as U+FFFD)."""
+        piece = self._utf8.decode(b"", final=True)
         self._parts.append(piece)
         return piece
 
@@ -548,7 +597,8 @@ def _cmd_build(args) -> int:
     check_replaceable_file(out, _is_vocabulary, args.files, what="vocabulary file")
     clean_stale_temps(out.parent, out.name)
     tok = Tokenizer.build(args.files, args.vocab_size, min_char_count=args.min_char_count,
-                          max_token_chars=args.max_token_chars, threads=args.threads)
+                          max_token_chars=args.max_token_chars, threads=args.threads,
+                          byte_fallback=args.byte_fallback)
     tok.save(args.out)
     r = tok.build_report
     print(f"wrote {args.out}: {tok.vocab_size} tokens, hash {tok.hash}")
@@ -589,7 +639,8 @@ def _cmd_stats(args) -> int:
         top = "".join(ch for ch, _ in s["top_unknown_chars"][:10])
         print(f"{f}: {s['chars']} chars, {s['tokens']} tokens, {s['tokens_per_char']:.4f} tokens/char, "
               f"unknown rate {s['unknown_rate']:.6f}, coverage {s['coverage']:.6f}"
-              + (f", top unknown {top!r}" if top else ""))
+              + (f", byte tokens {s['byte_tokens']}" if tok.has_byte_fallback else "")
+              + (f", top {'byte-spelled' if tok.has_byte_fallback else 'unknown'} {top!r}" if top else ""))
     if len(args.files) > 1 and totals["chars"]:
         t = totals
         print(f"total: {t['chars']} chars, {t['tokens']} tokens, "
@@ -611,6 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--min-char-count", type=positive_int, default=1, help="leave out rarer characters")
     b.add_argument("--max-token-chars", type=positive_int, default=16, help="longest token in characters")
     b.add_argument("--threads", type=threads_arg, default=None, help="worker threads (default: all cores)")
+    b.add_argument("--byte-fallback", action="store_true",
+                   help="reserve the 256 byte tokens <0x00>..<0xFF>: characters outside the vocabulary "
+                        "become their UTF-8 bytes instead of <|unknown|>")
     b.set_defaults(run=_cmd_build)
 
     e = sub.add_parser("encode", help="print token ids (or write a .npy)")

@@ -358,6 +358,11 @@ impl Engine {
             }
             logits = self.forward(&[next], ids.len() - 1, false)?;
         }
+        // Byte tokens of a character the generation left unfinished come out as U+FFFD.
+        let tail = decoder.finish();
+        if !tail.is_empty() {
+            on_piece(tail);
+        }
         stats.decode_secs = clock.secs();
         Ok(stats)
     }

@@ -74,7 +74,8 @@ impl PyTokenizer {
 
     /// Builds a vocabulary from texts; returns (tokenizer, report dict items).
     #[staticmethod]
-    #[pyo3(signature = (texts, vocab_size, special_tokens, min_char_count=1, max_token_chars=16, threads=None))]
+    #[pyo3(signature = (texts, vocab_size, special_tokens, min_char_count=1, max_token_chars=16, threads=None, byte_fallback=false))]
+    #[allow(clippy::too_many_arguments)]
     fn build(
         py: Python<'_>,
         texts: Vec<PyBackedStr>,
@@ -83,6 +84,7 @@ impl PyTokenizer {
         min_char_count: usize,
         max_token_chars: usize,
         threads: Option<usize>,
+        byte_fallback: bool,
     ) -> PyResult<(Self, Vec<(String, f64)>)> {
         let threads = check_threads(threads)?;
         let opts = BuildOptions {
@@ -91,6 +93,7 @@ impl PyTokenizer {
             min_char_count,
             max_token_chars,
             threads,
+            byte_fallback,
         };
         let (tok, report) = py
             .detach(|| {
@@ -173,12 +176,23 @@ impl PyTokenizer {
     }
 
     fn decode(&self, ids: Vec<i64>) -> PyResult<String> {
-        let mut out = String::with_capacity(ids.len() * 3);
-        for id in ids {
-            let id = self.check_id(id)?;
-            out.push_str(self.inner.id_to_token(id).unwrap_or_default());
-        }
-        Ok(out)
+        let ids = ids
+            .into_iter()
+            .map(|id| self.check_id(id))
+            .collect::<PyResult<Vec<u32>>>()?;
+        self.inner.decode(&ids).map_err(to_py_err)
+    }
+
+    /// The byte a byte token `<0xHH>` stands for; None for other ids.
+    fn byte_value(&self, id: i64) -> Option<u8> {
+        u32::try_from(id)
+            .ok()
+            .and_then(|id| self.inner.byte_value(id))
+    }
+
+    #[getter]
+    fn has_byte_fallback(&self) -> bool {
+        self.inner.has_byte_fallback()
     }
 
     /// (tokens, unknown tokens, characters) of `text`, for corpus statistics.

@@ -61,6 +61,7 @@ fn encode(c: &mut Criterion) {
         min_char_count: 1,
         max_token_chars: 16,
         threads: None,
+        byte_fallback: false,
     };
     if let Ok((built, _)) = build_vocabulary(&corpus, &opts) {
         group.bench_function("1 thread, built 16k vocabulary", |b| {

@@ -11,7 +11,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use rayon::prelude::*;
 
 use crate::parallel::with_threads;
-use crate::{Result, Tokenizer, TokenizerError, UNKNOWN_TOKEN};
+use crate::{byte_token, Result, Tokenizer, TokenizerError, UNKNOWN_TOKEN};
 
 /// What to build.
 #[derive(Clone, Debug)]
@@ -26,6 +26,9 @@ pub struct BuildOptions {
     pub max_token_chars: usize,
     /// Worker threads (`None`: all cores).
     pub threads: Option<usize>,
+    /// Reserve the 256 byte tokens `<0x00>`..`<0xFF>` (right after the special tokens), so
+    /// characters outside the vocabulary become their UTF-8 bytes instead of `<|unknown|>`.
+    pub byte_fallback: bool,
 }
 
 /// What the builder found.
@@ -86,12 +89,14 @@ fn build_in_pool(texts: &[&str], opts: &BuildOptions) -> Result<(Tokenizer, Buil
     if opts.max_token_chars < 1 {
         return fail("max_token_chars must be at least 1".into());
     }
-    let base = opts.special_tokens.len() + always_kept().count();
+    let byte_count = if opts.byte_fallback { 256 } else { 0 };
+    let base = opts.special_tokens.len() + byte_count + always_kept().count();
     if opts.vocab_size < base {
         return fail(format!(
-            "vocab_size {} is below the {} special tokens plus {} ASCII characters every vocabulary keeps",
+            "vocab_size {} is below the {} special tokens plus {} byte tokens plus {} ASCII characters every vocabulary keeps",
             opts.vocab_size,
             opts.special_tokens.len(),
+            byte_count,
             always_kept().count()
         ));
     }
@@ -102,13 +107,14 @@ fn build_in_pool(texts: &[&str], opts: &BuildOptions) -> Result<(Tokenizer, Buil
         .map(|t| t.bytes().filter(|&b| b == b'\n').count() as u64)
         .sum();
     let mut report = BuildReport::default();
-    let (chars, chars_report) = choose_chars(&lines, newlines, opts);
+    let (chars, chars_report) = choose_chars(&lines, newlines, opts, byte_count);
     report.distinct_chars = chars_report.0;
     report.corpus_chars = chars_report.1;
     report.char_coverage = chars_report.2;
     report.kept_chars = chars.len();
 
     let mut vocab: Vec<String> = opts.special_tokens.clone();
+    vocab.extend((0..byte_count).map(|b| byte_token(b as u8)));
     vocab.extend(chars.iter().map(|c| c.to_string()));
     let special_count = opts.special_tokens.len();
     let mut tokenizer = assemble(&vocab, special_count)?;
@@ -135,8 +141,10 @@ fn build_in_pool(texts: &[&str], opts: &BuildOptions) -> Result<(Tokenizer, Buil
         tokenizer = assemble(&vocab, special_count)?;
     }
 
-    // Final order: special tokens, then the rest sorted by code point (like the original project).
-    let mut rest = vocab.split_off(special_count);
+    // Final order: special tokens, byte tokens, then the rest sorted by code point (like the
+    // original project). Byte tokens before every character token also keeps llama.cpp's byte
+    // trie (where a later id overwrites an earlier one of the same bytes) on the character tokens.
+    let mut rest = vocab.split_off(special_count + byte_count);
     rest.sort_unstable();
     report.multi_char_tokens = rest.iter().filter(|t| t.chars().nth(1).is_some()).count();
     vocab.extend(rest);
@@ -173,6 +181,7 @@ fn choose_chars(
     lines: &[(&str, u64)],
     newlines: u64,
     opts: &BuildOptions,
+    byte_count: usize,
 ) -> (Vec<char>, (usize, u64, f64)) {
     let counts = lines
         .par_iter()
@@ -194,7 +203,7 @@ fn choose_chars(
     by_count.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     // Characters may use the whole budget, but keep a quarter for multi-character tokens when the
     // corpus has more distinct characters than that; the rarest characters go first.
-    let char_room = opts.vocab_size - opts.special_tokens.len() - kept.len();
+    let char_room = opts.vocab_size - opts.special_tokens.len() - byte_count - kept.len();
     let char_budget = if by_count.len() > char_room * 3 / 4 {
         char_room * 3 / 4
     } else {
@@ -220,6 +229,8 @@ fn count_pair_candidates(
 ) -> Vec<(String, u64)> {
     let unknown = tokenizer.unknown_id();
     let tokens = tokenizer.tokens();
+    // Fallback tokens (unknown, bytes) stand for text they do not spell: never part of a pair.
+    let fallback = |id: u32| id == unknown || tokenizer.byte_value(id).is_some();
     let lens: Vec<usize> = tokens.iter().map(|t| t.chars().count()).collect();
     let pairs = lines
         .par_iter()
@@ -227,7 +238,7 @@ fn count_pair_candidates(
             let ids = tokenizer.encode(line, false);
             for w in ids.windows(2) {
                 let (a, b) = (w[0], w[1]);
-                if a != unknown && b != unknown && lens[a as usize] + lens[b as usize] <= max_chars
+                if !fallback(a) && !fallback(b) && lens[a as usize] + lens[b as usize] <= max_chars
                 {
                     *m.entry((u64::from(a) << 32) | u64::from(b)).or_default() += n;
                 }
@@ -281,6 +292,7 @@ mod tests {
             min_char_count: 1,
             max_token_chars: 8,
             threads: Some(2),
+            byte_fallback: false,
         }
     }
 
@@ -300,6 +312,30 @@ mod tests {
         let (again, _) = build_vocabulary(&[&text], &opts(130)).unwrap();
         assert_eq!(again.to_json_string(), t.to_json_string());
         assert!(t.vocab_size() <= 130);
+    }
+
+    #[test]
+    fn byte_fallback_reserves_the_byte_tokens_after_the_special_ones() {
+        let text = "我们的世界我们的天空\n我们的世界\n你好世界\n".repeat(50);
+        let mut o = opts(130 + 256);
+        o.byte_fallback = true;
+        let (t, _) = build_vocabulary(&[&text], &o).unwrap();
+        assert!(t.has_byte_fallback());
+        for b in 0..=255u8 {
+            assert_eq!(t.byte_id(b), Some(2 + u32::from(b)));
+        }
+        // No multi-character token was made of byte tokens.
+        assert!(t.tokens()[258..].iter().all(|s| !s.contains("<0x")));
+        assert!(t.encode("我们的世界", false).len() <= 2);
+        let unseen = "债券 €";
+        let ids = t.encode(unseen, false);
+        assert!(!ids.contains(&t.unknown_id()));
+        assert_eq!(t.decode(&ids).unwrap(), unseen);
+        o.vocab_size = 200;
+        assert!(build_vocabulary(&[&text], &o)
+            .unwrap_err()
+            .to_string()
+            .contains("256 byte tokens"));
     }
 
     #[test]

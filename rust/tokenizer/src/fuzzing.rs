@@ -1,6 +1,6 @@
 //! Bodies of the cargo-fuzz targets in `rust/tokenizer/fuzz` (nightly only). The same bodies run
 //! on stable in a plain test with pseudo-random inputs, so they cannot rot.
-use crate::{Tokenizer, UNKNOWN_TOKEN};
+use crate::{byte_token, StreamDecoder, Tokenizer, UNKNOWN_TOKEN};
 
 /// Any bytes as a vocabulary file: loading must fail cleanly or round-trip exactly.
 pub fn vocab_json(data: &[u8]) {
@@ -16,18 +16,26 @@ pub fn vocab_json(data: &[u8]) {
 }
 
 /// Bytes as `vocabulary \x01 text` (vocabulary entries separated by \x02; entries starting with
-/// '<' are special): encoding must equal the naive rule, safe cuts must not change the result,
-/// and decoding must give the text back when nothing was unknown.
+/// '<' are special; an odd length adds the 256 byte tokens): encoding must equal the naive rule,
+/// safe cuts must not change the result, and decoding (whole or streamed) must give the text
+/// back when nothing was unknown, which byte fallback guarantees.
 pub fn encode(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
     let (vocab_part, text) = s.split_once('\u{1}').unwrap_or((&s, &s));
     let mut tokens = vec![UNKNOWN_TOKEN.to_string()];
+    if data.len() % 2 == 1 {
+        tokens.extend((0..=255u8).map(byte_token));
+    }
     for t in vocab_part.split('\u{2}').take(64) {
-        if !t.is_empty() && !tokens.iter().any(|x| x == t) {
+        // A byte token's spelling is only ever part of the text (the set is all or none).
+        if !t.is_empty() && !tokens.iter().any(|x| x == t) && crate::parse_byte_token(t).is_none() {
             tokens.push(t.to_string());
         }
     }
-    let special = tokens.iter().map(|t| t.starts_with('<')).collect();
+    let special = tokens
+        .iter()
+        .map(|t| t.starts_with('<') && crate::parse_byte_token(t).is_none())
+        .collect();
     let tok = Tokenizer::from_tokens(tokens, special).expect("deduplicated non-empty tokens");
     for allow in [false, true] {
         let ids = tok.encode(text, allow);
@@ -36,6 +44,15 @@ pub fn encode(data: &[u8]) {
         if !ids.contains(&tok.unknown_id()) {
             assert_eq!(back, text);
         }
+        if tok.has_byte_fallback() {
+            assert!(!ids.contains(&tok.unknown_id()));
+        }
+        let mut stream = StreamDecoder::new(&tok);
+        for &id in &ids {
+            stream.push(id).expect("ids from encode are in range");
+        }
+        stream.finish();
+        assert_eq!(stream.text(), back);
         let cuts = tok.safe_cuts(text, 4, allow);
         let pieces: Vec<u32> = cuts
             .windows(2)
@@ -55,11 +72,26 @@ pub fn naive_encode(tok: &Tokenizer, text: &str, allow_special: bool) -> Vec<u32
             let s: String = chars[i..i + n].iter().collect();
             tok.token_to_id(&s)
                 .filter(|&id| allow_special || !tok.is_special(id))
+                .filter(|&id| tok.byte_value(id).is_none())
                 .map(|id| (id, n))
         });
-        let (id, n) = found.unwrap_or((tok.unknown_id(), 1));
-        out.push(id);
-        i += n;
+        match found {
+            Some((id, n)) => {
+                out.push(id);
+                i += n;
+            }
+            None => {
+                let mut utf8 = [0u8; 4];
+                match tok.has_byte_fallback() {
+                    true => chars[i]
+                        .encode_utf8(&mut utf8)
+                        .bytes()
+                        .for_each(|b| out.push(tok.token_to_id(&byte_token(b)).unwrap())),
+                    false => out.push(tok.unknown_id()),
+                }
+                i += 1;
+            }
+        }
     }
     out
 }
@@ -77,7 +109,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (state >> 33) as u32
         };
-        let pieces: [&[u8]; 12] = [
+        let pieces: [&[u8]; 14] = [
             b"a",
             b"b",
             b"ab",
@@ -90,6 +122,8 @@ mod tests {
             b"\x02",
             b"\xff",
             b"\"",
+            "😀".as_bytes(),
+            "<0x41>".as_bytes(),
         ];
         (0..count).map(move |_| {
             let len = next() % 40;

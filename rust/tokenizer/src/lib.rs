@@ -1,10 +1,13 @@
 //! Nano's tokenizer: trie-based greedy maximum forward matching over Unicode code points.
 //!
 //! At each position the longest vocabulary entry that is a prefix of the remaining text is
-//! emitted; a character that starts no entry becomes `<|unknown|>`. Special tokens
-//! (`<|eos|>` ...) take part in matching only when the caller passes `allow_special = true`.
+//! emitted; a character that starts no entry becomes `<|unknown|>`, or, when the vocabulary holds
+//! the 256 byte tokens `<0x00>`..`<0xFF>`, the byte tokens of its UTF-8 bytes (no text is lost).
+//! Special tokens (`<|eos|>` ...) take part in matching only when the caller passes
+//! `allow_special = true`.
 pub mod bpe;
 mod builder;
+mod bytes;
 pub mod chat;
 mod error;
 #[doc(hidden)]
@@ -21,6 +24,8 @@ use std::path::Path;
 
 pub use bpe::BpeTokenizer;
 pub use builder::{build_vocabulary, BuildOptions, BuildReport};
+use bytes::ByteTokens;
+pub use bytes::{byte_token, parse_byte_token};
 pub use chat::ChatTemplate;
 pub use error::{read_utf8_file, Result, TokenizerError};
 pub use parallel::FlatId;
@@ -41,6 +46,7 @@ pub struct Tokenizer {
     unknown_id: u32,
     max_token_chars: usize,
     trie: Trie,
+    bytes: Option<ByteTokens>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -80,12 +86,21 @@ impl Tokenizer {
         let Some(&unknown_id) = stoi.get(UNKNOWN_TOKEN) else {
             return invalid(format!("the vocabulary has no {UNKNOWN_TOKEN} token"));
         };
-        let max_token_chars = tokens.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+        let bytes = ByteTokens::find(&tokens, &special)?;
+        let is_byte = |id: usize| bytes.as_ref().is_some_and(|b| b.value(id as u32).is_some());
+        // Byte tokens never match text: "<0x41>" typed by a user stays six characters.
+        let max_token_chars = (0..tokens.len())
+            .filter(|&id| !is_byte(id))
+            .map(|id| tokens[id].chars().count())
+            .max()
+            .unwrap_or(0);
         let trie = Trie::new(
             tokens
                 .iter()
-                .map(String::as_str)
-                .zip(special.iter().copied()),
+                .zip(special.iter().copied())
+                .enumerate()
+                .filter(|(id, _)| !is_byte(*id))
+                .map(|(id, (t, s))| (id as u32, t.as_str(), s)),
         );
         Ok(Tokenizer {
             itos: tokens,
@@ -94,6 +109,7 @@ impl Tokenizer {
             unknown_id,
             max_token_chars,
             trie,
+            bytes,
         })
     }
 
@@ -166,27 +182,63 @@ impl Tokenizer {
                     pos += len;
                 }
                 Match::Unknown(len) => {
-                    emit(self.unknown_id);
+                    match &self.bytes {
+                        Some(bytes) => b[pos..pos + len].iter().for_each(|&x| emit(bytes.id(x))),
+                        None => emit(self.unknown_id),
+                    }
                     pos += len;
                 }
             }
         }
     }
 
-    /// Concatenates the tokens' strings.
+    /// Concatenates the tokens' text: a byte token adds its one byte. The ids of any text decode
+    /// back to exactly that text; byte sequences that are not UTF-8 (possible only in ids that no
+    /// encode produced) become U+FFFD as in `String::from_utf8_lossy`.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        let mut out = String::with_capacity(ids.len() * 3);
+        let Some(bytes) = &self.bytes else {
+            let mut out = String::with_capacity(ids.len() * 3);
+            for &id in ids {
+                out.push_str(self.decode_one(id)?);
+            }
+            return Ok(out);
+        };
+        let mut out = Vec::with_capacity(ids.len() * 3);
         for &id in ids {
-            out.push_str(self.decode_one(id)?);
+            let text = self.decode_one(id)?;
+            match bytes.value(id) {
+                Some(b) => out.push(b),
+                None => out.extend_from_slice(text.as_bytes()),
+            }
         }
-        Ok(out)
+        Ok(match String::from_utf8(out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
     }
 
+    /// The token's string (a byte token's spelling `<0xHH>`), or an error for an id out of range.
     pub(crate) fn decode_one(&self, id: u32) -> Result<&str> {
         self.id_to_token(id).ok_or(TokenizerError::IdOutOfRange {
             id: u64::from(id),
             vocab_size: self.itos.len(),
         })
+    }
+
+    /// The byte a byte token stands for (`None` for every other id, and for all ids of a
+    /// vocabulary without byte tokens).
+    pub fn byte_value(&self, id: u32) -> Option<u8> {
+        self.bytes.as_ref().and_then(|b| b.value(id))
+    }
+
+    /// Whether the vocabulary holds the 256 byte tokens, so characters outside it become bytes.
+    pub fn has_byte_fallback(&self) -> bool {
+        self.bytes.is_some()
+    }
+
+    /// The id of the byte token for `byte`, if the vocabulary has byte tokens.
+    pub fn byte_id(&self, byte: u8) -> Option<u32> {
+        self.bytes.as_ref().map(|b| b.id(byte))
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -219,7 +271,7 @@ impl Tokenizer {
         self.unknown_id
     }
 
-    /// Length in code points of the longest token.
+    /// Length in code points of the longest token that can match text (byte tokens excluded).
     pub fn max_token_chars(&self) -> usize {
         self.max_token_chars
     }

@@ -173,7 +173,7 @@ impl Tokenizer {
 
     /// Encodes `texts` into one flat id array (with `separator` after each text when given), on
     /// `threads` workers. Long texts are cut at safe positions. A piece yields at most one id per
-    /// character, so every piece writes its ids straight into its own share of one output of that
+    /// character (per byte with byte fallback), so every piece writes its ids straight into its own share of one output of that
     /// size (no per-piece vectors, no second copy, pages first touched by the thread that fills
     /// them); the gaps left by multi-character tokens are closed at the end.
     pub fn encode_flat<T: FlatId>(
@@ -208,7 +208,14 @@ impl Tokenizer {
             let caps: Vec<usize> = pieces
                 .par_iter()
                 .map(|&(i, start, end, last)| {
-                    texts[i][start..end].chars().count() + with_separator(last)
+                    // One id per character at most, or per byte when characters may fall back
+                    // to their bytes.
+                    let most = if self.has_byte_fallback() {
+                        end - start
+                    } else {
+                        texts[i][start..end].chars().count()
+                    };
+                    most + with_separator(last)
                 })
                 .collect();
             let total = caps.iter().sum();

@@ -213,3 +213,103 @@ fn tokenizer_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Tokenizer>();
 }
+
+/// `small()` plus the 256 byte tokens after the special ones.
+fn small_with_bytes() -> Tokenizer {
+    let base = small();
+    let n_special = SPECIALS.len();
+    let mut tokens: Vec<String> = base.tokens()[..n_special].to_vec();
+    tokens.extend((0..=255u8).map(byte_token));
+    tokens.extend(base.tokens()[n_special..].iter().cloned());
+    let special = (0..tokens.len()).map(|i| i < n_special).collect();
+    Tokenizer::from_tokens(tokens, special).unwrap()
+}
+
+#[test]
+fn byte_fallback_spells_unknown_characters_as_bytes() {
+    let t = small_with_bytes();
+    let id = |s: &str| t.token_to_id(s).unwrap();
+    let b = |x: u8| t.byte_id(x).unwrap();
+    assert!(t.has_byte_fallback() && !small().has_byte_fallback());
+    // 债 = E5 80 BA; é = C3 A9; "<0x41>" typed as text is six ordinary characters, not a byte.
+    assert_eq!(
+        t.encode("ab债é", false),
+        vec![id("ab"), b(0xE5), b(0x80), b(0xBA), b(0xC3), b(0xA9)]
+    );
+    assert_eq!(t.encode("<0x41>", false)[0], id("<"));
+    assert!(!t.encode("<0x41>", false).contains(&b(0x41)));
+    for text in ["ab债é", "<0x41>", "中文x😀\u{0}\u{10FFFF}", ""] {
+        let ids = t.encode(text, false);
+        assert!(!ids.contains(&t.unknown_id()));
+        assert_eq!(t.decode(&ids).unwrap(), text);
+        assert_eq!(ids, naive(&t, text, false));
+    }
+    assert_eq!(t.byte_value(b(0x41)), Some(0x41));
+    assert_eq!(t.byte_value(id("a")), None);
+    assert_eq!(t.max_token_chars(), small().max_token_chars());
+}
+
+#[test]
+fn decode_replaces_bytes_that_form_no_character() {
+    let t = small_with_bytes();
+    let b = |x: u8| t.byte_id(x).unwrap();
+    let a = t.token_to_id("a").unwrap();
+    // An incomplete character before an ordinary token, a lone continuation byte, and an
+    // incomplete tail: each one U+FFFD, as String::from_utf8_lossy does.
+    let ids = [b(0xE5), b(0x80), a, b(0x80), a, b(0xF0), b(0x9F)];
+    assert_eq!(t.decode(&ids).unwrap(), "\u{FFFD}a\u{FFFD}a\u{FFFD}");
+    let mut d = StreamDecoder::new(&t);
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|&i| d.push(i).unwrap().to_string())
+        .collect();
+    assert_eq!(pieces, ["", "", "\u{FFFD}a", "\u{FFFD}", "a", "", ""]);
+    assert_eq!(d.finish(), "\u{FFFD}");
+    assert_eq!(d.text(), t.decode(&ids).unwrap());
+}
+
+#[test]
+fn stream_decoder_emits_a_split_character_whole() {
+    let t = small_with_bytes();
+    let ids = t.encode("a😀债b", false);
+    let mut d = StreamDecoder::skipping_special(&t);
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|&i| d.push(i).unwrap().to_string())
+        .collect();
+    // 😀 is a token; 债 is three byte tokens and comes out with the third.
+    assert_eq!(pieces, ["a", "😀", "", "", "债", "b"]);
+    assert_eq!(d.finish(), "");
+}
+
+#[test]
+fn byte_fallback_round_trips_pseudo_random_unicode() {
+    let t = small_with_bytes();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..2000 {
+        let mut text = String::new();
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        for k in 0..(state % 24) {
+            let r = state.rotate_left(k as u32 * 5);
+            // Mix vocabulary characters, ASCII, CJK, astral planes and every surrogate-free range.
+            let c = match r % 5 {
+                0 => ['a', 'b', '中', '文', '😀'][(r >> 8) as usize % 5],
+                1 => char::from_u32((r >> 8) as u32 % 0x80).unwrap(),
+                2 => char::from_u32(0x4E00 + (r >> 8) as u32 % 0x5200).unwrap(),
+                _ => char::from_u32((r >> 8) as u32 % 0x11_0000).unwrap_or('\u{FFFD}'),
+            };
+            text.push(c);
+        }
+        let ids = t.encode(&text, false);
+        assert_eq!(t.decode(&ids).unwrap(), text);
+        assert_eq!(ids, naive(&t, &text, false));
+        let mut d = StreamDecoder::new(&t);
+        for &i in &ids {
+            d.push(i).unwrap();
+        }
+        assert_eq!(d.finish(), "");
+        assert_eq!(d.text(), text);
+    }
+}

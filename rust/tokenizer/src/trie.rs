@@ -40,13 +40,14 @@ pub(crate) enum Match {
 }
 
 impl Trie {
-    pub fn new<'a>(tokens: impl IntoIterator<Item = (&'a str, bool)>) -> Trie {
-        let tokens: Vec<(&str, bool)> = tokens.into_iter().collect();
+    /// A trie of `(id, token, special)` entries.
+    pub fn new<'a>(tokens: impl IntoIterator<Item = (u32, &'a str, bool)>) -> Trie {
+        let tokens: Vec<(u32, &str, bool)> = tokens.into_iter().collect();
         // The dense root table only spans the BMP first characters in use, so small
         // vocabularies (toy problems, tests, fuzzing) stay cheap to build.
         let root_len = tokens
             .iter()
-            .filter_map(|(t, _)| t.chars().next())
+            .filter_map(|(_, t, _)| t.chars().next())
             .map(|c| c as usize + 1)
             .filter(|&n| n <= BMP)
             .max()
@@ -60,7 +61,7 @@ impl Trie {
             root_bmp: vec![NONE; root_len],
             edges: EdgeTable::default(),
         };
-        for (id, (token, special)) in tokens.into_iter().enumerate() {
+        for (id, token, special) in tokens {
             let mut node = 0u32;
             for c in token.chars() {
                 node = match trie.child(node, c as u32) {
@@ -83,9 +84,9 @@ impl Trie {
                 };
             }
             let n = &mut trie.nodes[node as usize];
-            n.token_all = id as u32;
+            n.token_all = id;
             if !special {
-                n.token_plain = id as u32;
+                n.token_plain = id;
             }
         }
         trie
@@ -278,7 +279,12 @@ mod tests {
     use super::*;
 
     fn trie(tokens: &[(&str, bool)]) -> Trie {
-        Trie::new(tokens.iter().copied())
+        Trie::new(
+            tokens
+                .iter()
+                .enumerate()
+                .map(|(id, &(t, s))| (id as u32, t, s)),
+        )
     }
 
     #[test]
@@ -311,7 +317,12 @@ mod tests {
     #[test]
     fn many_edges_survive_growth() {
         let words: Vec<String> = (0..5000u32).map(|i| format!("w{i}")).collect();
-        let t = Trie::new(words.iter().map(|w| (w.as_str(), false)));
+        let t = Trie::new(
+            words
+                .iter()
+                .enumerate()
+                .map(|(id, w)| (id as u32, w.as_str(), false)),
+        );
         for (id, w) in words.iter().enumerate() {
             let text = format!("{w} ");
             assert_eq!(

@@ -24,7 +24,10 @@ def llamacpp_bin() -> Path:
     for d in candidates:
         if (d / ".complete").exists() or (d / "llama-tokenize").exists():
             return d
-    pytest.skip("llama.cpp tools not built (scripts/build_llamacpp.sh, or set NANO_LLAMACPP_BIN)")
+    message = "llama.cpp tools not built (scripts/build_llamacpp.sh, or set NANO_LLAMACPP_BIN)"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI builds them in .ci/setup-llamacpp.sh")
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,11 @@ fi
 OUT=$(realpath -m "${1:-$ROOT/python/nano/web/pkg}")
 # A separate target dir: Debian's compiler and rustup's must not share artifacts.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm"
-export RUSTFLAGS="-C target-feature=+simd128"
+# Source paths in panic locations are written relative (registry/…, rust/…, ./…), so the package names no
+# directory of the machine that built it and two clones in different places build the same bytes.
+REMAP="--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src=registry"
+REMAP="$REMAP --remap-path-prefix=/usr/lib/rustlib/src/rust=rust --remap-path-prefix=$ROOT=."
+export RUSTFLAGS="-C target-feature=+simd128 $REMAP"
 # One optimisation unit across all crates: the kernels inline into the engine (only this build).
 export CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 TARGET=wasm32-unknown-unknown
@@ -83,7 +87,7 @@ fi
 # same as the plain build's, so the worker can hand either module to the one nano_wasm.js.
 # A separate target dir because the flags differ (sharing one would rebuild everything each time).
 RELAXED_DIR="$CARGO_TARGET_DIR-relaxed"
-CARGO_TARGET_DIR="$RELAXED_DIR" RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+CARGO_TARGET_DIR="$RELAXED_DIR" RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd $REMAP" \
     "${CARGO[@]}" build -p nano-wasm --release --target "$TARGET" "${PROFILE_FLAGS[@]}"
 rm -rf "$OUT.relaxed"
 wasm-bindgen --target web --out-dir "$OUT.relaxed" --out-name nano_wasm \

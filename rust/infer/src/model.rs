@@ -93,9 +93,10 @@ impl Model {
     /// Reads a model file and validates it; tensor data is used in place.
     ///
     /// On Linux the bytes go into anonymous memory backed by transparent huge pages when the kernel
-    /// allows it: decode streams every weight once per token, and with 4 KiB page-cache pages the TLB
-    /// misses cost ~10% of single-thread decode speed (measured on x86-64). Elsewhere, or if that
-    /// allocation fails, the file is memory-mapped.
+    /// allows it: decode streams every weight once per token, so with 4 KiB page-cache pages it takes a
+    /// TLB miss every 4 KiB of weights, and a 2 MiB page removes all but one in 512 (the effect on
+    /// decode speed is in docs/performance.md). Elsewhere, or if that allocation fails, the file is
+    /// memory-mapped.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();

@@ -140,7 +140,7 @@ fn lengths(block_size: usize, prompt: usize, decode: usize) -> Result<(usize, us
 
 /// Decode slowdowns (sorted) from the LoRA plug-in the engine has loaded, one per pair of decode
 /// runs on this engine without and with it (the same adapter unplugged and plugged back), the order
-/// flipping every pair. Between separate processes this machine's drift (±15–40 %) exceeded the
+/// flipping every pair. A shared machine's speed drifts between separate processes by more than the
 /// overhead itself; runs a second apart on one engine, with the same prompts, see the same machine.
 fn lora_overhead(
     engine: &mut Engine,

@@ -18,7 +18,7 @@ pub mod sched;
 
 pub use attention::KvDtype;
 pub use engine::{
-    check_threads, max_threads, threads_error, Engine, GenerateOptions, GenerateStats,
+    check_threads, max_threads, threads_error, Engine, GenerateOptions, GenerateStats, Sequence,
     MAX_THREADS_PER_CPU,
 };
 pub use model::{Lora, Model};

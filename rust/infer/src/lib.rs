@@ -27,3 +27,7 @@ pub use error::{Error, Result};
 
 /// Crate version, for diagnostics.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `nano-infer serve`, the OpenAI-compatible HTTP server (feature "serve").
+#[cfg(feature = "serve")]
+pub mod serve;

@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::sampler::SamplerOptions;
 
@@ -14,6 +14,7 @@ pub struct ApiError {
     pub kind: &'static str,
     pub message: String,
     pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -23,7 +24,12 @@ impl ApiError {
             kind: "invalid_request_error",
             message: message.into(),
             param: None,
+            code: None,
         }
+    }
+    pub fn code(mut self, c: &'static str) -> Self {
+        self.code = Some(c);
+        self
     }
     pub fn param(mut self, p: &'static str) -> Self {
         self.param = Some(p);
@@ -35,19 +41,15 @@ impl ApiError {
             kind,
             message: message.into(),
             param: None,
+            code: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = match self.status {
-            StatusCode::NOT_FOUND => json!("model_not_found"),
-            StatusCode::UNAUTHORIZED => json!("invalid_api_key"),
-            _ => Value::Null,
-        };
         let body = json!({"error": {
-            "message": self.message, "type": self.kind, "param": self.param, "code": code,
+            "message": self.message, "type": self.kind, "param": self.param, "code": self.code,
         }});
         let mut r = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
@@ -88,6 +90,9 @@ pub struct Common {
     pub stream: Option<bool>,
     /// Extension: keep generating past `<|eos|>`.
     pub ignore_eos: Option<bool>,
+    /// Not implemented: refused unless absent, null, false or 0.
+    pub logprobs: Option<serde_json::Value>,
+    pub top_logprobs: Option<serde_json::Value>,
 }
 
 /// A prompt: a string, or a list holding one string.
@@ -178,13 +183,25 @@ impl Common {
                     "invalid_request_error",
                     format!("the model {m:?} does not exist; this server serves {served:?}"),
                 )
-                .param("model"));
+                .param("model")
+                .code("model_not_found"));
             }
         }
         if let Some(n) = self.n {
             if n != 1 {
                 return Err(ApiError::bad(format!("n must be 1, got {n}")).param("n"));
             }
+        }
+        let off = |v: &Option<serde_json::Value>| {
+            matches!(
+                v,
+                None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false))
+            ) || v.as_ref().and_then(|v| v.as_u64()) == Some(0)
+        };
+        if !off(&self.logprobs) || !off(&self.top_logprobs) {
+            return Err(
+                ApiError::bad("logprobs are not supported by this server").param("logprobs")
+            );
         }
         for (name, v) in [
             ("presence_penalty", self.presence_penalty),
@@ -209,10 +226,14 @@ impl Common {
             top_p: self.top_p.unwrap_or(1.0),
             repetition_penalty: self.repetition_penalty.unwrap_or(1.0),
         };
-        sampler.validate().map_err(|e| ApiError::bad(e.to_string()))?;
+        sampler
+            .validate()
+            .map_err(|e| ApiError::bad(e.to_string()))?;
         let max_tokens = match self.max_completion_tokens.or(self.max_tokens) {
             None => None,
-            Some(0) => return Err(ApiError::bad("max_tokens must be at least 1").param("max_tokens")),
+            Some(0) => {
+                return Err(ApiError::bad("max_tokens must be at least 1").param("max_tokens"))
+            }
             Some(m) if m > max_tokens_limit as u64 => {
                 return Err(ApiError::bad(format!(
                     "max_tokens must be at most {max_tokens_limit}, got {m}"
@@ -226,7 +247,11 @@ impl Common {
             Some(Stop::One(s)) => vec![s.clone()],
             Some(Stop::Many(v)) => v.clone(),
         };
-        if stop.len() > MAX_STOPS || stop.iter().any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES) {
+        if stop.len() > MAX_STOPS
+            || stop
+                .iter()
+                .any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES)
+        {
             return Err(ApiError::bad(format!(
                 "stop must be at most {MAX_STOPS} non-empty strings of at most {MAX_STOP_BYTES} bytes"
             ))

@@ -281,7 +281,12 @@ pub fn run(
 }
 
 /// Samples one token for `a` from `row` and says what it did.
-fn sample_one(a: &mut Active, row: &mut [f32], eos: Option<u32>, ctx: usize) -> Result<Step, String> {
+fn sample_one(
+    a: &mut Active,
+    row: &mut [f32],
+    eos: Option<u32>,
+    ctx: usize,
+) -> Result<Step, String> {
     let next = a.sampler.sample(row, &a.seen);
     if Some(next) == eos && !a.job.ignore_eos {
         return Ok(Step::Finished("stop", false));

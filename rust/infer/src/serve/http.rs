@@ -140,7 +140,11 @@ async fn auth(State(app): AppState, req: Request, next: Next) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "));
     // Compared without an early exit, so the time taken says nothing about the key.
     let ok = got.is_some_and(|g| {
-        g.len() == want.len() && g.bytes().zip(want.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+        g.len() == want.len()
+            && g.bytes()
+                .zip(want.bytes())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0
     });
     if !ok {
         return ApiError::new(
@@ -148,6 +152,7 @@ async fn auth(State(app): AppState, req: Request, next: Next) -> Response {
             "invalid_request_error",
             "a valid API key is required: Authorization: Bearer KEY",
         )
+        .code("invalid_api_key")
         .into_response();
     }
     next.run(req).await
@@ -181,7 +186,8 @@ async fn models(State(app): AppState) -> Json<Value> {
 
 /// The request body as `T`: a body over the limit is 413, bad JSON or wrong types 400.
 fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|e| ApiError::new(e.status(), "invalid_request_error", e.body_text()))?;
+    let body =
+        body.map_err(|e| ApiError::new(e.status(), "invalid_request_error", e.body_text()))?;
     serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid request body: {e}")))
 }
 
@@ -342,8 +348,10 @@ async fn whole(shape: Shape, mut rx: mpsc::UnboundedReceiver<Event>) -> Response
                 let choice = match shape.kind {
                     Kind::Completion => json!({"index": 0, "text": text, "logprobs": null,
                                                "finish_reason": finish_reason}),
-                    Kind::Chat => json!({"index": 0, "logprobs": null, "finish_reason": finish_reason,
-                                         "message": {"role": "assistant", "content": text}}),
+                    Kind::Chat => {
+                        json!({"index": 0, "logprobs": null, "finish_reason": finish_reason,
+                                         "message": {"role": "assistant", "content": text}})
+                    }
                 };
                 let u = usage(prompt_tokens, completion_tokens);
                 return Json(shape.wrap(false, choice, Some(u))).into_response();

@@ -172,7 +172,6 @@ pub fn run(
     let eos = tokenizer.token_to_id(special::EOS);
     let vocab = engine.model().config().vocab_size;
     let mut free: Vec<Sequence> = Vec::new();
-    let mut made = 0;
     let mut active: Vec<Active> = Vec::new();
     // Logits to sample from, one row per active request, in `active` order.
     let mut logits: Vec<f32> = Vec::new();
@@ -198,10 +197,7 @@ pub fn run(
             let mut seq = match free.pop() {
                 Some(s) => s,
                 None => match engine.new_sequence() {
-                    Ok(s) => {
-                        made += 1;
-                        s
-                    }
+                    Ok(s) => s,
                     Err(e) => {
                         let _ = job.events.send(Event::Error(e.to_string()));
                         continue;
@@ -227,7 +223,6 @@ pub fn run(
                 }
             }
         }
-        debug_assert!(made <= parallel);
         shared.busy.store(active.len(), Ordering::Relaxed);
         // Sample every active request's next token; keep those that go on.
         let mut next_tokens = Vec::with_capacity(active.len());

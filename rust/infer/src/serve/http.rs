@@ -49,7 +49,7 @@ pub(crate) async fn serve(
     tokenizer: Arc<Tokenizer>,
 ) -> Result<(), Error> {
     let io_err = |e: std::io::Error| Error::Io {
-        path: addr.clone().into(),
+        path: addr.clone(),
         source: e,
     };
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(io_err)?;

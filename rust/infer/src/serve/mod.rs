@@ -164,7 +164,16 @@ fn run(args: Args) -> Result<(), Error> {
         let (parallel, delay) = (args.parallel, Duration::from_millis(args.step_delay_ms));
         std::thread::Builder::new()
             .name("nano-serve-engine".into())
-            .spawn(move || batcher::run(engine, shared, parallel, ctx, delay))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| {
+                    batcher::run(engine, shared, parallel, ctx, delay)
+                });
+                if std::panic::catch_unwind(run).is_err() {
+                    // Without the engine every request would wait for ever: stop loudly instead.
+                    eprintln!("nano-infer serve: internal error in the engine thread; exiting");
+                    std::process::exit(70);
+                }
+            })
             .map_err(|e| Error::Unsupported(format!("cannot start the engine thread: {e}")))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

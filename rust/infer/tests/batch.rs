@@ -169,3 +169,33 @@ fn bad_batches_are_errors() {
     assert!(e.decode_batch(&mut [&mut a], &[4]).is_err(), "context full");
     assert_eq!(a.len(), cfg().block_size);
 }
+
+/// More sequences than one pass takes (float weights' lane threshold): still each one's own bits.
+#[test]
+fn large_batches_equal_each_sequence_alone() {
+    let vocab = cfg().vocab_size;
+    for dtype in [DType::F32, DType::Q8_0] {
+        let mut e = engine(dtype, 2, true);
+        let prompts: Vec<Vec<u32>> = (0..20)
+            .map(|s| {
+                (0..1 + s % 7)
+                    .map(|i| 4 + ((i * 5 + s) % 8) as u32)
+                    .collect()
+            })
+            .collect();
+        let mut seqs: Vec<Sequence> = prompts.iter().map(|_| e.new_sequence().unwrap()).collect();
+        for (seq, p) in seqs.iter_mut().zip(&prompts) {
+            e.prefill(seq, p).unwrap();
+        }
+        let tokens: Vec<u32> = (0..20).map(|s| next(s, 0)).collect();
+        let mut refs: Vec<&mut Sequence> = seqs.iter_mut().collect();
+        let got = e.decode_batch(&mut refs, &tokens).unwrap();
+        for (s, p) in prompts.iter().enumerate() {
+            let want = alone(&mut e, p, s, 1);
+            assert!(
+                bits(&got[s * vocab..(s + 1) * vocab]) == bits(&want[1]),
+                "{dtype:?} sequence {s}"
+            );
+        }
+    }
+}

@@ -151,6 +151,8 @@ def load_test(server: Server, clients: int, seconds: float, block: int) -> int:
                     counts[status] += 1
                 else:
                     failures.append(status)
+            if status == "busy":
+                time.sleep(1.0)  # the server's Retry-After
 
     def run(duration: float):
         until = time.monotonic() + duration

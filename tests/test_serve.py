@@ -180,6 +180,35 @@ def test_stop_strings_end_the_text_before_them(server):
         assert (text, reason) == (want, "stop")
 
 
+def test_logprobs_are_the_engines_log_softmax(server, engine):
+    """Each token's log-probability and its top alternatives are the log-softmax of the model's logits at
+    that position (nano.Engine.log_probs over prompt + generated ids). Tolerance: the server's logits come
+    from decode steps, the engine's from one prefill pass, which for float weights sums in its own order
+    (README: within 1e-5 of decode's logits); a log-softmax moves by at most twice its inputs' error."""
+    prompt = TEXT[:9]
+    r = server.client().completions.create(model="tiny", prompt=prompt, max_tokens=12, seed=5, logprobs=3,
+                                           extra_body={"ignore_eos": True})
+    lp = r.choices[0].logprobs
+    tok = engine.tokenizer
+    gen = [tok.token_to_id(t) for t in lp.tokens]
+    assert len(gen) == 12 and None not in gen
+    ids = engine.prompt_ids(prompt)
+    want = engine.log_probs(ids + gen)[len(ids) - 1:-1]
+    assert lp.token_logprobs == pytest.approx([float(want[i, g]) for i, g in enumerate(gen)], abs=2e-5)
+    for i, top in enumerate(lp.top_logprobs):
+        best = sorted(range(want.shape[1]), key=lambda j: (-want[i, j], j))[:3]
+        assert top == pytest.approx({tok.id_to_token(j): float(want[i, j]) for j in best}, abs=2e-5)
+    dec = tok.stream_decoder(skip_special=True)
+    pieces = [dec.push(g) for g in gen]
+    assert lp.text_offset == [len("".join(pieces[:i])) for i in range(12)]
+    assert r.choices[0].text == "".join(pieces)
+    # Streamed: the same entries, one per chunk.
+    chunks = list(server.client().completions.create(model="tiny", prompt=prompt, max_tokens=12, seed=5,
+                                                     logprobs=3, stream=True, extra_body={"ignore_eos": True}))
+    streamed = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.token_logprobs]
+    assert streamed == lp.token_logprobs
+
+
 def one(server, seed, prompt=TEXT[:7], n=30):
     r = server.client().completions.create(model="tiny", prompt=prompt, max_tokens=n, seed=seed,
                                            extra_body={"ignore_eos": True})
@@ -286,7 +315,9 @@ def test_bad_input_is_refused_with_an_error_body(server):
     assert msg == str(e.value)
     bad(server, c, {"prompt": "a", "top_k": -2}, param="top_k")
     bad(server, c, {"prompt": "a", "n": 2}, param="n")
-    bad(server, c, {"prompt": "a", "logprobs": 2}, param="logprobs")
+    bad(server, c, {"prompt": "a", "logprobs": 6}, param="logprobs")
+    bad(server, c, {"prompt": "a", "logprobs": "all"}, param="logprobs")
+    bad(server, ch, {"messages": [{"role": "user", "content": "a"}], "logprobs": True}, param="logprobs")
     bad(server, c, {"prompt": "a", "presence_penalty": 0.5}, param="presence_penalty")
     bad(server, c, {"prompt": "a", "max_tokens": 0}, param="max_tokens")
     bad(server, c, {"prompt": "a", "max_tokens": CONTEXT + 1}, param="max_tokens")

@@ -127,6 +127,12 @@ pub struct Sequence {
 }
 
 impl Sequence {
+    /// Makes room for `positions` positions (at most the context) in the KV cache now, so that
+    /// the sequence allocates nothing more up to there (without it the cache grows as used).
+    pub fn reserve(&mut self, positions: usize) -> Result<()> {
+        self.cache.reserve(positions)
+    }
+
     /// Positions filled (prompt and generated tokens so far).
     pub fn len(&self) -> usize {
         self.len

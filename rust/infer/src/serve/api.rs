@@ -90,7 +90,8 @@ pub struct Common {
     pub stream: Option<bool>,
     /// Extension: keep generating past `<|eos|>`.
     pub ignore_eos: Option<bool>,
-    /// Not implemented: refused unless absent, null, false or 0.
+    /// Completions: how many alternatives to report with each token's log-probability (0..=5).
+    /// Chat: refused unless absent, null or false.
     pub logprobs: Option<serde_json::Value>,
     pub top_logprobs: Option<serde_json::Value>,
 }
@@ -166,7 +167,11 @@ pub struct Checked {
     pub stop: Vec<String>,
     pub stream: bool,
     pub ignore_eos: bool,
+    pub logprobs: Option<usize>,
 }
+
+/// Most alternatives a request may ask for with `logprobs` (OpenAI's limit for completions).
+pub const MAX_LOGPROBS: usize = 5;
 
 /// Most stop strings per request, and longest one (bytes).
 pub const MAX_STOPS: usize = 8;
@@ -174,8 +179,13 @@ pub const MAX_STOP_BYTES: usize = 256;
 
 impl Common {
     /// Checks the options (sampling ones through [`SamplerOptions::validate`]);
-    /// `max_tokens_limit` is the server's cap on `max_tokens`.
-    pub fn check(&self, served: &str, max_tokens_limit: usize) -> Result<Checked, ApiError> {
+    /// `max_tokens_limit` is the server's cap on `max_tokens`; `chat`: for /v1/chat/completions.
+    pub fn check(
+        &self,
+        served: &str,
+        max_tokens_limit: usize,
+        chat: bool,
+    ) -> Result<Checked, ApiError> {
         if let Some(m) = &self.model {
             if m != served {
                 return Err(ApiError::new(
@@ -192,17 +202,39 @@ impl Common {
                 return Err(ApiError::bad(format!("n must be 1, got {n}")).param("n"));
             }
         }
-        let off = |v: &Option<serde_json::Value>| {
+        let absent = |v: &Option<serde_json::Value>| {
             matches!(
                 v,
                 None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false))
-            ) || v.as_ref().and_then(|v| v.as_u64()) == Some(0)
+            )
         };
-        if !off(&self.logprobs) || !off(&self.top_logprobs) {
+        let logprobs = if !chat {
+            if !absent(&self.top_logprobs) {
+                return Err(ApiError::bad(
+                    "top_logprobs is for chat; completions take logprobs: N",
+                )
+                .param("top_logprobs"));
+            }
+            match &self.logprobs {
+                v if absent(v) => None,
+                Some(v) => match v.as_u64() {
+                    Some(n) if n as usize <= MAX_LOGPROBS => Some(n as usize),
+                    _ => {
+                        return Err(ApiError::bad(format!(
+                            "logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {v}"
+                        ))
+                        .param("logprobs"))
+                    }
+                },
+                None => None,
+            }
+        } else if !absent(&self.logprobs) || !absent(&self.top_logprobs) {
             return Err(
-                ApiError::bad("logprobs are not supported by this server").param("logprobs")
+                ApiError::bad("logprobs are supported by /v1/completions only").param("logprobs"),
             );
-        }
+        } else {
+            None
+        };
         for (name, v) in [
             ("presence_penalty", self.presence_penalty),
             ("frequency_penalty", self.frequency_penalty),
@@ -264,6 +296,7 @@ impl Common {
             stop,
             stream: self.stream.unwrap_or(false),
             ignore_eos: self.ignore_eos.unwrap_or(false),
+            logprobs,
         })
     }
 }

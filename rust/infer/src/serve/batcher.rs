@@ -24,14 +24,27 @@ pub struct Job {
     pub max_tokens: usize,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    /// Report each token's log-probability and this many most likely alternatives.
+    pub logprobs: Option<usize>,
     pub events: UnboundedSender<Event>,
+}
+
+/// A generated token's log-probability under the model (the log-softmax of its raw logits, before
+/// the sampler's penalty and temperature) and the `top` most likely tokens' (id order breaks ties).
+#[derive(Debug)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f64,
+    pub top: Vec<(String, f64)>,
+    /// Characters of generated text before this token.
+    pub offset: usize,
 }
 
 /// What the engine thread tells a request's handler.
 #[derive(Debug)]
 pub enum Event {
-    /// Generated text (never part of a stop string; may be empty of no characters).
-    Text(String),
+    /// Generated text (never part of a stop string), and with `logprobs` the token that ended it.
+    Text(String, Option<TokenLogprob>),
     Done {
         finish_reason: &'static str,
         prompt_tokens: usize,
@@ -89,6 +102,8 @@ struct Active<'t> {
     generated: usize,
     /// Text not yet sent: a tail that may be the start of a stop string.
     held: String,
+    /// Characters generated so far (sent, held or cut by a stop string).
+    chars: usize,
 }
 
 impl Active<'_> {
@@ -96,17 +111,17 @@ impl Active<'_> {
         self.job.events.send(e).is_ok()
     }
 
-    /// Appends `piece` and sends what can no longer be part of a stop string; true when a stop
-    /// string appeared (the text before it sent, the rest dropped).
-    fn push_text(&mut self, piece: &str) -> bool {
+    /// Appends `piece`; returns the text that can no longer be part of a stop string and whether a
+    /// stop string appeared (the text before it returned, the rest dropped).
+    fn push_text(&mut self, piece: &str) -> (String, bool) {
+        self.chars += piece.chars().count();
         self.held.push_str(piece);
         if let Some(at) = (self.job.stop.iter())
             .filter_map(|s| self.held.find(s.as_str()))
             .min()
         {
             self.held.truncate(at);
-            self.flush();
-            return true;
+            return (std::mem::take(&mut self.held), true);
         }
         // Keep the longest tail that begins some stop string.
         let keep = (1..=self.held.len())
@@ -117,17 +132,13 @@ impl Active<'_> {
                 self.job.stop.iter().any(|s| s.starts_with(tail))
             })
             .unwrap_or(0);
-        let ready: String = self.held.drain(..self.held.len() - keep).collect();
-        if !ready.is_empty() {
-            self.send(Event::Text(ready));
-        }
-        false
+        (self.held.drain(..self.held.len() - keep).collect(), false)
     }
 
-    fn flush(&mut self) {
-        if !self.held.is_empty() {
-            let text = std::mem::take(&mut self.held);
-            self.send(Event::Text(text));
+    /// Sends `text` (with the token's log-probabilities, if any) unless there is nothing to send.
+    fn send_text(&self, text: String, lp: Option<TokenLogprob>) {
+        if !text.is_empty() || lp.is_some() {
+            self.send(Event::Text(text, lp));
         }
     }
 
@@ -135,10 +146,14 @@ impl Active<'_> {
         if !stopped {
             // Byte tokens of an unfinished character come out as U+FFFD (as in Engine::generate).
             let tail = self.decoder.finish().to_string();
-            if self.push_text(&tail) {
+            let (mut text, stop) = self.push_text(&tail);
+            if !stop {
+                text.push_str(&std::mem::take(&mut self.held));
+            }
+            self.send_text(text, None);
+            if stop {
                 return self.done("stop");
             }
-            self.flush();
         }
         self.done(reason)
     }
@@ -160,18 +175,30 @@ enum Step {
     Finished(&'static str, bool),
 }
 
-/// Runs the engine until every sender of `shared` is gone (never, in the server).
+/// One sequence per slot, each with room for `ctx` positions: the server's memory is taken at
+/// the start (an impossible size fails there), and does not grow with use.
+pub fn slots(engine: &Engine, parallel: usize, ctx: usize) -> crate::Result<Vec<Sequence>> {
+    (0..parallel)
+        .map(|_| {
+            let mut s = engine.new_sequence()?;
+            s.reserve(ctx)?;
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Runs the engine on the sequences `free` (one per slot) for ever.
 pub fn run(
     mut engine: Engine,
     shared: Arc<Shared>,
-    parallel: usize,
+    mut free: Vec<Sequence>,
     ctx: usize,
     step_delay: Duration,
 ) {
+    let parallel = free.len();
     let tokenizer: Arc<Tokenizer> = engine.model().tokenizer().clone();
     let eos = tokenizer.token_to_id(special::EOS);
     let vocab = engine.model().config().vocab_size;
-    let mut free: Vec<Sequence> = Vec::new();
     let mut active: Vec<Active> = Vec::new();
     // Logits to sample from, one row per active request, in `active` order.
     let mut logits: Vec<f32> = Vec::new();
@@ -194,16 +221,7 @@ pub fn run(
                 shared.cancelled.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let mut seq = match free.pop() {
-                Some(s) => s,
-                None => match engine.new_sequence() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = job.events.send(Event::Error(e.to_string()));
-                        continue;
-                    }
-                },
-            };
+            let mut seq = free.pop().expect("a free sequence for every slot");
             match engine.prefill(&mut seq, &job.ids) {
                 Ok(row) => {
                     logits.extend_from_slice(&row);
@@ -213,6 +231,7 @@ pub fn run(
                         seen: job.ids.clone(),
                         generated: 0,
                         held: String::new(),
+                        chars: 0,
                         job,
                         seq,
                     });
@@ -233,7 +252,7 @@ pub fn run(
                 free.push(a.seq);
                 continue;
             }
-            let step = match sample_one(&mut a, row, eos, ctx) {
+            let step = match sample_one(&mut a, &tokenizer, row, eos, ctx) {
                 Ok(s) => s,
                 Err(e) => {
                     a.send(Event::Error(e));
@@ -278,10 +297,12 @@ pub fn run(
 /// Samples one token for `a` from `row` and says what it did.
 fn sample_one(
     a: &mut Active,
+    tok: &Tokenizer,
     row: &mut [f32],
     eos: Option<u32>,
     ctx: usize,
 ) -> Result<Step, String> {
+    let table = a.job.logprobs.map(|k| LogprobTable::new(row, k));
     let next = a.sampler.sample(row, &a.seen);
     if Some(next) == eos && !a.job.ignore_eos {
         return Ok(Step::Finished("stop", false));
@@ -290,11 +311,61 @@ fn sample_one(
     a.generated += 1;
     let piece = a.decoder.push(next).map_err(|e| e.to_string())?.to_string();
     a.decoder.take();
-    if a.push_text(&piece) {
+    let offset = a.chars;
+    let (text, stopped) = a.push_text(&piece);
+    let lp = table.map(|t| t.entry(tok, next, offset));
+    a.send_text(text, lp);
+    if stopped {
         return Ok(Step::Finished("stop", true));
     }
     if a.generated >= a.job.max_tokens || a.seen.len() >= ctx {
         return Ok(Step::Finished("length", false));
     }
     Ok(Step::Next(next))
+}
+
+/// Log-softmax of one row of raw logits (in f64), kept for the token sampled from it.
+struct LogprobTable {
+    /// log Σ exp(logit).
+    lse: f64,
+    /// The row's logits (before the sampler's penalty changes them).
+    logits: Vec<f32>,
+    /// The `k` most likely ids, most likely first (lower id first on ties).
+    top: Vec<u32>,
+}
+
+impl LogprobTable {
+    fn new(row: &[f32], k: usize) -> Self {
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(l as f64));
+        let lse = max
+            + row
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        let mut top: Vec<u32> = Vec::with_capacity(k + 1);
+        for (id, &l) in row.iter().enumerate() {
+            let at = top.partition_point(|&t| row[t as usize] >= l);
+            if at < k {
+                top.insert(at, id as u32);
+                top.truncate(k);
+            }
+        }
+        LogprobTable {
+            lse,
+            logits: row.to_vec(),
+            top,
+        }
+    }
+
+    fn entry(&self, tok: &Tokenizer, id: u32, offset: usize) -> TokenLogprob {
+        let name = |id: u32| tok.id_to_token(id).unwrap_or_default().to_string();
+        let lp = |id: u32| self.logits[id as usize] as f64 - self.lse;
+        TokenLogprob {
+            token: name(id),
+            logprob: lp(id),
+            top: self.top.iter().map(|&t| (name(t), lp(t))).collect(),
+            offset,
+        }
+    }
 }

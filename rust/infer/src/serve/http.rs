@@ -22,7 +22,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::api::{ApiError, ChatRequest, Checked, CompletionRequest, Prompt};
-use super::batcher::{Event, Job, Shared};
+use super::batcher::{Event, Job, Shared, TokenLogprob};
 use super::{prompt, Settings, MAX_CONNECTIONS};
 use crate::Error;
 
@@ -194,7 +194,7 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
 async fn completions(State(app): AppState, body: Result<Bytes, BytesRejection>) -> Response {
     let run = || -> Result<(Vec<u32>, Checked), ApiError> {
         let req: CompletionRequest = parse(body)?;
-        let checked = req.common.check(&app.s.model_id, app.s.max_tokens)?;
+        let checked = req.common.check(&app.s.model_id, app.s.max_tokens, false)?;
         let text = match req.prompt {
             Prompt::One(s) => s,
             Prompt::Many(mut v) if v.len() == 1 => v.remove(0),
@@ -213,7 +213,7 @@ async fn completions(State(app): AppState, body: Result<Bytes, BytesRejection>) 
 async fn chat(State(app): AppState, body: Result<Bytes, BytesRejection>) -> Response {
     let run = || -> Result<(Vec<u32>, Checked), ApiError> {
         let req: ChatRequest = parse(body)?;
-        let checked = req.common.check(&app.s.model_id, app.s.max_tokens)?;
+        let checked = req.common.check(&app.s.model_id, app.s.max_tokens, true)?;
         Ok((prompt::chat_ids(&app.tokenizer, &req.messages)?, checked))
     };
     match run() {
@@ -247,6 +247,7 @@ async fn generate(app: Arc<App>, ids: Vec<u32>, c: Checked, kind: Kind) -> Respo
         max_tokens,
         stop: c.stop,
         ignore_eos: c.ignore_eos,
+        logprobs: c.logprobs,
         events: tx,
     };
     if app.shared.submit(job).is_err() {
@@ -263,6 +264,7 @@ async fn generate(app: Arc<App>, ids: Vec<u32>, c: Checked, kind: Kind) -> Respo
         Kind::Chat => format!("chatcmpl-{n}"),
     };
     let shape = Shape {
+        logprobs: c.logprobs.is_some(),
         id,
         kind,
         model: app.s.model_id.clone(),
@@ -283,6 +285,26 @@ struct Shape {
     kind: Kind,
     model: String,
     created: u64,
+    /// The request asked for log-probabilities.
+    logprobs: bool,
+}
+
+/// The completions API's `logprobs` object for `tokens`.
+fn logprobs_json(tokens: &[TokenLogprob]) -> Value {
+    let top: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            let m: serde_json::Map<String, Value> =
+                t.top.iter().map(|(s, lp)| (s.clone(), json!(lp))).collect();
+            Value::Object(m)
+        })
+        .collect();
+    json!({
+        "tokens": tokens.iter().map(|t| t.token.as_str()).collect::<Vec<_>>(),
+        "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+        "top_logprobs": top,
+        "text_offset": tokens.iter().map(|t| t.offset).collect::<Vec<_>>(),
+    })
 }
 
 fn usage(prompt: usize, completion: usize) -> Value {
@@ -334,9 +356,13 @@ fn error_body(message: &str) -> Value {
 /// Collects the whole text.
 async fn whole(shape: Shape, mut rx: mpsc::UnboundedReceiver<Event>) -> Response {
     let mut text = String::new();
+    let mut lps = Vec::new();
     while let Some(ev) = rx.recv().await {
         match ev {
-            Event::Text(t) => text.push_str(&t),
+            Event::Text(t, lp) => {
+                text.push_str(&t);
+                lps.extend(lp);
+            }
             Event::Error(m) => {
                 return (StatusCode::INTERNAL_SERVER_ERROR, Json(error_body(&m))).into_response()
             }
@@ -346,8 +372,9 @@ async fn whole(shape: Shape, mut rx: mpsc::UnboundedReceiver<Event>) -> Response
                 completion_tokens,
             } => {
                 let choice = match shape.kind {
-                    Kind::Completion => json!({"index": 0, "text": text, "logprobs": null,
-                                               "finish_reason": finish_reason}),
+                    Kind::Completion => json!({"index": 0, "text": text,
+                        "logprobs": shape.logprobs.then(|| logprobs_json(&lps)),
+                        "finish_reason": finish_reason}),
                     Kind::Chat => {
                         json!({"index": 0, "logprobs": null, "finish_reason": finish_reason,
                                          "message": {"role": "assistant", "content": text}})
@@ -376,7 +403,13 @@ fn stream(
         data(shape.wrap(true, choice, None))
     });
     let events = UnboundedReceiverStream::new(rx).map(move |ev| match ev {
-        Event::Text(t) => data(shape.chunk(Some(&t), None, None)),
+        Event::Text(t, lp) => {
+            let mut chunk = shape.chunk(Some(&t), None, None);
+            if let Some(lp) = lp {
+                chunk["choices"][0]["logprobs"] = logprobs_json(std::slice::from_ref(&lp));
+            }
+            data(chunk)
+        }
         Event::Done {
             finish_reason,
             prompt_tokens,

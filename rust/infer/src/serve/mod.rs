@@ -149,6 +149,7 @@ fn run(args: Args) -> Result<(), Error> {
         engine.load_lora(Lora::open(path)?)?;
     }
     let tokenizer = engine.model().tokenizer().clone();
+    let slots = batcher::slots(&engine, args.parallel, ctx)?;
     let shared = Arc::new(batcher::Shared::new(args.max_queue));
     let settings = Settings {
         model_id,
@@ -161,12 +162,12 @@ fn run(args: Args) -> Result<(), Error> {
     };
     {
         let shared = shared.clone();
-        let (parallel, delay) = (args.parallel, Duration::from_millis(args.step_delay_ms));
+        let delay = Duration::from_millis(args.step_delay_ms);
         std::thread::Builder::new()
             .name("nano-serve-engine".into())
             .spawn(move || {
                 let run = std::panic::AssertUnwindSafe(|| {
-                    batcher::run(engine, shared, parallel, ctx, delay)
+                    batcher::run(engine, shared, slots, ctx, delay)
                 });
                 if std::panic::catch_unwind(run).is_err() {
                     // Without the engine every request would wait for ever: stop loudly instead.

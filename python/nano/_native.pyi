@@ -34,6 +34,7 @@ __all__ = [
     "MODEL_CONFIG_FIELDS",
     "MODEL_CONFIG_TRAINING_ONLY",
     "MODEL_CONFIG_FILE_ONLY",
+    "serve_main",
 ]
 
 __version__: str
@@ -210,3 +211,6 @@ class Generation:
     def close(self) -> None: ...
     @property
     def stats(self) -> dict[str, float] | None: ...
+
+# ---- nano_infer::serve: the OpenAI-compatible server (python -m nano.serve) -------------------------
+def serve_main(argv: Sequence[str]) -> int: ...

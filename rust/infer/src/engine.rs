@@ -119,6 +119,35 @@ impl Clock {
     }
 }
 
+/// One sequence of a batch ([`Engine::decode_batch`]): its KV cache and how many positions of it
+/// are filled.
+pub struct Sequence {
+    cache: KvCache,
+    len: usize,
+}
+
+impl Sequence {
+    /// Makes room for `positions` positions (at most the context) in the KV cache now, so that
+    /// the sequence allocates nothing more up to there (without it the cache grows as used).
+    pub fn reserve(&mut self, positions: usize) -> Result<()> {
+        self.cache.reserve(positions)
+    }
+
+    /// Positions filled (prompt and generated tokens so far).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for Sequence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequence").field("len", &self.len).finish()
+    }
+}
+
 pub struct Engine {
     model: Model,
     lora: Option<Lora>,
@@ -219,18 +248,94 @@ impl Engine {
         let end = start + tokens.len();
         self.cache.reserve(end)?;
         self.rope.extend(end)?;
+        Ok(self.pass(|f, cache| f.run(cache, tokens, start, all)))
+    }
+
+    /// An empty sequence for [`Engine::prefill`] / [`Engine::decode_batch`], with its own KV cache
+    /// (of this engine's element type; it grows as positions are used).
+    pub fn new_sequence(&self) -> Result<Sequence> {
+        Ok(Sequence {
+            cache: KvCache::new(&self.model, self.cache.dtype())?,
+            len: 0,
+        })
+    }
+
+    /// Starts `seq` over from `ids` (checked as a prompt; what it held before is dropped) and
+    /// returns the logits after its last token.
+    pub fn prefill(&mut self, seq: &mut Sequence, ids: &[u32]) -> Result<Vec<f32>> {
+        self.check_prompt_ids(ids)?;
+        seq.len = 0;
+        seq.cache.reserve(ids.len())?;
+        self.rope.extend(ids.len())?;
+        let logits = self.pass(|f, _| f.run(&mut seq.cache, ids, 0, false));
+        seq.len = ids.len();
+        Ok(logits)
+    }
+
+    /// One decode step of several sequences in one forward pass (every weight read once for all
+    /// of them): `tokens[i]` is appended to `seqs[i]`. Returns [n, vocab] logits, row `i` the next
+    /// token's logits of `seqs[i]`: the same bits as a one-sequence step of that sequence alone
+    /// (the matrix kernels give each input the result it gets alone for fewer inputs than the
+    /// float token-lane threshold, so larger batches run in passes of fewer rows).
+    pub fn decode_batch(&mut self, seqs: &mut [&mut Sequence], tokens: &[u32]) -> Result<Vec<f32>> {
+        if seqs.len() != tokens.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} sequences but {} tokens",
+                seqs.len(),
+                tokens.len()
+            )));
+        }
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.model.config();
+        if let Some(&bad) = tokens.iter().find(|&&i| i as usize >= c.vocab_size) {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                c.vocab_size
+            )));
+        }
+        let mut end = 0;
+        for s in seqs.iter_mut() {
+            if s.len == 0 {
+                return Err(Error::InvalidInput(
+                    "decode_batch needs prefilled sequences".into(),
+                ));
+            }
+            s.cache.reserve(s.len + 1)?; // refuses a sequence at the end of the context
+            end = end.max(s.len + 1);
+        }
+        self.rope.extend(end)?;
+        let mut logits = Vec::with_capacity(tokens.len() * c.vocab_size);
+        // Passes of fewer rows than float weights' token-lane kernels take (those sum in their
+        // own order), so that every row's result is its one-input result on every path.
+        let rows = crate::kernels::TOKEN_LANES_MIN - 1;
+        for (seqs, tokens) in seqs.chunks_mut(rows).zip(tokens.chunks(rows)) {
+            let positions: Vec<usize> = seqs.iter().map(|s| s.len).collect();
+            let mut caches: Vec<&mut KvCache> = seqs.iter_mut().map(|s| &mut s.cache).collect();
+            logits.extend(self.pass(|f, _| f.run_batch(&mut caches, &positions, tokens)));
+            for s in seqs.iter_mut() {
+                s.len += 1;
+            }
+        }
+        Ok(logits)
+    }
+
+    /// Runs `body` on a [`Forward`] of this engine (and the engine's own KV cache) inside its
+    /// thread team.
+    fn pass<T>(&mut self, body: impl FnOnce(&mut Forward, &mut KvCache) -> T) -> T {
         let mut f = Forward {
             model: &self.model,
             lora: self.lora.as_ref(),
-            cache: &mut self.cache,
             rope: &self.rope,
             scratch: &mut self.scratch,
             buffers: &mut self.buffers,
         };
+        let cache = &mut self.cache;
         #[cfg(feature = "threads")]
-        return Ok(self.team.enter(|| f.run(tokens, start, all)));
+        return self.team.enter(|| body(&mut f, cache));
         #[cfg(not(feature = "threads"))]
-        Ok(f.run(tokens, start, all))
+        body(&mut f, cache)
     }
 
     /// Refuses empty prompts, prompts longer than the context and ids outside the vocabulary.

@@ -99,7 +99,6 @@ impl Buffers {
 pub(crate) struct Forward<'a> {
     pub model: &'a Model,
     pub lora: Option<&'a Lora>,
-    pub cache: &'a mut KvCache,
     pub rope: &'a Rope,
     pub scratch: &'a mut Scratch,
     pub buffers: &'a mut Buffers,
@@ -126,9 +125,54 @@ fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 }
 
 impl Forward<'_> {
-    /// Runs `tokens` at positions `start..start+n` (all < block_size, ids < vocab: checked by the
-    /// caller, who has also made room for them in the cache and the RoPE tables), filling the cache. Returns the logits of every position (`all`) or of the last one.
-    pub fn run(&mut self, tokens: &[u32], start: usize, all: bool) -> Vec<f32> {
+    /// Runs `tokens` at positions `start..start+n` of one sequence (all < block_size, ids < vocab:
+    /// checked by the caller, who has also made room for them in the cache and the RoPE tables),
+    /// filling its cache. Returns the logits of every position (`all`) or of the last one.
+    pub fn run(
+        &mut self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        start: usize,
+        all: bool,
+    ) -> Vec<f32> {
+        let n = tokens.len();
+        self.run_rows(
+            tokens,
+            |t| start + t,
+            all,
+            |f, layer, xb| f.attention(cache, layer, xb, start, n),
+        )
+    }
+
+    /// One decode step of several sequences at once: token `t` is the next token of the sequence
+    /// whose cache is `caches[t]`, at position `positions[t]` (checked and made room for by the
+    /// caller, as for [`Forward::run`]). Every matrix is read once for all of them; each row's
+    /// values go through the same kernels in the same order as a one-token [`Forward::run`], so
+    /// each sequence's logits do not depend on what runs beside it. Returns [n, vocab] logits.
+    pub fn run_batch(
+        &mut self,
+        caches: &mut [&mut KvCache],
+        positions: &[usize],
+        tokens: &[u32],
+    ) -> Vec<f32> {
+        assert!(caches.len() == tokens.len() && positions.len() == tokens.len());
+        self.run_rows(
+            tokens,
+            |t| positions[t],
+            true,
+            |f, layer, xb| f.attention_batch(caches, positions, layer, xb),
+        )
+    }
+
+    /// The layers around attention for `tokens`, row `t` at position `pos(t)`; `attend` computes
+    /// one layer's attention output ([n, n_head*head_dim]) from its normed input.
+    fn run_rows(
+        &mut self,
+        tokens: &[u32],
+        pos: impl Fn(usize) -> usize,
+        all: bool,
+        mut attend: impl FnMut(&mut Self, usize, &[f32]) -> Vec<f32>,
+    ) -> Vec<f32> {
         let m = self.model;
         let c = m.config();
         let (n, d) = (tokens.len(), c.n_embd);
@@ -141,7 +185,7 @@ impl Forward<'_> {
             let pe = m.mat(pe);
             let mut tmp = vec![0.0; d];
             for (t, row) in x.chunks_exact_mut(d).enumerate() {
-                kernels::dequantize_row(&pe, start + t, &mut tmp);
+                kernels::dequantize_row(&pe, pos(t), &mut tmp);
                 row.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
             }
         }
@@ -149,7 +193,7 @@ impl Forward<'_> {
         for layer in 0..c.n_layer {
             let lt = m.layers[layer];
             rmsnorm(&mut xb, &x, m.vector(lt.attn_norm), c.norm_eps);
-            let att = self.attention(layer, &xb, start, n);
+            let att = attend(self, layer, &xb);
             let [o] = self.project_many(layer, [("wo", lt.wo)], &att, n);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             self.buffers.give(att);
@@ -219,7 +263,14 @@ impl Forward<'_> {
     }
 
     /// Projects q/k/v, applies RoPE, appends k/v to the cache and attends; returns [n, n_head*head_dim].
-    fn attention(&mut self, layer: usize, xb: &[f32], start: usize, n: usize) -> Vec<f32> {
+    fn attention(
+        &mut self,
+        cache: &mut KvCache,
+        layer: usize,
+        xb: &[f32],
+        start: usize,
+        n: usize,
+    ) -> Vec<f32> {
         let m = self.model;
         let c = m.config();
         let lt = m.layers[layer];
@@ -240,9 +291,9 @@ impl Forward<'_> {
                 }
             });
         }
-        self.cache.append(layer, start, &k, &v);
+        cache.append(layer, start, &k, &v);
         let mut out = self.buffers.take(n * nh * hd);
-        let cache = &*self.cache;
+        let cache = &*cache;
         let causal = c.is_causal;
         let group = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -257,6 +308,69 @@ impl Forward<'_> {
         // Multiply-adds of all heads (scores and weighted values); below ~64 K (a short decode
         // context) handing the heads to other threads costs more than it saves.
         let parallel = cfg!(feature = "threads") && n * nh * (start + n) * hd * 2 >= 1 << 16;
+        #[cfg(feature = "threads")]
+        if parallel {
+            use rayon::prelude::*;
+            match crate::sched::Team::current() {
+                Some(team) => {
+                    team.for_each_chunk(&mut [&mut out[..]], group * hd, |_, i, o| task((i, o)))
+                }
+                None => out.par_chunks_mut(group * hd).enumerate().for_each(task),
+            }
+        }
+        if !parallel {
+            out.chunks_mut(group * hd).enumerate().for_each(task);
+        }
+        for b in [q, k, v] {
+            self.buffers.give(b);
+        }
+        out
+    }
+}
+
+impl Forward<'_> {
+    /// [`Forward::attention`] for one decode token of each of several sequences: row `t` is at
+    /// position `positions[t]` of the sequence cached in `caches[t]`. Projections run on all rows
+    /// at once; RoPE, the cache append and the attention of each row are exactly the one-token
+    /// path's. Returns [n, n_head*head_dim].
+    fn attention_batch(
+        &mut self,
+        caches: &mut [&mut KvCache],
+        positions: &[usize],
+        layer: usize,
+        xb: &[f32],
+    ) -> Vec<f32> {
+        let m = self.model;
+        let c = m.config();
+        let lt = m.layers[layer];
+        let n = positions.len();
+        let (hd, nh, nkv) = (c.head_dim(), c.n_head, c.n_kv_head);
+        let [mut q, mut k, v] =
+            self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
+        let rows = (q.chunks_exact_mut(nh * hd))
+            .zip(k.chunks_exact_mut(nkv * hd))
+            .zip(v.chunks_exact(nkv * hd));
+        for (((q, k), v), (cache, &pos)) in rows.zip(caches.iter_mut().zip(positions)) {
+            if c.use_rope {
+                self.rope.apply(q, pos);
+                self.rope.apply(k, pos);
+            }
+            cache.append(layer, pos, k, v);
+        }
+        let mut out = self.buffers.take(n * nh * hd);
+        let caches: Vec<&KvCache> = caches.iter().map(|c| &**c).collect();
+        let group = nh / nkv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        // One task per (row, KV head), as in the one-sequence path; each row sees its own
+        // sequence's positions up to and including its own.
+        let task = |(i, o): (usize, &mut [f32])| {
+            let (t, kvh) = (i / nkv, i % nkv);
+            let heads = (t * nh + kvh * group) * hd..(t * nh + (kvh + 1) * group) * hd;
+            let visible = positions[t] + 1;
+            attention::attend_group(&q[heads], caches[t], layer, kvh, visible, scale, o);
+        };
+        let work: usize = positions.iter().map(|&p| nh * (p + 1) * hd * 2).sum();
+        let parallel = cfg!(feature = "threads") && work >= 1 << 16;
         #[cfg(feature = "threads")]
         if parallel {
             use rayon::prelude::*;

@@ -18,7 +18,7 @@ pub mod sched;
 
 pub use attention::KvDtype;
 pub use engine::{
-    check_threads, max_threads, threads_error, Engine, GenerateOptions, GenerateStats,
+    check_threads, max_threads, threads_error, Engine, GenerateOptions, GenerateStats, Sequence,
     MAX_THREADS_PER_CPU,
 };
 pub use model::{Lora, Model};
@@ -27,3 +27,7 @@ pub use error::{Error, Result};
 
 /// Crate version, for diagnostics.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `nano-infer serve`, the OpenAI-compatible HTTP server (feature "serve").
+#[cfg(feature = "serve")]
+pub mod serve;

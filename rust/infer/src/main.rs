@@ -3,6 +3,7 @@
 //!     nano-infer MODEL.bin [-l LORA.bin] [-i] [-n MAX] [-t TEMP] [-k TOPK] [-p TOPP] [-r PENALTY]
 //!                [-s SEED] [--threads N] [--prompt TEXT]
 //!     nano-infer bench MODEL.bin ...        (benchmark subcommand; see src/cli/bench.rs)
+//!     nano-infer serve MODEL.bin ...        (OpenAI-compatible HTTP server; see src/serve/)
 //!
 //! Subcommands are recognised by the first argument, so a model path is never mistaken for one.
 mod cli;
@@ -13,6 +14,8 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let result = match args.get(1).and_then(|a| a.to_str()) {
         Some("bench") => cli::bench::main(&args),
+        #[cfg(feature = "serve")]
+        Some("serve") => nano_infer::serve::main(&args),
         _ => cli::run::main(&args),
     };
     match result {

@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod infer;
+mod serve;
 mod shuffle;
 mod tokenizer;
 
@@ -12,5 +13,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tokenizer::register(m)?;
     shuffle::register(m)?;
     infer::register(m)?;
+    serve::register(m)?;
     Ok(())
 }

@@ -168,7 +168,7 @@ impl AlignedBuf {
 
 /// Prompt tokens from which float prefill takes the path's `token_lanes` (16 per vector: fewer
 /// would leave lanes idle).
-const TOKEN_LANES_MIN: usize = 16;
+pub(crate) const TOKEN_LANES_MIN: usize = 16;
 
 /// One q8_0-quantized activation row: values, per-group scales, and per-group sums of the values
 /// (SIMD paths that offset weights to unsigned bytes subtract `offset * sum` to stay exact).

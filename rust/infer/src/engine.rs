@@ -1,6 +1,6 @@
 //! The inference engine: a model, an optional LoRA plug-in, the KV cache, and streaming generation
 //! with the sampler of docs/sampling.md.
-use nano_tokenizer::{special, StreamDecoder};
+use nano_tokenizer::special;
 
 use crate::attention::{KvCache, KvDtype};
 use crate::error::{Error, Result};
@@ -22,7 +22,8 @@ pub struct GenerateOptions {
     /// 1.0 = off.
     pub repetition_penalty: f32,
     pub seed: u64,
-    /// Wrap the prompt in the instruction template `<|instruct_mark|>` prompt `<|response_mark|>`.
+    /// Wrap the prompt in the instruction template `<|instruct_mark|>` prompt `<|response_mark|>`
+    /// (for a model whose file carries a chat template: one user turn in that template).
     pub instruct: bool,
 }
 
@@ -371,10 +372,15 @@ impl Engine {
     /// The token ids generation starts from: the encoded prompt, wrapped in the template if `instruct`.
     pub fn prompt_ids(&self, prompt: &str, instruct: bool) -> Result<Vec<u32>> {
         let tok = self.model.tokenizer();
-        let ids = tok.encode(prompt, false);
         if !instruct {
-            return Ok(ids);
+            return Ok(tok.prompt_ids(prompt));
         }
+        if tok.chat_template().is_some() {
+            // an imported model: one user turn in the model's own chat template
+            let messages = serde_json::json!([{"role": "user", "content": prompt}]).to_string();
+            return tok.chat_ids(&messages, true);
+        }
+        let ids = tok.prompt_ids(prompt);
         let mark = |name: &str| {
             tok.token_to_id(name).ok_or_else(|| {
                 Error::Unsupported(format!(
@@ -423,14 +429,14 @@ impl Engine {
         self.check_prompt_ids(&ids)?;
         let block = self.model.config().block_size;
         let tokenizer = self.model.tokenizer().clone();
-        let eos = tokenizer.token_to_id(special::EOS);
+        let stop = tokenizer.stop_ids();
         let mut stats = GenerateStats {
             prompt_tokens: ids.len(),
             ..Default::default()
         };
         let mut sampler = Sampler::new(opts.sampler_options(), opts.seed);
         // special tokens print nothing (as in the PyTorch path); <|eos|> stops before printing
-        let mut decoder = StreamDecoder::skipping_special(&tokenizer);
+        let mut decoder = tokenizer.stream_decoder();
         if ids.len() >= block {
             stats.context_full = true;
             return Ok(stats);
@@ -444,14 +450,12 @@ impl Engine {
         let clock = Clock::start();
         loop {
             let next = sampler.sample(&mut logits, &ids);
-            if Some(next) == eos {
+            if stop.contains(&next) {
                 break;
             }
             ids.push(next);
             stats.generated_tokens += 1;
-            let piece = decoder
-                .push(next)
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            let piece = decoder.push(next)?;
             let more = on_piece(piece);
             decoder.take();
             if !more || stats.generated_tokens >= opts.max_new_tokens {

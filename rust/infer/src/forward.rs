@@ -1,9 +1,11 @@
-//! The transformer forward pass of `python/nano/model.py` (RMSNorm, interleaved-pair RoPE, GQA
+//! The transformer forward pass of `python/nano/model.py` (RMSNorm, interleaved-pair RoPE with
+//! optional Llama 3 frequency scaling, optional q/k/v biases (Qwen2), GQA
 //! attention over a KV cache holding only the KV heads, SwiGLU, tied head). All matrix products go
 //! through `crate::kernels` and attention through `crate::attention`; this file does the per-element
 //! work around them.
 use crate::attention::{self, KvCache};
 use crate::error::{Error, Result};
+use crate::format::RopeScaling;
 use crate::kernels::{self, MatRef, Scratch, Weights};
 use crate::model::{Adapter, Lora, Model};
 
@@ -14,6 +16,7 @@ pub(crate) struct Rope {
     sin: Vec<f32>,
     half: usize,
     theta: f64,
+    scaling: Option<RopeScaling>,
     enabled: bool,
 }
 
@@ -25,6 +28,7 @@ impl Rope {
             sin: Vec::new(),
             half: c.head_dim() / 2,
             theta: c.rope_theta as f64,
+            scaling: c.rope_scaling.clone(),
             enabled: c.use_rope,
         }
     }
@@ -44,7 +48,10 @@ impl Rope {
         }
         for p in have..positions {
             for i in 0..half {
-                let freq = 1.0 / self.theta.powf((2 * i) as f64 / hd as f64);
+                let mut freq = 1.0 / self.theta.powf((2 * i) as f64 / hd as f64);
+                if let Some(s) = &self.scaling {
+                    freq = s.scale(freq);
+                }
                 let a = p as f64 * freq;
                 self.cos.push(a.cos() as f32);
                 self.sin.push(a.sin() as f32);
@@ -275,8 +282,16 @@ impl Forward<'_> {
         let c = m.config();
         let lt = m.layers[layer];
         let (hd, nh, nkv) = (c.head_dim(), c.n_head, c.n_kv_head);
-        let [mut q, mut k, v] =
+        let [mut q, mut k, mut v] =
             self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
+        if let Some(bias) = lt.bias {
+            for (out, b) in [&mut q, &mut k, &mut v].into_iter().zip(bias) {
+                let b = m.vector(b);
+                for row in out.chunks_exact_mut(b.len()) {
+                    row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+                }
+            }
+        }
         if c.use_rope {
             let rope = self.rope;
             let ch = crate::sched::token_chunk(n, (nh + nkv) * hd);

@@ -15,6 +15,7 @@ pub mod kernels;
 mod model;
 pub mod sampler;
 pub mod sched;
+pub mod tokenizer;
 
 pub use attention::KvDtype;
 pub use engine::{
@@ -22,6 +23,7 @@ pub use engine::{
     MAX_THREADS_PER_CPU,
 };
 pub use model::{Lora, Model};
+pub use tokenizer::{ModelTokenizer, TextStream};
 
 pub use error::{Error, Result};
 

@@ -4,13 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use nano_tokenizer::Tokenizer;
-
 use crate::error::{Error, Result};
 use crate::format::{
     self, as_slice_of, DType, FileVersion, LoraBase, LoraConfig, ModelConfig, Pod, Store, Tensor,
 };
 use crate::kernels::{MatRef, Weights};
+use crate::tokenizer::ModelTokenizer;
 
 /// The bytes a model was loaded from.
 enum Backing {
@@ -53,6 +52,8 @@ pub(crate) struct LayerTensors {
     pub wk: usize,
     pub wv: usize,
     pub wo: usize,
+    /// Biases of q, k, v (models with `qkv_bias`).
+    pub bias: Option<[usize; 3]>,
     pub ffn_norm: usize,
     pub w1: usize,
     pub w2: usize,
@@ -62,7 +63,7 @@ pub(crate) struct LayerTensors {
 pub struct Model {
     backing: Backing,
     config: ModelConfig,
-    tokenizer: Arc<Tokenizer>,
+    tokenizer: Arc<ModelTokenizer>,
     base_hash: Option<String>,
     version: FileVersion,
     tensors: Vec<Tensor>,
@@ -113,8 +114,7 @@ impl Model {
 
     fn load(mut backing: Backing) -> Result<Model> {
         let parsed = format::parse_model(backing.bytes())?;
-        let tokenizer = Tokenizer::from_tokens(parsed.tokens.tokens, parsed.tokens.special)
-            .map_err(|e| Error::Format(format!("tokenizer section: {e}")))?;
+        let tokenizer = ModelTokenizer::from_data(parsed.tokenizer, parsed.config.vocab_size)?;
         let mut tensors = parsed.tensors;
         for t in &mut tensors {
             copy_if_misaligned(t, backing.bytes());
@@ -139,6 +139,15 @@ impl Model {
                 wk: f("attention.wk.weight")?,
                 wv: f("attention.wv.weight")?,
                 wo: f("attention.wo.weight")?,
+                bias: if config.qkv_bias {
+                    Some([
+                        f("attention.wq.bias")?,
+                        f("attention.wk.bias")?,
+                        f("attention.wv.bias")?,
+                    ])
+                } else {
+                    None
+                },
                 ffn_norm: f("ffn_norm.weight")?,
                 w1: f("feed_forward.w1.weight")?,
                 w2: f("feed_forward.w2.weight")?,
@@ -175,7 +184,7 @@ impl Model {
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
-    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+    pub fn tokenizer(&self) -> &Arc<ModelTokenizer> {
         &self.tokenizer
     }
     /// `nano.model.base_hash` of the weights when the exporter recorded it (None for 2024.10 files).

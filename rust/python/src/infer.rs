@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use nano_infer::format::{
-    self, legacy, v2026, DType, LoraBase, LoraConfig, ModelConfig, TokenList,
+    self, legacy, v2026, DType, HfTokenizer, LoraBase, LoraConfig, ModelConfig, TokenList,
 };
 use nano_infer::kernels;
 use nano_infer::sampler::SamplerOptions;
@@ -143,6 +143,35 @@ fn write_model(
     })
 }
 
+/// Writes a model imported from Hugging Face (Nano 2026.2 in `dtype`): `config_json` holds the
+/// file's config fields (qkv_bias, rope_scaling included), `hf_tokenizer_json` the tokenizer
+/// section ({json, bos_token, eos_token, pad_token, unk_token, add_bos_token, chat_template,
+/// stop_ids}).
+#[pyfunction]
+#[pyo3(signature = (path, config_json, hf_tokenizer_json, tensors, dtype="f32"))]
+fn write_hf_model(
+    py: Python<'_>,
+    path: PathBuf,
+    config_json: &str,
+    hf_tokenizer_json: &str,
+    tensors: &Bound<'_, PyDict>,
+    dtype: &str,
+) -> PyResult<()> {
+    let config: ModelConfig = serde_json::from_str(config_json).map_err(json_err("config"))?;
+    let hf: HfTokenizer =
+        serde_json::from_str(hf_tokenizer_json).map_err(json_err("tokenizer section"))?;
+    let dtype = DType::parse(dtype).map_err(to_py_err)?;
+    let tensors = tensors_from(tensors)?;
+    py.detach(|| {
+        guarded(|| {
+            let refs = tensor_refs(&tensors);
+            v2026::encode_hf_model(&config, &hf, &refs, dtype)
+                .and_then(|b| format::write_atomic(&path, &b))
+                .map_err(to_py_err)
+        })
+    })
+}
+
 /// Writes a LoRA plug-in. `lora_json` = {rank, alpha, targets}; `base_json` = {hash, n_layer, n_embd,
 /// n_head, n_kv_head, n_hidden}.
 #[pyfunction]
@@ -206,6 +235,7 @@ fn read_model<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>
     info.set_item("version", format!("{:?}", model.version()))?;
     info.set_item("dtype", model.dtype().name())?;
     info.set_item("base_hash", model.base_hash())?;
+    info.set_item("tokenizer_kind", model.tokenizer().kind())?;
     let config = serde_json::to_string(model.config()).map_err(json_err("config"))?;
     let tok = model.tokenizer().to_json_string();
     Ok((config, tok, dict, info).into_pyobject(py)?.into_any())
@@ -309,6 +339,28 @@ impl PyEngine {
     #[getter]
     fn base_hash(&self) -> Option<&str> {
         self.base_hash.as_deref()
+    }
+
+    /// "nano" (Nano's vocabulary JSON in `tokenizer_json`) or "hf" (a `tokenizer.json` text).
+    #[getter]
+    fn tokenizer_kind(&self, py: Python<'_>) -> PyResult<&'static str> {
+        self.with(py, |e| Ok(e.model().tokenizer().kind()))
+    }
+
+    /// The prompt the model's chat template makes of `messages_json` (a JSON list of
+    /// {"role", "content"} objects).
+    #[pyo3(signature = (messages_json, add_generation_prompt=true))]
+    fn render_chat(
+        &self,
+        py: Python<'_>,
+        messages_json: &str,
+        add_generation_prompt: bool,
+    ) -> PyResult<String> {
+        self.with(py, |e| {
+            e.model()
+                .tokenizer()
+                .render_chat(messages_json, add_generation_prompt)
+        })
     }
 
     fn load_lora(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
@@ -559,6 +611,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "MODEL_CONFIG_TRAINING_ONLY",
         format::TRAINING_ONLY_FIELDS.to_vec(),
     )?;
+    m.add_function(wrap_pyfunction!(write_hf_model, m)?)?;
     m.add("MODEL_CONFIG_FILE_ONLY", format::FILE_ONLY_FIELDS.to_vec())?;
     Ok(())
 }

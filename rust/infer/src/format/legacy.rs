@@ -80,6 +80,8 @@ fn config_of(h: &Header) -> Result<ModelConfig> {
         use_rope: true,
         is_causal: true,
         tied_head: c[7] == 1,
+        qkv_bias: false,
+        rope_scaling: None,
     };
     config.validate()?;
     Ok(config)
@@ -197,7 +199,7 @@ pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
     Ok(ParsedModel {
         version: FileVersion::Legacy2024,
         config,
-        tokens,
+        tokenizer: super::TokenizerData::Vocab(tokens),
         base_hash: None,
         tensors,
     })
@@ -433,6 +435,12 @@ pub fn encode_model(
     }
     if !config.is_causal {
         return refuse("a non-causal model");
+    }
+    if config.qkv_bias {
+        return refuse("q/k/v biases");
+    }
+    if config.rope_scaling.is_some() {
+        return refuse("RoPE frequency scaling");
     }
     if config.rope_theta != THETA {
         return refuse(&format!(

@@ -44,17 +44,75 @@ pub struct ModelConfig {
     /// The output head is the token embedding (no separate `output.weight`).
     #[serde(default = "yes")]
     pub tied_head: bool,
+    /// The q, k and v projections add a bias (Qwen2): 1-D tensors `layers.{i}.attention.w{q,k,v}.bias`.
+    /// Only in 2026.2 files; absent means false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub qkv_bias: bool,
+    /// Llama 3 RoPE frequency scaling; absent means plain RoPE. Only in 2026.2 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
 }
 
 fn yes() -> bool {
     true
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Llama 3's RoPE frequency scaling (HF `rope_scaling` with `rope_type: "llama3"`): frequencies
+/// whose wavelength exceeds `original_max_position_embeddings / low_freq_factor` are divided by
+/// `factor`, those below `original_max_position_embeddings / high_freq_factor` kept, and the ones
+/// between blended linearly in `original_max_position_embeddings / wavelength`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RopeScaling {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_max_position_embeddings: usize,
+}
+
+impl RopeScaling {
+    fn validate(&self) -> Result<()> {
+        let ok = |v: f32| v.is_finite() && v > 0.0;
+        if !(ok(self.factor)
+            && ok(self.low_freq_factor)
+            && ok(self.high_freq_factor)
+            && self.high_freq_factor > self.low_freq_factor
+            && self.original_max_position_embeddings > 0)
+        {
+            return format_err(format!(
+                "config rope_scaling {self:?} is invalid (factors must be positive and \
+                 high_freq_factor > low_freq_factor)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The scaled inverse frequency of one RoPE pair whose plain inverse frequency is `inv_freq`.
+    pub fn scale(&self, inv_freq: f64) -> f64 {
+        let old = self.original_max_position_embeddings as f64;
+        let (low, high) = (self.low_freq_factor as f64, self.high_freq_factor as f64);
+        let factor = self.factor as f64;
+        let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
+        if wavelen < old / high {
+            inv_freq
+        } else if wavelen > old / low {
+            inv_freq / factor
+        } else {
+            let smooth = (old / wavelen - low) / (high - low);
+            (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
+        }
+    }
+}
+
 /// Fields of `nano.model.ModelConfig` that only training uses; model files do not store them.
 pub const TRAINING_ONLY_FIELDS: [&str; 2] = ["dropout", "bias"];
 /// Fields of [`ModelConfig`] that `nano.model.ModelConfig` lacks (PyTorch models always tie the
 /// head; 2024.10 files may not).
-pub const FILE_ONLY_FIELDS: [&str; 1] = ["tied_head"];
+pub const FILE_ONLY_FIELDS: [&str; 3] = ["tied_head", "qkv_bias", "rope_scaling"];
 
 impl ModelConfig {
     /// The names of the fields, sorted (taken from the serialized struct, so the list cannot drift
@@ -73,6 +131,13 @@ impl ModelConfig {
             use_rope: true,
             is_causal: true,
             tied_head: true,
+            qkv_bias: true,
+            rope_scaling: Some(RopeScaling {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192,
+            }),
         };
         match serde_json::to_value(example) {
             Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
@@ -141,7 +206,18 @@ impl ModelConfig {
                 self.rope_theta
             ));
         }
+        if let Some(s) = &self.rope_scaling {
+            if !self.use_rope {
+                return format_err("config rope_scaling needs use_rope");
+            }
+            s.validate()?;
+        }
         Ok(())
+    }
+
+    /// Whether the file needs format 2026.2 (fields that 2026.1 readers do not know).
+    pub fn needs_minor_2(&self) -> bool {
+        self.qkv_bias || self.rope_scaling.is_some()
     }
 
     /// The tensors a base model of this shape consists of, with their shapes (PyTorch state_dict names).
@@ -161,6 +237,11 @@ impl ModelConfig {
             t.push((format!("{p}attention.wq.weight"), vec![q, d]));
             t.push((format!("{p}attention.wk.weight"), vec![kv, d]));
             t.push((format!("{p}attention.wv.weight"), vec![kv, d]));
+            if self.qkv_bias {
+                t.push((format!("{p}attention.wq.bias"), vec![q]));
+                t.push((format!("{p}attention.wk.bias"), vec![kv]));
+                t.push((format!("{p}attention.wv.bias"), vec![kv]));
+            }
             t.push((format!("{p}attention.wo.weight"), vec![d, q]));
             t.push((format!("{p}ffn_norm.weight"), vec![d]));
             t.push((format!("{p}feed_forward.w1.weight"), vec![h, d]));
@@ -180,6 +261,36 @@ impl ModelConfig {
 pub struct TokenList {
     pub tokens: Vec<String>,
     pub special: Vec<bool>,
+}
+
+/// A Hugging Face tokenizer carried inside a model file (format 2026.2): the `tokenizer.json` text
+/// and what `tokenizer_config.json` / `generation_config.json` add to it. The engine builds a
+/// [`nano_tokenizer::BpeTokenizer`] from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HfTokenizer {
+    /// The text of `tokenizer.json`.
+    pub json: String,
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    pub pad_token: Option<String>,
+    pub unk_token: Option<String>,
+    /// Prompts start with `bos_token` (resolved at import from `tokenizer_config.json` or the
+    /// post-processor of `tokenizer.json`).
+    pub add_bos_token: bool,
+    /// The Jinja chat template, when the model has one.
+    pub chat_template: Option<String>,
+    /// Ids that end a generation (the model's `eos_token_id`s and the eos token's id).
+    pub stop_ids: Vec<u32>,
+}
+
+/// The tokenizer a model file carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenizerData {
+    /// Nano's maximum-forward-match vocabulary (every Nano-trained model, and 2024.10 files).
+    Vocab(TokenList),
+    /// A Hugging Face BPE tokenizer (imported models).
+    Hf(HfTokenizer),
 }
 
 /// Element type of a stored tensor.
@@ -270,7 +381,7 @@ pub enum FileVersion {
 pub struct ParsedModel {
     pub version: FileVersion,
     pub config: ModelConfig,
-    pub tokens: TokenList,
+    pub tokenizer: TokenizerData,
     /// `nano.model.base_hash` of the weights, when the exporter recorded it (not in legacy files).
     pub base_hash: Option<String>,
     pub tensors: Vec<Tensor>,

@@ -1,4 +1,4 @@
-//! Nano's own model-file format, version 2026.1: a 64-byte preamble, a JSON header (config, tokenizer,
+//! Nano's own model-file format, versions 2026.1 and 2026.2: a 64-byte preamble, a JSON header (config, tokenizer,
 //! tensor table), then 64-byte-aligned tensor data, all covered by an XXH3-64 checksum.
 //! The byte layout is specified in docs/format.md.
 use std::collections::HashMap;
@@ -7,14 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use super::bytes::{f32_vec, Reader};
 use super::{
-    check_tensor_set, expected_lora_tensors, DType, FileVersion, LoraBase, LoraConfig, ModelConfig,
-    ParsedLora, ParsedModel, Store, Tensor, TokenList, KIND_BASE, KIND_LORA, MAGIC,
+    check_tensor_set, expected_lora_tensors, DType, FileVersion, HfTokenizer, LoraBase, LoraConfig,
+    ModelConfig, ParsedLora, ParsedModel, Store, Tensor, TokenList, TokenizerData, KIND_BASE,
+    KIND_LORA, MAGIC,
 };
 use crate::error::{format_err, Error, Result};
 use crate::kernels::{self, QK};
 
 pub const MAJOR: i32 = 2026;
-pub const MINOR: i32 = 1;
+/// Minor 2 adds q/k/v biases, RoPE scaling and Hugging Face tokenizers; files without them are
+/// still written as minor 1, byte for byte as before.
+pub const MINOR: i32 = 2;
 /// Size of the fixed preamble; the JSON header starts here.
 pub const PREAMBLE: usize = 64;
 /// Alignment of the data section and of every tensor within it.
@@ -36,7 +39,11 @@ struct TensorEntry {
 #[serde(deny_unknown_fields)]
 struct ModelHeader {
     config: ModelConfig,
-    tokenizer: TokenList,
+    /// Exactly one of `tokenizer` (Nano's vocabulary) and `hf_tokenizer` (2026.2) is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokenizer: Option<TokenList>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hf_tokenizer: Option<HfTokenizer>,
     base_hash: Option<String>,
     tensors: Vec<TensorEntry>,
 }
@@ -56,6 +63,7 @@ pub fn checksum(body: &[u8]) -> u64 {
 
 /// Parsed preamble + JSON header text + where the data section lies.
 struct Layout<'a> {
+    minor: i32,
     kind: i32,
     header: &'a str,
     data_offset: usize,
@@ -122,6 +130,7 @@ fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
     let header = std::str::from_utf8(header_bytes)
         .map_err(|_| Error::Format("header is not valid UTF-8".into()))?;
     Ok(Layout {
+        minor,
         kind,
         header,
         data_offset: data_offset as usize,
@@ -187,7 +196,24 @@ pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
         .map_err(|e| Error::Format(format!("bad JSON header: {e}")))?;
     let config = header.config;
     config.validate()?;
-    check_tokens(&header.tokenizer, config.vocab_size)?;
+    let tokenizer = match (header.tokenizer, header.hf_tokenizer) {
+        (Some(t), None) => {
+            check_tokens(&t, config.vocab_size)?;
+            TokenizerData::Vocab(t)
+        }
+        (None, Some(hf)) => TokenizerData::Hf(hf),
+        (Some(_), Some(_)) => {
+            return format_err("the header has both a tokenizer and an hf_tokenizer section")
+        }
+        (None, None) => return format_err("the header has no tokenizer section"),
+    };
+    if layout.minor < 2 && (config.needs_minor_2() || matches!(tokenizer, TokenizerData::Hf(_))) {
+        return format_err(format!(
+            "a {MAJOR}.{} file cannot hold q/k/v biases, RoPE scaling or a Hugging Face tokenizer \
+             (they need {MAJOR}.2)",
+            layout.minor
+        ));
+    }
     check_tensor_set(
         &config.expected_tensors(),
         header
@@ -215,7 +241,7 @@ pub fn parse_model(bytes: &[u8]) -> Result<ParsedModel> {
     Ok(ParsedModel {
         version: FileVersion::Nano2026,
         config,
-        tokens: header.tokenizer,
+        tokenizer,
         base_hash: header.base_hash,
         tensors,
     })
@@ -308,6 +334,7 @@ fn encode_tensor(t: &TensorIn, dtype: DType) -> (DType, Vec<u8>) {
 /// Lays out preamble + JSON header + aligned data, filling in the table offsets and the checksum.
 fn assemble(
     kind: i32,
+    minor: i32,
     header_json: impl Fn(&[TensorEntry]) -> Result<String>,
     blobs: Vec<(TensorEntry, Vec<u8>)>,
 ) -> Result<Vec<u8>> {
@@ -336,7 +363,7 @@ fn assemble(
         pre.extend(w.to_le_bytes());
     }
     pre.extend(MAJOR.to_le_bytes());
-    pre.extend(MINOR.to_le_bytes());
+    pre.extend(minor.to_le_bytes());
     pre.extend(kind.to_le_bytes());
     pre.extend(0u32.to_le_bytes());
     pre.extend((header.len() as u64).to_le_bytes());
@@ -388,7 +415,8 @@ fn check_inputs(expected: &[(String, Vec<usize>)], tensors: &[TensorIn]) -> Resu
     .map_err(|e| Error::InvalidInput(e.to_string().replace("invalid model file: ", "")))
 }
 
-/// Encodes a base model: every matrix in `dtype` (see [`encode_tensor`]), norms in f32.
+/// Encodes a base model: every matrix in `dtype` (see [`encode_tensor`]), norms and biases in f32.
+/// The file is 2026.1 unless the config needs 2026.2 ([`ModelConfig::needs_minor_2`]).
 pub fn encode_model(
     config: &ModelConfig,
     tokens: &TokenList,
@@ -396,10 +424,46 @@ pub fn encode_model(
     tensors: &[TensorIn],
     dtype: DType,
 ) -> Result<Vec<u8>> {
+    check_tokens(tokens, config.vocab_size).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    encode_base(
+        config,
+        Some(tokens),
+        None,
+        base_hash,
+        tensors,
+        dtype,
+    )
+}
+
+/// Encodes a base model carrying a Hugging Face tokenizer (always 2026.2). The tokenizer is
+/// checked the way the engine loads it ([`crate::tokenizer::ModelTokenizer::from_hf`]).
+pub fn encode_hf_model(
+    config: &ModelConfig,
+    tokenizer: &HfTokenizer,
+    tensors: &[TensorIn],
+    dtype: DType,
+) -> Result<Vec<u8>> {
+    crate::tokenizer::ModelTokenizer::from_hf(tokenizer.clone(), config.vocab_size)
+        .map_err(|e| Error::InvalidInput(e.to_string().replace("invalid model file: ", "")))?;
+    encode_base(config, None, Some(tokenizer), None, tensors, dtype)
+}
+
+fn encode_base(
+    config: &ModelConfig,
+    tokens: Option<&TokenList>,
+    hf: Option<&HfTokenizer>,
+    base_hash: Option<&str>,
+    tensors: &[TensorIn],
+    dtype: DType,
+) -> Result<Vec<u8>> {
     config
         .validate()
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    check_tokens(tokens, config.vocab_size).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let minor = if config.needs_minor_2() || hf.is_some() {
+        2
+    } else {
+        1
+    };
     let expected = config.expected_tensors();
     check_inputs(&expected, tensors)?;
     // canonical order (the model's), so equal inputs give byte-identical files whatever their order
@@ -409,10 +473,12 @@ pub fn encode_model(
     let blobs = encode_all(&ordered, dtype);
     assemble(
         KIND_BASE,
+        minor,
         |entries| {
             to_json(&ModelHeader {
                 config: config.clone(),
-                tokenizer: tokens.clone(),
+                tokenizer: tokens.cloned(),
+                hf_tokenizer: hf.cloned(),
                 base_hash: base_hash.map(str::to_string),
                 tensors: entries.to_vec(),
             })
@@ -453,6 +519,7 @@ pub fn encode_lora(config: &LoraConfig, base: &LoraBase, tensors: &[TensorIn]) -
     let blobs = encode_all(&ordered, DType::F32);
     assemble(
         KIND_LORA,
+        1,
         |entries| {
             to_json(&LoraHeader {
                 lora: config.clone(),

@@ -17,6 +17,8 @@ pub fn config() -> ModelConfig {
         use_rope: true,
         is_causal: true,
         tied_head: true,
+        qkv_bias: false,
+        rope_scaling: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod merge;
 mod normalize;
 mod parallel;
 mod pretokenize;
+mod stream;
 
 use std::collections::HashMap;
 
@@ -27,6 +28,7 @@ pub use hf_json::HfConfig;
 use merge::Merges;
 pub use normalize::{Normalizer, Step, SPACE_MARK};
 pub use pretokenize::{Pattern, GPT2_REGEX, LLAMA3_REGEX, QWEN2_REGEX};
+pub use stream::BpeStreamDecoder;
 
 use crate::{Result, TokenizerError};
 

@@ -1,0 +1,101 @@
+//! Incremental decoding of BPE ids for streaming output.
+use super::BpeTokenizer;
+use crate::Result;
+
+/// Turns ids into text one at a time. A byte-level token may hold part of a character (an emoji
+/// split over several tokens), so the bytes of all tokens go through one buffer and each complete
+/// character leaves it as soon as its last byte arrives; bytes that can no longer become a
+/// character come out as U+FFFD, as `String::from_utf8_lossy` writes them. The concatenated
+/// output therefore equals [`BpeTokenizer::decode`] of the ids pushed so far once
+/// [`BpeStreamDecoder::finish`] has flushed an incomplete tail, including the SentencePiece
+/// decoder's strip of one leading space.
+pub struct BpeStreamDecoder<'a> {
+    tokenizer: &'a BpeTokenizer,
+    skip_special: bool,
+    /// No byte has been emitted or held yet (the leading-space strip applies to the first one).
+    at_start: bool,
+    text: String,
+    pending: Vec<u8>,
+}
+
+impl<'a> BpeStreamDecoder<'a> {
+    /// `skip_special`: special tokens add nothing (as `decode(ids, skip_special=True)`).
+    pub fn new(tokenizer: &'a BpeTokenizer, skip_special: bool) -> Self {
+        BpeStreamDecoder {
+            tokenizer,
+            skip_special,
+            at_start: true,
+            text: String::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds one id and returns the text it completes (empty while a character is incomplete).
+    pub fn push(&mut self, id: u32) -> Result<&str> {
+        let start = self.text.len();
+        // decode_bytes checks the id and applies the strip to what would be the first bytes
+        let bytes = self.tokenizer.decode_bytes(&[id], self.skip_special)?;
+        let bytes = if self.at_start {
+            bytes
+        } else {
+            // the strip only ever applies at the very start of the output
+            self.tokenizer
+                .token_bytes(id)
+                .filter(|_| !(self.skip_special && self.tokenizer.is_special(id)))
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default()
+        };
+        if !bytes.is_empty() {
+            self.at_start = false;
+        }
+        self.pending.extend_from_slice(&bytes);
+        self.drain(false);
+        Ok(&self.text[start..])
+    }
+
+    /// Flushes bytes still waiting for the rest of their character (as U+FFFD) and returns what
+    /// that adds to the text.
+    pub fn finish(&mut self) -> &str {
+        let start = self.text.len();
+        self.drain(true);
+        &self.text[start..]
+    }
+
+    /// Moves complete characters from `pending` to `text`; an incomplete tail stays unless `all`.
+    fn drain(&mut self, all: bool) {
+        let mut used = 0;
+        for chunk in self.pending.utf8_chunks() {
+            self.text.push_str(chunk.valid());
+            used += chunk.valid().len();
+            let invalid = chunk.invalid();
+            if invalid.is_empty() {
+                continue;
+            }
+            let is_tail = used + invalid.len() == self.pending.len();
+            if is_tail && !all && could_continue(invalid) {
+                break;
+            }
+            self.text.push(char::REPLACEMENT_CHARACTER);
+            used += invalid.len();
+        }
+        self.pending.drain(..used);
+    }
+
+    /// Everything decoded so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Takes the text decoded so far (bytes of an incomplete character stay pending).
+    pub fn take(&mut self) -> String {
+        std::mem::take(&mut self.text)
+    }
+}
+
+/// Whether `bytes` (not valid UTF-8 on their own) are the start of some valid character.
+fn could_continue(bytes: &[u8]) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => true,
+        Err(e) => e.valid_up_to() == 0 && e.error_len().is_none(),
+    }
+}

@@ -24,6 +24,7 @@ __all__ = [
     "shuffle_files",
     "splitmix64",
     "write_model",
+    "write_hf_model",
     "write_lora",
     "read_model",
     "read_lora",
@@ -159,6 +160,13 @@ def write_model(
     legacy: bool = False,
     base_hash: str | None = None,
 ) -> None: ...
+def write_hf_model(
+    path: str | os.PathLike[str],
+    config_json: str,
+    hf_tokenizer_json: str,
+    tensors: dict[str, Any],
+    dtype: str = "f32",
+) -> None: ...
 def write_lora(
     path: str | os.PathLike[str],
     lora_json: str,
@@ -188,6 +196,9 @@ class Engine:
     def tokenizer_json(self) -> str: ...
     @property
     def base_hash(self) -> str | None: ...
+    @property
+    def tokenizer_kind(self) -> str: ...
+    def render_chat(self, messages_json: str, add_generation_prompt: bool = True) -> str: ...
     def load_lora(self, path: str | os.PathLike[str]) -> None: ...
     def unload_lora(self) -> None: ...
     def prompt_ids(self, prompt: str, instruct: bool = False) -> list[int]: ...

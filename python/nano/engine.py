@@ -46,10 +46,20 @@ class Engine:
 
     @functools.cached_property
     def tokenizer(self):
-        """The model file's vocabulary (built once per engine; it never changes)."""
-        from nano.tokenizer import Tokenizer
+        """The model file's tokenizer (built once per engine; it never changes): a
+        :class:`nano.tokenizer.Tokenizer`, or a :class:`nano.tokenizer.BpeTokenizer` for models imported
+        from Hugging Face (``nano.export --from-hf``)."""
+        from nano.tokenizer import BpeTokenizer, Tokenizer
 
+        if self._native.tokenizer_kind == "hf":
+            return BpeTokenizer.from_hf_json(self._native.tokenizer_json)
         return Tokenizer.from_json(self._native.tokenizer_json)
+
+    def render_chat(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        """The prompt the model's own chat template (carried in files imported from Hugging Face) makes
+        of OpenAI-style ``[{"role": ..., "content": ...}]`` messages, as ``transformers``'
+        ``apply_chat_template(..., tokenize=False)`` renders it. ValueError when the file has no template."""
+        return self._native.render_chat(json.dumps(list(messages), ensure_ascii=False), add_generation_prompt)
 
     @property
     def base_hash(self) -> str | None:

@@ -12,6 +12,7 @@ GGUF and Hugging Face directories are written by ``nano.export_gguf`` and ``nano
     python -m nano.export OUT.bin --from-bin OLD.bin [--quant q8_0] [--legacy]
     python -m nano.export OUT.gguf --checkpoint CKPT.pt | --from-bin FILE [--quant f32|f16|q8_0|q4_0]
     python -m nano.export OUT_DIR --format hf --checkpoint CKPT.pt | --from-bin FILE
+    python -m nano.export OUT.bin --from-hf HF_MODEL_DIR [--quant f32|f16|q8_0|q4_0]   (nano.import_hf)
 """
 
 from __future__ import annotations
@@ -221,21 +222,25 @@ def main(argv=None) -> int:
     src.add_argument("--checkpoint", help="training checkpoint (.pt)")
     src.add_argument("--lora", help="LoRA adapter file (.pt, format nano-lora)")
     src.add_argument("--from-bin", dest="from_bin", help="existing model file (2024.10 or Nano format)")
+    src.add_argument("--from-hf", dest="from_hf",
+                     help="Hugging Face model folder (Qwen2 / Llama: safetensors, config.json, tokenizer.json)")
     p.add_argument("--quant", "--dtype", dest="dtype", default="f32", choices=DTYPES,
                    help="weight type of the matrices (norms stay f32)")
     p.add_argument("--legacy", action="store_true", help="write the original 2024.10 layout (fp32) for old engines")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="bin (Nano), gguf (llama.cpp) or hf (Hugging Face directory); default from the extension")
     a = p.parse_args(argv)
-    sources = [x for x in (a.input, a.checkpoint, a.lora, a.from_bin) if x]
+    sources = [x for x in (a.input, a.checkpoint, a.lora, a.from_bin, a.from_hf) if x]
     if len(sources) != 1:
-        p.error("give exactly one input: CKPT.pt, --checkpoint, --lora or --from-bin")
+        p.error("give exactly one input: CKPT.pt, --checkpoint, --lora, --from-bin or --from-hf")
     try:
         fmt = _format_of(a.out, a.format)
     except ValueError as e:
         p.error(str(e))
-    if fmt != "bin" and (a.lora or a.legacy):
-        p.error(f"--lora and --legacy apply to .bin files only, not to {fmt}")
+    if fmt != "bin" and (a.lora or a.legacy or a.from_hf):
+        p.error(f"--lora, --legacy and --from-hf write .bin files only, not {fmt}")
+    if a.from_hf and a.legacy:
+        p.error("--from-hf writes Nano 2026.2 files (the 2024.10 layout has no biases or BPE tokenizers)")
     if fmt == "hf" and a.dtype != "f32":
         p.error("the Hugging Face export is float32 (transformers quantizes at load time if asked)")
     try:
@@ -245,6 +250,10 @@ def main(argv=None) -> int:
             out = export_hf(a.out, checkpoint=a.input or a.checkpoint, from_bin=a.from_bin)
             print(f"wrote {out}/ (model.safetensors, config.json, tokenizer.json, ...)")
             return 0
+        elif a.from_hf:
+            from nano.import_hf import import_hf
+
+            out = import_hf(a.from_hf, a.out, a.dtype)
         elif a.lora:
             if a.dtype != "f32":
                 p.error("LoRA plug-ins are stored in f32")

@@ -42,9 +42,11 @@ impl ModelTokenizer {
     /// vocabulary may fall short of: embedding rows are often padded to a round number).
     pub fn from_data(data: TokenizerData, vocab_size: usize) -> Result<ModelTokenizer> {
         match data {
-            TokenizerData::Vocab(TokenList { tokens, special }) => Tokenizer::from_tokens(tokens, special)
-                .map(ModelTokenizer::Nano)
-                .map_err(section_err),
+            TokenizerData::Vocab(TokenList { tokens, special }) => {
+                Tokenizer::from_tokens(tokens, special)
+                    .map(ModelTokenizer::Nano)
+                    .map_err(section_err)
+            }
             TokenizerData::Hf(hf) => ModelTokenizer::from_hf(hf, vocab_size),
         }
     }
@@ -70,9 +72,10 @@ impl ModelTokenizer {
         let id_of = |field: &str, name: &Option<String>| -> Result<Option<u32>> {
             match name {
                 None => Ok(None),
-                Some(n) => bpe.token_to_id(n).map(Some).ok_or_else(|| {
-                    section_err(format!("{field} {n:?} is not in the vocabulary"))
-                }),
+                Some(n) => bpe
+                    .token_to_id(n)
+                    .map(Some)
+                    .ok_or_else(|| section_err(format!("{field} {n:?} is not in the vocabulary"))),
             }
         };
         let bos = id_of("bos_token", &data.bos_token)?;
@@ -176,7 +179,10 @@ impl ModelTokenizer {
         match self {
             ModelTokenizer::Nano(t) => t.hash_hex(),
             ModelTokenizer::Hf(h) => {
-                format!("{:016x}", xxhash_rust::xxh3::xxh3_64(h.data.json.as_bytes()))
+                format!(
+                    "{:016x}",
+                    xxhash_rust::xxh3::xxh3_64(h.data.json.as_bytes())
+                )
             }
         }
     }

@@ -5,7 +5,7 @@
 //! must return, never panic; a model that loads must run a forward pass and a short generation.
 //!
 //! What counts as detectable, and so must be refused:
-//! * Nano 2026.1: any change to the bytes. The checksum covers everything after the preamble, and
+//! * Nano 2026.1 / 2026.2: any change to the bytes. The checksum covers everything after the preamble, and
 //!   the preamble's fields are checked against the file length and each other (its reserved words
 //!   must be zero). JSON edits with a repaired checksum are a forger's work, not corruption: they
 //!   must not panic, and load only when the table stays consistent.
@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 mod common;
 
-use common::{config, encode_legacy, encode_lora, encode_with};
+use common::{config, encode_hf, encode_legacy, encode_lora, encode_with, hf_config};
 use nano_infer::format::{v2026, DType, ModelConfig};
 use nano_infer::sampler::SplitMix64;
 use nano_infer::{Engine, GenerateOptions, Lora, Model};
@@ -54,6 +54,19 @@ fn sources() -> Vec<Source> {
         name: "legacy-fp32",
         bytes: encode_legacy(&c),
         legacy: true,
+        lora: false,
+    });
+    out.push(Source {
+        name: "hf-2026.2",
+        bytes: encode_hf(
+            &ModelConfig {
+                n_layer: 1,
+                n_hidden: 32,
+                ..hf_config()
+            },
+            DType::Q8_0,
+        ),
+        legacy: false,
         lora: false,
     });
     out.push(Source {
@@ -261,7 +274,7 @@ fn mutated_files_never_panic_and_detectable_damage_is_refused() {
                 try_load(&src, &format!("{bad} at byte {at}"), &b, true, &mut tally);
             }
 
-            // 2026.1 preamble fields rewritten (major .. reserved)
+            // 2026.x preamble fields rewritten (major .. reserved)
             if !src.legacy {
                 let fields: [(usize, usize); 9] = [
                     (8, 4),
@@ -296,11 +309,13 @@ fn mutated_files_never_panic_and_detectable_damage_is_refused() {
                     & mask;
                 let mut b = orig.clone();
                 b[at..at + width].copy_from_slice(&new.to_le_bytes()[..width]);
+                // a 2026.1 file relabelled 2026.2 is a valid 2026.2 file (2026.2 only adds fields)
+                let still_valid = at == 12 && old == 1 && new == 2;
                 try_load(
                     &src,
                     &format!("field {at} = {new}"),
                     &b,
-                    new != old,
+                    new != old && !still_valid,
                     &mut tally,
                 );
 

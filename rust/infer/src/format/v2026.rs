@@ -425,14 +425,7 @@ pub fn encode_model(
     dtype: DType,
 ) -> Result<Vec<u8>> {
     check_tokens(tokens, config.vocab_size).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    encode_base(
-        config,
-        Some(tokens),
-        None,
-        base_hash,
-        tensors,
-        dtype,
-    )
+    encode_base(config, Some(tokens), None, base_hash, tensors, dtype)
 }
 
 /// Encodes a base model carrying a Hugging Face tokenizer (always 2026.2). The tokenizer is

@@ -1,7 +1,7 @@
 //! Small models for the integration tests: a fixed config, a vocabulary and deterministic weights.
 #![allow(dead_code)] // each test file uses its own subset
 
-use nano_infer::format::{v2026, DType, ModelConfig, TokenList};
+use nano_infer::format::{v2026, DType, HfTokenizer, ModelConfig, RopeScaling, TokenList};
 
 pub fn config() -> ModelConfig {
     ModelConfig {
@@ -117,4 +117,65 @@ pub fn encode_lora(c: &ModelConfig, legacy: bool) -> Vec<u8> {
     } else {
         v2026::encode_lora(&cfg, &base, &refs(&w)).unwrap()
     }
+}
+
+/// A SentencePiece-style Hugging Face tokenizer (TinyLlama's `tokenizer.json` form, no byte
+/// fallback) of 12 tokens, with a chat template, BOS added to prompts and `</s>` ending generation.
+pub fn hf_tokenizer() -> HfTokenizer {
+    let json = serde_json::json!({
+        "version": "1.0",
+        "added_tokens": [
+            {"id": 0, "content": "<unk>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+            {"id": 1, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+            {"id": 2, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+        ],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}
+        ]},
+        "pre_tokenizer": null,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}
+        ]},
+        "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "fuse_unk": true,
+                  "byte_fallback": false,
+                  "vocab": {"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, "a": 4, "b": 5, "c": 6,
+                            "d": 7, "▁a": 8, "ab": 9, "e": 10, "f": 11},
+                  "merges": [["▁", "a"], ["a", "b"]]}
+    });
+    HfTokenizer {
+        json: json.to_string(),
+        bos_token: Some("<s>".into()),
+        eos_token: Some("</s>".into()),
+        pad_token: None,
+        unk_token: Some("<unk>".into()),
+        add_bos_token: true,
+        chat_template: Some(
+            "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
+                .into(),
+        ),
+        stop_ids: vec![2],
+    }
+}
+
+/// [`config`] with q/k/v biases and Llama 3 RoPE scaling (a 2026.2 model).
+pub fn hf_config() -> ModelConfig {
+    ModelConfig {
+        qkv_bias: true,
+        rope_scaling: Some(RopeScaling {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8,
+        }),
+        ..config()
+    }
+}
+
+/// A Nano 2026.2 file of a model of shape `c` with [`weights`] and [`hf_tokenizer`].
+pub fn encode_hf(c: &ModelConfig, dtype: DType) -> Vec<u8> {
+    let w = weights(c);
+    v2026::encode_hf_model(c, &hf_tokenizer(), &refs(&w), dtype).unwrap()
 }

@@ -33,22 +33,22 @@ impl<'a> BpeStreamDecoder<'a> {
     /// Adds one id and returns the text it completes (empty while a character is incomplete).
     pub fn push(&mut self, id: u32) -> Result<&str> {
         let start = self.text.len();
-        // decode_bytes checks the id and applies the strip to what would be the first bytes
-        let bytes = self.tokenizer.decode_bytes(&[id], self.skip_special)?;
-        let bytes = if self.at_start {
-            bytes
-        } else {
-            // the strip only ever applies at the very start of the output
-            self.tokenizer
-                .token_bytes(id)
-                .filter(|_| !(self.skip_special && self.tokenizer.is_special(id)))
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default()
+        let Some(mut bytes) = self.tokenizer.token_bytes(id) else {
+            // out of range: decode_bytes gives the error
+            self.tokenizer.decode_bytes(&[id], false)?;
+            return Ok(&self.text[start..]);
         };
-        if !bytes.is_empty() {
-            self.at_start = false;
+        if self.skip_special && self.tokenizer.is_special(id) {
+            bytes = &[];
         }
-        self.pending.extend_from_slice(&bytes);
+        if self.at_start && !bytes.is_empty() {
+            // as decode_bytes: one space stripped from the very start of the output
+            self.at_start = false;
+            if self.tokenizer.strip_leading_space && bytes[0] == b' ' {
+                bytes = &bytes[1..];
+            }
+        }
+        self.pending.extend_from_slice(bytes);
         self.drain(false);
         Ok(&self.text[start..])
     }

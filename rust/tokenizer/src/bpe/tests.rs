@@ -155,3 +155,37 @@ fn parallel_encoding_matches_serial() {
     assert_eq!(batch[0], serial);
     assert_eq!(batch[2], Vec::<u32>::new());
 }
+
+/// Streaming keeps multi-byte characters whole, skips special tokens, strips the SentencePiece
+/// leading space once, and adds up to `decode` of the same ids.
+#[test]
+fn stream_decoder_emits_whole_characters() {
+    for (spec, text, special) in [
+        (byte_level_spec(), "the 😀 é日本 the", 259),
+        (sentencepiece_spec(), " aé b😀 a", 0),
+    ] {
+        let tok = BpeTokenizer::from_spec(spec).unwrap();
+        let mut ids = tok.encode(text, false);
+        ids.insert(0, special);
+        ids.insert(2, special);
+        let mut d = BpeStreamDecoder::new(&tok, true);
+        let mut pieces = Vec::new();
+        for &id in &ids {
+            pieces.push(d.push(id).unwrap().to_string());
+        }
+        pieces.push(d.finish().to_string());
+        assert!(pieces.iter().all(|p| !p.contains('\u{fffd}')), "{pieces:?}");
+        assert_eq!(pieces.concat(), tok.decode(&ids, true).unwrap());
+        // a character's bytes come out together, in the piece of its last byte
+        assert!(pieces.iter().any(|p| p.contains('😀')));
+        assert!(pieces.iter().filter(|p| p.is_empty()).count() >= 3);
+    }
+    // an incomplete character is flushed as U+FFFD by finish, as decode writes it
+    let tok = BpeTokenizer::from_spec(byte_level_spec()).unwrap();
+    let ids = &tok.encode("😀", false)[..2];
+    let mut d = BpeStreamDecoder::new(&tok, false);
+    assert_eq!(d.push(ids[0]).unwrap(), "");
+    assert_eq!(d.push(ids[1]).unwrap(), "");
+    assert_eq!(d.finish(), "\u{fffd}");
+    assert_eq!(tok.decode(ids, false).unwrap(), "\u{fffd}");
+}

@@ -21,9 +21,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from bpe_fixtures import build_fixture  # noqa: E402
-
 import nano  # noqa: E402
+from bpe_fixtures import build_fixture  # noqa: E402
 from nano.import_hf import import_hf, read_safetensors  # noqa: E402
 
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "

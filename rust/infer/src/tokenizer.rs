@@ -19,9 +19,11 @@ pub struct HfModelTokenizer {
 }
 
 /// Either kind of tokenizer (see the module comment).
+// One per model, behind an `Arc`: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ModelTokenizer {
     Nano(Tokenizer),
-    Hf(Box<HfModelTokenizer>),
+    Hf(HfModelTokenizer),
 }
 
 impl std::fmt::Debug for ModelTokenizer {
@@ -94,13 +96,13 @@ impl ModelTokenizer {
             Some(t) => Some(ChatTemplate::new(t).map_err(section_err)?),
             None => None,
         };
-        Ok(ModelTokenizer::Hf(Box::new(HfModelTokenizer {
+        Ok(ModelTokenizer::Hf(HfModelTokenizer {
             bos: bos.filter(|_| data.add_bos_token),
             bpe,
             data,
             template,
             stop_ids,
-        })))
+        }))
     }
 
     /// "nano" or "hf".

@@ -80,7 +80,7 @@ fn read_layout(bytes: &[u8]) -> Result<Layout<'_>> {
     let mut r = Reader::new(bytes);
     let _magic = (r.u32()?, r.u32()?);
     let (major, minor) = (r.i32()?, r.i32()?);
-    if major != MAJOR || minor > MINOR || minor < 1 {
+    if major != MAJOR || !(1..=MINOR).contains(&minor) {
         return format_err(format!(
             "unsupported version {major}.{minor} (this build reads {MAJOR}.1..={MAJOR}.{MINOR})"
         ));

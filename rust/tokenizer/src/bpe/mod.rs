@@ -478,13 +478,42 @@ impl BpeTokenizer {
         Ok(out)
     }
 
-    /// The text of `ids`; bytes that do not form UTF-8 become U+FFFD.
+    /// The text of `ids`, as HF `tokenizers` decodes it: bytes that do not form UTF-8 become
+    /// U+FFFD (byte-level: as `String::from_utf8_lossy`; byte fallback: one per byte of a run of
+    /// byte tokens that is not UTF-8 as a whole, see [`BpeStreamDecoder`]).
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        if self.has_byte_runs() {
+            let mut d = BpeStreamDecoder::new(self, skip_special);
+            for &id in ids {
+                d.push(id)?;
+            }
+            d.finish();
+            return Ok(d.take());
+        }
         let bytes = self.decode_bytes(ids, skip_special)?;
         Ok(match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         })
+    }
+
+    /// Whether byte tokens decode run by run (SentencePiece with byte fallback).
+    pub(crate) fn has_byte_runs(&self) -> bool {
+        matches!(
+            self.model,
+            Model::SentencePiece {
+                byte_ids: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// The byte of a `<0xNN>` fallback token (None for other tokens or without byte fallback).
+    pub(crate) fn fallback_byte(&self, id: u32) -> Option<u8> {
+        if !self.has_byte_runs() || self.added_list.iter().any(|a| a.id == id) {
+            return None;
+        }
+        byte_token(self.tokens.get(id as usize)?)
     }
 
     /// The bytes one token stands for, as decoding prints it (no leading-space strip).

@@ -189,3 +189,23 @@ fn stream_decoder_emits_whole_characters() {
     assert_eq!(d.finish(), "\u{fffd}");
     assert_eq!(tok.decode(ids, false).unwrap(), "\u{fffd}");
 }
+
+/// Byte fallback decodes a run of `<0xNN>` tokens as a whole, as HF's `ByteFallback` decoder:
+/// its text when the run is UTF-8, else one U+FFFD per byte (even for bytes that are ASCII).
+#[test]
+fn byte_fallback_runs_decode_as_hf_does() {
+    let tok = BpeTokenizer::from_spec(sentencepiece_spec()).unwrap();
+    let (zero, e5, c3, a9, a) = (1 + 0x30, 1 + 0xE5, 1 + 0xC3, 1 + 0xA9, 258);
+    assert_eq!(
+        tok.decode(&[zero, e5, a], false).unwrap(),
+        "\u{fffd}\u{fffd}a"
+    );
+    assert_eq!(tok.decode(&[zero, c3, a9, a], false).unwrap(), "0éa");
+    // a skipped special token does not end a run
+    assert_eq!(tok.decode(&[c3, 0, a9], true).unwrap(), "é");
+    let mut d = BpeStreamDecoder::new(&tok, true);
+    assert_eq!(d.push(zero).unwrap(), "");
+    assert_eq!(d.push(c3).unwrap(), "");
+    assert_eq!(d.push(a9).unwrap(), "");
+    assert_eq!(d.push(a).unwrap(), "0éa");
+}

@@ -22,6 +22,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 import nano  # noqa: E402
+import nano.export  # noqa: E402
 from bpe_fixtures import build_fixture  # noqa: E402
 from nano.import_hf import import_hf, read_safetensors  # noqa: E402
 
@@ -254,3 +255,20 @@ def test_cli_imports_quantized(qwen_dir, tmp_path):
     r = subprocess.run([sys.executable, "-m", "nano.export", str(tmp_path / "x.bin"), "--from-hf",
                         str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert r.returncode == 1 and "nowhere" in r.stderr
+
+
+def test_convert_bin_requantizes_an_imported_model(qwen_dir, tmp_path):
+    # --from-bin keeps the tokenizer section and the 2026.2 fields; f32 -> f32 is lossless
+    f32 = import_hf(qwen_dir, tmp_path / "a.bin")
+    again = nano.export.convert_bin(f32, tmp_path / "b.bin")
+    a, b = nano.Engine(f32, threads=1), nano.Engine(again, threads=1)
+    assert a.config == b.config and b._native.tokenizer_kind == "hf"
+    ids = a.prompt_ids(PROMPT)
+    np.testing.assert_array_equal(a.logits(ids), b.logits(ids))
+    assert a.render_chat(MESSAGES) == b.render_chat(MESSAGES)
+    q4 = nano.export.convert_bin(f32, tmp_path / "c.bin", dtype="q4_0")
+    assert nano.export.read_bin(q4)["info"]["dtype"] == "q4_0"
+    with pytest.raises(ValueError, match="nano.model has no qkv_bias"):
+        nano.export.load_bin(f32)
+    with pytest.raises(ValueError, match="original folder"):
+        nano.export.export_gguf(tmp_path / "x.gguf", from_bin=f32)

@@ -132,6 +132,14 @@ def convert_bin(src, out, dtype: str = "f32", legacy: bool = False) -> Path:
 
     out = _prepare_out(out, src)
     data = read_bin(src)
+    if data["info"].get("tokenizer_kind") == "hf":  # imported from Hugging Face: stays 2026.2
+        if legacy:
+            raise ValueError(f"{src}: a model imported from Hugging Face cannot be written in the 2024.10 layout")
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+        _native.write_hf_model(str(out), json.dumps(data["config"]), data["info"]["hf_tokenizer"],
+                               data["tensors"], dtype)
+        return out
     cfg = {k: v for k, v in data["config"].items() if k != "tied_head"}
     tensors = data["tensors"]
     h = data["info"].get("base_hash") or base_hash({k: torch.from_numpy(v) for k, v in tensors.items()})
@@ -142,6 +150,9 @@ def _source(checkpoint=None, from_bin=None) -> tuple[dict, str, dict[str, np.nda
     """(model config, tokenizer JSON, float32 base tensors) of a checkpoint or a model file."""
     if from_bin is not None:
         data = read_bin(from_bin)
+        if data["info"].get("tokenizer_kind") == "hf":
+            raise ValueError(f"{from_bin}: a model imported from Hugging Face is exported from its original "
+                             "folder, not from its .bin")
         cfg = {k: v for k, v in data["config"].items() if k != "tied_head"}
         return cfg, data["tokenizer_json"], {k: np.asarray(v, dtype=np.float32) for k, v in data["tensors"].items()}
     ckpt = checkpoint
@@ -198,6 +209,10 @@ def load_bin(path):
 
     data = read_bin(path)
     cfg = dict(data["config"])
+    extra = [k for k in ("qkv_bias", "rope_scaling") if k in cfg]
+    if extra:
+        raise ValueError(f"{path}: nano.model has no {' / '.join(extra)} yet (a model imported from Hugging Face); "
+                         "run it with nano.Engine")
     tied = cfg.pop("tied_head", True)
     model = Transformer(ModelConfig.from_dict(cfg))
     state = {k: torch.from_numpy(np.array(v)) for k, v in data["tensors"].items()}

@@ -209,7 +209,8 @@ fn array<'py>(py: Python<'py>, shape: &[usize], values: Vec<f32>) -> PyResult<Bo
 }
 
 /// Reads a model file (either format). Returns (config_json, tokenizer_json, {name: float32 array},
-/// info dict with "version", "dtype", "base_hash"); quantized tensors come back dequantized.
+/// info dict with "version", "dtype", "base_hash", "tokenizer_kind" and, for models imported from
+/// Hugging Face, "hf_tokenizer" (the header section as JSON)); quantized tensors come back dequantized.
 #[pyfunction]
 fn read_model<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
     let (model, tensors) = py.detach(|| {
@@ -236,6 +237,10 @@ fn read_model<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>
     info.set_item("dtype", model.dtype().name())?;
     info.set_item("base_hash", model.base_hash())?;
     info.set_item("tokenizer_kind", model.tokenizer().kind())?;
+    if let Some(hf) = model.tokenizer().hf() {
+        let section = serde_json::to_string(hf).map_err(json_err("tokenizer section"))?;
+        info.set_item("hf_tokenizer", section)?;
+    }
     let config = serde_json::to_string(model.config()).map_err(json_err("config"))?;
     let tok = model.tokenizer().to_json_string();
     Ok((config, tok, dict, info).into_pyobject(py)?.into_any())

@@ -160,6 +160,18 @@ def test_engine_greedy_text_matches_transformers_decode(imported):
     assert text == hf_tok.decode(want, skip_special_tokens=True)
 
 
+def test_pytorch_model_from_the_imported_file_matches_transformers(imported):
+    # nano.model (PyTorch, f32) runs the same architecture from the same file: the tolerance argument of
+    # test_f32_logits_match_transformers holds unchanged
+    name, _, model, engine, hf_tok = imported
+    ours = nano.export.load_bin(engine.path)
+    ids = hf_tok.encode(PROMPT).ids[:48]
+    with torch.no_grad():
+        want = model(torch.tensor([ids])).logits[0].numpy()
+        got = ours(torch.tensor([ids]))[0][0].numpy()
+    assert float(np.abs(got - want).max()) <= 1e-4, name
+
+
 def test_prompt_ids_match_tokenizers(imported):
     name, _, _, engine, hf_tok = imported
     # tokenizers adds <s> through the Llama 2 post-processor; the importer records it as add_bos_token
@@ -268,7 +280,5 @@ def test_convert_bin_requantizes_an_imported_model(qwen_dir, tmp_path):
     assert a.render_chat(MESSAGES) == b.render_chat(MESSAGES)
     q4 = nano.export.convert_bin(f32, tmp_path / "c.bin", dtype="q4_0")
     assert nano.export.read_bin(q4)["info"]["dtype"] == "q4_0"
-    with pytest.raises(ValueError, match="nano.model has no qkv_bias"):
-        nano.export.load_bin(f32)
     with pytest.raises(ValueError, match="original folder"):
         nano.export.export_gguf(tmp_path / "x.gguf", from_bin=f32)

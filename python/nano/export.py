@@ -165,7 +165,11 @@ def _source(checkpoint=None, from_bin=None) -> tuple[dict, str, dict[str, np.nda
         raise ValueError("the checkpoint carries no tokenizer_json; cannot write a self-contained model file")
     state = {k.removeprefix(_COMPILE_PREFIX): v for k, v in ckpt["model"].items() if hasattr(v, "detach")}
     base = {k: v for k, v in state.items() if ".lora_" not in k}
-    return dict(ckpt["model_config"]), tokenizer_json, _numpy_tensors(base)
+    cfg = dict(ckpt["model_config"])
+    if cfg.get("qkv_bias") or cfg.get("rope_scaling"):
+        raise ValueError("GGUF and Hugging Face exports of models with q/k/v biases or RoPE scaling are not "
+                         "supported; export to .bin")
+    return cfg, tokenizer_json, _numpy_tensors(base)
 
 
 def export_gguf(out, *, checkpoint=None, from_bin=None, dtype: str = "f32") -> Path:
@@ -209,10 +213,6 @@ def load_bin(path):
 
     data = read_bin(path)
     cfg = dict(data["config"])
-    extra = [k for k in ("qkv_bias", "rope_scaling") if k in cfg]
-    if extra:
-        raise ValueError(f"{path}: nano.model has no {' / '.join(extra)} yet (a model imported from Hugging Face); "
-                         "run it with nano.Engine")
     tied = cfg.pop("tied_head", True)
     model = Transformer(ModelConfig.from_dict(cfg))
     state = {k: torch.from_numpy(np.array(v)) for k, v in data["tensors"].items()}

@@ -37,6 +37,11 @@ class ModelConfig:
     norm_eps: float = 1e-5
     is_causal: bool = True
     rope_theta: float = 10000.0
+    # q/k/v projections with a bias (Qwen2), without the other biases of ``bias``
+    qkv_bias: bool = False
+    # Llama 3 RoPE frequency scaling: {"factor", "low_freq_factor", "high_freq_factor",
+    # "original_max_position_embeddings"} (docs/format.md), or None
+    rope_scaling: dict | None = None
 
     def __post_init__(self) -> None:
         for name in ("block_size", "vocab_size", "n_layer", "n_embd", "n_head", "n_kv_head", "n_hidden"):
@@ -53,6 +58,14 @@ class ModelConfig:
             raise ValueError(f"model config: RoPE needs an even head size, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+        if self.rope_scaling is not None:
+            keys = {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}
+            s = self.rope_scaling
+            if not isinstance(s, dict) or set(s) != keys or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in s.values()) \
+                    or s["high_freq_factor"] <= s["low_freq_factor"]:
+                raise ValueError(f"model config: rope_scaling must hold positive {sorted(keys)} with "
+                                 f"high_freq_factor > low_freq_factor, got {s!r}")
 
     @property
     def head_dim(self) -> int:
@@ -89,9 +102,18 @@ class RMSNorm(nn.Module):
         return (normed * self.weight.float()).type_as(x)
 
 
-def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables [length, head_dim/2] with freq_i = 1/theta^(2i/head_dim)."""
+def rope_tables(head_dim: int, length: int, theta: float,
+                scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [length, head_dim/2] with freq_i = 1/theta^(2i/head_dim), rescaled as Llama 3 does
+    when ``scaling`` is given (the engine's rule, docs/format.md)."""
     freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    if scaling is not None:
+        old = float(scaling["original_max_position_embeddings"])
+        low, high, factor = (float(scaling[k]) for k in ("low_freq_factor", "high_freq_factor", "factor"))
+        wavelen = 2 * math.pi / freqs
+        smooth = (old / wavelen - low) / (high - low)
+        blended = (1 - smooth) * freqs / factor + smooth * freqs
+        freqs = torch.where(wavelen < old / high, freqs, torch.where(wavelen > old / low, freqs / factor, blended))
     angles = torch.outer(torch.arange(length, dtype=torch.float64), freqs)
     return angles.cos().float(), angles.sin().float()
 
@@ -138,9 +160,10 @@ class Attention(nn.Module):
         self.head_dim = config.head_dim
         self.is_causal = config.is_causal
         self.dropout = config.dropout
-        self.wq = nn.Linear(config.n_embd, config.n_head * self.head_dim, bias=config.bias)
-        self.wk = nn.Linear(config.n_embd, config.n_kv_head * self.head_dim, bias=config.bias)
-        self.wv = nn.Linear(config.n_embd, config.n_kv_head * self.head_dim, bias=config.bias)
+        qkv_bias = config.bias or config.qkv_bias
+        self.wq = nn.Linear(config.n_embd, config.n_head * self.head_dim, bias=qkv_bias)
+        self.wk = nn.Linear(config.n_embd, config.n_kv_head * self.head_dim, bias=qkv_bias)
+        self.wv = nn.Linear(config.n_embd, config.n_kv_head * self.head_dim, bias=qkv_bias)
         self.wo = nn.Linear(config.n_head * self.head_dim, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
@@ -221,7 +244,7 @@ class Transformer(nn.Module):
         self.output = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.output.weight = self.tok_embeddings.weight  # tied: one tensor
         if config.use_rope:
-            cos, sin = rope_tables(config.head_dim, config.block_size, config.rope_theta)
+            cos, sin = rope_tables(config.head_dim, config.block_size, config.rope_theta, config.rope_scaling)
             # not persistent: derived from the config, so they stay out of the state_dict
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)

@@ -134,14 +134,19 @@ impl ModelTokenizer {
         }
     }
 
-    /// The text of `ids`, special tokens left out.
+    /// The text of `ids`, special tokens left out (and, for Hugging Face vocabularies, the
+    /// embedding rows beyond the tokenizer's vocabulary, which name no token: HF's `decode` skips them).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         let text = match self {
             ModelTokenizer::Nano(t) => {
                 let kept: Vec<u32> = ids.iter().copied().filter(|&i| !t.is_special(i)).collect();
                 t.decode(&kept)
             }
-            ModelTokenizer::Hf(h) => h.bpe.decode(ids, true),
+            ModelTokenizer::Hf(h) => {
+                let n = h.bpe.vocab_size() as u32;
+                let kept: Vec<u32> = ids.iter().copied().filter(|&i| i < n).collect();
+                h.bpe.decode(&kept, true)
+            }
         };
         text.map_err(|e| Error::Tokenizer(e.to_string()))
     }
@@ -276,10 +281,12 @@ pub enum TextStream<'a> {
 }
 
 impl TextStream<'_> {
-    /// Adds one id and returns the text it completes.
+    /// Adds one id and returns the text it completes. An id of a padded embedding row beyond a
+    /// Hugging Face vocabulary adds nothing (as [`ModelTokenizer::decode`]).
     pub fn push(&mut self, id: u32) -> Result<&str> {
         let piece = match self {
             TextStream::Nano(d) => d.push(id),
+            TextStream::Hf(d) if id as usize >= d.vocab_size() => Ok(""),
             TextStream::Hf(d) => d.push(id),
         };
         piece.map_err(|e| Error::Tokenizer(e.to_string()))

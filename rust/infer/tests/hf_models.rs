@@ -80,6 +80,25 @@ fn tok_len(e: &Engine, text: &str) -> usize {
 }
 
 #[test]
+fn padded_embedding_rows_decode_to_nothing() {
+    // the model's vocabulary may exceed the tokenizer's (checkpoints pad the embedding); ids of
+    // the padding name no token and print nothing, as HF's decode skips them
+    let c = ModelConfig {
+        vocab_size: 20,
+        ..hf_config()
+    };
+    let model = Model::from_bytes(encode_hf(&c, DType::F32)).unwrap();
+    let tok = model.tokenizer();
+    assert_eq!(tok.decode(&[4, 15, 5, 19]).unwrap(), "ab");
+    let mut s = tok.stream_decoder();
+    assert_eq!(s.push(4).unwrap(), "a");
+    assert_eq!(s.push(17).unwrap(), "");
+    assert_eq!(s.push(5).unwrap(), "b");
+    // ids beyond the model's vocabulary are still errors
+    assert!(Engine::new(model, Some(1)).unwrap().logits(&[20]).is_err());
+}
+
+#[test]
 fn biases_and_rope_scaling_change_the_logits() {
     // the 2026.2 fields are used, not just stored: dropping either changes the result
     let run = |c: &ModelConfig| {

@@ -112,7 +112,7 @@ impl RopeScaling {
 pub const TRAINING_ONLY_FIELDS: [&str; 2] = ["dropout", "bias"];
 /// Fields of [`ModelConfig`] that `nano.model.ModelConfig` lacks (PyTorch models always tie the
 /// head; 2024.10 files may not).
-pub const FILE_ONLY_FIELDS: [&str; 3] = ["tied_head", "qkv_bias", "rope_scaling"];
+pub const FILE_ONLY_FIELDS: [&str; 1] = ["tied_head"];
 
 impl ModelConfig {
     /// The names of the fields, sorted (taken from the serialized struct, so the list cannot drift

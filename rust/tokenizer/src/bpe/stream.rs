@@ -129,6 +129,11 @@ impl<'a> BpeStreamDecoder<'a> {
         self.pending.drain(..used);
     }
 
+    /// The vocabulary size of the tokenizer decoded with.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.vocab_size()
+    }
+
     /// Everything decoded so far.
     pub fn text(&self) -> &str {
         &self.text

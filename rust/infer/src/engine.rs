@@ -435,7 +435,8 @@ impl Engine {
             ..Default::default()
         };
         let mut sampler = Sampler::new(opts.sampler_options(), opts.seed);
-        // special tokens print nothing (as in the PyTorch path); <|eos|> stops before printing
+        // special tokens print nothing (as in the PyTorch path); a stop token (<|eos|>, or the eos
+        // ids of an imported model) ends the generation before printing
         let mut decoder = tokenizer.stream_decoder();
         if ids.len() >= block {
             stats.context_full = true;

@@ -9,6 +9,7 @@ prompt ids and its chat prompts are compared with ``transformers`` / ``tokenizer
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -282,3 +283,35 @@ def test_convert_bin_requantizes_an_imported_model(qwen_dir, tmp_path):
     assert nano.export.read_bin(q4)["info"]["dtype"] == "q4_0"
     with pytest.raises(ValueError, match="original folder"):
         nano.export.export_gguf(tmp_path / "x.gguf", from_bin=f32)
+
+
+@pytest.mark.skipif(os.environ.get("NANO_LARGE_TESTS") != "1",
+                    reason="a 0.5B-parameter model (about 8 GB of memory, minutes): set NANO_LARGE_TESTS=1")
+def test_qwen2_5_0_5b_shape_matches_transformers(qwen_dir, tmp_path):
+    # Qwen2.5-0.5B-Instruct's architecture at full size (24 layers, hidden 896, 14/2 heads, FFN 4864, vocab
+    # 151936, q/k/v biases, theta 1e6, tied head) with random weights and the small fixture tokenizer: the
+    # engine's f32 logits within 1e-4 of transformers' (same argument as test_f32_logits_match_transformers;
+    # the dot products are longer, up to 4864 terms, which keeps the error near 1e-5 at these magnitudes).
+    d = tmp_path / "qwen0.5b"
+    d.mkdir()
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(qwen_dir / f, d / f)
+    cfg = transformers.Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                   num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+                                   rms_norm_eps=1e-6, rope_theta=1e6, tie_word_embeddings=True)
+    model = transformers.Qwen2ForCausalLM(cfg)
+    _randomize(model, seed=5)
+    model.tie_weights()
+    model.eval()
+    model.save_pretrained(d, safe_serialization=True)
+    out = import_hf(d, tmp_path / "q.bin")
+    shutil.rmtree(d)
+    engine = nano.Engine(out, threads=2)
+    hf_tok = tokenizers.Tokenizer.from_file(str(qwen_dir / "tokenizer.json"))
+    ids = hf_tok.encode(PROMPT).ids[:32]
+    with torch.no_grad():
+        want = model(torch.tensor([ids])).logits[0].numpy()
+    err = float(np.abs(engine.logits(ids) - want).max())
+    assert err <= 1e-4, (err, float(np.abs(want).max()))
+    greedy = _greedy(model, ids, 8)
+    assert engine.logits(ids + greedy[:-1]).argmax(axis=-1)[len(ids) - 1:].tolist() == greedy

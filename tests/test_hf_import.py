@@ -224,6 +224,13 @@ def test_unknown_architecture_is_refused(qwen_dir, tmp_path):
     cfg["architectures"] = ["MixtralForCausalLM"]
     (d / "config.json").write_text(json.dumps(cfg))
     _refused(d, tmp_path / "out.bin", ValueError, "MixtralForCausalLM", "config.json", "architectures")
+    for field, value, needle in [("architectures", ["LlamaForCausalLM"], "attention_bias"),
+                                 ("hidden_act", "gelu", "hidden_act"), ("use_sliding_window", True, "sliding"),
+                                 ("head_dim", 32, "head_dim")]:
+        cfg = json.loads((qwen_dir / "config.json").read_text())
+        cfg.update({field: value, "attention_bias": True})
+        (d / "config.json").write_text(json.dumps(cfg))
+        _refused(d, tmp_path / "out.bin", ValueError, needle, "config.json")
 
 
 def test_missing_tokenizer_is_refused(qwen_dir, tmp_path):

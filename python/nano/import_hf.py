@@ -161,8 +161,8 @@ def _rope(cfg: dict, where: str) -> tuple[float, dict | None]:
         return float(theta), None
     if kind != "llama3":
         raise ValueError(f"{where}: field rope_scaling has rope_type {kind!r}; only llama3 scaling is supported")
-    s = {k: scaling.get(k) for k in ("factor", "low_freq_factor", "high_freq_factor")}
-    s = {k: _field(scaling, k, float, where=f"{where} rope_scaling") for k in s}
+    s = {k: _field(scaling, k, float, where=f"{where} rope_scaling")
+         for k in ("factor", "low_freq_factor", "high_freq_factor")}
     s["original_max_position_embeddings"] = _field(scaling, "original_max_position_embeddings",
                                                    where=f"{where} rope_scaling")
     return float(theta), s
@@ -186,8 +186,10 @@ def _config(cfg: dict, where: str) -> tuple[str, dict]:
         raise ValueError(f"{where}: field mlp_bias = true is not supported (biases on q/k/v only)")
     if cfg.get("use_sliding_window"):
         raise ValueError(f"{where}: field use_sliding_window = true is not supported (full attention only)")
+    if arch == "LlamaForCausalLM" and cfg.get("attention_bias"):
+        raise ValueError(f"{where}: field attention_bias = true is not supported (it adds an o_proj bias)")
     theta, scaling = _rope(cfg, where)
-    qkv_bias = arch == "Qwen2ForCausalLM" or bool(cfg.get("attention_bias", False))
+    qkv_bias = arch == "Qwen2ForCausalLM"  # Qwen2 always has q/k/v biases, and only those
     out = {
         "block_size": _field(cfg, "max_position_embeddings"),
         "vocab_size": _field(cfg, "vocab_size"),
@@ -328,8 +330,9 @@ def import_hf(folder, out, dtype: str = "f32") -> Path:
         raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     f = _Folder(folder)
     where = str(f.path / "config.json")
-    arch, config = _config(f.json("config.json"), where)
-    tokenizer = _tokenizer(f, f.json("config.json"))
+    hf_config = f.json("config.json")
+    _, config = _config(hf_config, where)
+    tokenizer = _tokenizer(f, hf_config)
     tensors = _tensors(_weights(f), config, str(f.path))
     out = _prepare_out(out, None)
     _native.write_hf_model(str(out), json.dumps(config), json.dumps(tokenizer), tensors, dtype)

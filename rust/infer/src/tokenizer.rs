@@ -165,6 +165,14 @@ impl ModelTokenizer {
         }
     }
 
+    /// The token's string as its vocabulary spells it (None past the vocabulary).
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        match self {
+            ModelTokenizer::Nano(t) => t.id_to_token(id),
+            ModelTokenizer::Hf(h) => h.bpe.id_to_token(id),
+        }
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         match self {
             ModelTokenizer::Nano(t) => t.token_to_id(token),

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use nano_tokenizer::{special, StreamDecoder, Tokenizer};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::sampler::{Sampler, SamplerOptions};
+use crate::tokenizer::{ModelTokenizer, TextStream};
 use crate::{Engine, Sequence};
 
 /// One generation request, checked by the HTTP layer.
@@ -96,7 +96,7 @@ struct Active<'t> {
     job: Job,
     seq: Sequence,
     sampler: Sampler,
-    decoder: StreamDecoder<'t>,
+    decoder: TextStream<'t>,
     /// Prompt and generated ids (what the repetition penalty sees).
     seen: Vec<u32>,
     generated: usize,
@@ -196,8 +196,8 @@ pub fn run(
     step_delay: Duration,
 ) {
     let parallel = free.len();
-    let tokenizer: Arc<Tokenizer> = engine.model().tokenizer().clone();
-    let eos = tokenizer.token_to_id(special::EOS);
+    let tokenizer: Arc<ModelTokenizer> = engine.model().tokenizer().clone();
+    let stop = tokenizer.stop_ids();
     let vocab = engine.model().config().vocab_size;
     let mut active: Vec<Active> = Vec::new();
     // Logits to sample from, one row per active request, in `active` order.
@@ -227,7 +227,7 @@ pub fn run(
                     logits.extend_from_slice(&row);
                     active.push(Active {
                         sampler: Sampler::new(job.sampler.clone(), job.seed),
-                        decoder: StreamDecoder::skipping_special(&tokenizer),
+                        decoder: tokenizer.stream_decoder(),
                         seen: job.ids.clone(),
                         generated: 0,
                         held: String::new(),
@@ -252,7 +252,7 @@ pub fn run(
                 free.push(a.seq);
                 continue;
             }
-            let step = match sample_one(&mut a, &tokenizer, row, eos, ctx) {
+            let step = match sample_one(&mut a, &tokenizer, row, &stop, ctx) {
                 Ok(s) => s,
                 Err(e) => {
                     a.send(Event::Error(e));
@@ -297,14 +297,14 @@ pub fn run(
 /// Samples one token for `a` from `row` and says what it did.
 fn sample_one(
     a: &mut Active,
-    tok: &Tokenizer,
+    tok: &ModelTokenizer,
     row: &mut [f32],
-    eos: Option<u32>,
+    stop: &[u32],
     ctx: usize,
 ) -> Result<Step, String> {
     let table = a.job.logprobs.map(|k| LogprobTable::new(row, k));
     let next = a.sampler.sample(row, &a.seen);
-    if Some(next) == eos && !a.job.ignore_eos {
+    if stop.contains(&next) && !a.job.ignore_eos {
         return Ok(Step::Finished("stop", false));
     }
     a.seen.push(next);
@@ -358,7 +358,7 @@ impl LogprobTable {
         }
     }
 
-    fn entry(&self, tok: &Tokenizer, id: u32, offset: usize) -> TokenLogprob {
+    fn entry(&self, tok: &ModelTokenizer, id: u32, offset: usize) -> TokenLogprob {
         let name = |id: u32| tok.id_to_token(id).unwrap_or_default().to_string();
         let lp = |id: u32| self.logits[id as usize] as f64 - self.lse;
         TokenLogprob {

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use nano_tokenizer::Tokenizer;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -24,12 +23,13 @@ use tokio_stream::StreamExt;
 use super::api::{ApiError, ChatRequest, Checked, CompletionRequest, Prompt};
 use super::batcher::{Event, Job, Shared, TokenLogprob};
 use super::{prompt, Settings, MAX_CONNECTIONS};
+use crate::tokenizer::ModelTokenizer;
 use crate::Error;
 
 struct App {
     s: Settings,
     shared: Arc<Shared>,
-    tokenizer: Arc<Tokenizer>,
+    tokenizer: Arc<ModelTokenizer>,
     created: u64,
     next_id: AtomicU64,
 }
@@ -46,7 +46,7 @@ pub(crate) async fn serve(
     addr: String,
     s: Settings,
     shared: Arc<Shared>,
-    tokenizer: Arc<Tokenizer>,
+    tokenizer: Arc<ModelTokenizer>,
 ) -> Result<(), Error> {
     let io_err = |e: std::io::Error| Error::Io {
         path: addr.clone(),

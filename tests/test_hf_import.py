@@ -322,3 +322,41 @@ def test_qwen2_5_0_5b_shape_matches_transformers(qwen_dir, tmp_path):
     assert err <= 1e-4, (err, float(np.abs(want).max()))
     greedy = _greedy(model, ids, 8)
     assert engine.logits(ids + greedy[:-1]).argmax(axis=-1)[len(ids) - 1:].tolist() == greedy
+
+
+def test_openai_server_uses_the_models_tokenizer_and_template(qwen_dir, tmp_path):
+    # `nano-infer serve` on an imported model: a chat request is rendered by the model's own template and
+    # a completion prompt encoded by its BPE tokenizer; both answer what nano.Engine generates from the
+    # ids that transformers' template and HF tokenizers give
+    import http.client
+    import re
+
+    from test_cli import nano_infer_binary
+
+    path = import_hf(qwen_dir, tmp_path / "q.bin")
+    engine = nano.Engine(path, threads=1)
+    hf_tok = tokenizers.Tokenizer.from_file(str(qwen_dir / "tokenizer.json"))
+    rendered = transformers.AutoTokenizer.from_pretrained(qwen_dir).apply_chat_template(
+        MESSAGES, tokenize=False, add_generation_prompt=True)
+    want_chat = "".join(engine.generate(hf_tok.encode(rendered, add_special_tokens=False).ids, 16, temperature=0))
+    want_text = "".join(engine.generate(hf_tok.encode(PROMPT).ids, 16, temperature=0))
+    proc = subprocess.Popen([str(nano_infer_binary()), "serve", str(path), "--port", "0", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", proc.stderr.readline()).group(1))
+
+        def post(route: str, body: dict) -> dict:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            conn.request("POST", route, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = json.loads(resp.read())
+            assert resp.status == 200, data
+            return data
+
+        chat = post("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 16, "temperature": 0})
+        assert chat["choices"][0]["message"]["content"] == want_chat
+        text = post("/v1/completions", {"prompt": PROMPT, "max_tokens": 16, "temperature": 0})
+        assert text["choices"][0]["text"] == want_text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -269,6 +269,22 @@ impl Forward<'_> {
         bufs.try_into().expect("N outputs")
     }
 
+    /// q, k and v of `n` rows of `xb`, with the model's q/k/v biases added when it has them.
+    fn project_qkv(&mut self, layer: usize, xb: &[f32], n: usize) -> [Vec<f32>; 3] {
+        let lt = self.model.layers[layer];
+        let mut qkv =
+            self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
+        if let Some(bias) = lt.bias {
+            for (out, b) in qkv.iter_mut().zip(bias) {
+                let b = self.model.vector(b);
+                for row in out.chunks_exact_mut(b.len()) {
+                    row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+                }
+            }
+        }
+        qkv
+    }
+
     /// Projects q/k/v, applies RoPE, appends k/v to the cache and attends; returns [n, n_head*head_dim].
     fn attention(
         &mut self,
@@ -280,18 +296,8 @@ impl Forward<'_> {
     ) -> Vec<f32> {
         let m = self.model;
         let c = m.config();
-        let lt = m.layers[layer];
         let (hd, nh, nkv) = (c.head_dim(), c.n_head, c.n_kv_head);
-        let [mut q, mut k, mut v] =
-            self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
-        if let Some(bias) = lt.bias {
-            for (out, b) in [&mut q, &mut k, &mut v].into_iter().zip(bias) {
-                let b = m.vector(b);
-                for row in out.chunks_exact_mut(b.len()) {
-                    row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
-                }
-            }
-        }
+        let [mut q, mut k, v] = self.project_qkv(layer, xb, n);
         if c.use_rope {
             let rope = self.rope;
             let ch = crate::sched::token_chunk(n, (nh + nkv) * hd);
@@ -357,11 +363,9 @@ impl Forward<'_> {
     ) -> Vec<f32> {
         let m = self.model;
         let c = m.config();
-        let lt = m.layers[layer];
         let n = positions.len();
         let (hd, nh, nkv) = (c.head_dim(), c.n_head, c.n_kv_head);
-        let [mut q, mut k, v] =
-            self.project_many(layer, [("wq", lt.wq), ("wk", lt.wk), ("wv", lt.wv)], xb, n);
+        let [mut q, mut k, v] = self.project_qkv(layer, xb, n);
         let rows = (q.chunks_exact_mut(nh * hd))
             .zip(k.chunks_exact_mut(nkv * hd))
             .zip(v.chunks_exact(nkv * hd));

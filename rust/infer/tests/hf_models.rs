@@ -168,3 +168,31 @@ fn bad_tokenizer_sections_are_refused_by_the_writer() {
         .to_string();
     assert!(err.contains("q/k/v biases"), "{err}");
 }
+
+/// The batched decode of the server applies the biases and the RoPE scaling as the one-sequence
+/// path does: a decode step gives the logits `Engine::logits` gives for the same ids.
+#[test]
+fn batched_decode_of_an_imported_model_equals_its_logits() {
+    let c = hf_config();
+    let mut e = Engine::new(
+        Model::from_bytes(encode_hf(&c, DType::F32)).unwrap(),
+        Some(1),
+    )
+    .unwrap();
+    let mut ids: Vec<u32> = vec![1, 4, 5, 8];
+    let mut seq = e.new_sequence().unwrap();
+    let mut got = e.prefill(&mut seq, &ids).unwrap();
+    for t in [9, 10, 11, 4, 6, 7] {
+        let all = e.logits(&ids).unwrap();
+        let want = &all[all.len() - c.vocab_size..];
+        let err = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        // the float kernels may order sums differently for one row than for several
+        assert!(err <= 1e-5, "after {} tokens: {err}", ids.len());
+        ids.push(t);
+        got = e.decode_batch(&mut [&mut seq], &[t]).unwrap();
+    }
+}

@@ -107,3 +107,42 @@ def test_nano_infer_instruct_mode_keeps_the_history(engine):
                stdin="".join(q + "\n" for q in questions))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:3] == answers
+
+
+def test_the_page_worker_builds_the_same_chat_prompt(engine):
+    """The browser engine (the page's worker, in Debian's Chromium) builds nano.Engine.chat's prompt ids and
+    generates the same sampled answer (same seed). Needs the WASM package rebuilt from these sources."""
+    import base64
+    from pathlib import Path
+
+    import web_harness as wh
+
+    why = wh.missing_requirements()
+    if why:
+        pytest.skip(why)
+    model_b64 = base64.b64encode(Path(engine.path).read_bytes()).decode()
+    with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
+        wh.open_page(page, url)
+        reply = page.evaluate(
+            """([modelB64, messages]) => new Promise((resolve, reject) => {
+                const bytes = Uint8Array.from(atob(modelB64), (c) => c.charCodeAt(0)).buffer;
+                const w = new Worker('worker.js', {type: 'module'});
+                const out = {text: ''};
+                const options = {maxNewTokens: 6, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1,
+                                 seed: '5', instruct: false};
+                w.onmessage = (e) => {
+                    const m = e.data;
+                    if (m.type === 'ready') w.postMessage({id: 1, type: 'load', bytes}, [bytes]);
+                    else if (m.type === 'fatal' || m.type === 'error') reject(new Error(m.message));
+                    else if (m.id === 1) w.postMessage({id: 2, type: 'chatIds', messages});
+                    else if (m.id === 2) { out.ids = m.ids; w.postMessage({id: 3, type: 'chat', messages, options}); }
+                    else if (m.type === 'piece') out.text += m.text;
+                    else if (m.id === 3) { w.terminate(); resolve(out); }
+                };
+            })""",
+            [model_b64, THREE_TURNS],
+        )
+        assert requests.off_loopback() == []
+    assert reply["ids"] == engine.chat_prompt_ids(THREE_TURNS)
+    want = "".join(engine.chat(THREE_TURNS, max_new_tokens=6, temperature=1.0, seed=5))
+    assert want and reply["text"] == want

@@ -76,20 +76,35 @@ fn check_turns(messages: &[ChatMessage]) -> Result<()> {
 }
 
 impl Engine {
-    /// The Jinja source of this model's chat template: Nano's instruction template
-    /// ([`special::chat_template`]), the template of every model file Nano writes.
+    /// The Jinja source of this model's chat template: the one an imported model's file carries,
+    /// else Nano's instruction template ([`special::chat_template`]).
     pub fn chat_template(&self) -> String {
-        special::chat_template()
+        self.model()
+            .tokenizer()
+            .hf()
+            .and_then(|h| h.chat_template.clone())
+            .unwrap_or_else(special::chat_template)
     }
 
     /// The text the conversation becomes under the chat template, ending where the answer starts.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String> {
+        let tok = self.model().tokenizer();
+        if tok.chat_template().is_some() {
+            // an imported model: its own template decides which roles and orders it takes
+            if messages.is_empty() {
+                return Err(Error::InvalidInput(
+                    "a chat needs at least one message".into(),
+                ));
+            }
+            let json = serde_json::to_string(messages)
+                .map_err(|e| Error::InvalidInput(format!("chat messages: {e}")))?;
+            return tok.render_chat(&json, true);
+        }
         check_turns(messages)?;
         let template = ChatTemplate::new(&self.chat_template())
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let messages = serde_json::to_string(messages)
             .map_err(|e| Error::InvalidInput(format!("chat messages: {e}")))?;
-        let tok = self.model().tokenizer();
         // Templates of other models name these; Nano's writes its marks itself.
         let mut extra = serde_json::Map::new();
         for (name, token) in [("bos_token", special::BOS), ("eos_token", special::EOS)] {

@@ -21,6 +21,7 @@ __all__ = [
     "EOS",
     "INSTRUCT_MARK",
     "RESPONSE_MARK",
+    "CHAT_TEMPLATE",
     "shuffle_files",
     "splitmix64",
     "write_model",
@@ -48,6 +49,7 @@ BOS: str
 EOS: str
 INSTRUCT_MARK: str
 RESPONSE_MARK: str
+CHAT_TEMPLATE: str
 
 def instruction_ids(instruct: int, prompt: Sequence[int], response: int) -> list[int]: ...
 
@@ -202,6 +204,9 @@ class Engine:
     def load_lora(self, path: str | os.PathLike[str]) -> None: ...
     def unload_lora(self) -> None: ...
     def prompt_ids(self, prompt: str, instruct: bool = False) -> list[int]: ...
+    def chat_prompt_ids(self, messages_json: str) -> list[int]: ...
+    @property
+    def chat_template(self) -> str: ...
     def logits(self, ids: Sequence[int]) -> npt.NDArray[np.float32]: ...
     def generate(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -90,6 +90,38 @@ class Engine:
             prompt = [int(i) for i in prompt]
         return self._native.generate(prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
                                      seed % (1 << 64), instruct)
+
+    @property
+    def chat_template(self) -> str:
+        """The Jinja source of the model's chat template (Nano's instruction template:
+        ``nano.tokenizer.CHAT_TEMPLATE``)."""
+        return self._native.chat_template
+
+    def chat_prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+        """The token ids the answer to ``messages`` is generated after: the conversation rendered with the
+        model's chat template and encoded with the special tokens matched. ``messages`` are OpenAI-style
+        ``{"role": "user" | "assistant", "content": text}`` turns, alternating from the user's and ending
+        with it (ValueError otherwise, or when the prompt does not fit the context)."""
+        if isinstance(messages, (str, bytes, bytearray, Mapping)):
+            raise TypeError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        try:
+            messages_json = json.dumps([dict(m) for m in messages], ensure_ascii=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"messages must be a list of {{'role': ..., 'content': ...}} dicts: {e}") from None
+        return self._native.chat_prompt_ids(messages_json)
+
+    def chat(self, messages: Sequence[Mapping[str, str]], max_new_tokens: int = 256, temperature: float = 1.0,
+             top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+             seed: int = 0) -> Iterator[str]:
+        """The assistant's answer to a conversation, streamed as :meth:`generate` streams (same options,
+        same ``.close()`` / ``.stats``), generated after :meth:`chat_prompt_ids` of ``messages``.
+
+            >>> history = [{"role": "user", "content": "你好"}]                  # doctest: +SKIP
+            >>> answer = "".join(eng.chat(history, temperature=0))             # doctest: +SKIP
+            >>> history += [{"role": "assistant", "content": answer}, ...]      # doctest: +SKIP
+        """
+        ids = self.chat_prompt_ids(messages)
+        return self.generate(ids, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
 
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         """float32 logits [len(token_ids), vocab] at every position (a fresh forward pass)."""

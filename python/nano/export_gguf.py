@@ -27,14 +27,9 @@ from nano.gguf import encode_tensor, write_gguf
 
 __all__ = ["CHAT_TEMPLATE", "check_exportable", "gguf_tokens", "llama_names", "write_llama_gguf"]
 
-# <|instruct_mark|> question <|response_mark|> answer <|eos|>, the format of Nano's SFT data.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'user' -%}<|instruct_mark|>{{ message['content'] }}<|response_mark|>"
-    "{%- elif message['role'] == 'assistant' -%}{{ message['content'] }}<|eos|>"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-)
+# <|instruct_mark|> question <|response_mark|> answer <|eos|>, the format of Nano's SFT data, as a Jinja
+# chat template (its owner: nano_tokenizer::special, also behind nano.Engine.chat).
+CHAT_TEMPLATE: str = special.CHAT_TEMPLATE
 
 FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}  # llama_ftype of an all-<type> model
 

@@ -47,6 +47,9 @@ BOS: str = _native.BOS
 EOS: str = _native.EOS
 INSTRUCT_MARK: str = _native.INSTRUCT_MARK
 RESPONSE_MARK: str = _native.RESPONSE_MARK
+#: The instruction template as a Jinja chat template (user turn: ``INSTRUCT_MARK question RESPONSE_MARK``,
+#: assistant turn: ``answer EOS``), the template of Nano's models and of ``nano.Engine.chat``.
+CHAT_TEMPLATE: str = _native.CHAT_TEMPLATE
 
 
 def instruction_ids(tokenizer: Tokenizer, prompt_ids: Sequence[int]) -> list[int]:

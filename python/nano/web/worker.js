@@ -10,6 +10,9 @@
 //   lora   {bytes: ArrayBuffer}            -> ok {info}
 //   unlora {}                              -> ok {info}
 //   generate {prompt, options}             -> piece*, ok {stats}
+//   chat   {messages, options}             -> piece*, ok {stats}   (messages: [{role, content}], ending with
+//                                             the user's turn, rendered with the model's chat template)
+//   chatIds {messages}                     -> ok {ids}        (the prompt ids chat generates after)
 //   golden {}                              -> ok {got, expected, minus128}   (kernels' self-checks)
 //   stopFlag {flag: SharedArrayBuffer}     -> ok   (generation stops when flag[0] != 0)
 import init, {
@@ -51,7 +54,14 @@ const handlers = {
     engine.unload_lora();
     return { info: info() };
   },
-  generate({ prompt, options }, id) {
+  chatIds({ messages }) {
+    requireModel();
+    return { ids: Array.from(engine.chat_prompt_ids(JSON.stringify(messages))) };
+  },
+  chat({ messages, options }, id) {
+    return handlers.generate({ messages, options }, id);
+  },
+  generate({ prompt, messages, options }, id) {
     requireModel();
     const o = options;
     engine.set_options(o.maxNewTokens, o.temperature, o.topK, o.topP, o.repetitionPenalty,
@@ -69,12 +79,15 @@ const handlers = {
       tokens = 0;
       last = performance.now();
     };
-    const stats = engine.generate(prompt, (piece) => {
+    const onPiece = (piece) => {
       text += piece;
       tokens += 1;
       if (performance.now() - last >= PIECE_INTERVAL_MS) flush();
       return !(stopFlag && Atomics.load(stopFlag, 0) !== 0);
-    });
+    };
+    const stats = messages
+      ? engine.chat(JSON.stringify(messages), onPiece)
+      : engine.generate(prompt, onPiece);
     flush();
     const out = {
       promptTokens: stats.prompt_tokens,

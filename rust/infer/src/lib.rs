@@ -2,11 +2,13 @@
 //!
 //! * [`format`]: the file formats (Nano 2026.1 and the original 2024.10), readers and writers.
 //! * [`Model`] / [`Lora`]: validated, loaded files (memory-mapped where possible).
-//! * [`Engine`]: the forward pass, KV cache, sampler and streaming generation.
+//! * [`Engine`]: the forward pass, KV cache, sampler and streaming generation; chat prompts from
+//!   OpenAI-style messages and the model's chat template ([`ChatMessage`]).
 //! * `kernels`: the matrix kernels the engine calls for all matrix products, one folder per
 //!   instruction set; [`sched`]: the threads they run on.
 
 mod attention;
+mod chat;
 mod engine;
 pub mod error;
 pub mod format;
@@ -18,6 +20,7 @@ pub mod sched;
 pub mod tokenizer;
 
 pub use attention::KvDtype;
+pub use chat::{parse_messages, ChatMessage};
 pub use engine::{
     check_threads, max_threads, threads_error, Engine, GenerateOptions, GenerateStats, Sequence,
     MAX_THREADS_PER_CPU,

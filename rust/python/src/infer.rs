@@ -385,6 +385,20 @@ impl PyEngine {
         self.with(py, |e| e.prompt_ids(prompt, instruct))
     }
 
+    /// The token ids the answer to a conversation is generated after: `messages_json` is a JSON
+    /// list of `{"role", "content"}` objects (user and assistant turns, ending with the user's),
+    /// rendered with the model's chat template and encoded with the special tokens matched.
+    fn chat_prompt_ids(&self, py: Python<'_>, messages_json: &str) -> PyResult<Vec<u32>> {
+        let messages = nano_infer::parse_messages(messages_json).map_err(to_py_err)?;
+        self.with(py, move |e| e.chat_prompt_ids(&messages))
+    }
+
+    /// The Jinja source of the model's chat template.
+    #[getter]
+    fn chat_template(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |e| Ok(e.chat_template()))
+    }
+
     /// f32 logits [len(ids), vocab] at every position.
     fn logits<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         refuse_bytes(ids, "token_ids")?;

@@ -466,5 +466,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EOS", special::EOS)?;
     m.add("INSTRUCT_MARK", special::INSTRUCT_MARK)?;
     m.add("RESPONSE_MARK", special::RESPONSE_MARK)?;
+    m.add("CHAT_TEMPLATE", special::chat_template())?;
     Ok(())
 }

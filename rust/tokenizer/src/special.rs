@@ -38,9 +38,35 @@ pub fn instruction_ids(instruct: u32, prompt: &[u32], response: u32) -> Vec<u32>
     out
 }
 
+/// The instruction template as a Jinja chat template (what `nano_tokenizer::chat` renders, and what
+/// exported GGUF / Hugging Face models carry): each user turn becomes `INSTRUCT_MARK content
+/// RESPONSE_MARK`, each assistant turn `content EOS`. A conversation ending with a user turn thus
+/// ends where the next answer starts, which is the generation prompt (so `add_generation_prompt`
+/// adds nothing); other roles render nothing (the chat API refuses them first).
+pub fn chat_template() -> String {
+    format!(
+        "{{%- for message in messages -%}}\
+         {{%- if message['role'] == 'user' -%}}{INSTRUCT_MARK}{{{{ message['content'] }}}}{RESPONSE_MARK}\
+         {{%- elif message['role'] == 'assistant' -%}}{{{{ message['content'] }}}}{EOS}\
+         {{%- endif -%}}\
+         {{%- endfor -%}}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_template_renders_the_instruction_template() {
+        let t = crate::ChatTemplate::new(&chat_template()).unwrap();
+        let messages = r#"[{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+                           {"role": "user", "content": "q2"}]"#;
+        let text = t.render(messages, true, "{}").unwrap();
+        let want = [INSTRUCT_MARK, "q1", RESPONSE_MARK, "a1", EOS].concat()
+            + &[INSTRUCT_MARK, "q2", RESPONSE_MARK].concat();
+        assert_eq!(text, want);
+    }
 
     #[test]
     fn template_wraps_the_prompt_in_the_marks() {

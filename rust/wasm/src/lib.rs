@@ -1,9 +1,10 @@
 //! `nano-wasm`: the browser build of Nano's inference engine. It wraps `nano_infer` (no second
 //! implementation) in a small wasm-bindgen API that the page's Web Worker drives:
 //! load a model from bytes, load / unload a LoRA plug-in, set sampling options, generate with a
-//! per-piece callback (returning false interrupts), and report tokens/s.
+//! per-piece callback (returning false interrupts), chat with the model's chat template, and report
+//! tokens/s.
 use nano_infer::kernels::selftest;
-use nano_infer::{Engine, GenerateOptions, Lora, Model};
+use nano_infer::{parse_messages, Engine, GenerateOptions, GenerateStats, Lora, Model};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
@@ -245,40 +246,32 @@ impl WasmEngine {
         prompt: &str,
         on_piece: &js_sys::Function,
     ) -> Result<Stats, JsError> {
-        let start = performance_now();
-        let mut first_piece_at: Option<f64> = None;
-        let mut interrupted = false;
-        let mut thrown: Option<JsValue> = None;
-        let mut callback = |piece: &str| -> bool {
-            first_piece_at.get_or_insert_with(performance_now);
-            match on_piece.call1(&JsValue::NULL, &JsValue::from_str(piece)) {
-                Ok(more) if more.is_truthy() => true,
-                Ok(_) => {
-                    interrupted = true;
-                    false
-                }
-                Err(e) => {
-                    thrown = Some(e);
-                    false
-                }
-            }
-        };
-        let result = self.engine.generate(prompt, &self.options, &mut callback);
-        let end = performance_now();
-        if let Some(e) = thrown {
-            return Err(JsError::new(&format!(
-                "the piece callback failed: {}",
-                describe(&e)
-            )));
-        }
-        let stats = result.map_err(js_err)?;
-        let first = first_piece_at.unwrap_or(end);
-        Ok(Stats {
-            prompt_tokens: stats.prompt_tokens as u32,
-            generated_tokens: stats.generated_tokens as u32,
-            prefill_secs: (first - start) / 1e3,
-            decode_secs: (end - first) / 1e3,
-            interrupted,
+        let options = self.options.clone();
+        stream(on_piece, |callback| {
+            self.engine.generate(prompt, &options, callback)
+        })
+    }
+
+    /// The token ids the answer to a conversation is generated after: `messages_json` is a JSON
+    /// list of `{"role": "user" | "assistant", "content": text}` ending with the user's turn,
+    /// rendered with the model's chat template (`nano_infer`'s chat API, as `nano.Engine.chat`).
+    pub fn chat_prompt_ids(&self, messages_json: &str) -> Result<Vec<u32>, JsError> {
+        let messages = parse_messages(messages_json).map_err(js_err)?;
+        self.engine.chat_prompt_ids(&messages).map_err(js_err)
+    }
+
+    /// Generates the assistant's answer to a conversation (`messages_json` as for
+    /// [`WasmEngine::chat_prompt_ids`]), streaming pieces to `on_piece` as [`WasmEngine::generate`]
+    /// does; the `instruct` option is not used (the chat template wraps every turn).
+    pub fn chat(
+        &mut self,
+        messages_json: &str,
+        on_piece: &js_sys::Function,
+    ) -> Result<Stats, JsError> {
+        let messages = parse_messages(messages_json).map_err(js_err)?;
+        let options = self.options.clone();
+        stream(on_piece, |callback| {
+            self.engine.chat(&messages, &options, callback)
         })
     }
 
@@ -286,6 +279,49 @@ impl WasmEngine {
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.engine.model().tokenizer().encode(text, false)
     }
+}
+
+/// Runs one generation, passing each piece to the JS callback `on_piece` (a falsy return interrupts,
+/// an exception stops and is reported) and timing it with the page's clock.
+fn stream(
+    on_piece: &js_sys::Function,
+    run: impl FnOnce(&mut dyn FnMut(&str) -> bool) -> nano_infer::Result<GenerateStats>,
+) -> Result<Stats, JsError> {
+    let start = performance_now();
+    let mut first_piece_at: Option<f64> = None;
+    let mut interrupted = false;
+    let mut thrown: Option<JsValue> = None;
+    let mut callback = |piece: &str| -> bool {
+        first_piece_at.get_or_insert_with(performance_now);
+        match on_piece.call1(&JsValue::NULL, &JsValue::from_str(piece)) {
+            Ok(more) if more.is_truthy() => true,
+            Ok(_) => {
+                interrupted = true;
+                false
+            }
+            Err(e) => {
+                thrown = Some(e);
+                false
+            }
+        }
+    };
+    let result = run(&mut callback);
+    let end = performance_now();
+    if let Some(e) = thrown {
+        return Err(JsError::new(&format!(
+            "the piece callback failed: {}",
+            describe(&e)
+        )));
+    }
+    let stats = result.map_err(js_err)?;
+    let first = first_piece_at.unwrap_or(end);
+    Ok(Stats {
+        prompt_tokens: stats.prompt_tokens as u32,
+        generated_tokens: stats.generated_tokens as u32,
+        prefill_secs: (first - start) / 1e3,
+        decode_secs: (end - first) / 1e3,
+        interrupted,
+    })
 }
 
 fn describe(e: &JsValue) -> String {

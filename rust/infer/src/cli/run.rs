@@ -3,7 +3,9 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use clap::Parser;
-use nano_infer::{Engine, Error, GenerateOptions, GenerateStats, KvDtype, Lora, Model};
+use nano_infer::{
+    ChatMessage, Engine, Error, GenerateOptions, GenerateStats, KvDtype, Lora, Model,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,7 +19,8 @@ struct Args {
     /// LoRA plug-in to apply (.bin)
     #[arg(short = 'l', long = "lora")]
     lora: Option<PathBuf>,
-    /// Instruction mode: wrap each prompt in <|instruct_mark|> ... <|response_mark|>
+    /// Instruction mode: wrap each prompt in <|instruct_mark|> ... <|response_mark|>; without
+    /// --prompt, the lines of stdin are the turns of one chat (the history kept across turns)
     #[arg(short = 'i', long = "instruct")]
     instruct: bool,
     /// Maximum number of new tokens
@@ -87,16 +90,25 @@ fn generate(
     prompt: &str,
     opts: &GenerateOptions,
 ) -> Result<GenerateStats, Error> {
+    to_stdout(|on_piece| engine.generate(prompt, opts, on_piece)).map(|(stats, _)| stats)
+}
+
+/// Runs one generation printing each piece to stdout; returns its statistics and the text printed.
+/// A closed stdout (e.g. a pipe to `head`) stops the generation quietly.
+fn to_stdout(
+    run: impl FnOnce(&mut dyn FnMut(&str) -> bool) -> Result<GenerateStats, Error>,
+) -> Result<(GenerateStats, String), Error> {
     let mut out = std::io::stdout().lock();
     let mut failed = None;
-    let stats = engine.generate(prompt, opts, &mut |piece| match out
-        .write_all(piece.as_bytes())
-        .and_then(|_| out.flush())
-    {
-        Ok(()) => true,
-        Err(e) => {
-            failed = Some(e); // e.g. a closed pipe: stop generating
-            false
+    let mut text = String::new();
+    let stats = run(&mut |piece| {
+        text.push_str(piece);
+        match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e); // e.g. a closed pipe: stop generating
+                false
+            }
         }
     })?;
     let _ = writeln!(out);
@@ -108,7 +120,7 @@ fn generate(
             });
         }
     }
-    Ok(stats)
+    Ok((stats, text))
 }
 
 /// The statistics line (unless `quiet`), and a note whenever the context cut generation short:
@@ -136,11 +148,14 @@ fn report(s: &GenerateStats, context: usize, quiet: bool) {
 }
 
 /// One prompt per line from stdin until end of input; errors of one prompt (a line that is not
-/// UTF-8 included) are reported and do not end the loop.
+/// UTF-8 included) are reported and do not end the loop. In instruction mode the lines are the
+/// user's turns of one conversation: each answer is generated after the whole history (the oldest
+/// exchanges dropped, with a note, when it no longer fits the context).
 fn repl(engine: &mut Engine, opts: &GenerateOptions, quiet: bool) -> Result<(), Error> {
     let stdin = std::io::stdin();
     let interactive = std::io::IsTerminal::is_terminal(&stdin);
     let context = engine.model().config().block_size;
+    let mut history: Vec<ChatMessage> = Vec::new();
     let mut line = Vec::new();
     for number in 1.. {
         if interactive {
@@ -165,10 +180,38 @@ fn repl(engine: &mut Engine, opts: &GenerateOptions, quiet: bool) -> Result<(), 
         if prompt.is_empty() {
             continue;
         }
-        match generate(engine, prompt, opts) {
+        let result = if opts.instruct {
+            chat_turn(engine, &mut history, prompt, opts)
+        } else {
+            generate(engine, prompt, opts)
+        };
+        match result {
             Ok(stats) => report(&stats, context, quiet),
             Err(e) => eprintln!("error: {e}"),
         }
     }
     Ok(())
+}
+
+/// Answers `prompt` after the conversation so far and adds both turns to it; a failed turn leaves
+/// the history as it was.
+fn chat_turn(
+    engine: &mut Engine,
+    history: &mut Vec<ChatMessage>,
+    prompt: &str,
+    opts: &GenerateOptions,
+) -> Result<GenerateStats, Error> {
+    let mut turn = history.clone();
+    turn.push(ChatMessage::user(prompt));
+    let dropped = engine.fit_chat(&mut turn)?;
+    if dropped > 0 {
+        eprintln!(
+            "note: the {} oldest exchange(s) were dropped to fit the model's context",
+            dropped / 2
+        );
+    }
+    let (stats, answer) = to_stdout(|on_piece| engine.chat(&turn, opts, on_piece))?;
+    turn.push(ChatMessage::assistant(answer));
+    *history = turn;
+    Ok(stats)
 }

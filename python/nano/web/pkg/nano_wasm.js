@@ -117,6 +117,41 @@ export class WasmEngine {
         wasm.__wbg_wasmengine_free(ptr, 0);
     }
     /**
+     * Generates the assistant's answer to a conversation (`messages_json` as for
+     * [`WasmEngine::chat_prompt_ids`]), streaming pieces to `on_piece` as [`WasmEngine::generate`]
+     * does; the `instruct` option is not used (the chat template wraps every turn).
+     * @param {string} messages_json
+     * @param {Function} on_piece
+     * @returns {Stats}
+     */
+    chat(messages_json, on_piece) {
+        const ptr0 = passStringToWasm0(messages_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.wasmengine_chat(this.__wbg_ptr, ptr0, len0, on_piece);
+        if (ret[2]) {
+            throw takeFromExternrefTable0(ret[1]);
+        }
+        return Stats.__wrap(ret[0]);
+    }
+    /**
+     * The token ids the answer to a conversation is generated after: `messages_json` is a JSON
+     * list of `{"role": "user" | "assistant", "content": text}` ending with the user's turn,
+     * rendered with the model's chat template (`nano_infer`'s chat API, as `nano.Engine.chat`).
+     * @param {string} messages_json
+     * @returns {Uint32Array}
+     */
+    chat_prompt_ids(messages_json) {
+        const ptr0 = passStringToWasm0(messages_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.wasmengine_chat_prompt_ids(this.__wbg_ptr, ptr0, len0);
+        if (ret[3]) {
+            throw takeFromExternrefTable0(ret[2]);
+        }
+        var v2 = getArrayU32FromWasm0(ret[0], ret[1]).slice();
+        wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
+        return v2;
+    }
+    /**
      * Greedy continuation as token ids, without text decoding (used by tests and the benchmark).
      * @param {string} text
      * @returns {Uint32Array}

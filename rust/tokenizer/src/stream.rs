@@ -65,26 +65,9 @@ impl<'a> StreamDecoder<'a> {
         &self.text[start..]
     }
 
-    /// Moves complete characters from `pending` to `text`, invalid bytes as U+FFFD the way
-    /// `String::from_utf8_lossy` replaces them; an incomplete tail stays unless `all`.
+    /// See [`drain_utf8`].
     fn drain(&mut self, all: bool) {
-        let mut used = 0;
-        for chunk in self.pending.utf8_chunks() {
-            self.text.push_str(chunk.valid());
-            used += chunk.valid().len();
-            let invalid = chunk.invalid();
-            if invalid.is_empty() {
-                continue;
-            }
-            // Only the last chunk's invalid part can be an incomplete (still valid) prefix.
-            let is_tail = used + invalid.len() == self.pending.len();
-            if is_tail && !all && could_continue(invalid) {
-                break;
-            }
-            self.text.push(char::REPLACEMENT_CHARACTER);
-            used += invalid.len();
-        }
-        self.pending.drain(..used);
+        drain_utf8(&mut self.pending, &mut self.text, all);
     }
 
     /// Everything decoded so far.
@@ -97,6 +80,30 @@ impl<'a> StreamDecoder<'a> {
     pub fn take(&mut self) -> String {
         std::mem::take(&mut self.text)
     }
+}
+
+/// Moves the complete characters of `pending` to `text`, invalid bytes as U+FFFD the way
+/// `String::from_utf8_lossy` replaces them; an incomplete tail (the start of a character whose
+/// other bytes have not come yet) stays in `pending` unless `all`. Both stream decoders (Nano's
+/// and BPE's) hold back split characters through this one function.
+pub(crate) fn drain_utf8(pending: &mut Vec<u8>, text: &mut String, all: bool) {
+    let mut used = 0;
+    for chunk in pending.utf8_chunks() {
+        text.push_str(chunk.valid());
+        used += chunk.valid().len();
+        let invalid = chunk.invalid();
+        if invalid.is_empty() {
+            continue;
+        }
+        // Only the last chunk's invalid part can be an incomplete (still valid) prefix.
+        let is_tail = used + invalid.len() == pending.len();
+        if is_tail && !all && could_continue(invalid) {
+            break;
+        }
+        text.push(char::REPLACEMENT_CHARACTER);
+        used += invalid.len();
+    }
+    pending.drain(..used);
 }
 
 /// Whether `bytes` (not valid UTF-8 on their own) are the start of some valid character.

@@ -109,24 +109,9 @@ impl<'a> BpeStreamDecoder<'a> {
         self.text.push_str(s);
     }
 
-    /// Moves complete characters from `pending` to `text`; an incomplete tail stays unless `all`.
+    /// See [`crate::stream::drain_utf8`].
     fn drain(&mut self, all: bool) {
-        let mut used = 0;
-        for chunk in self.pending.utf8_chunks() {
-            self.text.push_str(chunk.valid());
-            used += chunk.valid().len();
-            let invalid = chunk.invalid();
-            if invalid.is_empty() {
-                continue;
-            }
-            let is_tail = used + invalid.len() == self.pending.len();
-            if is_tail && !all && could_continue(invalid) {
-                break;
-            }
-            self.text.push(char::REPLACEMENT_CHARACTER);
-            used += invalid.len();
-        }
-        self.pending.drain(..used);
+        crate::stream::drain_utf8(&mut self.pending, &mut self.text, all);
     }
 
     /// The vocabulary size of the tokenizer decoded with.
@@ -142,13 +127,5 @@ impl<'a> BpeStreamDecoder<'a> {
     /// Takes the text decoded so far (bytes of an incomplete character stay pending).
     pub fn take(&mut self) -> String {
         std::mem::take(&mut self.text)
-    }
-}
-
-/// Whether `bytes` (not valid UTF-8 on their own) are the start of some valid character.
-fn could_continue(bytes: &[u8]) -> bool {
-    match std::str::from_utf8(bytes) {
-        Ok(_) => true,
-        Err(e) => e.valid_up_to() == 0 && e.error_len().is_none(),
     }
 }

@@ -1,5 +1,5 @@
 """Nano's GGUF export run by llama.cpp itself (tools built by scripts/build_llamacpp.sh; the tests skip
-when they are absent): `llama-tokenize` gives Nano's ids, `llama-completion` generates greedily what
+when they are absent): `llama-tokenize` gives Nano's ids, `llama-simple` generates greedily what
 `nano-infer -t 0` generates."""
 
 import os
@@ -75,13 +75,15 @@ def greedy_ids(engine: Engine, prompt_ids: list[int], n: int) -> tuple[list[int]
 
 
 def llama_complete(llama, gguf_path, prompt: str, n: int) -> str:
-    proc = subprocess.run(
-        [str(llama / "llama-completion"), "-m", str(gguf_path), "-p", prompt, "-n", str(n), "--temp", "0",
-         "-no-cnv", "--no-display-prompt", "--no-escape", "--simple-io", "-t", "1", "-c", "128", "--seed", "0",
-         "--no-warmup"],  # not --log-disable: the generated text itself goes through LOG()
-        capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
+    """llama.cpp's greedy continuation of `prompt`, from `llama-simple`, which writes each piece with printf and
+    fflush. (Not `llama-completion`: its text goes through a logging thread that nothing drains at exit, and on
+    a loaded machine the last pieces of stdout were lost.) `llama-simple` echoes the prompt, then the new text."""
+    proc = subprocess.run([str(llama / "llama-simple"), "-m", str(gguf_path), "-n", str(n), prompt],
+                          capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
-    return proc.stdout.decode("utf-8", errors="replace")
+    out = proc.stdout.decode("utf-8", errors="replace")
+    assert out.startswith(prompt) and out.endswith("\n"), out
+    return out[len(prompt):-1]
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +97,12 @@ def generation_models(tmp_path_factory):
     return tok, files
 
 
-@pytest.mark.parametrize("quant, min_gap", [("f32", 1e-3), ("q8_0", 0.05)])
+@pytest.mark.parametrize("quant, min_gap", [("f32", 1e-2), ("q8_0", 0.05)])
 def test_llama_completion_greedy_equals_nano_infer(llama, generation_models, quant, min_gap):
     """64 greedy tokens from the same prompt. The comparison is meaningful only if no step is a near
-    tie: f32 engines differ by ~1e-5 in these logits (summation order), so every step's top-two gap
-    must exceed 1e-3; for q8_0 the GGUF's f16 scales move the weights by up to 2^-11 x 127 of a step
+    tie. For f32, llama.cpp keeps K and V in f16 (its default cache type), which moves every attention
+    input by up to 2^-11 of itself; through two layers of unit-scale activations that is ~1e-3 in a
+    logit, so every step's top-two gap must exceed 1e-2; for q8_0 the GGUF's f16 scales move the weights by up to 2^-11 x 127 of a step
     (docs/interop.md), so ties must be farther apart (0.05)."""
     tok, files = generation_models
     bin_path, gguf_path = files[quant]
@@ -113,4 +116,4 @@ def test_llama_completion_greedy_equals_nano_infer(llama, generation_models, qua
     nano_text = proc.stdout.decode("utf-8")
     assert nano_text == tok.decode(want_ids) + "\n"
     got = llama_complete(llama, gguf_path, prompt, 64)
-    assert got.startswith(tok.decode(want_ids)), (got, tok.decode(want_ids))
+    assert got == tok.decode(want_ids)

@@ -64,10 +64,20 @@ def test_chat_streams_the_answer_generate_gives_for_the_same_ids(engine):
     assert answer.stats["prompt_tokens"] == len(engine.chat_prompt_ids(THREE_TURNS))
 
 
+def test_system_turns_are_left_out_of_the_instruction_template(engine):
+    """Nano's template has no place for a system turn and renders nothing for it, in every engine and in
+    llama.cpp / transformers running the exported template; the other turns' ids are unchanged."""
+    system = {"role": "system", "content": "t3t3"}
+    developer = {"role": "developer", "content": "t2"}
+    with_system = [system, *THREE_TURNS[:2], developer, *THREE_TURNS[2:]]
+    assert engine.chat_prompt_ids(with_system) == engine.chat_prompt_ids(THREE_TURNS)
+
+
 @pytest.mark.parametrize(("messages", "error", "match"), [
     ([], ValueError, "at least one message"),
     ([{"role": "assistant", "content": "t1"}], ValueError, "alternate"),
-    ([{"role": "system", "content": "t1"}, {"role": "user", "content": "t1"}], ValueError, "no system turn"),
+    ([{"role": "system", "content": "t1"}], ValueError, "last chat message must be the user's"),
+    ([{"role": "tool", "content": "t1"}], ValueError, "unknown role"),
     (THREE_TURNS[:2], ValueError, "last chat message must be the user's"),
     ([{"role": "user"}], ValueError, "content"),
     ([{"role": "user", "content": 3}], ValueError, "role.*content"),

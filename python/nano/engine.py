@@ -101,7 +101,8 @@ class Engine:
         """The token ids the answer to ``messages`` is generated after: the conversation rendered with the
         model's chat template and encoded with the special tokens matched. ``messages`` are OpenAI-style
         ``{"role": "user" | "assistant", "content": text}`` turns, alternating from the user's and ending
-        with it (ValueError otherwise, or when the prompt does not fit the context)."""
+        with it (ValueError otherwise, or when the prompt does not fit the context); ``"system"`` turns are
+        left out by Nano's instruction template, which has no place for them."""
         if isinstance(messages, (str, bytes, bytearray, Mapping)):
             raise TypeError("messages must be a list of {'role': ..., 'content': ...} dicts")
         try:

@@ -1,18 +1,20 @@
 //! Chat: a conversation of OpenAI-style messages (`[{"role", "content"}]`) rendered with the model's
 //! chat template (`nano_tokenizer::chat`) into the prompt the next answer is generated from. This is
 //! the one place that builds chat prompts: the Python binding (`nano.Engine.chat`), the browser
-//! build and `nano-infer -i` all call it.
+//! build, `nano-infer -i` and `nano-infer serve` all call it.
 use nano_tokenizer::{special, ChatTemplate};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, GenerateOptions, GenerateStats};
 use crate::error::{Error, Result};
+use crate::tokenizer::ModelTokenizer;
 
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
-    /// "user" or "assistant" (Nano's instruction template has no system turn).
+    /// "user" or "assistant"; "system" and "developer" turns are left out by Nano's instruction
+    /// template, which has no place for them (an imported model's template decides for itself).
     pub role: String,
     pub content: String,
 }
@@ -43,23 +45,32 @@ pub fn parse_messages(json: &str) -> Result<Vec<ChatMessage>> {
     })
 }
 
-/// The turns must alternate user, assistant, user, ... and end with a user turn (the one to
-/// answer): the instruction template has a place for nothing else.
+/// Roles Nano's instruction template leaves out (it renders nothing for them, in every engine and
+/// in the peers that run its exported template), as it has no place for them.
+const UNPLACED_ROLES: [&str; 2] = ["system", "developer"];
+
+/// Apart from system turns, the turns must alternate user, assistant, user, ... and end with a
+/// user turn (the one to answer): the instruction template has a place for nothing else.
 fn check_turns(messages: &[ChatMessage]) -> Result<()> {
     if messages.is_empty() {
         return Err(Error::InvalidInput(
             "a chat needs at least one message".into(),
         ));
     }
-    for (i, m) in messages.iter().enumerate() {
-        let expected = ["user", "assistant"][i % 2];
+    let placed = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !UNPLACED_ROLES.contains(&m.role.as_str()));
+    for (turn, (i, m)) in placed.enumerate() {
+        let expected = ["user", "assistant"][turn % 2];
         if m.role != expected {
             let why = match m.role.as_str() {
                 "user" | "assistant" => {
                     "turns must alternate user, assistant, user, ...".to_string()
                 }
-                "system" => "this model's chat template has no system turn".to_string(),
-                other => format!("unknown role {other:?} (roles are \"user\" and \"assistant\")"),
+                other => format!(
+                    "unknown role {other:?} (roles are \"user\", \"assistant\" and \"system\")"
+                ),
             };
             return Err(Error::InvalidInput(format!(
                 "chat message {i} has role {:?} where {expected:?} was expected: {why}",
@@ -67,7 +78,10 @@ fn check_turns(messages: &[ChatMessage]) -> Result<()> {
             )));
         }
     }
-    if messages.last().is_some_and(|m| m.role != "user") {
+    let last = messages
+        .iter()
+        .rfind(|m| !UNPLACED_ROLES.contains(&m.role.as_str()));
+    if last.is_none_or(|m| m.role != "user") {
         return Err(Error::InvalidInput(
             "the last chat message must be the user's (the turn to answer)".into(),
         ));
@@ -75,56 +89,66 @@ fn check_turns(messages: &[ChatMessage]) -> Result<()> {
     Ok(())
 }
 
-impl Engine {
-    /// The Jinja source of this model's chat template: the one an imported model's file carries,
-    /// else Nano's instruction template ([`special::chat_template`]).
-    pub fn chat_template(&self) -> String {
-        self.model()
-            .tokenizer()
-            .hf()
-            .and_then(|h| h.chat_template.clone())
-            .unwrap_or_else(special::chat_template)
-    }
+/// The Jinja source of the chat template of a model with tokenizer `tok`: the one an imported
+/// model's file carries, else Nano's instruction template ([`special::chat_template`]).
+pub fn chat_template(tok: &ModelTokenizer) -> String {
+    tok.hf()
+        .and_then(|h| h.chat_template.clone())
+        .unwrap_or_else(special::chat_template)
+}
 
-    /// The text the conversation becomes under the chat template, ending where the answer starts.
-    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String> {
-        let tok = self.model().tokenizer();
-        if tok.chat_template().is_some() {
-            // an imported model: its own template decides which roles and orders it takes
-            if messages.is_empty() {
-                return Err(Error::InvalidInput(
-                    "a chat needs at least one message".into(),
-                ));
-            }
-            let json = serde_json::to_string(messages)
-                .map_err(|e| Error::InvalidInput(format!("chat messages: {e}")))?;
-            return tok.render_chat(&json, true);
+/// The text the conversation becomes under the chat template, ending where the answer starts.
+pub fn chat_prompt(tok: &ModelTokenizer, messages: &[ChatMessage]) -> Result<String> {
+    if tok.chat_template().is_some() {
+        // an imported model: its own template decides which roles and orders it takes
+        if messages.is_empty() {
+            return Err(Error::InvalidInput(
+                "a chat needs at least one message".into(),
+            ));
         }
-        check_turns(messages)?;
-        let template = ChatTemplate::new(&self.chat_template())
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let messages = serde_json::to_string(messages)
+        let json = serde_json::to_string(messages)
             .map_err(|e| Error::InvalidInput(format!("chat messages: {e}")))?;
-        // Templates of other models name these; Nano's writes its marks itself.
-        let mut extra = serde_json::Map::new();
-        for (name, token) in [("bos_token", special::BOS), ("eos_token", special::EOS)] {
-            if tok.token_to_id(token).is_some() {
-                extra.insert(name.into(), token.into());
-            }
+        return tok.render_chat(&json, true);
+    }
+    check_turns(messages)?;
+    let template =
+        ChatTemplate::new(&chat_template(tok)).map_err(|e| Error::Tokenizer(e.to_string()))?;
+    let messages = serde_json::to_string(messages)
+        .map_err(|e| Error::InvalidInput(format!("chat messages: {e}")))?;
+    // Templates of other models name these; Nano's writes its marks itself.
+    let mut extra = serde_json::Map::new();
+    for (name, token) in [("bos_token", special::BOS), ("eos_token", special::EOS)] {
+        if tok.token_to_id(token).is_some() {
+            extra.insert(name.into(), token.into());
         }
-        let extra = serde_json::Value::Object(extra).to_string();
-        template
-            .render(&messages, true, &extra)
-            .map_err(|e| Error::InvalidInput(e.to_string()))
+    }
+    let extra = serde_json::Value::Object(extra).to_string();
+    template
+        .render(&messages, true, &extra)
+        .map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+/// [`chat_prompt`] as token ids, encoded with the special tokens matched (the template's marks are
+/// special tokens; so is a mark typed in a message, as with `transformers`' `apply_chat_template`).
+pub fn chat_prompt_ids(tok: &ModelTokenizer, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+    Ok(tok.encode(&chat_prompt(tok, messages)?, true))
+}
+
+impl Engine {
+    /// [`chat_template`] of this engine's model.
+    pub fn chat_template(&self) -> String {
+        chat_template(self.model().tokenizer())
     }
 
-    /// The token ids the next answer is generated after: [`Engine::chat_prompt`] encoded with the
-    /// special tokens matched (the template's marks are special tokens; so is a mark typed in a
-    /// message, as with `transformers`' `apply_chat_template`). Checked as every prompt is
-    /// (not empty, within the context, inside the vocabulary).
+    /// [`chat_prompt`] for this engine's model.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<String> {
+        chat_prompt(self.model().tokenizer(), messages)
+    }
+
+    /// The token ids the next answer is generated after ([`chat_prompt_ids`]), checked as every
+    /// prompt is (not empty, within the context, inside the vocabulary).
     pub fn chat_prompt_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-        let text = self.chat_prompt(messages)?;
-        let ids = self.model().tokenizer().encode(&text, true);
+        let ids = chat_prompt_ids(self.model().tokenizer(), messages)?;
         self.check_prompt_ids(&ids)?;
         Ok(ids)
     }
@@ -178,12 +202,21 @@ mod tests {
     fn turns_must_alternate_and_end_with_the_user() {
         assert!(check_turns(&roles(&["user"])).is_ok());
         assert!(check_turns(&roles(&["user", "assistant", "user"])).is_ok());
+        assert!(check_turns(&roles(&[
+            "system",
+            "user",
+            "developer",
+            "assistant",
+            "user"
+        ]))
+        .is_ok());
         for (bad, why) in [
             (vec![], "at least one"),
             (vec!["assistant"], "alternate"),
             (vec!["user", "user"], "alternate"),
             (vec!["user", "assistant"], "last chat message"),
-            (vec!["system", "user"], "no system turn"),
+            (vec!["system"], "last chat message"),
+            (vec!["user", "system", "user"], "alternate"),
             (vec!["user", "tool"], "unknown role"),
         ] {
             let err = check_turns(&roles(&bad)).unwrap_err().to_string();

@@ -6,7 +6,12 @@ concurrent streams runs that many clients, each streaming completions of `--toke
 (`ignore_eos`), and reports aggregate generated tokens/s and time to first token (p50, p99). Prints the
 8-stream / 1-stream throughput ratio.
 
+With `--peer`, llama.cpp's `llama-server` (built by scripts/build_llamacpp.sh) serves the same weights as a
+GGUF (`--parallel` as Nano's, continuous batching, the same threads) beside Nano's server; for each number
+of streams the two are measured in turn, `--reps` times, and the median of the per-round ratios is printed.
+
     python3 benches/bench_serve.py --streams 1,4,8,16 --threads 2
+    python3 benches/bench_serve.py --streams 1,8 --peer --reps 3
     python3 benches/bench_serve.py --load 120 --clients 32      # load test: stops by itself
 
 The load test runs `--clients` clients with random prompts and lengths for `--load` seconds and checks that
@@ -19,8 +24,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import re
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,9 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
 
 
-def build(shape: str, dtype: str, vocab: int, block: int, out: Path) -> Path:
+def build(shape: str, dtype: str, vocab: int, block: int, out: Path, gguf: bool = False) -> tuple[Path, Path | None]:
+    """The model as a Nano file and, with `gguf`, the same weights as a GGUF."""
     from bench_engine import build_model
-    from nano.export import export_checkpoint
+    from nano.export import export_checkpoint, export_gguf
     from nano.tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
     special = list(DEFAULT_SPECIAL_TOKENS)
@@ -42,7 +51,48 @@ def build(shape: str, dtype: str, vocab: int, block: int, out: Path) -> Path:
     tok = Tokenizer.from_tokens(tokens, [i < len(special) for i in range(vocab)])
     model = build_model(shape, block, vocab)
     ckpt = {"model": model.state_dict(), "model_config": model.config.to_dict(), "tokenizer_json": tok.to_json()}
-    return export_checkpoint(ckpt, out, dtype)
+    peer = export_gguf(out.with_suffix(".gguf"), checkpoint=ckpt, dtype=dtype) if gguf else None
+    return export_checkpoint(ckpt, out, dtype), peer
+
+
+def llamacpp_tool(name: str) -> Path:
+    env = os.environ.get("NANO_LLAMACPP_BIN")
+    dirs = [Path(env)] if env else sorted((Path.home() / ".cache" / "nano-llamacpp").glob("*/bin"), reverse=True)
+    for d in dirs:
+        if (d / name).exists():
+            return d / name
+    sys.exit(f"{name} not found: run LLAMACPP_SERVER=1 scripts/build_llamacpp.sh (or set NANO_LLAMACPP_BIN)")
+
+
+class LlamaServer:
+    """llama.cpp's server on a free loopback port, ready once /health answers 200."""
+
+    def __init__(self, model: Path, parallel: int, threads: int, block: int):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cmd = [str(llamacpp_tool("llama-server")), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+               "--parallel", str(parallel), "-c", str(block * parallel), "-t", str(threads), "-tb", str(threads),
+               "--no-webui", "--log-disable"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"llama-server exited with {self.proc.returncode}: {' '.join(cmd)}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.close()
+        sys.exit("llama-server did not become ready in 120 s")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
 class Server:
@@ -67,11 +117,13 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def stream(port: int, prompt: str, tokens: int, seed: int) -> tuple[str, float, int]:
+def stream(port: int, prompt: str, tokens: int, seed: int, peer: bool = False) -> tuple[str, float, int]:
     """('ok' | 'busy' | 'failed: ...', seconds to the first token, tokens generated)."""
     t0 = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     body = {"prompt": prompt, "max_tokens": tokens, "stream": True, "ignore_eos": True, "seed": seed}
+    if peer:  # llama-server sends `usage` in its last chunk when asked, as OpenAI does
+        body["stream_options"] = {"include_usage": True}
     try:
         conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
         resp = conn.getresponse()
@@ -109,7 +161,8 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
 
 
-def throughput(port: int, n: int, tokens: int, rounds: int, rng: random.Random) -> tuple[float, float, float]:
+def throughput(port: int, n: int, tokens: int, rounds: int, rng: random.Random,
+               peer: bool = False) -> tuple[float, float, float]:
     """(aggregate tokens/s, TTFT p50, TTFT p99) of `n` clients each streaming `rounds` completions."""
     ttfts, total, failures = [], [0], []
     lock = threading.Lock()
@@ -117,7 +170,7 @@ def throughput(port: int, n: int, tokens: int, rounds: int, rng: random.Random) 
     def client(i: int):
         for r in range(rounds):
             prompt = " ".join(f"w{rng.randrange(500)}" for _ in range(16))
-            status, ttft, got = stream(port, prompt, tokens, seed=i * 1000 + r)
+            status, ttft, got = stream(port, prompt, tokens, seed=i * 1000 + r, peer=peer)
             with lock:
                 if status != "ok":
                     failures.append(status)
@@ -187,31 +240,52 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="completions per client")
     ap.add_argument("--load", type=float, default=0, help="run the load test for this many seconds instead")
     ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--peer", action="store_true", help="measure llama.cpp's llama-server beside Nano's")
+    ap.add_argument("--reps", type=int, default=3, help="with --peer: rounds per stream count")
     ap.add_argument("--nano-infer", type=Path, default=ROOT / "target" / "release" / "nano-infer")
     args = ap.parse_args()
     if not args.nano_infer.exists():
         subprocess.run(["cargo", "build", "--release", "--bin", "nano-infer"], cwd=ROOT, check=True)
     streams = [int(s) for s in args.streams.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        model = build(args.shape, args.dtype, args.vocab, args.block, Path(tmp) / "m.bin")
+        model, gguf = build(args.shape, args.dtype, args.vocab, args.block, Path(tmp) / "m.bin", args.peer)
         parallel = max(streams) if not args.load else 16
         server = Server(args.nano_infer, model, "--parallel", str(parallel), "--threads", str(args.threads),
                         "--max-queue", "16")
+        peer = LlamaServer(gguf, parallel, args.threads, args.block) if gguf else None
         try:
             if args.load:
                 return load_test(server, args.clients, args.load, args.block)
             rng = random.Random(0)
             throughput(server.port, 1, 4, 1, rng)  # warm-up
-            rates = {}
+            if peer:
+                throughput(peer.port, 1, 4, 1, rng, peer=True)
             print(f"{args.shape} {args.dtype}, {args.threads} threads, {args.tokens} tokens per stream")
+            rates = {}
             for n in streams:
-                rate, p50, p99 = throughput(server.port, n, args.tokens, args.rounds, rng)
-                rates[n] = rate
-                print(f"streams={n:3d}  {rate:8.1f} tok/s  TTFT p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms")
+                if not peer:
+                    rate, p50, p99 = throughput(server.port, n, args.tokens, args.rounds, rng)
+                    rates[n] = rate
+                    print(f"streams={n:3d}  {rate:8.1f} tok/s  TTFT p50 {p50 * 1000:7.1f} ms  "
+                          f"p99 {p99 * 1000:7.1f} ms")
+                    continue
+                ours, theirs = [], []
+                for rep in range(args.reps):  # interleaved, the first to run alternating
+                    order = [(server.port, False, ours), (peer.port, True, theirs)]
+                    for port, is_peer, out in order[::1 if rep % 2 == 0 else -1]:
+                        out.append(throughput(port, n, args.tokens, args.rounds, rng, peer=is_peer))
+                rates[n] = statistics.median(r[0] for r in ours)
+                ratio = statistics.median(a[0] / b[0] for a, b in zip(ours, theirs, strict=True))
+                print(f"streams={n:3d}  Nano {rates[n]:8.1f} tok/s (TTFT p50 "
+                      f"{statistics.median(r[1] for r in ours) * 1000:6.1f} ms)  llama-server "
+                      f"{statistics.median(r[0] for r in theirs):8.1f} tok/s (TTFT p50 "
+                      f"{statistics.median(r[1] for r in theirs) * 1000:6.1f} ms)  Nano/llama-server {ratio:.2f}x")
             if 1 in rates and 8 in rates:
                 print(f"8 streams / 1 stream: {rates[8] / rates[1]:.2f}x")
         finally:
             server.close()
+            if peer:
+                peer.close()
     return 0
 
 

@@ -7,12 +7,15 @@
 # private tools venv. Everything lives in a cache outside the clone:
 #
 #   ${NANO_LLAMACPP_CACHE:-~/.cache/nano-llamacpp}/<version>/bin/llama-{tokenize,completion,bench,perplexity,quantize,simple}
+#   (and llama-server, for benches/bench_serve.py --peer, with LLAMACPP_SERVER=1)
 #
-# Idempotent: a finished build (its bin/ holds every tool and the stamp) returns at once. The script prints
+# Idempotent: a finished build (its bin/ holds every tool listed below and the stamp) returns at once; a
+# tool added to the list later is built into the same cache. The script prints
 # the bin directory on its last line; tests find it through NANO_LLAMACPP_BIN or this same default path.
 #
 #   scripts/build_llamacpp.sh            # build if missing
 #   JOBS=4 scripts/build_llamacpp.sh     # parallel compile jobs (default: number of CPUs)
+#   LLAMACPP_SERVER=1 scripts/build_llamacpp.sh   # also llama-server
 #   LLAMACPP_SDIST=/path/to/llama_cpp_python-X.tar.gz scripts/build_llamacpp.sh   # use a downloaded sdist
 set -euo pipefail
 
@@ -20,10 +23,20 @@ VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 ROOT="${NANO_LLAMACPP_CACHE:-$HOME/.cache/nano-llamacpp}"
 DEST="$ROOT/$VERSION"
 TOOLS=(llama-tokenize llama-completion llama-bench llama-perplexity llama-quantize llama-simple)
+# The server is a benchmark peer only (no test needs it) and the longest build: on request.
+if [ "${LLAMACPP_SERVER:-0}" = 1 ]; then
+    TOOLS+=(llama-server)
+fi
 STAMP="$DEST/bin/.complete"
 PY="${PYTHON:-python3}"
 
-if [ -f "$STAMP" ]; then
+built() {
+    [ -f "$STAMP" ] || return 1
+    for tool in "${TOOLS[@]}"; do
+        [ -x "$DEST/bin/$tool" ] || return 1
+    done
+}
+if built; then
     echo "build_llamacpp: llama.cpp from llama-cpp-python $VERSION already built"
     echo "$DEST/bin"
     exit 0
@@ -70,7 +83,7 @@ cmake -S "$SRC" -B "$BUILD" -G Ninja \
     -DGGML_NATIVE=ON \
     -DLLAMA_OPENSSL=OFF \
     -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_SERVER=OFF \
+    -DLLAMA_BUILD_SERVER=ON \
     -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_BUILD_EXAMPLES=ON \
     -DLLAMA_BUILD_TOOLS=ON >"$DEST/configure.log" 2>&1 || { tail -40 "$DEST/configure.log"; exit 1; }

@@ -47,7 +47,9 @@ def build(shape: str, dtype: str, vocab: int, block: int, out: Path, gguf: bool 
     from nano.tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
     special = list(DEFAULT_SPECIAL_TOKENS)
-    tokens = special + [f"w{i} " for i in range(vocab - len(special))]
+    # byte tokens, which a GGUF export needs to tokenize as Nano does, then filler words
+    tokens = special + [f"<0x{b:02X}>" for b in range(256)]
+    tokens += [f"w{i} " for i in range(vocab - len(tokens))]
     tok = Tokenizer.from_tokens(tokens, [i < len(special) for i in range(vocab)])
     model = build_model(shape, block, vocab)
     ckpt = {"model": model.state_dict(), "model_config": model.config.to_dict(), "tokenizer_json": tok.to_json()}

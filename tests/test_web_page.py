@@ -240,6 +240,20 @@ def test_stop_button_interrupts(tmp_path):
         wh.set_options(page, max_new_tokens=5)
         text, _ = wh.generate(page, wh.TEXT[:4])
         assert len(text) > 0
+
+        # Stop in chat mode: the partial answer stays in the conversation, marked stopped.
+        wh.set_options(page, max_new_tokens=400)
+        page.check("#mode-chat")
+        page.fill("#prompt", wh.TEXT[:4])
+        page.click("#generate")
+        page.wait_for_function(
+            "() => (document.querySelector('#conversation li.assistant .text')?.textContent || '').length > 0")
+        page.click("#stop")
+        page.wait_for_selector("#conversation li.assistant[data-done='1'][data-stopped='1']", state="attached")
+        wh.wait_idle(page)
+        assert page.get_attribute("#conversation", "data-turns") == "2"
+        assert "(stopped)" in page.text_content("#stats")
+        assert page.is_visible("#conversation li.assistant button.regenerate")
         assert requests.off_loopback() == []
 
 
@@ -274,5 +288,19 @@ def test_stop_without_cross_origin_isolation_restarts_the_worker(tmp_path):
         page.wait_for_selector("#engine-status[data-version]", state="attached")
         wh.set_options(page, max_new_tokens=8)
         assert wh.generate(page, wh.TEXT[:4])[0] == reference
+        assert wh.page_error(page) == ""
+
+        # Chat mode too: the answer stopped by the restart keeps its text, marked stopped.
+        wh.set_options(page, max_new_tokens=400)
+        page.check("#mode-chat")
+        page.fill("#prompt", wh.TEXT[:4])
+        page.click("#generate")
+        page.wait_for_function(
+            "() => (document.querySelector('#conversation li.assistant .text')?.textContent || '').length > 0")
+        page.click("#stop")
+        page.wait_for_selector("#conversation li.assistant[data-done='1'][data-stopped='1']", state="attached")
+        page.wait_for_selector("#engine-status[data-version]", state="attached")
+        wh.wait_idle(page)
+        assert page.get_attribute("#conversation", "data-turns") == "2"
         assert wh.page_error(page) == ""
         assert requests.off_loopback() == []

@@ -54,11 +54,12 @@ def missing_requirements() -> str | None:
 
 
 @contextlib.contextmanager
-def serve_page() -> Iterator[str]:
-    """The installed page on a free loopback port; yields its base URL."""
+def serve_page(models_dir: Path | None = None) -> Iterator[str]:
+    """The installed page on a free loopback port (offering the model files of `models_dir`, if given);
+    yields its base URL."""
     from nano.web.server import make_server
 
-    server = make_server("127.0.0.1", 0, quiet=True)
+    server = make_server("127.0.0.1", 0, quiet=True, models_dir=models_dir)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -118,6 +119,9 @@ def browser_page(base_url: str) -> Iterator[tuple[object, RequestLog]]:
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.console_log = console  # type: ignore[attr-defined]
             yield page, log
+            # Every browser test: no request left the page's origin (the route above blocks and records them).
+            assert log.blocked == [], f"requests left the page's origin: {log.blocked}"
+            assert log.off_loopback() == [], log.off_loopback()
         finally:
             browser.close()
 
@@ -162,6 +166,25 @@ def generate(page, prompt: str) -> tuple[str, dict]:
         raise AssertionError(f"the page reported an error: {error}")
     rate = page.get_attribute("#speed", "data-tokens-per-sec")
     return page.text_content("#generated"), {"tokens_per_sec": float(rate) if rate else 0.0}
+
+
+def send_chat(page, text: str) -> str:
+    """Sends a chat message and waits for the whole answer; returns the answer as the page shows it."""
+    turns = int(page.get_attribute("#conversation", "data-turns") or 0)
+    page.fill("#prompt", text)
+    page.click("#generate")
+    return wait_answer(page, turns + 2)
+
+
+def wait_answer(page, turns: int) -> str:
+    """Waits until the conversation has `turns` turns, the last a finished answer; returns its text."""
+    page.wait_for_selector(f"#conversation[data-turns='{turns}'] li.assistant:last-child[data-done='1']",
+                           state="attached")
+    wait_idle(page)
+    error = page_error(page)
+    if error:
+        raise AssertionError(f"the page reported an error: {error}")
+    return page.text_content("#conversation li.assistant:last-child .text")
 
 
 def page_error(page) -> str:

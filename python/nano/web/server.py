@@ -1,19 +1,27 @@
 """A tiny static server for the browser page: only the page's own files, loopback by default.
 
-The set of servable files is fixed up front (the page files plus the built WASM package), so there is no
-directory listing and no path can reach outside them, whatever the URL says.
+The set of page files is fixed up front (the page files plus the built WASM package), so there is no
+directory listing and no path can reach outside them, whatever the URL says. With a model folder
+(``--models DIR``) it also serves the model files directly inside that folder (``/models/NAME``, only
+``.bin`` / ``.gguf`` regular files, symlinks only to such a file in the same folder) and their list
+(``/models.json``, an empty list without a folder).
 """
 
 from __future__ import annotations
 
 import http.server
 import ipaddress
+import json
+import os
 import posixpath
+import shutil
 import urllib.parse
 from pathlib import Path
 
 WEB_DIR = Path(__file__).resolve().parent
-PAGE_FILES = ("index.html", "app.js", "worker.js", "style.css", "favicon.svg")
+PAGE_FILES = (
+    "index.html", "app.js", "chat.js", "speech.js", "storage.js", "worker.js", "style.css", "favicon.svg",
+)
 # Browsers ask for /favicon.ico unless the page names its icon (index.html does): answer with the same icon.
 ALIASES = {"/favicon.ico": "/favicon.svg"}
 PKG_DIR = "pkg"
@@ -60,6 +68,39 @@ def servable_files(web_dir: Path = WEB_DIR) -> dict[str, Path]:
     return files
 
 
+MODEL_SUFFIXES = (".bin", ".gguf")
+MODELS_INDEX = "/models.json"
+MODELS_PREFIX = "/models/"
+# Model files are streamed in pieces of this size rather than read whole (they can be gigabytes).
+STREAM_CHUNK = 1 << 20
+
+
+def model_files(models_dir: Path | None) -> dict[str, Path]:
+    """Name -> file of the model files directly inside ``models_dir`` (read at each request, so files
+    added or removed while serving are seen). A symlink counts only when it points at a model file in
+    the same folder; subfolders, other files, dot files and names that are not UTF-8 are left out."""
+    if models_dir is None:
+        return {}
+    root = models_dir.resolve()
+    found = {}
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return {}
+    for path in entries:
+        name = path.name
+        if name.startswith(".") or path.suffix.lower() not in MODEL_SUFFIXES:
+            continue
+        try:
+            name.encode("utf-8")
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError, UnicodeEncodeError):  # dangling or looping link, undecodable name
+            continue
+        if target.parent == root and target.suffix.lower() in MODEL_SUFFIXES and target.is_file():
+            found[name] = target
+    return found
+
+
 def has_wasm(web_dir: Path = WEB_DIR) -> bool:
     return any(p.endswith(".wasm") for p in servable_files(web_dir))
 
@@ -96,6 +137,7 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
     """
 
     files: dict[str, Path] = {}
+    models_dir: Path | None = None
     hosts: frozenset[str] | None = None
     quiet = False
     server_version = "nano-web"
@@ -118,31 +160,78 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         self._send_error(code, message or self.responses.get(code, ("Error",))[0])
 
-    def _lookup(self) -> Path | None:
+    def _url_path(self) -> str:
         path = urllib.parse.urlsplit(self.path).path
         # Exact match against the allow-list only; normalising first just lets "/./app.js" work.
         # Anything that normalises outside the root ("/../x") cannot match a key.
-        path = posixpath.normpath(urllib.parse.unquote(path)) if path not in ("", "/") else "/"
-        return self.files.get(path)
+        return posixpath.normpath(urllib.parse.unquote(path)) if path not in ("", "/") else "/"
 
     def _send(self, head_only: bool) -> None:
-        target = self._lookup()
-        if target is None:
-            self._send_error(404, "Not Found")
-            return
+        path = self._url_path()
+        if path == MODELS_INDEX:
+            self._send_models_index(head_only)
+        elif path.startswith(MODELS_PREFIX):
+            self._send_model(path.removeprefix(MODELS_PREFIX), head_only)
+        else:
+            self._send_page_file(self.files.get(path), head_only)
+
+    def _send_page_file(self, target: Path | None, head_only: bool) -> None:
         try:
-            body = target.read_bytes()
+            body = target.read_bytes() if target is not None else None
         except OSError:
+            body = None
+        if body is None:
             self._send_error(404, "Not Found")
             return
-        self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPES.get(target.suffix, "application/octet-stream"))
+        self._send_body(200, CONTENT_TYPES.get(target.suffix, "application/octet-stream"), body, head_only)
+
+    def _send_body(self, code: int, content_type: str, body: bytes, head_only: bool) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         self.end_headers()
         if not head_only:
             self.wfile.write(body)
+
+    def _send_models_index(self, head_only: bool) -> None:
+        listing = []
+        for name, path in model_files(self.models_dir).items():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            listing.append({"name": name, "size": st.st_size, "modified": int(st.st_mtime)})
+        body = json.dumps(listing, ensure_ascii=False).encode("utf-8")
+        self._send_body(200, "application/json; charset=utf-8", body, head_only)
+
+    def _send_model(self, name: str, head_only: bool) -> None:
+        """One model file of the folder, streamed. The name must be exactly one listed file (no "/",
+        no "..": those never are); Range is not supported, so a Range request gets the whole file."""
+        target = model_files(self.models_dir).get(name) if "/" not in name and "\\" not in name else None
+        try:
+            f = open(target, "rb") if target is not None else None  # noqa: SIM115 (closed below)
+        except OSError:
+            f = None
+        if f is None:
+            self._send_error(404, "Not Found")
+            return
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.send_header("Accept-Ranges", "none")
+            for header, value in SECURITY_HEADERS.items():
+                self.send_header(header, value)
+            self.end_headers()
+            if head_only:
+                return
+            try:
+                shutil.copyfileobj(f, self.wfile, STREAM_CHUNK)
+            except (BrokenPipeError, ConnectionResetError):  # the client went away mid-file
+                self.close_connection = True
 
     def _send_error(self, code: int, reason: str) -> None:
         body = f"{code} {reason}\n".encode()
@@ -177,12 +266,17 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
 
 def make_server(
     host: str = "127.0.0.1", port: int = 8000, web_dir: Path = WEB_DIR, quiet: bool = False,
-    idle_timeout: float = IDLE_TIMEOUT_S,
+    idle_timeout: float = IDLE_TIMEOUT_S, models_dir: Path | None = None,
 ) -> http.server.ThreadingHTTPServer:
-    """A ready-to-serve server (port 0 picks a free port: read it from ``server.server_address``)."""
+    """A ready-to-serve server (port 0 picks a free port: read it from ``server.server_address``);
+    ``models_dir``: a folder whose model files the page may load (see the module's description)."""
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, got {port}")
-    attrs = {"files": servable_files(web_dir), "quiet": quiet, "timeout": idle_timeout}
+    if models_dir is not None:
+        models_dir = Path(models_dir).resolve()
+        if not models_dir.is_dir():
+            raise NotADirectoryError(f"the model folder {models_dir} is not a directory")
+    attrs = {"files": servable_files(web_dir), "quiet": quiet, "timeout": idle_timeout, "models_dir": models_dir}
     handler = type("BoundPageHandler", (PageHandler,), attrs)
     server = http.server.ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True

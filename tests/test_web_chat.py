@@ -55,8 +55,9 @@ def model(tmp_path_factory):
     pytest.importorskip("torch")
     # Random weights are enough (the proof is the prompt ids and native-equal answers); q8_0 kernels are
     # integer-exact, so the page's greedy answers equal native's; a context of 256 holds three turns.
+    # Only text tokens win, so every answer is visible text of MAX_NEW tokens.
     return wh.random_model(tmp_path_factory.mktemp("chat") / "chat-q8_0.bin", wh.VOCAB, "q8_0", n_layer=2,
-                           n_embd=64, n_head=4, n_hidden=128, block_size=256, never_eos=True)
+                           n_embd=64, n_head=4, n_hidden=128, block_size=256, text_only=True)
 
 
 def native_answer(engine, messages) -> str:

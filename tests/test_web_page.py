@@ -215,9 +215,10 @@ def test_drop_a_model_and_bad_settings_are_reported(models):
 def test_stop_button_interrupts(tmp_path):
     _require_browser_stack()
     pytest.importorskip("torch")
-    # Big enough that 400 tokens take a while even on a fast machine; eos never wins, so only Stop ends early.
+    # Big enough that 400 tokens take a while even on a fast machine; only text tokens win (no eos, no
+    # silent special tokens), so only Stop ends early and text shows from the first token on.
     model = wh.random_model(tmp_path / "stop.bin", wh.VOCAB, "q8_0", n_layer=4, n_embd=256, n_head=4,
-                            n_hidden=768, block_size=512, never_eos=True)
+                            n_hidden=768, block_size=512, text_only=True)
     with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
         wh.open_page(page, url)
         assert page.evaluate("() => self.crossOriginIsolated") is True  # COOP/COEP: the shared stop flag
@@ -262,7 +263,7 @@ def test_stop_without_cross_origin_isolation_restarts_the_worker(tmp_path):
     _require_browser_stack()
     pytest.importorskip("torch")
     model = wh.random_model(tmp_path / "stop.bin", wh.VOCAB, "q8_0", n_layer=4, n_embd=256, n_head=4,
-                            n_hidden=768, block_size=512, never_eos=True)
+                            n_hidden=768, block_size=512, text_only=True)
     with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
         def strip_isolation(route):
             response = route.fetch()

@@ -87,7 +87,7 @@ def test_sentences_are_the_same_however_the_text_streams_in():
     proc = subprocess.run([node, str(script), str(WEB_DIR), json.dumps(texts)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    for (text, expected), by_size in zip(SPLITS, json.loads(proc.stdout)):
+    for (text, expected), by_size in zip(SPLITS, json.loads(proc.stdout), strict=True):
         assert by_size, text
         for size, sentences in by_size.items():
             assert sentences == expected, (text, size)

@@ -243,11 +243,13 @@ def native_greedy(model_path: Path, prompt: str, max_new_tokens: int, lora: Path
 
 
 def random_model(out: Path, vocab: Path, dtype: str = "f32", *, n_layer: int = 6, n_embd: int = 288,
-                 n_head: int = 6, n_hidden: int = 768, block_size: int = 256, never_eos: bool = False) -> Path:
+                 n_head: int = 6, n_hidden: int = 768, block_size: int = 256, never_eos: bool = False,
+                 text_only: bool = False) -> Path:
     """A randomly initialised model exported as .bin (for speed and stop tests: the values do not matter).
 
     ``never_eos`` zeroes the <|eos|> embedding (the head is tied), so its logit is 0 while the largest
-    logit is positive: greedy decoding then never ends early by itself.
+    logit is positive: greedy decoding then never ends early by itself. ``text_only`` zeroes every special
+    token's embedding the same way, so greedy decoding only ever picks (visible) text tokens.
     """
     import torch
     from nano.export import export_checkpoint
@@ -259,9 +261,12 @@ def random_model(out: Path, vocab: Path, dtype: str = "f32", *, n_layer: int = 6
                                         n_embd=n_embd, n_head=n_head, n_kv_head=n_head, n_hidden=n_hidden))
     torch.manual_seed(0)
     model = Transformer(config)
+    silent = list(tok.special_tokens.values()) if text_only else []
     if never_eos:
-        with torch.no_grad():
-            model.tok_embeddings.weight[tok.token_to_id("<|eos|>")] = 0.0
+        silent.append(tok.token_to_id("<|eos|>"))
+    with torch.no_grad():
+        for token_id in silent:
+            model.tok_embeddings.weight[token_id] = 0.0
     ckpt = {"format": "nano-checkpoint", "version": 1, "model": model.state_dict(), "step": 0,
             "model_config": config.to_dict(), "tokenizer_json": tok.to_json(), "tokenizer_hash": tok.hash}
     return export_checkpoint(ckpt, out, dtype=dtype)

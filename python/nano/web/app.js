@@ -257,7 +257,9 @@ function fileRow({ kind, name, size, date }, actions) {
   meta.className = "meta";
   const when = date ? ` · ${new Date(date).toLocaleString()}` : "";
   meta.textContent = `${kind === "lora" ? "LoRA · " : ""}${formatSize(size)}${when}`;
-  li.append(label, meta);
+  const buttons = document.createElement("span");
+  buttons.className = "actions";
+  li.append(label, meta, buttons);
   for (const [action, text, handler] of actions) {
     const button = document.createElement("button");
     button.type = "button";
@@ -266,7 +268,7 @@ function fileRow({ kind, name, size, date }, actions) {
     button.dataset.kind = kind;
     button.textContent = text;
     button.addEventListener("click", handler);
-    li.append(button);
+    buttons.append(button);
   }
   return li;
 }

@@ -88,8 +88,8 @@ export class Speaker {
 
   refresh() {
     this.toggle.disabled = !this.available;
-    this.voiceSelect.disabled = !this.available;
-    this.stopButton.disabled = !this.available;
+    this.voiceSelect.hidden = !this.available;
+    this.stopButton.hidden = !this.available;
     if (!this.synth) {
       this.status.textContent = "This browser has no speech synthesis: answers cannot be read aloud.";
     } else if (!this.available) {

@@ -147,7 +147,8 @@ def test_three_turn_chat_matches_the_native_engine(model, tmp_path):
         page.fill("#prompt", wh.TEXT * 6)
         page.click("#generate")
         wh.wait_idle(page)
-        assert "context" in wh.page_error(page)
+        assert "longer than the context" in wh.page_error(page)
+        assert "clear the chat" in wh.page_error(page)
         assert page.input_value("#prompt") == wh.TEXT * 6
         assert page.get_attribute("#conversation", "data-turns") == "2"
 

@@ -438,6 +438,11 @@ async function stream(msg, onText) {
       pieces += tokens;
       const secs = (performance.now() - started) / 1e3;
       if (secs > 0.25) ui.speed.textContent = `≈ ${(pieces / secs).toFixed(1)} tokens/s`;
+    }).catch((err) => {
+      if (msg.type === "chat" && /longer than the context/.test(err.message)) {
+        err.message += ": shorten the message, or clear the chat to start a new one";
+      }
+      throw err;
     }),
   );
   speaker.end(); // the last sentence (nothing after a Stop)

@@ -59,14 +59,15 @@ class OpfsStore {
   async save(kind, name, bytes) {
     const dir = await this.dir(kind);
     const existed = await dir.getFileHandle(name).then(() => true, () => false);
-    const handle = await dir.getFileHandle(name, { create: true });
-    // A writable stream writes to a swap file: the stored file changes only when it is closed.
-    const stream = await handle.createWritable();
+    let stream = null;
     try {
+      const handle = await dir.getFileHandle(name, { create: true });
+      // A writable stream writes to a swap file: the stored file changes only when it is closed.
+      stream = await handle.createWritable();
       await stream.write(bytes);
       await stream.close();
     } catch (err) {
-      await stream.abort().catch(() => {});
+      await stream?.abort().catch(() => {});
       if (!existed) await dir.removeEntry(name).catch(() => {});
       throw err;
     }

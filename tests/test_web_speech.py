@@ -167,3 +167,37 @@ def test_without_a_local_voice_the_control_says_so(sentences_model):
         wh.set_options(page, max_new_tokens=m["max_new"])
         wh.generate(page, m["prompt"])
         assert spoken(page) == []  # the remote voice is never used
+
+
+def test_stop_silences_the_voice_and_an_answer_can_be_read_again(tmp_path):
+    _require_browser_stack()
+    pytest.importorskip("torch")
+    # Only text tokens win, so a long generation streams text until Stop (see test_web_page's stop test).
+    model = wh.random_model(tmp_path / "speech.bin", wh.VOCAB, "q8_0", n_layer=4, n_embd=256, n_head=4,
+                            n_hidden=768, block_size=512, text_only=True)
+    with wh.serve_page() as url, wh.browser_page(url) as (page, _requests):
+        page.add_init_script(STUB)
+        wh.open_page(page, url)
+        wh.choose_file(page, "#model-file", "speech.bin", model.read_bytes())
+        page.check("#speak")
+
+        # The generation's Stop also silences the voice: a cancel, and nothing spoken after it.
+        wh.set_options(page, max_new_tokens=400)
+        page.fill("#prompt", wh.TEXT[:4])
+        page.click("#generate")
+        page.wait_for_function("() => document.getElementById('generated').textContent.length > 0")
+        page.click("#stop")
+        page.wait_for_selector("#generated[data-done='1']", state="attached")
+        wh.wait_idle(page)
+        assert "(stopped)" in page.text_content("#stats")
+        assert spoken(page)[-1] == {"cancel": True}
+
+        # Chat: "Read aloud" on an answer reads all of it, sentence by sentence, with the chosen voice.
+        page.uncheck("#speak")
+        wh.set_options(page, max_new_tokens=12)
+        page.check("#mode-chat")
+        answer = wh.send_chat(page, wh.TEXT[:5])
+        page.evaluate("() => { window.__spoken = []; }")
+        page.click("#conversation li.assistant button.speak")
+        sentences = page.evaluate(SPLIT_WHOLE, answer)
+        assert answer and spoken(page) == [{"cancel": True}] + [{"text": s, "voice": "Local A"} for s in sentences]

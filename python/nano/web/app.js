@@ -495,7 +495,10 @@ const chat = new Conversation(ui.conversation, {
   edit: editQuestion,
   regenerate: regenerateAnswer,
   copy: copyAnswer,
+  speak: (turn) => speaker.read(turn.content),
+  canSpeak: () => speaker.available,
 });
+speaker.onChange = () => chat.refresh();
 
 /** The seed of an answer's `attempt`-th generation: regenerating a sampled answer gives another one. */
 function seedFor(options, attempt) {

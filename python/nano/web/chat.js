@@ -1,13 +1,14 @@
 // The chat transcript: the turns of one conversation and their list on the page. The prompt is never
 // built here: the worker renders `messages()` with the model's own chat template.
 //
-// Each turn is an <li class="turn user|assistant"> with its text and its actions: Copy on every answer,
-// Regenerate on the last answer, Edit on the last question; the page decides what the actions do.
+// Each turn is an <li class="turn user|assistant"> with its text and its actions: Copy (and Read aloud,
+// where a voice exists) on every answer, Regenerate on the last answer, Edit on the last question; the
+// page decides what the actions do.
 
 export class Conversation {
   /**
    * @param {HTMLOListElement} list where the turns are shown
-   * @param {{edit: Function, regenerate: Function, copy: Function}} actions called with the turn
+   * @param {{edit, regenerate, copy, speak: Function, canSpeak: () => boolean}} actions: called with the turn
    */
   constructor(list, actions) {
     this.list = list;
@@ -82,10 +83,11 @@ export class Conversation {
         const kind = button.dataset.action;
         const applies =
           (kind === "copy" && t.done) ||
+          (kind === "speak" && t.done && t.content !== "" && this.actions.canSpeak()) ||
           (kind === "regenerate" && t === lastAnswer && t.done) ||
           (kind === "edit" && t === lastQuestion);
         button.hidden = !applies;
-        button.disabled = this.locked && kind !== "copy";
+        button.disabled = this.locked && kind !== "copy" && kind !== "speak";
       }
     }
     this.list.dataset.turns = String(this.turns.length);
@@ -103,7 +105,9 @@ export class Conversation {
     text.textContent = turn.content;
     const actions = document.createElement("div");
     actions.className = "actions";
-    const labels = turn.role === "user" ? [["edit", "Edit"]] : [["copy", "Copy"], ["regenerate", "Regenerate"]];
+    const labels = turn.role === "user"
+      ? [["edit", "Edit"]]
+      : [["copy", "Copy"], ["speak", "Read aloud"], ["regenerate", "Regenerate"]];
     for (const [kind, label] of labels) {
       const button = document.createElement("button");
       button.type = "button";

@@ -101,6 +101,7 @@ export class Speaker {
         : "Answers are not read aloud.";
     }
     this.status.dataset.voices = String(this.voices.length);
+    this.onChange?.();
   }
 
   /** A new answer starts streaming: it is read as its sentences finish, if reading is on. */
@@ -115,6 +116,15 @@ export class Speaker {
   end() {
     if (this.splitter) this.#say(this.splitter.finish());
     this.splitter = null;
+  }
+
+  /** Reads a whole text now (an earlier answer), in place of whatever is being read. */
+  read(text) {
+    this.stop();
+    const splitter = new SentenceSplitter();
+    this.splitter = splitter;
+    this.#say([...splitter.push(text), ...splitter.finish()]);
+    if (this.splitter === splitter) this.splitter = null;
   }
 
   /** Silences the voice now and drops the rest of the answer being read. */

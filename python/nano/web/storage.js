@@ -43,9 +43,16 @@ class OpfsStore {
   async list() {
     const out = [];
     for (const kind of KINDS) {
-      for await (const handle of (await this.dir(kind)).values()) {
-        if (handle.kind !== "file") continue;
+      const dir = await this.dir(kind);
+      const handles = [];
+      for await (const handle of dir.values()) if (handle.kind === "file") handles.push(handle);
+      for (const handle of handles) {
         const file = await handle.getFile();
+        if (file.size === 0) {
+          // What a failed save can leave when its clean-up raced the stream's lock (no model is empty).
+          await dir.removeEntry(handle.name).catch(() => {});
+          continue;
+        }
         out.push({ kind, name: handle.name, size: file.size, date: file.lastModified });
       }
     }

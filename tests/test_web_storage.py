@@ -172,6 +172,24 @@ def test_a_full_storage_is_reported_and_leaves_nothing_behind(models):
         assert wh.generate(page, PROMPT)[0] == models["base"]
 
 
+def test_a_file_larger_than_the_room_left_is_not_written(models):
+    with wh.serve_page() as url, wh.browser_page(url) as (page, _requests):
+        # The browser reports 1000 bytes of room: the page refuses before writing anything.
+        page.add_init_script("""StorageManager.prototype.estimate = async () => ({usage: 500, quota: 1500});
+            FileSystemWritableFileStream.prototype.write = function () {
+                window.__wrote = true;
+                return Promise.reject(new Error('written although there is no room'));
+            };""")
+        wh.open_page(page, url)
+        stored(page, 0)
+        wh.choose_file(page, "#model-file", "tiny-f32.bin", models["f32"].read_bytes())
+        error = wh.page_error(page)
+        assert "not enough browser storage to remember tiny-f32.bin" in error and "1.0 kB free" in error, error
+        assert page.evaluate("() => window.__wrote === undefined")
+        assert page.get_attribute("#model-info", "data-loaded") == "tiny-f32.bin"
+        assert stored(page, 0) == [] and page.evaluate(LIST_OPFS) == []
+
+
 def test_the_servers_model_folder_is_listed_and_loads_by_url(models, tmp_path):
     folder = tmp_path / "served"
     folder.mkdir()

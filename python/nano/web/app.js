@@ -237,6 +237,11 @@ async function remember(kind, name, bytes) {
   if (!store) return;
   ui.storedStatus.textContent = `Remembering ${name}…`;
   try {
+    // Where the browser says there is no room, nothing is written (a write would fail part-way).
+    const estimate = await navigator.storage?.estimate?.().catch(() => null);
+    if (estimate && estimate.quota - estimate.usage < bytes.byteLength) {
+      throw new DOMException("the origin's storage quota is too small", "QuotaExceededError");
+    }
     await navigator.storage?.persist?.().catch(() => false);
     await store.save(kind, name, bytes);
   } catch (err) {

@@ -34,4 +34,4 @@ fi
 installed=$(python3 -c 'import nano.web.server as s; print(s.WEB_DIR / s.PKG_DIR)')
 rm -rf "$installed"
 cp -r "$fresh" "$installed"
-python3 -m pytest -q -p no:cacheprovider tests/test_web_page.py tests/test_web_server.py
+python3 -m pytest -q -p no:cacheprovider tests/test_web_page.py tests/test_web_server.py tests/test_web_chat.py

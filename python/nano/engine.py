@@ -36,11 +36,15 @@ class Engine:
 
     ``threads=None`` uses the machine's physical performance cores (SMT siblings and, on big.LITTLE
     boards, the little cores left out). ``kv_cache="f16"`` keeps the attention cache in half precision:
-    half its memory, logits within about 1e-3 of the f32 cache's.
+    half its memory, logits within about 1e-3 of the f32 cache's. ``ctx`` limits the context (prompt and
+    generated tokens together) below the model's maximum, and with it the KV cache memory
+    (``kv_cache_bytes``). The path may be a Nano ``.bin`` or a llama.cpp GGUF file (``llama`` and ``qwen2``
+    architectures, converted at load; docs/interop.md).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, kv_cache: str = "f32"):
-        self._native = _native.Engine(os.fspath(path), threads, kv_cache)
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, kv_cache: str = "f32",
+                 ctx: int | None = None):
+        self._native = _native.Engine(os.fspath(path), threads, kv_cache, ctx)
         self.path = os.fspath(path)
         self.config: dict = json.loads(self._native.config_json)
 
@@ -60,6 +64,11 @@ class Engine:
         of OpenAI-style ``[{"role": ..., "content": ...}]`` messages, as ``transformers``'
         ``apply_chat_template(..., tokenize=False)`` renders it. ValueError when the file has no template."""
         return self._native.render_chat(json.dumps(list(messages), ensure_ascii=False), add_generation_prompt)
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        """Bytes the KV cache takes when the context is full (``config["block_size"]`` positions)."""
+        return self._native.kv_cache_bytes
 
     @property
     def base_hash(self) -> str | None:

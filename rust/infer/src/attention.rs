@@ -21,6 +21,31 @@ pub enum KvDtype {
     F16,
 }
 
+impl KvDtype {
+    /// Bytes of one cached value.
+    pub fn size(self) -> usize {
+        match self {
+            KvDtype::F32 => 4,
+            KvDtype::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDtype::F32 => "f32",
+            KvDtype::F16 => "f16",
+        }
+    }
+
+    /// Bytes the keys and values of `positions` positions of every layer take (the cache at its
+    /// largest when `positions` is the context; keys are kept in whole blocks of positions).
+    pub fn cache_bytes(self, config: &crate::format::ModelConfig, positions: usize) -> u64 {
+        let per_position = (config.n_layer * config.kv_dim()) as u64 * self.size() as u64;
+        let keys = positions.div_ceil(KEY_BLOCK) * KEY_BLOCK;
+        per_position * (keys + positions) as u64
+    }
+}
+
 impl std::str::FromStr for KvDtype {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

@@ -86,7 +86,8 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Loads a model from its file bytes (the WASM path; natively prefer [`Model::open`]).
+    /// Loads a model from its file bytes (the WASM path; natively prefer [`Model::open`]): a Nano
+    /// file, a 2024.10 file or a GGUF file.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Model> {
         Self::load(Backing::Bytes(bytes))
     }
@@ -104,15 +105,27 @@ impl Model {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         #[cfg(target_os = "linux")]
         if let Some(map) = read_into_huge_pages(&file).map_err(|e| Error::io(path, e))? {
-            return Self::load(Backing::Anon(map));
+            return Self::load(Backing::Anon(map)).map_err(|e| name_gguf_file(e, path));
         }
         // SAFETY: the map is read-only; like every mmap user we rely on the file not being truncated
         // or rewritten while it is open (the exporter writes new files and renames them into place).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Self::load(Backing::Mmap(map))
+        Self::load(Backing::Mmap(map)).map_err(|e| name_gguf_file(e, path))
     }
 
-    fn load(mut backing: Backing) -> Result<Model> {
+    fn load(backing: Backing) -> Result<Model> {
+        if format::gguf::is_gguf(backing.bytes()) {
+            // converted to a Nano file in memory, then loaded as one; the GGUF bytes go
+            let nano = format::gguf_model::to_nano_file(backing.bytes())?;
+            drop(backing);
+            let mut model = Self::load_nano(Backing::Bytes(nano))?;
+            model.version = FileVersion::Gguf;
+            return Ok(model);
+        }
+        Self::load_nano(backing)
+    }
+
+    fn load_nano(mut backing: Backing) -> Result<Model> {
         let parsed = format::parse_model(backing.bytes())?;
         let tokenizer = ModelTokenizer::from_data(parsed.tokenizer, parsed.config.vocab_size)?;
         let mut tensors = parsed.tensors;
@@ -184,6 +197,20 @@ impl Model {
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
+
+    /// Limits the context (prompt and generated tokens together) to `n` positions, below the
+    /// model's own maximum: the KV cache then never grows past `n` positions, and prompts that
+    /// would need more are refused as beyond the context.
+    pub fn limit_context(&mut self, n: usize) -> Result<()> {
+        let max = self.config.block_size;
+        if n == 0 || n > max {
+            return Err(Error::InvalidInput(format!(
+                "the context limit must be between 1 and the model's context of {max}, got {n}"
+            )));
+        }
+        self.config.block_size = n;
+        Ok(())
+    }
     pub fn tokenizer(&self) -> &Arc<ModelTokenizer> {
         &self.tokenizer
     }
@@ -250,6 +277,18 @@ impl Model {
             Weights::F32(v) => v,
             _ => unreachable!("validated at load: 1-D tensors are f32"),
         }
+    }
+}
+
+/// Puts the file's name before the reason a GGUF file was refused (its messages name the key or
+/// tensor; Nano files are named by their callers as before).
+#[cfg(not(target_arch = "wasm32"))]
+fn name_gguf_file(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Format(m) if m.starts_with("GGUF") => {
+            Error::Format(format!("{}: {m}", path.display()))
+        }
+        e => e,
     }
 }
 

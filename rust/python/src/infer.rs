@@ -301,19 +301,25 @@ impl PyEngine {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (path, threads=None, kv_cache="f32"))]
+    #[pyo3(signature = (path, threads=None, kv_cache="f32", ctx=None))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         threads: Option<&Bound<'_, PyAny>>,
         kv_cache: &str,
+        ctx: Option<usize>,
     ) -> PyResult<Self> {
         let kv: KvDtype = kv_cache.parse().map_err(to_py_err)?;
         let threads = threads.map(thread_count).transpose()?;
         let engine = py.detach(|| {
             guarded(|| {
                 Model::open(&path)
-                    .and_then(|model| Engine::with_kv_cache(model, threads, kv))
+                    .and_then(|mut model| {
+                        if let Some(n) = ctx {
+                            model.limit_context(n)?;
+                        }
+                        Engine::with_kv_cache(model, threads, kv)
+                    })
                     .map_err(to_py_err)
             })
         })?;
@@ -344,6 +350,20 @@ impl PyEngine {
     #[getter]
     fn base_hash(&self) -> Option<&str> {
         self.base_hash.as_deref()
+    }
+
+    /// Bytes the KV cache takes at the full context (after any `ctx` limit).
+    #[getter]
+    fn kv_cache_bytes(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |e| {
+            Ok(e.kv_cache().cache_bytes(e.model().config(), e.model().config().block_size))
+        })
+    }
+
+    /// "Nano2026", "Legacy2024" or "Gguf": the format the model file was read from.
+    #[getter]
+    fn file_format(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |e| Ok(format!("{:?}", e.model().version())))
     }
 
     /// "nano" (Nano's vocabulary JSON in `tokenizer_json`) or "hf" (a `tokenizer.json` text).

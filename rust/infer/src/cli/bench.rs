@@ -23,7 +23,7 @@ use nano_infer::{check_threads, Engine, Error, GenerateOptions, KvDtype, Lora, M
     about = "Prefill / decode speed per thread count"
 )]
 struct Args {
-    /// Model file (.bin)
+    /// Model file (.bin or .gguf)
     model: PathBuf,
     /// Thread counts, comma-separated
     #[arg(long, value_delimiter = ',', default_value = "1")]
@@ -47,6 +47,18 @@ struct Args {
     /// KV cache element type: f32, or f16 (half the cache memory)
     #[arg(long = "kv-cache", default_value = "f32")]
     kv_cache: KvDtype,
+    /// Context limit in tokens, below the model's maximum (caps prompt and decode lengths)
+    #[arg(long = "ctx")]
+    ctx: Option<usize>,
+}
+
+/// The model with the context limit applied.
+fn open(args: &Args) -> Result<Model, Error> {
+    let mut model = Model::open(&args.model)?;
+    if let Some(n) = args.ctx {
+        model.limit_context(n)?;
+    }
+    Ok(model)
 }
 
 pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
@@ -64,7 +76,8 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
     for &t in &args.threads {
         check_threads(t)?;
     }
-    let model = Model::open(&args.model)?;
+    let model = open(&args)?;
+    eprintln!("{}", super::run::context_line(&model, args.kv_cache));
     let bytes = decode_bytes_per_token(&model);
     let c = model.config();
     let (prompt_len, decode) = lengths(c.block_size, args.prompt_tokens, args.decode_tokens)?;
@@ -93,7 +106,7 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
     );
     drop(model);
     for &t in &args.threads {
-        let mut engine = Engine::with_kv_cache(Model::open(&args.model)?, Some(t), args.kv_cache)?;
+        let mut engine = Engine::with_kv_cache(open(&args)?, Some(t), args.kv_cache)?;
         if let Some(path) = &args.lora {
             engine.load_lora(Lora::open(path)?)?;
         }

@@ -14,7 +14,7 @@ use nano_infer::{
     about = "Run a Nano model file (.bin) on the CPU"
 )]
 struct Args {
-    /// Model file (.bin, Nano 2026.1 or 2024.10)
+    /// Model file: Nano's .bin (2026.x or 2024.10) or a llama.cpp GGUF (llama, qwen2)
     model: PathBuf,
     /// LoRA plug-in to apply (.bin)
     #[arg(short = 'l', long = "lora")]
@@ -47,6 +47,10 @@ struct Args {
     /// KV cache element type: f32, or f16 (half the cache memory)
     #[arg(long = "kv-cache", default_value = "f32")]
     kv_cache: KvDtype,
+    /// Context limit in tokens (prompt and output together), below the model's maximum: bounds
+    /// the KV cache memory
+    #[arg(long = "ctx")]
+    ctx: Option<usize>,
     /// Generate once from this prompt and exit (without it: interactive loop reading stdin)
     #[arg(long)]
     prompt: Option<String>,
@@ -60,7 +64,13 @@ pub fn main(argv: &[std::ffi::OsString]) -> Result<(), Error> {
         Ok(a) => a,
         Err(e) => e.exit(), // --help / --version / usage errors, with clap's own exit codes
     };
-    let model = Model::open(&args.model)?;
+    let mut model = Model::open(&args.model)?;
+    if let Some(n) = args.ctx {
+        model.limit_context(n)?;
+    }
+    if !args.quiet {
+        eprintln!("{}", context_line(&model, args.kv_cache));
+    }
     let mut engine = Engine::with_kv_cache(model, args.threads, args.kv_cache)?;
     if let Some(path) = &args.lora {
         engine.load_lora(Lora::open(path)?)?;
@@ -82,6 +92,17 @@ pub fn main(argv: &[std::ffi::OsString]) -> Result<(), Error> {
         None => repl(&mut engine, &opts, args.quiet)?,
     }
     Ok(())
+}
+
+/// The context and what its KV cache takes at most, printed at load.
+pub(crate) fn context_line(model: &Model, kv: KvDtype) -> String {
+    let ctx = model.config().block_size;
+    let bytes = kv.cache_bytes(model.config(), ctx);
+    format!(
+        "context {ctx} tokens; KV cache up to {:.1} MiB ({})",
+        bytes as f64 / (1 << 20) as f64,
+        kv.name()
+    )
 }
 
 /// Streams the generated text to stdout as it is produced.

@@ -1,9 +1,12 @@
-//! Model-file formats: Nano's own format (`v2026`, memory-mappable, checksummed) and the original
-//! 2024.10 layout (`legacy`, read for published files and written with `--legacy` for old engines).
+//! Model-file formats: Nano's own format (`v2026`, memory-mappable, checksummed), the original
+//! 2024.10 layout (`legacy`, read for published files and written with `--legacy` for old engines),
+//! and llama.cpp's GGUF (`gguf`, `gguf_model`: read and converted to Nano's format at load).
 //! See docs/format.md for the byte layout. Readers validate everything and never panic on bad bytes.
 
 mod bytes;
 mod finite;
+pub mod gguf;
+pub mod gguf_model;
 pub mod legacy;
 pub mod v2026;
 
@@ -21,8 +24,8 @@ pub const KIND_BASE: i32 = 0;
 pub const KIND_LORA: i32 = 10;
 
 /// Upper bounds that keep a hostile header from requesting absurd allocations.
-const MAX_DIM: usize = 1 << 20;
-const MAX_LAYERS: usize = 1024;
+pub(crate) const MAX_DIM: usize = 1 << 20;
+pub(crate) const MAX_LAYERS: usize = 1024;
 
 /// Architecture of a base model: the fields of `nano.model.ModelConfig` less
 /// [`TRAINING_ONLY_FIELDS`], plus [`FILE_ONLY_FIELDS`] (a test in tests/test_format.py compares the
@@ -374,6 +377,8 @@ impl Tensor {
 pub enum FileVersion {
     Legacy2024,
     Nano2026,
+    /// A llama.cpp GGUF file, converted at load (see `gguf_model`).
+    Gguf,
 }
 
 /// A parsed and validated base-model file (tensor data still referenced by offset where possible).

@@ -352,8 +352,9 @@ fn assemble(
     out.resize(PREAMBLE, 0);
     out.extend_from_slice(header.as_bytes());
     out.resize(data_offset, 0);
-    for (_, b) in &blobs {
-        out.extend_from_slice(b);
+    // each blob is freed once copied, so the peak is about one file, not two
+    for (_, b) in blobs {
+        out.extend_from_slice(&b);
         out.resize(out.len().next_multiple_of(ALIGN), 0);
     }
     out.resize(data_offset + data_len, 0);
@@ -473,6 +474,101 @@ fn encode_base(
                 tokenizer: tokens.cloned(),
                 hf_tokenizer: hf.cloned(),
                 base_hash: base_hash.map(str::to_string),
+                tensors: entries.to_vec(),
+            })
+        },
+        blobs,
+    )
+}
+
+/// A tensor already in Nano's byte layout for its dtype (see [`DType::nbytes`]), for writers that
+/// convert other formats without a round trip through f32 (GGUF's Q8_0 / Q4_0 blocks).
+#[derive(Debug)]
+pub struct EncodedTensor {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+/// Encodes a base model from tensors already encoded (checked: names and shapes against the
+/// config, byte counts against the dtypes, norms and biases f32). The tokenizer is Nano's
+/// vocabulary or a Hugging Face one, checked as [`encode_model`] / [`encode_hf_model`] do.
+pub fn encode_encoded(
+    config: &ModelConfig,
+    tokenizer: &TokenizerData,
+    tensors: Vec<EncodedTensor>,
+) -> Result<Vec<u8>> {
+    config
+        .validate()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let (tokens, hf) = match tokenizer {
+        TokenizerData::Vocab(t) => {
+            check_tokens(t, config.vocab_size).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            (Some(t), None)
+        }
+        TokenizerData::Hf(h) => {
+            crate::tokenizer::ModelTokenizer::from_hf(h.clone(), config.vocab_size).map_err(
+                |e| Error::InvalidInput(e.to_string().replace("invalid model file: ", "")),
+            )?;
+            (None, Some(h))
+        }
+    };
+    let expected = config.expected_tensors();
+    check_tensor_set(
+        &expected,
+        tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice())),
+    )
+    .map_err(|e| Error::InvalidInput(e.to_string().replace("invalid model file: ", "")))?;
+    for t in &tensors {
+        let numel = t.shape.iter().product::<usize>();
+        let cols = *t.shape.last().unwrap_or(&1);
+        let quantized = matches!(t.dtype, DType::Q8_0 | DType::Q4_0);
+        if (t.shape.len() == 1 && t.dtype != DType::F32)
+            || (quantized && !cols.is_multiple_of(QK))
+            || t.bytes.len() != t.dtype.nbytes(numel)
+        {
+            return Err(Error::InvalidInput(format!(
+                "tensor {:?}: {} bytes of {} do not encode shape {:?}",
+                t.name,
+                t.bytes.len(),
+                t.dtype.name(),
+                t.shape
+            )));
+        }
+    }
+    let minor = if config.needs_minor_2() || hf.is_some() {
+        2
+    } else {
+        1
+    };
+    let rank = |t: &EncodedTensor| expected.iter().position(|(n, _)| *n == t.name);
+    let mut ordered = tensors;
+    ordered.sort_by_key(|t| rank(t));
+    let blobs = ordered
+        .into_iter()
+        .map(|t| {
+            let e = TensorEntry {
+                name: t.name,
+                dtype: t.dtype,
+                shape: t.shape,
+                offset: 0,
+                nbytes: 0,
+            };
+            (e, t.bytes)
+        })
+        .collect();
+    assemble(
+        KIND_BASE,
+        minor,
+        |entries| {
+            to_json(&ModelHeader {
+                config: config.clone(),
+                tokenizer: tokens.cloned(),
+                hf_tokenizer: hf.cloned(),
+                base_hash: None,
                 tensors: entries.to_vec(),
             })
         },

@@ -82,8 +82,11 @@ pub(crate) async fn serve(
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app.clone());
     eprintln!(
-        "nano-infer serve: {} on http://{local} ({} parallel, context {})",
-        app.s.model_id, app.s.parallel, app.s.ctx
+        "nano-infer serve: {} on http://{local} ({} parallel, context {}, KV cache {:.1} MiB)",
+        app.s.model_id,
+        app.s.parallel,
+        app.s.ctx,
+        app.s.kv_cache_bytes as f64 / (1 << 20) as f64
     );
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown_signal());

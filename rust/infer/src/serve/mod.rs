@@ -78,6 +78,8 @@ const MAX_CONNECTIONS: usize = 512;
 /// The settings the HTTP layer needs.
 pub(crate) struct Settings {
     pub model_id: String,
+    /// Memory of every slot's KV cache at the full context (printed at start).
+    pub kv_cache_bytes: u64,
     pub api_key: Option<String>,
     pub ctx: usize,
     pub max_tokens: usize,
@@ -150,9 +152,12 @@ fn run(args: Args) -> Result<(), Error> {
     }
     let tokenizer = engine.model().tokenizer().clone();
     let slots = batcher::slots(&engine, args.parallel, ctx)?;
+    let kv_cache_bytes =
+        args.parallel as u64 * args.kv_cache.cache_bytes(engine.model().config(), ctx);
     let shared = Arc::new(batcher::Shared::new(args.max_queue));
     let settings = Settings {
         model_id,
+        kv_cache_bytes,
         api_key: args.api_key.clone(),
         ctx,
         max_tokens,

@@ -375,6 +375,14 @@ fn spec_from_metadata(m: &HashMap<String, Meta>) -> Result<BpeSpec> {
     }
 }
 
+impl BpeSpec {
+    /// From the tokenizer metadata of a whole GGUF file held in memory (the model loader's case:
+    /// the file is read once for its tensors too).
+    pub fn from_gguf_bytes(bytes: &[u8]) -> Result<BpeSpec> {
+        spec_from_metadata(&read_metadata(bytes, bytes.len() as u64)?)
+    }
+}
+
 impl BpeTokenizer {
     /// From the tokenizer metadata of a GGUF file.
     pub fn from_gguf_file(path: impl AsRef<Path>) -> Result<BpeTokenizer> {

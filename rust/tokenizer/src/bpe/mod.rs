@@ -17,6 +17,7 @@ mod normalize;
 mod parallel;
 mod pretokenize;
 mod stream;
+mod to_json;
 
 use std::collections::HashMap;
 

@@ -209,3 +209,45 @@ fn byte_fallback_runs_decode_as_hf_does() {
     assert_eq!(d.push(a9).unwrap(), "");
     assert_eq!(d.push(a).unwrap(), "0éa");
 }
+
+#[test]
+fn specs_written_as_tokenizer_json_read_back_the_same() {
+    let texts = ["the the<|eos|>", " théâtre\n\n  x", "  hello wörld ✓ 😀"];
+    for (spec, llama3) in [
+        (byte_level_spec(), false),
+        (sentencepiece_spec(), false),
+        (byte_level_spec(), true),
+    ] {
+        let mut spec = spec;
+        if llama3 {
+            spec.family = Family::ByteLevel {
+                pattern: Pattern::Llama3,
+                add_prefix_space: false,
+            };
+            spec.ignore_merges = true;
+        }
+        let json = spec.to_hf_json();
+        let back = hf_json::parse(&json, HfConfig::default()).unwrap();
+        assert_eq!(back.family, spec.family);
+        assert_eq!(back.normalizer, spec.normalizer);
+        assert_eq!(back.merges, spec.merges);
+        assert_eq!(back.ignore_merges, spec.ignore_merges);
+        assert_eq!(back.strip_leading_space, spec.strip_leading_space);
+        let mut want = spec.vocab.clone();
+        let mut got = back.vocab.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+        let (a, b) = (
+            BpeTokenizer::from_spec(spec).unwrap(),
+            BpeTokenizer::from_spec(back).unwrap(),
+        );
+        for t in texts {
+            for allow in [false, true] {
+                assert_eq!(a.encode(t, allow), b.encode(t, allow), "{t:?}");
+            }
+            let ids = a.encode(t, true);
+            assert_eq!(a.decode(&ids, false).unwrap(), b.decode(&ids, false).unwrap());
+        }
+    }
+}

@@ -26,6 +26,7 @@ __all__ = [
     "splitmix64",
     "write_model",
     "write_hf_model",
+    "convert_gguf",
     "write_lora",
     "read_model",
     "read_lora",
@@ -162,6 +163,7 @@ def write_model(
     legacy: bool = False,
     base_hash: str | None = None,
 ) -> None: ...
+def convert_gguf(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> None: ...
 def write_hf_model(
     path: str | os.PathLike[str],
     config_json: str,

@@ -13,6 +13,7 @@ GGUF and Hugging Face directories are written by ``nano.export_gguf`` and ``nano
     python -m nano.export OUT.gguf --checkpoint CKPT.pt | --from-bin FILE [--quant f32|f16|q8_0|q4_0]
     python -m nano.export OUT_DIR --format hf --checkpoint CKPT.pt | --from-bin FILE
     python -m nano.export OUT.bin --from-hf HF_MODEL_DIR [--quant f32|f16|q8_0|q4_0]   (nano.import_hf)
+    python -m nano.export OUT.bin --from-gguf FILE.gguf [--quant f32|f16|q8_0|q4_0]
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from nano import _native
 from nano._cli import EXPECTED_ERRORS, message
 from nano._outputs import check_replaceable_file, clean_stale_temps
 
-__all__ = ["export_checkpoint", "export_lora", "convert_bin", "load_bin", "read_bin", "export_gguf", "export_hf",
-           "main"]
+__all__ = ["export_checkpoint", "export_lora", "convert_bin", "convert_gguf", "load_bin", "read_bin", "export_gguf",
+           "export_hf", "main"]
 
 DTYPES = ("f32", "f16", "q8_0", "q4_0")
 FORMATS = ("bin", "gguf", "hf")
@@ -146,6 +147,17 @@ def convert_bin(src, out, dtype: str = "f32", legacy: bool = False) -> Path:
     return _write(out, cfg, data["tokenizer_json"], tensors, dtype, legacy, h)
 
 
+def convert_gguf(src, out, dtype: str | None = None) -> Path:
+    """A llama.cpp GGUF file (architectures llama and qwen2) as a Nano file. Without ``dtype`` every tensor
+    keeps its type (F32, F16, Q8_0, Q4_0 exactly; BF16 widened to f32): the Rust loader's conversion, written
+    as it is. With ``dtype`` the matrices are requantized, as ``--from-bin`` does."""
+    if dtype is not None:
+        return convert_bin(src, out, dtype)
+    out = _prepare_out(out, src)
+    _native.convert_gguf(str(src), str(out))
+    return out
+
+
 def _source(checkpoint=None, from_bin=None) -> tuple[dict, str, dict[str, np.ndarray]]:
     """(model config, tokenizer JSON, float32 base tensors) of a checkpoint or a model file."""
     if from_bin is not None:
@@ -239,21 +251,28 @@ def main(argv=None) -> int:
     src.add_argument("--from-bin", dest="from_bin", help="existing model file (2024.10 or Nano format)")
     src.add_argument("--from-hf", dest="from_hf",
                      help="Hugging Face model folder (Qwen2 / Llama: safetensors, config.json, tokenizer.json)")
-    p.add_argument("--quant", "--dtype", dest="dtype", default="f32", choices=DTYPES,
-                   help="weight type of the matrices (norms stay f32)")
+    src.add_argument("--from-gguf", dest="from_gguf",
+                     help="llama.cpp GGUF file (llama / qwen2; F32, F16, BF16, Q8_0, Q4_0 tensors)")
+    p.add_argument("--quant", "--dtype", dest="dtype", default=None, choices=DTYPES,
+                   help="weight type of the matrices (norms stay f32); default f32, or as stored for --from-gguf")
     p.add_argument("--legacy", action="store_true", help="write the original 2024.10 layout (fp32) for old engines")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="bin (Nano), gguf (llama.cpp) or hf (Hugging Face directory); default from the extension")
     a = p.parse_args(argv)
-    sources = [x for x in (a.input, a.checkpoint, a.lora, a.from_bin, a.from_hf) if x]
+    sources = [x for x in (a.input, a.checkpoint, a.lora, a.from_bin, a.from_hf, a.from_gguf) if x]
     if len(sources) != 1:
-        p.error("give exactly one input: CKPT.pt, --checkpoint, --lora, --from-bin or --from-hf")
+        p.error("give exactly one input: CKPT.pt, --checkpoint, --lora, --from-bin, --from-hf or --from-gguf")
+    gguf_dtype = a.dtype
+    if a.dtype is None:
+        a.dtype = "f32"
     try:
         fmt = _format_of(a.out, a.format)
     except ValueError as e:
         p.error(str(e))
-    if fmt != "bin" and (a.lora or a.legacy or a.from_hf):
-        p.error(f"--lora, --legacy and --from-hf write .bin files only, not {fmt}")
+    if fmt != "bin" and (a.lora or a.legacy or a.from_hf or a.from_gguf):
+        p.error(f"--lora, --legacy, --from-hf and --from-gguf write .bin files only, not {fmt}")
+    if a.from_gguf and a.legacy:
+        p.error("--from-gguf writes Nano 2026 files")
     if a.from_hf and a.legacy:
         p.error("--from-hf writes Nano 2026.2 files (the 2024.10 layout has no biases or BPE tokenizers)")
     if fmt == "hf" and a.dtype != "f32":
@@ -265,6 +284,8 @@ def main(argv=None) -> int:
             out = export_hf(a.out, checkpoint=a.input or a.checkpoint, from_bin=a.from_bin)
             print(f"wrote {out}/ (model.safetensors, config.json, tokenizer.json, ...)")
             return 0
+        elif a.from_gguf:
+            out = convert_gguf(a.from_gguf, a.out, gguf_dtype)
         elif a.from_hf:
             from nano.import_hf import import_hf
 

@@ -172,6 +172,29 @@ fn write_hf_model(
     })
 }
 
+/// Converts a GGUF file to a Nano 2026 file, every tensor in its own type (see
+/// `nano_infer::format::gguf_model`); the output is written atomically.
+#[pyfunction]
+fn convert_gguf(py: Python<'_>, src: PathBuf, out: PathBuf) -> PyResult<()> {
+    py.detach(|| {
+        guarded(|| {
+            let bytes = std::fs::read(&src).map_err(|e| Error::Io {
+                path: src.display().to_string(),
+                source: e,
+            });
+            bytes
+                .and_then(|b| {
+                    format::gguf_model::to_nano_file(&b).map_err(|e| match e {
+                        Error::Format(m) => Error::Format(format!("{}: {m}", src.display())),
+                        e => e,
+                    })
+                })
+                .and_then(|b| format::write_atomic(&out, &b))
+                .map_err(to_py_err)
+        })
+    })
+}
+
 /// Writes a LoRA plug-in. `lora_json` = {rank, alpha, targets}; `base_json` = {hash, n_layer, n_embd,
 /// n_head, n_kv_head, n_hidden}.
 #[pyfunction]
@@ -651,6 +674,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         format::TRAINING_ONLY_FIELDS.to_vec(),
     )?;
     m.add_function(wrap_pyfunction!(write_hf_model, m)?)?;
+    m.add_function(wrap_pyfunction!(convert_gguf, m)?)?;
     m.add("MODEL_CONFIG_FILE_ONLY", format::FILE_ONLY_FIELDS.to_vec())?;
     Ok(())
 }

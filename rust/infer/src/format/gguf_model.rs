@@ -352,33 +352,50 @@ fn token_types(f: &GgufFile, n: usize) -> Result<Vec<u64>> {
     }
 }
 
-/// A token of Nano's GGUF export (RWKV escapes: `\\` for a backslash, `\xhh` for a byte token) in
-/// Nano's spelling.
+/// A token of an `rwkv` vocabulary (Nano's GGUF export writes one) in Nano's spelling: llama.cpp's
+/// escapes undone (`\t`, `\n`, `\r`, `\xhh`, and `\` before any other character standing for
+/// it), a byte token (type 6) as `<0xHH>`.
 fn rwkv_token(i: usize, text: &str, ty: u64) -> Result<String> {
-    let bad = || {
+    let bad = |why: &str| {
         Error::Format(format!(
-            "GGUF key \"tokenizer.ggml.tokens\": token {i} {text:?} is not a Nano vocabulary entry \
-             (rwkv vocabularies load only as Nano's GGUF export writes them)"
+            "GGUF key \"tokenizer.ggml.tokens\": token {i} {text:?}: {why}"
         ))
     };
-    if ty == TOKEN_BYTE {
-        let hex = text.strip_prefix("\\x").filter(|h| h.len() == 2).ok_or_else(bad)?;
-        let b = u8::from_str_radix(hex, 16).map_err(|_| bad())?;
-        return Ok(nano_tokenizer::byte_token(b));
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('\\') => out.push('\\'),
-                _ => return Err(bad()),
+    let raw = text.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut k = 0;
+    while k < raw.len() {
+        if raw[k] == b'\\' && k + 1 < raw.len() {
+            let e = raw[k + 1];
+            if e == b'x' {
+                let hex = raw
+                    .get(k + 2..k + 4)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| bad("\\x is not followed by two hex digits"))?;
+                out.push(hex);
+                k += 4;
+                continue;
             }
+            out.push(match e {
+                b't' => b'\t',
+                b'n' => b'\n',
+                b'r' => b'\r',
+                other => other,
+            });
+            k += 2;
         } else {
-            out.push(c);
+            out.push(raw[k]);
+            k += 1;
         }
     }
-    Ok(out)
+    if ty == TOKEN_BYTE {
+        return match out[..] {
+            [b] => Ok(nano_tokenizer::byte_token(b)),
+            _ => Err(bad("a byte token must stand for one byte")),
+        };
+    }
+    String::from_utf8(out).map_err(|_| bad("its bytes are not UTF-8"))
 }
 
 fn tokens(f: &GgufFile) -> Result<&[Value]> {

@@ -379,7 +379,8 @@ impl PyEngine {
     #[getter]
     fn kv_cache_bytes(&self, py: Python<'_>) -> PyResult<u64> {
         self.with(py, |e| {
-            Ok(e.kv_cache().cache_bytes(e.model().config(), e.model().config().block_size))
+            Ok(e.kv_cache()
+                .cache_bytes(e.model().config(), e.model().config().block_size))
         })
     }
 

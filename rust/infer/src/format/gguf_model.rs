@@ -123,7 +123,9 @@ fn config(f: &GgufFile, arch: &str) -> Result<ModelConfig> {
         if v.as_str() != Some("none") {
             return m.bad(
                 &m.key("rope.scaling.type"),
-                format!("RoPE scaling {v:?} is not supported (Llama 3 scaling comes as rope_freqs)"),
+                format!(
+                    "RoPE scaling {v:?} is not supported (Llama 3 scaling comes as rope_freqs)"
+                ),
             );
         }
     }
@@ -485,12 +487,4 @@ pub fn to_nano_file(bytes: &[u8]) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn halves_to_pairs_interleaves_each_head() {
-        // two heads of 4: rows (0 1 | 2 3) (4 5 | 6 7) -> 0 2 1 3, 4 6 5 7
-        assert_eq!(halves_to_pairs(8, 2), [0, 2, 1, 3, 4, 6, 5, 7]);
-    }
-}
+mod tests;

@@ -247,7 +247,10 @@ fn specs_written_as_tokenizer_json_read_back_the_same() {
                 assert_eq!(a.encode(t, allow), b.encode(t, allow), "{t:?}");
             }
             let ids = a.encode(t, true);
-            assert_eq!(a.decode(&ids, false).unwrap(), b.decode(&ids, false).unwrap());
+            assert_eq!(
+                a.decode(&ids, false).unwrap(),
+                b.decode(&ids, false).unwrap()
+            );
         }
     }
 }

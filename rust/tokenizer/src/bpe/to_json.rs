@@ -49,10 +49,7 @@ impl BpeSpec {
             Family::ByteLevel {
                 pattern: Pattern::Gpt2,
                 add_prefix_space,
-            } => (
-                byte_level(*add_prefix_space, true),
-                byte_level(true, true),
-            ),
+            } => (byte_level(*add_prefix_space, true), byte_level(true, true)),
             Family::ByteLevel {
                 pattern,
                 add_prefix_space,

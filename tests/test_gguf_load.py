@@ -197,7 +197,7 @@ def test_prompt_ids_and_text_match_tokenizers(loaded):
     assert engine.prompt_ids(text) == hf.encode(text).ids
     assert engine.tokenizer.encode(text) == hf.encode(text, add_special_tokens=False).ids
     ids = hf.encode(text).ids
-    assert engine.tokenizer.decode(ids) == hf.decode(ids, skip_special_tokens=True)
+    assert engine.tokenizer.decode(ids, skip_special=True) == hf.decode(ids, skip_special_tokens=True)
 
 
 def test_chat_template_from_metadata_renders_as_transformers(loaded):

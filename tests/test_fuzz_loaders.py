@@ -27,6 +27,7 @@ import json
 import random
 import string
 
+import numpy as np
 import pytest
 import torch
 from nano.checkpoint import load_checkpoint
@@ -216,6 +217,38 @@ def test_a_flipped_bit_in_a_tensor_is_caught(tmp_path):
     assert not torch.equal(torch.load(path, weights_only=True)["model"]["w"], t)  # torch alone: silent
     with pytest.raises(ValueError, match="checksum"):
         load_checkpoint(path)
+
+
+# ---- GGUF files ------------------------------------------------------------------------------------------
+def test_gguf_loader_refuses_or_loads_what_the_gguf_package_reads(tmp_path):
+    """A GGUF has no checksum, so a damaged one may still be a valid model; the loader must then hold exactly
+    the tensors the independent reader (the `gguf` package) finds in the same bytes. Anything else is
+    refused with ValueError (a panic would surface as RuntimeError and fail the test)."""
+    gguf = pytest.importorskip("gguf")
+    import nano.export
+    from nano.export_gguf import llama_names
+    from test_export_gguf import byte_tokenizer, checkpoint, small_model
+
+    tok = byte_tokenizer()
+    model = small_model(tok.vocab_size)
+    good = nano.export.export_gguf(tmp_path / "good.gguf", checkpoint=checkpoint(tok, model))
+    names = llama_names(model.config.n_layer)
+    data = good.read_bytes()
+    rng = random.Random(SEED)
+    path = tmp_path / "m.gguf"
+    outcomes = {"refused": 0, "loaded": 0}
+    for _ in range(300):
+        path.write_bytes(mutate(data, rng, b"GGUF\x00\x01\x03\x08\x09\xff"))
+        try:
+            loaded = nano.export.read_bin(path)
+        except ValueError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["loaded"] += 1
+        theirs = {t.name: np.array(t.data) for t in gguf.GGUFReader(str(path)).tensors}
+        for nano_name, values in loaded["tensors"].items():
+            np.testing.assert_array_equal(values.ravel(), theirs[names[nano_name]].ravel(), err_msg=nano_name)
+    assert outcomes["refused"] > 50 and outcomes["loaded"] > 0, outcomes
 
 
 # ---- JSONL records (SFT preparation) ----------------------------------------------------------------------

@@ -30,6 +30,7 @@ from nano import _native  # noqa: E402
 from nano.gguf import quantize_q4_0, quantize_q8_0  # noqa: E402
 from nano.import_hf import import_hf  # noqa: E402
 from test_bpe_tokenizer import sentencepiece_merges, vocab_in_order  # noqa: E402
+from test_hf_import import CHATML as CHATML_  # noqa: E402
 from test_hf_import import MESSAGES, MODELS, PROMPT, _build, _greedy  # noqa: E402
 
 Q = gguf.GGMLQuantizationType
@@ -398,11 +399,56 @@ def test_unknown_architecture_is_refused_by_name(small_gguf, tmp_path):
 
 
 def test_unsupported_tensor_types_are_named(small_gguf, tmp_path):
-    # (K-quants, whose blocks of 256 values need wider rows than these, are refused in the Rust tests)
     _, model, ok = small_gguf
-    for qt in (Q.Q4_1, Q.Q5_0):
+    for qt in (Q.Q4_1, Q.Q5_1):
         bad = _rewrite(ok, tmp_path / "k.gguf", retype=("blk.0.ffn_down.weight", qt))
         _refused(bad, "blk.0.ffn_down.weight", qt.name, "F32, F16, BF16, Q8_0, Q4_0")
+
+
+# d (and dmin) of each block type's layout, set to small f16 values so that random codes stay finite
+_SCALES = {Q.Q5_0: [0], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208]}
+
+
+def _q8_0_values(x: np.ndarray) -> np.ndarray:
+    """What Nano's q8_0 stores for float32 rows x, dequantized: d = max|x| / 127 per 32 values (f32),
+    q = round(x / d) halves away from zero."""
+    g = x.reshape(-1, 32)
+    d = (np.abs(g).max(axis=1, keepdims=True) / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(d != 0, g / d, np.float32(0))
+    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    return (q.astype(np.float32) * d).reshape(x.shape)
+
+
+@pytest.mark.parametrize("qt", list(_SCALES))
+def test_k_quants_and_q5_0_are_requantized_to_q8_0(tmp_path, qt):
+    # ffn_down of a 256-wide FFN is rows of 256 values, one K-quant super-block each
+    import test_hf_import
+
+    test_hf_import.MODELS["qwen2-ffn256"] = ("qwen2", "qwen2", dict(MODELS["qwen2-tied"][2], intermediate_size=256),
+                                             CHATML_, "<|im_end|>")
+    try:
+        d, model = _build(tmp_path, "qwen2-ffn256")
+    finally:
+        del test_hf_import.MODELS["qwen2-ffn256"]
+    ok = write_gguf(d, model, tmp_path / "ok.gguf", "qwen2")
+    block, size = gguf.GGML_QUANT_SIZES[qt]
+    rng = np.random.default_rng(int(qt))
+    raw = rng.integers(0, 256, size=(64, 256 // block * size), dtype=np.uint8)
+    blocks = raw.reshape(-1, size)
+    for k, at in enumerate(_SCALES[qt]):
+        blocks[:, at:at + 2] = np.frombuffer(np.float16(0.01 / (k + 1)).tobytes(), dtype=np.uint8)
+    bad = _rewrite(ok, tmp_path / "k.gguf", retype=("blk.0.ffn_down.weight", qt))
+    # put the random blocks in place of the zeros _rewrite wrote
+    data = bytearray(bad.read_bytes())
+    reader = gguf.GGUFReader(str(bad))
+    t = next(t for t in reader.tensors if t.name == "blk.0.ffn_down.weight")
+    data[t.data_offset:t.data_offset + raw.size] = raw.tobytes()
+    bad.write_bytes(bytes(data))
+    got = nano.export.read_bin(bad)["tensors"]["layers.0.feed_forward.w2.weight"]
+    want = _q8_0_values(gguf.quants.dequantize(raw, qt).astype(np.float32).reshape(64, 256))
+    np.testing.assert_array_equal(got, want)  # ggml's dequantization, then Nano's q8_0, exactly
+    assert np.abs(want).max() > 0
 
 
 def test_missing_tensors_and_disagreeing_shapes_are_refused(small_gguf, tmp_path):

@@ -7,7 +7,8 @@
 //!   (an f16 scale, then 32 codes; Q4_0 with value `j` in the low nibble of byte `j` and `j + 16`
 //!   in its high nibble, offset by 8) hold exactly Nano's codes, and each f16 scale widens to Nano's
 //!   f32 scale exactly. BF16 widens to F32 exactly (Nano has no BF16). Norms and biases become F32.
-//!   Other types are refused naming the type.
+//!   Q5_0 and the K-quants Q4_K, Q5_K, Q6_K (what Q4_K_M files hold) are dequantized as ggml does and
+//!   requantized to q8_0 (see `gguf_quants`); other types are refused naming the type.
 //! - **RoPE layout**: llama.cpp rotates adjacent pairs for `llama` (its converter permutes HF's q/k
 //!   rows into that order, which is Nano's) and the two halves of each head for `qwen2` (rows
 //!   unpermuted, as in HF). So `qwen2` q/k rows (and biases) are reordered as `nano.import_hf` does;
@@ -19,10 +20,11 @@
 use nano_tokenizer::bpe::BpeSpec;
 
 use super::gguf::{self, GgufFile, TensorInfo, Value};
+use super::gguf_quants;
 use super::v2026::{self, EncodedTensor};
 use super::{DType, HfTokenizer, ModelConfig, TokenList, TokenizerData, MAX_DIM, MAX_LAYERS};
 use crate::error::{format_err, Error, Result};
-use crate::kernels::{f16_to_f32, QK};
+use crate::kernels::{f16_to_f32, quantize_q8_0, QK};
 
 /// The architectures this reader maps (`general.architecture`).
 pub const ARCHITECTURES: [&str; 2] = ["llama", "qwen2"];
@@ -263,11 +265,39 @@ fn convert_tensor(
             codes.extend(scales);
             (if q4 { DType::Q4_0 } else { DType::Q8_0 }, codes)
         }
+        t if shape.len() == 2 && gguf_quants::layout(t).is_some() => {
+            // no Nano kernel for these blocks: dequantized row by row, requantized to q8_0
+            let (size, per_block) = gguf_quants::layout(t).unwrap_or((1, 1));
+            let row_bytes = cols / per_block * size;
+            let mut codes = Vec::with_capacity(rows * cols);
+            let mut scales = Vec::with_capacity(rows * cols / QK * 4);
+            let mut values = Vec::with_capacity(cols);
+            for r in 0..rows {
+                values.clear();
+                gguf_quants::dequantize(
+                    t,
+                    &data[src(r) * row_bytes..(src(r) + 1) * row_bytes],
+                    &mut values,
+                );
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return format_err(format!(
+                        "GGUF tensor {:?}: row {r} holds a non-finite value at column {i}",
+                        info.name
+                    ));
+                }
+                let (q, sc) = quantize_q8_0(&values, cols);
+                codes.extend(q.iter().map(|&c| c as u8));
+                scales.extend(sc.iter().flat_map(|v| v.to_le_bytes()));
+            }
+            codes.extend(scales);
+            (DType::Q8_0, codes)
+        }
         t => {
             let what = if shape.len() == 1 {
                 "a norm or bias vector must be F32, F16 or BF16"
             } else {
-                "supported matrix types: F32, F16, BF16, Q8_0, Q4_0"
+                "supported matrix types: F32, F16, BF16, Q8_0, Q4_0 without loss; Q5_0, Q4_K, \
+                 Q5_K, Q6_K requantized to q8_0"
             };
             return format_err(format!(
                 "GGUF tensor {:?} has type {}, which Nano does not load ({what})",

@@ -7,6 +7,7 @@ mod bytes;
 mod finite;
 pub mod gguf;
 pub mod gguf_model;
+mod gguf_quants;
 pub mod legacy;
 pub mod v2026;
 

@@ -216,25 +216,34 @@ fn unsupported_architectures_types_and_shapes_are_named() {
         write(&meta("mixtral"), &tensors()),
         &["mixtral", "general.architecture"],
     );
-    for (ty, name) in [(12u32, "Q4_K"), (14, "Q6_K"), (3, "Q4_1"), (23, "IQ4_XS")] {
+    for (ty, name, block) in [(3u32, "Q4_1", 20), (9, "Q8_1", 36), (23, "IQ4_XS", 20)] {
         let mut ts = tensors();
         let down = ts
             .iter_mut()
             .find(|t| t.name == "blk.0.ffn_down.weight")
             .unwrap();
         down.ggml_type = ty;
-        down.data = vec![
-            0;
-            if ty == 12 {
-                144
-            } else if ty == 14 {
-                210
-            } else {
-                8 * 20
-            } * 32
-        ];
+        down.data = vec![0; block * 8 * 32];
         refused(write(&meta("llama"), &ts), &["blk.0.ffn_down.weight", name]);
     }
+    // K-quants load (requantized); a norm may not be one
+    let mut ts = tensors();
+    let down = ts
+        .iter_mut()
+        .find(|t| t.name == "blk.0.ffn_down.weight")
+        .unwrap();
+    (down.ggml_type, down.data) = (12, vec![0; 144 * 32]);
+    let m = Model::from_bytes(write(&meta("llama"), &ts)).unwrap();
+    assert_eq!(m.tensors()[m.layers[0].w2].dtype, DType::Q8_0);
+    let norm = ts
+        .iter_mut()
+        .find(|t| t.name == "output_norm.weight")
+        .unwrap();
+    (norm.ggml_type, norm.data) = (8, vec![0; 34]);
+    refused(
+        write(&meta("llama"), &ts),
+        &["output_norm.weight", "Q8_0", "norm or bias"],
+    );
     let mut ts = tensors();
     ts.retain(|t| t.name != "blk.0.ffn_up.weight");
     refused(

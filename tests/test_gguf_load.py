@@ -34,19 +34,34 @@ from test_hf_import import CHATML as CHATML_  # noqa: E402
 from test_hf_import import MESSAGES, MODELS, PROMPT, _build, _greedy  # noqa: E402
 
 Q = gguf.GGMLQuantizationType
-# the models of test_hf_import without Llama 3 RoPE scaling (llama.cpp stores that as a rope_freqs tensor,
-# refused below), plus one Llama 3 vocabulary with plain RoPE
-GGUF_MODELS = ["qwen2-tied", "qwen2-untied-gqa3", "llama2-sentencepiece", "llama3-plain"]
-MODELS = dict(MODELS)
-_arch, _family, _over, _tmpl, _stop = MODELS["llama3-scaled"]
-MODELS["llama3-plain"] = (_arch, _family, {k: v for k, v in _over.items() if k != "rope_parameters"} | {
-    "rope_theta": 5e5}, _tmpl, _stop)
+GGUF_MODELS = ["qwen2-tied", "qwen2-untied-gqa3", "llama2-sentencepiece", "llama3-scaled"]
 PRE = {"qwen2": "qwen2", "llama3": "llama-bpe"}
 
 
 def _permute(w: np.ndarray, heads: int) -> np.ndarray:
     """llama.cpp's LlamaModel.permute: HF's half-split RoPE rows -> adjacent pairs."""
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _llama3_rope_factors(rope: dict, theta: float, head_dim: int) -> np.ndarray:
+    """The rope_freqs tensor llama.cpp's converter writes for Llama 3 RoPE scaling (LlamaModel.
+    generate_extra_tensors): per pair, the divisor of its frequency."""
+    import math
+
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old = rope["original_max_position_embeddings"]
+    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    out = []
+    for freq in freqs.tolist():
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            out.append(1.0)
+        elif wavelen > old / low:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
 
 
 def _encode(w: np.ndarray, dtype: str):
@@ -97,8 +112,12 @@ def write_gguf(d: Path, model, out: Path, family: str, dtype: str = "f32") -> Pa
     w.add_feed_forward_length(cfg.intermediate_size)
     w.add_head_count(cfg.num_attention_heads)
     w.add_head_count_kv(cfg.num_key_value_heads)
-    theta = getattr(cfg, "rope_theta", None) or cfg.rope_parameters["rope_theta"]
-    w.add_rope_freq_base(float(theta))
+    rope = dict(getattr(cfg, "rope_parameters", None) or {})
+    theta = float(getattr(cfg, "rope_theta", None) or rope["rope_theta"])
+    w.add_rope_freq_base(theta)
+    if rope.get("rope_type") == "llama3":  # (Llama 3.x's own original context, 8192, is the default)
+        w.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+        w.add_tensor("rope_freqs.weight", _llama3_rope_factors(rope, theta, cfg.hidden_size // cfg.num_attention_heads))
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_vocab_size(cfg.vocab_size)
     _tokenizer_metadata(w, d, family)
@@ -133,22 +152,10 @@ def write_gguf(d: Path, model, out: Path, family: str, dtype: str = "f32") -> Pa
 def loaded(request, tmp_path_factory):
     name = request.param
     root = tmp_path_factory.mktemp("gguf")
-    d, model = _build_plain(root) if name == "llama3-plain" else _build(root, name)
+    d, model = _build(root, name)
     family = MODELS[name][1]
     path = write_gguf(d, model, root / f"{name}.gguf", family)
     return name, d, model, nano.Engine(path, threads=1), path
-
-
-def _build_plain(root: Path):
-    import test_hf_import
-
-    saved = test_hf_import.MODELS.get("llama3-plain")
-    test_hf_import.MODELS["llama3-plain"] = MODELS["llama3-plain"]
-    try:
-        return _build(root, "llama3-plain")
-    finally:
-        if saved is None:
-            del test_hf_import.MODELS["llama3-plain"]
 
 
 def _hf_tokenizer(name: str, d: Path):
@@ -484,7 +491,7 @@ def test_truncated_and_absurd_files_are_refused(small_gguf, tmp_path):
         _refused(p, needle)
 
 
-def test_rope_freqs_is_refused_with_the_reason(small_gguf, tmp_path):
+def test_rope_freqs_that_are_not_llama3_scaling_are_refused(small_gguf, tmp_path):
     _, _, ok = small_gguf
     reader = gguf.GGUFReader(str(ok))
     w = gguf.GGUFWriter(str(tmp_path / "r.gguf"), arch="qwen2")
@@ -498,12 +505,12 @@ def test_rope_freqs_is_refused_with_the_reason(small_gguf, tmp_path):
     for t in reader.tensors:
         w.add_tensor(t.name, np.array(t.data), raw_shape=list(reversed([int(x) for x in t.shape])),
                      raw_dtype=t.tensor_type)
-    w.add_tensor("rope_freqs.weight", np.ones(8, dtype=np.float32))
+    w.add_tensor("rope_freqs.weight", np.arange(1, 9, dtype=np.float32))  # no Llama 3 scaling makes these
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    _refused(tmp_path / "r.gguf", "rope_freqs.weight")
+    _refused(tmp_path / "r.gguf", "rope_freqs.weight", "not Llama 3 scaling")
 
 
 def test_from_gguf_refusal_leaves_no_output(small_gguf, tmp_path):

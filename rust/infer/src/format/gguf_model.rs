@@ -22,7 +22,9 @@ use nano_tokenizer::bpe::BpeSpec;
 use super::gguf::{self, GgufFile, TensorInfo, Value};
 use super::gguf_quants;
 use super::v2026::{self, EncodedTensor};
-use super::{DType, HfTokenizer, ModelConfig, TokenList, TokenizerData, MAX_DIM, MAX_LAYERS};
+use super::{
+    DType, HfTokenizer, ModelConfig, RopeScaling, TokenList, TokenizerData, MAX_DIM, MAX_LAYERS,
+};
 use crate::error::{format_err, Error, Result};
 use crate::kernels::{f16_to_f32, quantize_q8_0, QK};
 
@@ -152,6 +154,60 @@ fn config(f: &GgufFile, arch: &str) -> Result<ModelConfig> {
         qkv_bias: find(f, "blk.0.attn_q.bias").is_some(),
         rope_scaling: None,
     })
+}
+
+/// Llama 3's RoPE scaling recovered from the `rope_freqs` tensor llama.cpp's converter writes in its
+/// place (per pair, the divisor of its frequency). The factors depend on `factor`, `low_freq_factor`,
+/// `high_freq_factor` and the original context together, so they are matched against the parameters
+/// every Llama 3.x release uses (low 1, high 4, original context from
+/// `<arch>.rope.scaling.original_context_length` or 8192, `factor` the last pair's divisor); a vector
+/// they do not reproduce is refused rather than approximated.
+fn rope_scaling(
+    f: &GgufFile,
+    bytes: &[u8],
+    arch: &str,
+    config: &ModelConfig,
+) -> Result<Option<RopeScaling>> {
+    let Some(info) = find(f, "rope_freqs.weight") else {
+        return Ok(None);
+    };
+    let half = config.head_dim() / 2;
+    if info.ggml_type != gguf::F32 || info.dims != [half as u64] {
+        return format_err(format!(
+            "GGUF tensor \"rope_freqs.weight\" must be F32 of {half} values (one per RoPE pair), got {} {:?}",
+            gguf::type_name(info.ggml_type),
+            info.dims
+        ));
+    }
+    let factors: Vec<f64> = f
+        .data(bytes, info)?
+        .chunks_exact(4)
+        .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    let orig =
+        Meta { f, arch }.size("rope.scaling.original_context_length", Some(8192), MAX_DIM)?;
+    let s = RopeScaling {
+        factor: factors[half - 1] as f32,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: orig,
+    };
+    let theta = f64::from(config.rope_theta);
+    let hd = (2 * half) as f64;
+    let matches = s.factor.is_finite()
+        && s.factor >= 1.0
+        && factors.iter().enumerate().all(|(i, &got)| {
+            let inv = 1.0 / theta.powf((2 * i) as f64 / hd);
+            let want = inv / s.scale(inv);
+            (got - want).abs() <= 1e-4 * want
+        });
+    if !matches {
+        return format_err(
+            "GGUF tensor \"rope_freqs.weight\": these RoPE frequency factors are not Llama 3 scaling \
+             (low_freq_factor 1, high_freq_factor 4); other scalings are not supported",
+        );
+    }
+    Ok(Some(s))
 }
 
 /// The GGUF name of a Nano tensor.
@@ -350,16 +406,14 @@ fn tensors(
         };
         out.push(convert_tensor(nano, info, data, shape, order.as_deref())?);
     }
+    if config.rope_scaling.is_some() {
+        used.insert("rope_freqs.weight".to_string());
+    }
     if let Some(extra) = f.tensors.iter().find(|t| !used.contains(&t.name)) {
-        let why = if extra.name == "rope_freqs.weight" {
-            "RoPE frequency factors (Llama 3.1+ scaling) are not supported yet".to_string()
-        } else {
-            format!(
-                "it is not part of a {}-layer {arch} model as Nano runs it (unsupported feature?)",
-                config.n_layer
-            )
-        };
-        return format_err(format!("GGUF tensor {:?}: {why}", extra.name));
+        return format_err(format!(
+            "GGUF tensor {:?}: it is not part of a {}-layer {arch} model as Nano runs it (unsupported feature?)",
+            extra.name, config.n_layer
+        ));
     }
     Ok(out)
 }
@@ -507,7 +561,8 @@ fn tokenizer(f: &GgufFile, bytes: &[u8]) -> Result<TokenizerData> {
 pub fn to_nano_file(bytes: &[u8]) -> Result<Vec<u8>> {
     let f = gguf::read(bytes)?;
     let arch = architecture(&f)?;
-    let config = config(&f, arch)?;
+    let mut config = config(&f, arch)?;
+    config.rope_scaling = rope_scaling(&f, bytes, arch, &config)?;
     let tokenizer = tokenizer(&f, bytes)?;
     let tensors = tensors(&f, bytes, arch, &config)?;
     v2026::encode_encoded(&config, &tokenizer, tensors).map_err(|e| match e {

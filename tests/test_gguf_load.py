@@ -320,11 +320,12 @@ def test_nano_infer_runs_a_gguf(loaded):
     name, d, _, engine, path = loaded
     want = "".join(engine.generate(PROMPT, max_new_tokens=12, temperature=0))
     r = subprocess.run([str(nano_infer_binary()), str(path), "--prompt", PROMPT, "-n", "12", "-t", "0",
-                        "--threads", "1", "--ctx", "64"], capture_output=True, text=True, timeout=300)
+                        "--threads", "1", "--ctx", "128"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert len(engine.prompt_ids(PROMPT)) + 12 <= 128  # the limit leaves room for all 12 tokens
     assert r.stdout.rstrip("\n") == want
-    kv = nano.Engine(path, threads=1, ctx=64).kv_cache_bytes
-    assert f"context 64 tokens; KV cache up to {kv / 2**20:.1f} MiB (f32)" in r.stderr
+    kv = nano.Engine(path, threads=1, ctx=128).kv_cache_bytes
+    assert f"context 128 tokens; KV cache up to {kv / 2**20:.1f} MiB (f32)" in r.stderr
 
 
 # --- the context limit --------------------------------------------------------------------------------

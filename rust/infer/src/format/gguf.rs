@@ -67,9 +67,12 @@ impl Value {
     }
 }
 
-/// ggml tensor types: id, name, (values per block, bytes per block) when this reader knows the
-/// layout. Names are llama.cpp's, for error messages.
-const GGML_TYPES: &[(u32, &str, Option<(u64, u64)>)] = &[
+/// (values per block, bytes per block) of a ggml type.
+type BlockLayout = Option<(u64, u64)>;
+
+/// ggml tensor types: id, name, block layout when this reader knows it. Names are llama.cpp's, for
+/// error messages.
+const GGML_TYPES: &[(u32, &str, BlockLayout)] = &[
     (0, "F32", Some((1, 4))),
     (1, "F16", Some((1, 2))),
     (2, "Q4_0", Some((32, 18))),

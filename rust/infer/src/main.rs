@@ -1,7 +1,8 @@
 //! `nano-infer`: the command-line front end of the engine.
 //!
 //!     nano-infer MODEL.bin [-l LORA.bin] [-i] [-n MAX] [-t TEMP] [-k TOPK] [-p TOPP] [-r PENALTY]
-//!                [-s SEED] [--threads N] [--prompt TEXT]
+//!                [-s SEED] [--threads N] [--kv-cache f32|f16] [--ctx N] [--prompt TEXT]
+//!     (MODEL: a Nano .bin or a llama.cpp .gguf, converted at load)
 //!     nano-infer bench MODEL.bin ...        (benchmark subcommand; see src/cli/bench.rs)
 //!     nano-infer serve MODEL.bin ...        (OpenAI-compatible HTTP server; see src/serve/)
 //!

@@ -211,6 +211,10 @@ impl RowJob<'_> {
                 |r| prefetch::ahead(&w[r * cols], cols * 2),
                 |r, t| (k.dot_f16)(&w[r * cols..(r + 1) * cols], xrow(t)),
             ),
+            Weights::Q8_0 { qs, scales } if self.n > 1 && k.dot_q8_rows.is_some() => {
+                let kernel = k.dot_q8_rows.expect("checked");
+                self.each_q8_tiled(r0, dst, (qs, scales), kernel)
+            }
             Weights::Q8_0 { qs, scales } => self.each(
                 r0,
                 dst,
@@ -319,6 +323,36 @@ impl RowJob<'_> {
 }
 
 impl RowJob<'_> {
+    /// q8_0 rows times several inputs by the path's register tiles (`Kernels::dot_q8_rows`): rows
+    /// in groups that stay in L2, quantized inputs in blocks that stay in L1, as [`RowJob::each`]
+    /// walks them; every result is still `dot_q8`'s.
+    fn each_q8_tiled(
+        &self,
+        r0: usize,
+        dst: &mut [f32],
+        (qs, scales): (&[i8], &[f32]),
+        kernel: super::DotQ8Rows,
+    ) {
+        let (n, cols, g) = (self.n, self.m.cols, self.m.cols / QK);
+        let inputs: Vec<QRow> = (0..n).map(|t| self.qrow(t)).collect();
+        // An input's quantized values, scales and group sums.
+        let input_bytes = cols + g * 8;
+        let block = (L1_BLOCK_BYTES / input_bytes).clamp(1, n);
+        for rows in row_groups(dst.len() / n, cols + g * 4) {
+            let (a, b) = (r0 + rows.start, r0 + rows.end);
+            for t0 in (0..n).step_by(block) {
+                let t1 = (t0 + block).min(n);
+                kernel(
+                    &qs[a * cols..b * cols],
+                    &scales[a * g..b * g],
+                    &inputs[t0..t1],
+                    &mut dst[rows.start * n + t0..],
+                    n,
+                );
+            }
+        }
+    }
+
     /// f32 weights times several inputs: row groups, each multiplied by [`RowJob::float_group`].
     fn each_f32_blocked(&self, r0: usize, dst: &mut [f32], w: &[f32]) {
         let (n, cols) = (self.n, self.m.cols);

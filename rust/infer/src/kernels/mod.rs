@@ -208,6 +208,10 @@ pub(crate) struct TokenLanes {
 }
 type DotQ8 = fn(&[i8], &[f32], &QRow) -> f32;
 type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
+/// `(values, scales, inputs, out, stride)`: every q8_0 row (row layout; `values` of whole rows of
+/// `inputs[0].qs.len()` columns, `scales` theirs) · every input → `out[i * stride + t]`, each
+/// exactly as `dot_q8` computes it (the group order of [`scalar::dot_q8`]).
+type DotQ8Rows = fn(&[i8], &[f32], &[QRow], &mut [f32], usize);
 
 /// Kernels for 16-row panels ([`panel`]): one panel's values and scales (two, one after the other,
 /// where `pairs` says so) · any number of activation rows → 16 results per panel and input,
@@ -253,6 +257,10 @@ pub struct Kernels {
     /// `(rows, cols, inputs, out, stride)`: every row · every input → `out[i * stride + t]`, each
     /// exactly as `dot_f32` computes it (prefill shares the loads in tiles), where the path has one.
     dot_f32_block: Option<DotF32Block>,
+    /// q8_0 rows (row layout) times several inputs in register tiles: each weight vector is loaded
+    /// and sign-split once for a tile of inputs instead of once per input, bit for bit `dot_q8`'s
+    /// results, where the path has it (prefill and batched decode; one input takes `dot_q8`).
+    dot_q8_rows: Option<DotQ8Rows>,
     /// f16 → f32 of a slice (exact; prefill widens f16 rows once per call).
     widen_f16: fn(&[u16], &mut [f32]),
     /// Float prefill of at least [`TOKEN_LANES_MIN`] inputs with the inputs in vector lanes, where
@@ -293,6 +301,7 @@ const SCALAR: Kernels = Kernels {
     dot_q8: scalar::dot_q8,
     dot_q4: scalar::dot_q4,
     dot_f32_block: None,
+    dot_q8_rows: None,
     widen_f16: f16::widen,
     token_lanes: None,
     f16_is_widened_f32: true,

@@ -333,6 +333,67 @@ fn matmul_equals_n_matvecs() {
     }
 }
 
+/// q8_0 rows times several inputs (the paths' `dot_q8_rows` register tiles, where they have one)
+/// give every input exactly its one-input `matvec` and the scalar path's result: for input counts
+/// that leave every tile width (4, 2, 1) and numbers of groups that leave every tail of a tile's
+/// span (8 / width groups), beyond the float lane threshold too (quantized rows have no other
+/// order), and for weights at the sign trick's edge (-128, whose absolute value is the unsigned
+/// byte 128) against activations at ±127, where `vpmaddubsw` sums come closest to saturating.
+#[test]
+fn q8_0_tiles_equal_one_input_dots() {
+    let mut rng = Rng(11);
+    let scalar = Kernels::available()[0];
+    let mut scratch = Scratch::default();
+    for cols in [32, 64, 96, 224, 256, 288, 1408] {
+        let rows = 19;
+        let random = Mat::random(&mut rng, rows, cols);
+        // Edge values: -128, ±127 and a few small ones; the first input saturates every group.
+        let edge: Vec<i8> = (0..rows * cols)
+            .map(|_| [-128i8, -127, 127, 1, -1, 0][(rng.next_u64() % 6) as usize])
+            .collect();
+        let edge_scales = rng.vec(rows * cols / QK, 1.0);
+        let mats = [
+            random.refs()[2],
+            MatRef {
+                rows,
+                cols,
+                w: Weights::Q8_0 {
+                    qs: &edge,
+                    scales: &edge_scales,
+                },
+            },
+        ];
+        for n in [2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 33] {
+            let mut x = rng.vec(n * cols, 2.0);
+            for (c, v) in x[..cols].iter_mut().enumerate() {
+                *v = if c % 3 == 0 { -1.0 } else { 1.0 };
+            }
+            for m in &mats {
+                let mut want = vec![0f32; n * rows];
+                for t in 0..n {
+                    let xt = &x[t * cols..(t + 1) * cols];
+                    scalar.matvec(&mut want[t * rows..(t + 1) * rows], m, xt, &mut scratch);
+                }
+                for k in Kernels::available() {
+                    let mut got = vec![0f32; n * rows];
+                    k.matmul(&mut got, m, &x, n, &mut scratch);
+                    assert!(
+                        bits(&got) == bits(&want),
+                        "{} {cols} cols, {n} inputs",
+                        k.name()
+                    );
+                    for t in 0..n {
+                        let mut single = vec![0f32; rows];
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        k.matvec(&mut single, m, xt, &mut scratch);
+                        assert!(bits(&single) == bits(&want[t * rows..(t + 1) * rows]));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A matrix's storage, for failure messages (its Debug form prints every weight).
 fn kind(w: &Weights) -> &'static str {
     match w {

@@ -5,6 +5,7 @@ use std::arch::x86_64::*;
 
 use super::{accumulate8, dot, f32_tile, finish, prefetch_group, remove_offset, F32Lanes};
 use crate::kernels::attend::{attend_with, Group, KEY_BLOCK};
+use crate::kernels::scalar::finish_lanes;
 use crate::kernels::scalar::{group_q4, group_q8};
 use crate::kernels::{block_tiles, inputs_in, lane_tiles, Kernels, Panels, QRow, TokenLanes, QK};
 
@@ -22,6 +23,9 @@ pub(in crate::kernels) fn avx2() -> Option<Kernels> {
         dot_q4: |p, sw, x| unsafe { dot_q4_avx2(p, sw, x) },
         dot_f32_block: Some(|w, cols, x, out, stride| unsafe {
             dot_f32_block_avx2(w, cols, x, out, stride)
+        }),
+        dot_q8_rows: Some(|qw, sw, xs, out, stride| unsafe {
+            dot_q8_rows_avx2(qw, sw, xs, out, stride)
         }),
         widen_f16: |h, out| unsafe { widen_f16_f16c(h, out) },
         token_lanes: Some(TokenLanes {
@@ -107,6 +111,154 @@ unsafe fn dot_q8_avx2(qw: &[i8], sw: &[f32], x: &QRow) -> f32 {
         g += 8;
     }
     finish(acc, g, |g| group_q8(qw, qx, g), sw, sx)
+}
+
+/// q8_0 rows times several inputs (`Kernels::dot_q8_rows`): row by row, the inputs in tiles of
+/// 4 (then 2, 1), each the bits of [`dot_q8_avx2`] for its (row, input).
+///
+/// A tile of T inputs loads each 32-byte weight group and takes its absolute value once for all T
+/// (the sign trick's weight half), and fills one [`hsum8x8`] with `8 / T` groups × T inputs
+/// instead of 8 groups of one input: lane `j * T + t` is group `g + j` of input t. Its f32 steps
+/// are those of the one-input kernel lane for lane: `(s as f32) * (sw * sx)` added to the
+/// accumulator of lane `g % 8` (accumulator `(g % 8) / (8 / T)`, lane `j * T + t`), groups in
+/// increasing order; the lanes are then handed to [`finish_lanes`] per input, which adds the groups
+/// left over (fewer than `8 / T`) and reduces the 8 lanes as every path does.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_q8_rows_avx2(qw: &[i8], sw: &[f32], xs: &[QRow], out: &mut [f32], stride: usize) {
+    let Some(first) = xs.first() else {
+        return;
+    };
+    let (cols, groups, n) = (first.qs.len(), first.d.len(), xs.len());
+    assert!(cols == groups * QK && cols > 0, "inputs of whole groups");
+    assert!(
+        xs.iter().all(|x| x.qs.len() == cols && x.d.len() == groups),
+        "inputs of one length"
+    );
+    let rows = qw.len() / cols;
+    assert!(
+        qw.len() == rows * cols && sw.len() == rows * groups,
+        "whole rows"
+    );
+    if rows == 0 {
+        return;
+    }
+    assert!(
+        out.len() >= (rows - 1) * stride + n && n <= stride,
+        "output too short"
+    );
+    // Tiles of inputs, and each tile's input scales transposed (`sxt[g * T + t]`), so that the
+    // scales of a hsum's groups × inputs are one load.
+    let mut tiles = Vec::with_capacity(n.div_ceil(4));
+    let mut t0 = 0;
+    while t0 < n {
+        let width = match n - t0 {
+            1 => 1,
+            2 | 3 => 2,
+            _ => 4,
+        };
+        tiles.push((t0, width));
+        t0 += width;
+    }
+    let mut sxt = vec![0f32; n * groups];
+    for &(t0, width) in &tiles {
+        let block = &mut sxt[t0 * groups..(t0 + width) * groups];
+        for (t, x) in xs[t0..t0 + width].iter().enumerate() {
+            for (g, &d) in x.d.iter().enumerate() {
+                block[g * width + t] = d;
+            }
+        }
+    }
+    let po = out.as_mut_ptr();
+    for r in 0..rows {
+        let (w, s) = (
+            &qw[r * cols..(r + 1) * cols],
+            &sw[r * groups..(r + 1) * groups],
+        );
+        super::super::prefetch::ahead(w.as_ptr(), cols);
+        super::super::prefetch::ahead(s.as_ptr(), groups * 4);
+        for &(t0, width) in &tiles {
+            let sx = sxt.as_ptr().add(t0 * groups);
+            let xs = &xs[t0..t0 + width];
+            let o = po.add(r * stride + t0);
+            match width {
+                4 => q8_rows_tile::<4>(w, s, xs, sx, o),
+                2 => q8_rows_tile::<2>(w, s, xs, sx, o),
+                _ => q8_rows_tile::<1>(w, s, xs, sx, o),
+            }
+        }
+    }
+}
+
+/// One row times T inputs of [`dot_q8_rows_avx2`] → `out[t]`; `sxt` holds the inputs' scales
+/// transposed (`sxt[g * T + t]`).
+// Index loops over small fixed arrays (groups × inputs) read clearer here.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_rows_tile<const T: usize>(
+    qw: &[i8],
+    sw: &[f32],
+    xs: &[QRow],
+    sxt: *const f32,
+    out: *mut f32,
+) {
+    // Groups per hsum.
+    let span = 8 / T;
+    let groups = sw.len();
+    assert!(xs.len() == T && qw.len() == groups * QK);
+    let px: [*const i8; T] = std::array::from_fn(|t| xs[t].qs.as_ptr());
+    let (pw, ps) = (qw.as_ptr(), sw.as_ptr());
+    let ones = _mm256_set1_epi16(1);
+    // Lane l holds group l / T of the hsum's span: which weight scale it takes.
+    let spread = _mm256_setr_epi32(
+        0,
+        (1 / T) as i32,
+        (2 / T) as i32,
+        (3 / T) as i32,
+        (4 / T) as i32,
+        (5 / T) as i32,
+        (6 / T) as i32,
+        (7 / T) as i32,
+    );
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut g = 0;
+    while g + span <= groups {
+        let mut v = [_mm256_setzero_si256(); 8];
+        for j in 0..span {
+            let o = (g + j) * QK;
+            let w = _mm256_loadu_si256(pw.add(o) as *const __m256i);
+            let aw = _mm256_sign_epi8(w, w);
+            for t in 0..T {
+                let x = _mm256_loadu_si256(px[t].add(o) as *const __m256i);
+                let p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)); // ≤ 2·128·127
+                v[j * T + t] = _mm256_madd_epi16(p16, ones);
+            }
+        }
+        let s = hsum8x8(v);
+        // The weight scales of the span's groups, each repeated for the T inputs.
+        let swv = match T {
+            1 => _mm256_loadu_ps(ps.add(g)),
+            2 => _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(ps.add(g))), spread),
+            _ => {
+                let two = _mm_castpd_ps(_mm_load_sd(ps.add(g) as *const f64));
+                _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), spread)
+            }
+        };
+        let d = _mm256_mul_ps(swv, _mm256_loadu_ps(sxt.add(g * T)));
+        let a = &mut acc[(g % 8) / span];
+        *a = _mm256_add_ps(*a, _mm256_mul_ps(_mm256_cvtepi32_ps(s), d));
+        g += span;
+    }
+    let mut stored = [[0f32; 8]; T];
+    for (st, &a) in stored.iter_mut().zip(&acc) {
+        _mm256_storeu_ps(st.as_mut_ptr(), a);
+    }
+    for t in 0..T {
+        // Lane k * span + j of input t sits in accumulator k, lane j * T + t.
+        let lanes: [f32; 8] = std::array::from_fn(|l| stored[l / span][(l % span) * T + t]);
+        let x = &xs[t];
+        *out.add(t) = finish_lanes(lanes, g, sw, x.d, |g| group_q8(qw, x.qs, g));
+    }
 }
 
 /// q4_0: unsigned nibbles (0..=15) times signed activations with one maddubs, minus 8·Σx per group.

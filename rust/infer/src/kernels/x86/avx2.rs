@@ -426,11 +426,20 @@ unsafe fn token_tile_avx2<const R: usize>(
         _mm256_cmpgt_epi32(left, lane),
         _mm256_cmpgt_epi32(left, _mm256_add_epi32(lane, _mm256_set1_epi32(8))),
     ];
+    // A whole lane vector (every vector but a last partial one) moves with plain loads and
+    // stores: the masked forms are microcoded on some cores (AMD Zen) and cost as much as many
+    // multiply-adds. Either way the same values are read and written.
+    let whole = inputs == 16;
     let mut a = [[_mm256_setzero_ps(); 2]; R];
     if k.start > 0 {
         for (r, ar) in a.iter_mut().enumerate() {
             for (h, ah) in ar.iter_mut().enumerate() {
-                *ah = _mm256_maskload_ps(out.add(r * stride + 8 * h), masks[h]);
+                let p = out.add(r * stride + 8 * h);
+                *ah = if whole {
+                    _mm256_loadu_ps(p)
+                } else {
+                    _mm256_maskload_ps(p, masks[h])
+                };
             }
         }
     }
@@ -448,7 +457,12 @@ unsafe fn token_tile_avx2<const R: usize>(
     }
     for (r, ar) in a.iter().enumerate() {
         for (h, &ah) in ar.iter().enumerate() {
-            _mm256_maskstore_ps(out.add(r * stride + 8 * h), masks[h], ah);
+            let p = out.add(r * stride + 8 * h);
+            if whole {
+                _mm256_storeu_ps(p, ah);
+            } else {
+                _mm256_maskstore_ps(p, masks[h], ah);
+            }
         }
     }
 }

@@ -59,6 +59,9 @@ impl Kernels {
             staging,
             aligned_x,
             xt,
+            qf,
+            qt,
+            st,
         } = scratch;
         let x = if mats.iter().any(|m| !m.w.is_quantized())
             && x.as_ptr().cast::<u8>().align_offset(64) != 0
@@ -95,6 +98,15 @@ impl Kernels {
             }
             _ => None,
         };
+        let q8t = match self.q8_lanes {
+            Some(_)
+                if n >= TOKEN_LANES_MIN
+                    && mats.iter().any(|m| matches!(m.w, Weights::Q8_0 { .. })) =>
+            {
+                Some(q8_in_lanes(self, (qx, sx), n, cols, (qf, qt, st)))
+            }
+            _ => None,
+        };
         let jobs: Vec<RowJob> = mats
             .iter()
             .map(|m| RowJob {
@@ -102,6 +114,7 @@ impl Kernels {
                 m,
                 x,
                 xt,
+                q8t,
                 qx,
                 sx,
                 xsum,
@@ -133,6 +146,37 @@ impl Kernels {
             });
         }
     }
+}
+
+/// The n quantized inputs (`qx`, scales `sx`) for a path's `q8_lanes`: their values as f32 in
+/// vector lanes (as [`super::transpose_inputs`] lays them out) and their scales in lanes
+/// (`[v][group][16]`), lanes past n zero.
+fn q8_in_lanes<'a>(
+    k: &Kernels,
+    (qx, sx): (&[i8], &[f32]),
+    n: usize,
+    cols: usize,
+    (qf, qt, st): (&mut AlignedBuf, &'a mut AlignedBuf, &'a mut AlignedBuf),
+) -> (&'a [f32], &'a [f32]) {
+    let (vectors, groups) = (n.div_ceil(16), cols / QK);
+    let qf = qf.slice(n * cols);
+    for (f, &q) in qf.iter_mut().zip(qx) {
+        *f = q as f32;
+    }
+    let qt = qt.slice(vectors * 16 * cols);
+    match k.token_lanes {
+        Some(lanes) => (lanes.transpose)(qf, n, cols, qt),
+        None => super::transpose_inputs(qf, n, cols, qt),
+    }
+    let st = st.slice(vectors * groups * 16);
+    st.fill(0.0);
+    for (t, d) in sx.chunks_exact(groups).take(n).enumerate() {
+        let (v, l) = (t / 16, t % 16);
+        for (g, &d) in d.iter().enumerate() {
+            st[(v * groups + g) * 16 + l] = d;
+        }
+    }
+    (qt, st)
 }
 
 /// Moves the staged results of inputs `t0..` into `out` ([t, rows], as many inputs as it holds).
@@ -169,6 +213,9 @@ struct RowJob<'a> {
     x: &'a [f32],
     /// The inputs in vector lanes, when float rows take the path's `token_lanes`.
     xt: Option<&'a [f32]>,
+    /// The quantized inputs and their scales in vector lanes, when q8_0 rows take the path's
+    /// `q8_lanes`.
+    q8t: Option<(&'a [f32], &'a [f32])>,
     qx: &'a [i8],
     sx: &'a [f32],
     xsum: &'a [i32],
@@ -211,6 +258,9 @@ impl RowJob<'_> {
                 |r| prefetch::ahead(&w[r * cols], cols * 2),
                 |r, t| (k.dot_f16)(&w[r * cols..(r + 1) * cols], xrow(t)),
             ),
+            Weights::Q8_0 { qs, scales } if self.q8t.is_some() => {
+                self.each_q8_lanes(r0, dst, (qs, scales))
+            }
             Weights::Q8_0 { qs, scales } if self.n > 1 && k.dot_q8_rows.is_some() => {
                 let kernel = k.dot_q8_rows.expect("checked");
                 self.each_q8_tiled(r0, dst, (qs, scales), kernel)
@@ -351,6 +401,30 @@ impl RowJob<'_> {
                 );
             }
         }
+    }
+
+    /// q8_0 rows times the inputs in lanes (`Kernels::q8_lanes`): each row group's values are
+    /// widened to f32 once (exact integers, into a per-thread buffer) and multiplied there.
+    fn each_q8_lanes(&self, r0: usize, dst: &mut [f32], (qs, scales): (&[i8], &[f32])) {
+        thread_local! {
+            static WIDE: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf(Vec::new())) };
+        }
+        let (n, cols, g) = (self.n, self.m.cols, self.m.cols / QK);
+        let (kernel, (qt, st)) = (
+            self.k.q8_lanes.expect("set with q8t"),
+            self.q8t.expect("checked by the caller"),
+        );
+        WIDE.with_borrow_mut(|wide| {
+            for rows in row_groups(dst.len() / n, cols * 4) {
+                let (a, b) = (r0 + rows.start, r0 + rows.end);
+                let wide = wide.slice((b - a) * cols);
+                for (f, &q) in wide.iter_mut().zip(&qs[a * cols..b * cols]) {
+                    *f = q as f32;
+                }
+                let out = &mut dst[rows.start * n..];
+                kernel(wide, &scales[a * g..b * g], cols, qt, st, n, out, n);
+            }
+        });
     }
 
     /// f32 weights times several inputs: row groups, each multiplied by [`RowJob::float_group`].

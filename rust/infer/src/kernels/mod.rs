@@ -147,6 +147,11 @@ pub struct Scratch {
     aligned_x: AlignedBuf,
     /// The inputs in vector lanes, for a path's `token_lanes`.
     xt: AlignedBuf,
+    /// For a path's `q8_lanes`: the quantized inputs as f32, the same in vector lanes, and their
+    /// scales in lanes.
+    qf: AlignedBuf,
+    qt: AlignedBuf,
+    st: AlignedBuf,
 }
 
 /// A reusable f32 buffer whose slices start on a 64-byte boundary. The float tiles load 64 bytes at
@@ -212,6 +217,11 @@ type DotQ4 = fn(&[u8], &[f32], &QRow) -> f32;
 /// `inputs[0].qs.len()` columns, `scales` theirs) · every input → `out[i * stride + t]`, each
 /// exactly as `dot_q8` computes it (the group order of [`scalar::dot_q8`]).
 type DotQ8Rows = fn(&[i8], &[f32], &[QRow], &mut [f32], usize);
+/// `(rows, scales, cols, qt, st, n, out, stride)`: q8_0 prefill with the inputs in vector lanes
+/// (see [`Kernels::q8_lanes`]): `rows` are q8_0 weight rows as f32 integers, `scales` theirs,
+/// `qt` the n inputs' q8_0 values as f32 laid out as [`transpose_inputs`] does, `st` their scales
+/// in lanes (`st[(v * groups + g) * 16 + l]`); every row · every input → `out[i * stride + t]`.
+type Q8Lanes = fn(&[f32], &[f32], usize, &[f32], &[f32], usize, &mut [f32], usize);
 
 /// Kernels for 16-row panels ([`panel`]): one panel's values and scales (two, one after the other,
 /// where `pairs` says so) · any number of activation rows → 16 results per panel and input,
@@ -261,6 +271,13 @@ pub struct Kernels {
     /// and sign-split once for a tile of inputs instead of once per input, bit for bit `dot_q8`'s
     /// results, where the path has it (prefill and batched decode; one input takes `dot_q8`).
     dot_q8_rows: Option<DotQ8Rows>,
+    /// q8_0 rows times at least [`TOKEN_LANES_MIN`] inputs by f32 multiply-adds with the inputs in
+    /// vector lanes, where the path has it (its FMA units multiply faster than its integer ones).
+    /// Exact, not approximate: weights and activations enter as their integer q8_0 values, and a
+    /// group's 32 products and every partial sum of them are integers below 2^24 in magnitude
+    /// (32 · 128 · 127), which f32 holds exactly, so each group's sum is `dot_q8`'s i32 sum in any
+    /// order; the scales then follow `dot_q8`'s f32 steps. The same bits as `dot_q8`.
+    q8_lanes: Option<Q8Lanes>,
     /// f16 → f32 of a slice (exact; prefill widens f16 rows once per call).
     widen_f16: fn(&[u16], &mut [f32]),
     /// Float prefill of at least [`TOKEN_LANES_MIN`] inputs with the inputs in vector lanes, where
@@ -302,6 +319,7 @@ const SCALAR: Kernels = Kernels {
     dot_q4: scalar::dot_q4,
     dot_f32_block: None,
     dot_q8_rows: None,
+    q8_lanes: None,
     widen_f16: f16::widen,
     token_lanes: None,
     f16_is_widened_f32: true,

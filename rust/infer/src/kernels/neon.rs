@@ -24,6 +24,7 @@ pub(super) fn neon() -> Option<Kernels> {
             dot_f32_block(w, cols, x, out, stride)
         }),
         dot_q8_rows: None,
+        q8_lanes: None,
         widen_f16: super::f16::widen,
         token_lanes: Some(TokenLanes {
             transpose: super::transpose_inputs,

@@ -34,6 +34,7 @@ pub(super) fn simd128() -> Option<Kernels> {
         dot_q4,
         dot_f32_block: None,
         dot_q8_rows: None,
+        q8_lanes: None,
         widen_f16: super::f16::widen,
         token_lanes: None,
         f16_is_widened_f32: false,

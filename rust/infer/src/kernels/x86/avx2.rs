@@ -27,6 +27,9 @@ pub(in crate::kernels) fn avx2() -> Option<Kernels> {
         dot_q8_rows: Some(|qw, sw, xs, out, stride| unsafe {
             dot_q8_rows_avx2(qw, sw, xs, out, stride)
         }),
+        q8_lanes: Some(|w, sw, cols, qt, st, n, out, stride| unsafe {
+            q8_lanes_block_avx2(w, sw, cols, qt, st, n, out, stride)
+        }),
         widen_f16: |h, out| unsafe { widen_f16_f16c(h, out) },
         token_lanes: Some(TokenLanes {
             transpose: |x, n, cols, xt| unsafe { transpose_inputs_avx2(x, n, cols, xt) },
@@ -258,6 +261,118 @@ unsafe fn q8_rows_tile<const T: usize>(
         let lanes: [f32; 8] = std::array::from_fn(|l| stored[l / span][(l % span) * T + t]);
         let x = &xs[t];
         *out.add(t) = finish_lanes(lanes, g, sw, x.d, |g| group_q8(qw, x.qs, g));
+    }
+}
+
+/// q8_0 prefill by f32 multiply-adds with the inputs in lanes (`Kernels::q8_lanes`): tiles of up
+/// to 6 rows × one lane vector (16 inputs, two `__m256`). Per group a tile sums its 32 columns
+/// exactly (integers, see `Kernels::q8_lanes`), then per row and input adds
+/// `s * (sw * sx)` to lane `g % 8` of that product's 8 lanes (kept in a stack buffer) and at
+/// the end combines the lanes as [`crate::kernels::reduce8`] does: `dot_q8`'s bits.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_lanes_block_avx2(
+    w: &[f32],
+    sw: &[f32],
+    cols: usize,
+    qt: &[f32],
+    st: &[f32],
+    n: usize,
+    out: &mut [f32],
+    stride: usize,
+) {
+    let (rows, groups, vectors) = (w.len() / cols, cols / QK, n.div_ceil(16));
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(cols == groups * QK && w.len() == rows * cols && sw.len() == rows * groups);
+    assert!(qt.len() >= vectors * cols * 16 && st.len() >= vectors * groups * 16);
+    assert!(
+        out.len() >= (rows - 1) * stride + n && n <= stride,
+        "output too short"
+    );
+    for v in 0..vectors {
+        let x = qt.as_ptr().add(v * cols * 16);
+        let sx = st.as_ptr().add(v * groups * 16);
+        let inputs = inputs_in(n, v);
+        for r0 in (0..rows).step_by(6) {
+            let at = (
+                w.as_ptr().add(r0 * cols),
+                sw.as_ptr().add(r0 * groups),
+                cols,
+                x,
+                sx,
+            );
+            let o = out.as_mut_ptr().add(r0 * stride + 16 * v);
+            match rows - r0 {
+                1 => q8_lanes_tile::<1>(at, o, stride, inputs),
+                2 => q8_lanes_tile::<2>(at, o, stride, inputs),
+                3 => q8_lanes_tile::<3>(at, o, stride, inputs),
+                4 => q8_lanes_tile::<4>(at, o, stride, inputs),
+                5 => q8_lanes_tile::<5>(at, o, stride, inputs),
+                _ => q8_lanes_tile::<6>(at, o, stride, inputs),
+            }
+        }
+    }
+}
+
+/// R rows × one lane vector of [`q8_lanes_block_avx2`]: (rows, their scales, cols, inputs in
+/// lanes, input scales in lanes) → the first `inputs` results of each row at `out + r * stride`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_lanes_tile<const R: usize>(
+    (w, sw, cols, x, sx): (*const f32, *const f32, usize, *const f32, *const f32),
+    out: *mut f32,
+    stride: usize,
+    inputs: usize,
+) {
+    let groups = cols / QK;
+    // lanes[r][lane][half]: the 8 lane sums of row r for the 16 inputs.
+    let mut lanes = [[[_mm256_setzero_ps(); 2]; 8]; R];
+    for g in 0..groups {
+        let mut s = [[_mm256_setzero_ps(); 2]; R];
+        for c in g * QK..(g + 1) * QK {
+            let xv = [
+                _mm256_load_ps(x.add(c * 16)),
+                _mm256_load_ps(x.add(c * 16 + 8)),
+            ];
+            for (r, sr) in s.iter_mut().enumerate() {
+                let wr = _mm256_broadcast_ss(&*w.add(r * cols + c));
+                for (sh, &xh) in sr.iter_mut().zip(&xv) {
+                    *sh = _mm256_fmadd_ps(xh, wr, *sh);
+                }
+            }
+        }
+        let sxv = [
+            _mm256_loadu_ps(sx.add(g * 16)),
+            _mm256_loadu_ps(sx.add(g * 16 + 8)),
+        ];
+        for (r, (sr, lr)) in s.iter().zip(lanes.iter_mut()).enumerate() {
+            let wr = _mm256_broadcast_ss(&*sw.add(r * groups + g));
+            for h in 0..2 {
+                let d = _mm256_mul_ps(wr, sxv[h]);
+                let l = &mut lr[g % 8][h];
+                *l = _mm256_add_ps(*l, _mm256_mul_ps(sr[h], d));
+            }
+        }
+    }
+    for (r, a) in lanes.iter().enumerate() {
+        let mut res = [0f32; 16];
+        for h in 0..2 {
+            // ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as reduce8.
+            let v = _mm256_add_ps(
+                _mm256_add_ps(
+                    _mm256_add_ps(a[0][h], a[4][h]),
+                    _mm256_add_ps(a[2][h], a[6][h]),
+                ),
+                _mm256_add_ps(
+                    _mm256_add_ps(a[1][h], a[5][h]),
+                    _mm256_add_ps(a[3][h], a[7][h]),
+                ),
+            );
+            _mm256_storeu_ps(res.as_mut_ptr().add(8 * h), v);
+        }
+        std::ptr::copy_nonoverlapping(res.as_ptr(), out.add(r * stride), inputs);
     }
 }
 

@@ -29,6 +29,7 @@ pub(in crate::kernels) fn avx512vnni() -> Option<Kernels> {
             dot_f32_block_avx512(w, cols, x, out, stride)
         }),
         dot_q8_rows: None,
+        q8_lanes: None,
         widen_f16: |h, out| unsafe { widen_f16_avx512(h, out) },
         token_lanes: Some(TokenLanes {
             transpose: |x, n, cols, xt| unsafe { transpose_inputs_avx512(x, n, cols, xt) },

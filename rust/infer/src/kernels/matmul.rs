@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use super::{
-    panel, prefetch, AlignedBuf, Kernels, MatRef, PanelKernel, Panels, QRow, Scratch, Weights, QK,
-    SCALAR_PANELS, TOKEN_LANES_MIN,
+    panel, prefetch, AlignedBuf, Kernels, MatRef, PanelKernel, Panels, QRow, Scratch, Weights,
+    Q8_LANES_MIN, QK, SCALAR_PANELS, TOKEN_LANES_MIN,
 };
 #[cfg(feature = "threads")]
 use crate::sched::Team;
@@ -100,7 +100,7 @@ impl Kernels {
         };
         let q8t = match self.q8_lanes {
             Some(_)
-                if n >= TOKEN_LANES_MIN
+                if n >= Q8_LANES_MIN
                     && mats.iter().any(|m| matches!(m.w, Weights::Q8_0 { .. })) =>
             {
                 Some(q8_in_lanes(self, (qx, sx), n, cols, (qf, qt, st)))

@@ -175,6 +175,11 @@ impl AlignedBuf {
 /// would leave lanes idle).
 pub(crate) const TOKEN_LANES_MIN: usize = 16;
 
+/// Inputs from which q8_0 rows take a path's `q8_lanes` (a half lane vector: the kernels skip an
+/// empty half). Its results are `dot_q8`'s bits, so unlike [`TOKEN_LANES_MIN`] this threshold
+/// changes no result.
+pub(crate) const Q8_LANES_MIN: usize = 8;
+
 /// One q8_0-quantized activation row: values, per-group scales, and per-group sums of the values
 /// (SIMD paths that offset weights to unsigned bytes subtract `offset * sum` to stay exact).
 #[derive(Clone, Copy)]
@@ -271,7 +276,7 @@ pub struct Kernels {
     /// and sign-split once for a tile of inputs instead of once per input, bit for bit `dot_q8`'s
     /// results, where the path has it (prefill and batched decode; one input takes `dot_q8`).
     dot_q8_rows: Option<DotQ8Rows>,
-    /// q8_0 rows times at least [`TOKEN_LANES_MIN`] inputs by f32 multiply-adds with the inputs in
+    /// q8_0 rows times at least [`Q8_LANES_MIN`] inputs by f32 multiply-adds with the inputs in
     /// vector lanes, where the path has it (its FMA units multiply faster than its integer ones).
     /// Exact, not approximate: weights and activations enter as their integer q8_0 values, and a
     /// group's 32 products and every partial sum of them are integers below 2^24 in magnitude

@@ -304,23 +304,31 @@ unsafe fn q8_lanes_block_avx2(
                 sx,
             );
             let o = out.as_mut_ptr().add(r0 * stride + 16 * v);
-            match rows - r0 {
-                1 => q8_lanes_tile::<1>(at, o, stride, inputs),
-                2 => q8_lanes_tile::<2>(at, o, stride, inputs),
-                3 => q8_lanes_tile::<3>(at, o, stride, inputs),
-                4 => q8_lanes_tile::<4>(at, o, stride, inputs),
-                5 => q8_lanes_tile::<5>(at, o, stride, inputs),
-                _ => q8_lanes_tile::<6>(at, o, stride, inputs),
+            // A lane vector of at most 8 inputs needs only its first half.
+            match (rows - r0, inputs > 8) {
+                (1, true) => q8_lanes_tile::<1, 2>(at, o, stride, inputs),
+                (2, true) => q8_lanes_tile::<2, 2>(at, o, stride, inputs),
+                (3, true) => q8_lanes_tile::<3, 2>(at, o, stride, inputs),
+                (4, true) => q8_lanes_tile::<4, 2>(at, o, stride, inputs),
+                (5, true) => q8_lanes_tile::<5, 2>(at, o, stride, inputs),
+                (_, true) => q8_lanes_tile::<6, 2>(at, o, stride, inputs),
+                (1, false) => q8_lanes_tile::<1, 1>(at, o, stride, inputs),
+                (2, false) => q8_lanes_tile::<2, 1>(at, o, stride, inputs),
+                (3, false) => q8_lanes_tile::<3, 1>(at, o, stride, inputs),
+                (4, false) => q8_lanes_tile::<4, 1>(at, o, stride, inputs),
+                (5, false) => q8_lanes_tile::<5, 1>(at, o, stride, inputs),
+                (_, false) => q8_lanes_tile::<6, 1>(at, o, stride, inputs),
             }
         }
     }
 }
 
-/// R rows × one lane vector of [`q8_lanes_block_avx2`]: (rows, their scales, cols, inputs in
-/// lanes, input scales in lanes) → the first `inputs` results of each row at `out + r * stride`.
+/// R rows × one lane vector of [`q8_lanes_block_avx2`] (its first H halves of 8 inputs): (rows,
+/// their scales, cols, inputs in lanes, input scales in lanes) → the first `inputs` results of
+/// each row at `out + r * stride`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn q8_lanes_tile<const R: usize>(
+unsafe fn q8_lanes_tile<const R: usize, const H: usize>(
     (w, sw, cols, x, sx): (*const f32, *const f32, usize, *const f32, *const f32),
     out: *mut f32,
     stride: usize,
@@ -328,14 +336,11 @@ unsafe fn q8_lanes_tile<const R: usize>(
 ) {
     let groups = cols / QK;
     // lanes[r][lane][half]: the 8 lane sums of row r for the 16 inputs.
-    let mut lanes = [[[_mm256_setzero_ps(); 2]; 8]; R];
+    let mut lanes = [[[_mm256_setzero_ps(); H]; 8]; R];
     for g in 0..groups {
-        let mut s = [[_mm256_setzero_ps(); 2]; R];
+        let mut s = [[_mm256_setzero_ps(); H]; R];
         for c in g * QK..(g + 1) * QK {
-            let xv = [
-                _mm256_load_ps(x.add(c * 16)),
-                _mm256_load_ps(x.add(c * 16 + 8)),
-            ];
+            let xv: [__m256; H] = std::array::from_fn(|h| _mm256_load_ps(x.add(c * 16 + 8 * h)));
             for (r, sr) in s.iter_mut().enumerate() {
                 let wr = _mm256_broadcast_ss(&*w.add(r * cols + c));
                 for (sh, &xh) in sr.iter_mut().zip(&xv) {
@@ -343,13 +348,10 @@ unsafe fn q8_lanes_tile<const R: usize>(
                 }
             }
         }
-        let sxv = [
-            _mm256_loadu_ps(sx.add(g * 16)),
-            _mm256_loadu_ps(sx.add(g * 16 + 8)),
-        ];
+        let sxv: [__m256; H] = std::array::from_fn(|h| _mm256_loadu_ps(sx.add(g * 16 + 8 * h)));
         for (r, (sr, lr)) in s.iter().zip(lanes.iter_mut()).enumerate() {
             let wr = _mm256_broadcast_ss(&*sw.add(r * groups + g));
-            for h in 0..2 {
+            for h in 0..H {
                 let d = _mm256_mul_ps(wr, sxv[h]);
                 let l = &mut lr[g % 8][h];
                 *l = _mm256_add_ps(*l, _mm256_mul_ps(sr[h], d));
@@ -358,7 +360,7 @@ unsafe fn q8_lanes_tile<const R: usize>(
     }
     for (r, a) in lanes.iter().enumerate() {
         let mut res = [0f32; 16];
-        for h in 0..2 {
+        for h in 0..H {
             // ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as reduce8.
             let v = _mm256_add_ps(
                 _mm256_add_ps(

@@ -326,6 +326,8 @@ unsafe fn q8_lanes_block_avx2(
 /// R rows × one lane vector of [`q8_lanes_block_avx2`] (its first H halves of 8 inputs): (rows,
 /// their scales, cols, inputs in lanes, input scales in lanes) → the first `inputs` results of
 /// each row at `out + r * stride`.
+// Index loops over small fixed arrays (rows × halves × lanes) read clearer here.
+#[allow(clippy::needless_range_loop)]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn q8_lanes_tile<const R: usize, const H: usize>(

@@ -9,6 +9,7 @@ tok/s of each side).
 
     python3 benches/bench_llamacpp.py --shapes N56 --threads 1,2 --repeat 3
     python3 benches/bench_llamacpp.py --shapes Qwen0.5B --dtypes q8_0,q4_0
+    python3 benches/bench_llamacpp.py --baseline OLD/nano-infer   # also an older Nano, interleaved
 
 Needs llama.cpp's tools (scripts/build_llamacpp.sh; --llamacpp-bin or NANO_LLAMACPP_BIN) and `nano-infer`
 (built with cargo if missing).
@@ -116,6 +117,9 @@ def main(argv=None) -> int:
     ap.add_argument("--nano-infer", default=None)
     ap.add_argument("--llamacpp-bin", default=None)
     ap.add_argument("--workdir", default=None, help="where to write the model files (default: a temp dir)")
+    ap.add_argument("--baseline", default=None,
+                    help="another nano-infer (e.g. a build of the previous commit), run interleaved with the two "
+                         "others: a second table gives Nano / baseline ratios")
     a = ap.parse_args(argv)
     binary, bindir = nano_binary(a.nano_infer), llamacpp_bin(a.llamacpp_bin)
     dtypes = a.dtypes.split(",")
@@ -124,14 +128,18 @@ def main(argv=None) -> int:
         for shape in a.shapes.split(","):
             files = write_models(shape, dtypes, Path(tmp))
             # (dtype, threads) -> {"nano": [(prefill, decode)], "llama": [...]}
-            runs: dict = {(dt, t): {"nano": [], "llama": []} for dt in dtypes for t in threads}
+            who_all = ("nano", "llama", "base") if a.baseline else ("nano", "llama")
+            runs: dict = {(dt, t): {w: [] for w in who_all} for dt in dtypes for t in threads}
             for rep in range(a.repeat):
                 for dt in dtypes:
                     for t in threads:
-                        order = ("nano", "llama") if rep % 2 == 0 else ("llama", "nano")
+                        # Each side starts a repetition in turn (machine drift hits all alike).
+                        order = who_all[rep % len(who_all):] + who_all[:rep % len(who_all)]
                         for who in order:
                             if who == "nano":
                                 r = nano_run(binary, files[dt][0], t, a.tokens)
+                            elif who == "base":
+                                r = nano_run(Path(a.baseline), files[dt][0], t, a.tokens)
                             else:
                                 r = llama_run(bindir, files[dt][1], t, a.tokens)
                             runs[dt, t][who].append(r)
@@ -149,6 +157,18 @@ def main(argv=None) -> int:
                     pre = statistics.median(x[0] / y[0] for x, y in zip(n, l_, strict=True))
                     print(f"| {dt} | {t} | {dec:.2f} | {max(x[1] for x in n):.1f} / {max(y[1] for y in l_):.1f} "
                           f"| {pre:.2f} | {max(x[0] for x in n):.1f} / {max(y[0] for y in l_):.1f} |")
+            if a.baseline:
+                print(f"\n{shape}: Nano / baseline ({a.baseline}), same runs\n")
+                print("| dtype | threads | decode ratio | decode tok/s Nano / baseline | prefill ratio "
+                      "| prefill tok/s Nano / baseline |")
+                print("|---|---:|---:|---:|---:|---:|")
+                for dt in dtypes:
+                    for t in threads:
+                        n, b = runs[dt, t]["nano"], runs[dt, t]["base"]
+                        dec = statistics.median(x[1] / y[1] for x, y in zip(n, b, strict=True))
+                        pre = statistics.median(x[0] / y[0] for x, y in zip(n, b, strict=True))
+                        print(f"| {dt} | {t} | {dec:.2f} | {max(x[1] for x in n):.1f} / {max(y[1] for y in b):.1f} "
+                              f"| {pre:.2f} | {max(x[0] for x in n):.1f} / {max(y[0] for y in b):.1f} |")
     return 0
 
 

@@ -48,7 +48,7 @@ def synthetic_tokenizer(vocab: int):
     return Tokenizer.from_tokens(tokens, [t in DEFAULT_SPECIAL_TOKENS for t in tokens])
 
 
-def write_models(shape: str, dtypes: list[str], out: Path) -> dict[str, tuple[Path, Path]]:
+def write_models(shape: str, dtypes: list[str], out: Path, gguf: bool = True) -> dict[str, tuple[Path, Path | None]]:
     import torch
     from nano.export import export_checkpoint, export_gguf
     from nano.model import ModelConfig, Transformer
@@ -63,8 +63,8 @@ def write_models(shape: str, dtypes: list[str], out: Path) -> dict[str, tuple[Pa
     files = {}
     for dt in dtypes:
         nano = export_checkpoint(ckpt, out / f"{shape}-{dt}.bin", dt)
-        gguf = export_gguf(out / f"{shape}-{dt}.gguf", checkpoint=ckpt, dtype=dt)
-        files[dt] = (nano, gguf)
+        peer = export_gguf(out / f"{shape}-{dt}.gguf", checkpoint=ckpt, dtype=dt) if gguf else None
+        files[dt] = (nano, peer)
     return files
 
 

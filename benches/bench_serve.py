@@ -41,8 +41,14 @@ sys.path.insert(0, str(ROOT / "benches"))
 
 
 def build(shape: str, dtype: str, vocab: int, block: int, out: Path, gguf: bool = False) -> tuple[Path, Path | None]:
-    """The model as a Nano file and, with `gguf`, the same weights as a GGUF."""
-    from bench_engine import build_model
+    """The model as a Nano file and, with `gguf`, the same weights as a GGUF. Shapes of bench_engine.py, or
+    of bench_llamacpp.py (Qwen0.5B: Qwen2.5-0.5B's shape and vocabulary), built as that benchmark builds them."""
+    from bench_engine import SHAPES, build_model
+    from bench_llamacpp import write_models
+
+    if shape not in SHAPES:
+        nano, peer = write_models(shape, [dtype], out.parent, gguf=gguf)[dtype]
+        return nano, peer
     from nano.export import export_checkpoint, export_gguf
     from nano.tokenizer import DEFAULT_SPECIAL_TOKENS, Tokenizer
 
@@ -232,7 +238,7 @@ def load_test(server: Server, clients: int, seconds: float, block: int) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", default="N56")
+    ap.add_argument("--shape", default="N56", help="a shape of bench_engine.py or bench_llamacpp.py (Qwen0.5B)")
     ap.add_argument("--dtype", default="q8_0")
     ap.add_argument("--vocab", type=int, default=16384)
     ap.add_argument("--block", type=int, default=512)

@@ -73,6 +73,8 @@ pub struct Sampler {
     rng: SplitMix64,
     /// Reused across calls: (logit, id) pairs in sampling order.
     order: Vec<(f64, u32)>,
+    /// Reused across calls: [`order_key`] of every id.
+    keys: Vec<u64>,
     /// Reused across calls: marks ids already penalised.
     penalised: Vec<bool>,
 }
@@ -83,6 +85,7 @@ impl Sampler {
             opts,
             rng: SplitMix64::new(seed),
             order: Vec::new(),
+            keys: Vec::new(),
             penalised: Vec::new(),
         }
     }
@@ -93,20 +96,26 @@ impl Sampler {
             return argmax(logits);
         }
         let t = self.opts.temperature as f64;
-        self.order.clear();
-        self.order.extend(
+        // Step 4's order, by integer keys (the same order as comparing `l as f64 / t`, see
+        // `order_key`); with top-k, only the k first are put in order.
+        self.keys.clear();
+        self.keys.extend(
             logits
                 .iter()
                 .enumerate()
-                .map(|(i, &l)| (l as f64 / t, i as u32)),
+                .map(|(i, &l)| order_key(l, i as u32)),
         );
-        // logit descending, id ascending (total_cmp keeps NaN from panicking the sort)
-        self.order
-            .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let k = self.opts.top_k;
-        if k > 0 && k < self.order.len() {
-            self.order.truncate(k);
+        if k > 0 && k < self.keys.len() {
+            self.keys.select_nth_unstable(k - 1);
+            self.keys.truncate(k);
         }
+        self.keys.sort_unstable();
+        self.order.clear();
+        self.order.extend(self.keys.iter().map(|&key| {
+            let id = key as u32;
+            (logits[id as usize] as f64 / t, id)
+        }));
         let max = self.order[0].0;
         let mut sum = 0.0;
         for e in self.order.iter_mut() {
@@ -175,9 +184,68 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// A key whose ascending order is the sampling order of (logit descending, id ascending): the f32's
+/// bits mapped to an integer that grows with the float's total order, inverted, above the id. Dividing
+/// by a temperature in f64 keeps this order: f64 holds every f32 exactly, two distinct f32 values differ
+/// by at least 2^-24 of their magnitude (or in sign), far more than the 2^-53 by which the rounded
+/// quotients can move, and equal values give equal quotients (then the id decides, in both).
+fn order_key(logit: f32, id: u32) -> u64 {
+    let bits = logit.to_bits();
+    let ascending = if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    };
+    (u64::from(!ascending) << 32) | u64::from(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_keys_sort_as_the_quotients_compare() {
+        let mut rng = SplitMix64::new(5);
+        let specials = [
+            0.0f32,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+            1e-45,
+            -1e-45,
+            f32::MAX,
+            f32::MIN,
+            1.0,
+            1.0 + f32::EPSILON,
+            -1.0,
+        ];
+        for t in [1.0f64, 0.7, 1e-3, 3.0, 1e30, 1.17e-38] {
+            let mut logits: Vec<f32> = (0..4000)
+                .map(|i| match i % 4 {
+                    0 => specials[(rng.next_u64() % specials.len() as u64) as usize],
+                    1 => (rng.next_f64() * 8.0 - 4.0) as f32,
+                    2 => ((rng.next_f64() * 8.0 - 4.0) as f32 * 4.0).round() / 4.0, // ties
+                    _ => f32::from_bits(rng.next_u64() as u32 & !(0xff << 23)),     // subnormals
+                })
+                .collect();
+            logits.push(1.0);
+            let mut want: Vec<(f64, u32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (l as f64 / t, i as u32))
+                .collect();
+            want.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut keys: Vec<u64> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| order_key(l, i as u32))
+                .collect();
+            keys.sort_unstable();
+            let got: Vec<u32> = keys.iter().map(|&k| k as u32).collect();
+            assert_eq!(got, want.iter().map(|w| w.1).collect::<Vec<_>>(), "t = {t}");
+        }
+    }
 
     fn opts(temperature: f32, top_k: usize, top_p: f32, repetition_penalty: f32) -> SamplerOptions {
         SamplerOptions {

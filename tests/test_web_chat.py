@@ -5,7 +5,6 @@ answers, and regenerate / edit / copy / clear / stop behave. Screenshots at desk
 from __future__ import annotations
 
 import base64
-import os
 
 import pytest
 import web_harness as wh
@@ -41,17 +40,9 @@ CHAT_IDS = """([b64, conversations]) => new Promise((resolve, reject) => {
 })"""
 
 
-def _require_browser_stack() -> None:
-    why = wh.missing_requirements()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {why} (.ci/setup-wasm.sh should have set it up)")
-        pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    _require_browser_stack()
+    wh.require_browser_stack()
     pytest.importorskip("torch")
     # Random weights are enough (the proof is the prompt ids and native-equal answers); q8_0 kernels are
     # integer-exact, so the page's greedy answers equal native's; a context of 256 holds three turns.

@@ -5,7 +5,6 @@ model's own ChatML template, system turn included) and greedy chat answers equal
 from __future__ import annotations
 
 import base64
-import os
 
 import pytest
 import web_harness as wh
@@ -21,19 +20,11 @@ MAX_NEW = 8
 QUESTIONS = ["Hi 你好 👋", "2 + 2 = ?"]
 
 
-def _require_browser_stack() -> None:
-    why = wh.missing_requirements()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {why} (.ci/setup-wasm.sh should have set it up)")
-        pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """The random-weight Qwen2 of test_hf_import as a q8_0 Nano file and a q8_0 GGUF (q8_0 kernels are
     integer-exact on every instruction set, so the page's greedy answers equal native's)."""
-    _require_browser_stack()
+    wh.require_browser_stack()
     from nano.import_hf import import_hf
 
     root = tmp_path_factory.mktemp("web-imported")

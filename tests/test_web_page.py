@@ -18,17 +18,9 @@ PROMPT = wh.TEXT[:3]
 MAX_NEW = 24
 
 
-def _require_browser_stack() -> None:
-    why = wh.missing_requirements()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {why} (.ci/setup-wasm.sh should have set it up)")
-        pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    _require_browser_stack()
+    wh.require_browser_stack()
     pytest.importorskip("torch")
     return wh.train_tiny_model(tmp_path_factory.mktemp("web-model"))["paths"]
 
@@ -213,7 +205,7 @@ def test_drop_a_model_and_bad_settings_are_reported(models):
 
 
 def test_stop_button_interrupts(tmp_path):
-    _require_browser_stack()
+    wh.require_browser_stack()
     pytest.importorskip("torch")
     # Big enough that 400 tokens take a while even on a fast machine; only text tokens win (no eos, no
     # silent special tokens), so only Stop ends early and text shows from the first token on.
@@ -260,7 +252,7 @@ def test_stop_button_interrupts(tmp_path):
 
 def test_stop_without_cross_origin_isolation_restarts_the_worker(tmp_path):
     """Served without COOP/COEP (no SharedArrayBuffer), Stop ends the worker and reloads the model."""
-    _require_browser_stack()
+    wh.require_browser_stack()
     pytest.importorskip("torch")
     model = wh.random_model(tmp_path / "stop.bin", wh.VOCAB, "q8_0", n_layer=4, n_embd=256, n_head=4,
                             n_hidden=768, block_size=512, text_only=True)

@@ -68,14 +68,6 @@ SPLIT_WHOLE = """async (text) => {
 }"""
 
 
-def _require_browser_stack() -> None:
-    why = wh.missing_requirements()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {why} (.ci/setup-wasm.sh should have set it up)")
-        pytest.skip(why)
-
-
 def test_sentences_are_the_same_however_the_text_streams_in():
     node = shutil.which("node")
     if node is None:
@@ -96,7 +88,7 @@ def test_sentences_are_the_same_however_the_text_streams_in():
 @pytest.fixture(scope="module")
 def sentences_model(tmp_path_factory):
     """The tiny trained model and a prompt whose greedy continuation holds at least two sentences."""
-    _require_browser_stack()
+    wh.require_browser_stack()
     pytest.importorskip("torch")
     paths = wh.train_tiny_model(tmp_path_factory.mktemp("web-speech"))["paths"]
     max_new = 26  # with the 3-token prompt, within the tiny model's context of 32 tokens
@@ -170,7 +162,7 @@ def test_without_a_local_voice_the_control_says_so(sentences_model):
 
 
 def test_stop_silences_the_voice_and_an_answer_can_be_read_again(tmp_path):
-    _require_browser_stack()
+    wh.require_browser_stack()
     pytest.importorskip("torch")
     # Only text tokens win, so a long generation streams text until Stop (see test_web_page's stop test).
     model = wh.random_model(tmp_path / "speech.bin", wh.VOCAB, "q8_0", n_layer=4, n_embd=256, n_head=4,

@@ -6,7 +6,6 @@ model folder (`--models DIR`), listed in the page and loaded by `?model=NAME`.""
 from __future__ import annotations
 
 import hashlib
-import os
 
 import pytest
 import web_harness as wh
@@ -43,17 +42,9 @@ OPFS_SHA256 = """async (path) => {
 USAGE = "async () => (await navigator.storage.estimate()).usage"
 
 
-def _require_browser_stack() -> None:
-    why = wh.missing_requirements()
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {why} (.ci/setup-wasm.sh should have set it up)")
-        pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    _require_browser_stack()
+    wh.require_browser_stack()
     pytest.importorskip("torch")
     paths = wh.train_tiny_model(tmp_path_factory.mktemp("web-storage"))["paths"]
     base = wh.native_greedy(paths["f32"], PROMPT, MAX_NEW)

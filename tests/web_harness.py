@@ -53,6 +53,17 @@ def missing_requirements() -> str | None:
     return None
 
 
+def require_browser_stack() -> None:
+    """Skips the calling test when Chromium, Playwright or the WASM package is missing; fails it under CI."""
+    import pytest
+
+    why = missing_requirements()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run in CI: {why} (.ci/setup-wasm.sh should have set it up)")
+        pytest.skip(why)
+
+
 @contextlib.contextmanager
 def serve_page(models_dir: Path | None = None) -> Iterator[str]:
     """The installed page on a free loopback port (offering the model files of `models_dir`, if given);

@@ -243,16 +243,29 @@ pub fn run(
             }
         }
         shared.busy.store(active.len(), Ordering::Relaxed);
-        // Sample every active request's next token; keep those that go on.
+        // Sample every active request's next token (None: its client is gone). Requests are
+        // independent (each has its own sampler, seed and stream), so they are sampled over the
+        // team, each with the same result as on its own.
+        let mut steps: Vec<Option<Result<Step, String>>> = active.iter().map(|_| None).collect();
+        let work: Vec<_> = (active.iter_mut())
+            .zip(logits.chunks_exact_mut(vocab))
+            .zip(steps.iter_mut())
+            .collect();
+        engine.for_each_in_team(work, |((a, row), step)| {
+            if !a.job.events.is_closed() {
+                *step = Some(sample_one(a, &tokenizer, row, &stop, ctx));
+            }
+        });
+        // Keep the requests that go on, in order.
         let mut next_tokens = Vec::with_capacity(active.len());
         let mut going = Vec::with_capacity(active.len());
-        for (mut a, row) in active.drain(..).zip(logits.chunks_exact_mut(vocab)) {
-            if a.job.events.is_closed() {
+        for (a, step) in active.drain(..).zip(steps) {
+            let Some(step) = step else {
                 shared.cancelled.fetch_add(1, Ordering::Relaxed);
                 free.push(a.seq);
                 continue;
-            }
-            let step = match sample_one(&mut a, &tokenizer, row, &stop, ctx) {
+            };
+            let step = match step {
                 Ok(s) => s,
                 Err(e) => {
                     a.send(Event::Error(e));

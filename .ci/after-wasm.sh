@@ -6,7 +6,8 @@
 #     engine's sources without a rebuild fails here);
 #  2. the sources are rebuilt into a separate folder, and whether the bytes equal the committed ones is
 #     reported (a different compiler release may change the bytes; that alone is not a failure);
-#  3. the page and engine tests run again with the fresh build swapped into the installed package.
+#  3. the page and engine tests (the threaded build's too) run again with the fresh build swapped into the
+#     installed package.
 # Runs inside .ci/run's virtualenv (CI_TMP is its scratch folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +35,5 @@ fi
 installed=$(python3 -c 'import nano.web.server as s; print(s.WEB_DIR / s.PKG_DIR)')
 rm -rf "$installed"
 cp -r "$fresh" "$installed"
-python3 -m pytest -q -p no:cacheprovider tests/test_web_page.py tests/test_web_server.py tests/test_web_chat.py
+python3 -m pytest -q -p no:cacheprovider tests/test_web_page.py tests/test_web_server.py tests/test_web_chat.py \
+    tests/test_web_threads.py

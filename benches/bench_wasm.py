@@ -1,14 +1,19 @@
-"""WASM decode speed in headless Chromium vs the native engine on one thread, same model, same run.
+"""WASM decode speed in headless Chromium vs the native engine, at 1 and 2 threads, same model, same run.
 
-    python benches/bench_wasm.py [--dtypes f32,q8_0] [--tokens 128] [--repeats 3] [--small]
+    python benches/bench_wasm.py [--dtypes f32,q8_0] [--threads 1,2] [--tokens 128] [--repeats 3] [--small]
 
 Builds a randomly initialised Llama-style model (speed does not depend on the weights' values; ~15M
 parameters like the original project's smallest model, or a tiny one with --small), exports it with
-nano.export, then measures greedy decoding: the page in Debian's headless Chromium (the WASM engine in
-its Web Worker, one thread, the relaxed-SIMD build where Chromium validates it, else SIMD128) and nano.Engine(threads=1) (the native build). Decode tokens/s =
-(generated - 1) / time from the first new token to the last, median of the repeats; prints the ratio.
-On a busy machine wall-clock rates swing with the load, so it also prints tokens per CPU second of the
-engine's thread (native: this process's CPU time; WASM: Chromium's DedicatedWorker thread, from /proc).
+nano.export, then measures greedy decoding: the page in Debian's headless Chromium (the WASM engine in its
+Web Worker, the relaxed-SIMD build where Chromium validates it, else SIMD128; the page is cross-origin
+isolated, so the shared-memory build with its thread team on Web Workers), one page per thread count, and
+nano.Engine(threads=N) (the native build). Runs alternate (native and page, every thread count, round
+after round) so load changes on a shared machine hit all alike; the first round warms up and is not
+counted. Decode tokens/s = (generated - 1) / time from the first new token to the last, median of the
+repeats; prints page/native at each thread count and each side's N-thread/1-thread speed-up.
+On a busy machine wall-clock rates swing with the load, so it also prints tokens per CPU second (native:
+this process's CPU time; WASM: Chromium's DedicatedWorker threads, from /proc). Spinning team workers
+count as CPU time on both sides.
 """
 
 from __future__ import annotations
@@ -79,7 +84,11 @@ def worker_cpu_secs() -> float:
     return total
 
 
-def load_in_page(page, path: Path, tokens: int) -> None:
+def load_in_page(page, path: Path, tokens: int, threads: int) -> None:
+    page.fill("#threads", str(threads))
+    page.dispatch_event("#threads", "change")
+    page.wait_for_selector(f"#engine-status[data-threads='{threads}']", state="attached")
+    wh.wait_idle(page)
     page.set_input_files("#model-file", files=[str(path)])
     wh.wait_idle(page)
     error = wh.page_error(page)
@@ -88,31 +97,40 @@ def load_in_page(page, path: Path, tokens: int) -> None:
     wh.set_options(page, max_new_tokens=tokens)
 
 
-def measure(page, path: Path, tokens: int, repeats: int) -> dict:
-    """Alternates native and WASM runs (so load changes on a shared machine hit both alike); the first
-    pair warms up and is not counted. Also checks that both produced the same greedy text."""
+def measure(pages: dict, path: Path, tokens: int, repeats: int) -> dict:
+    """Rounds of one run per (side, thread count), in turn; the first round warms up and is not counted.
+    Also checks that every run produced the native one-thread greedy text."""
     from nano.engine import Engine
 
-    engine = Engine(path, threads=1)
-    load_in_page(page, path, tokens)
-    native, wasm, native_cpu, wasm_cpu, generated = [], [], [], [], 0
+    engines = {n: Engine(path, threads=n) for n in pages}
+    for n, page in pages.items():
+        load_in_page(page, path, tokens, n)
+    runs: dict[str, list[float]] = {}
+    reference = "".join(engines[min(engines)].generate(PROMPT, max_new_tokens=tokens, temperature=0.0))
+    same, generated = True, 0
     for _ in range(repeats + 1):
-        rate, per_cpu, generated = native_run(engine, tokens)
-        native.append(rate)
-        native_cpu.append(per_cpu)
-        cpu0 = worker_cpu_secs()
-        text, stats = wh.generate(page, PROMPT)
-        cpu = worker_cpu_secs() - cpu0
-        wasm.append(stats["tokens_per_sec"])
-        wasm_cpu.append(generated / cpu if cpu > 0 else float("nan"))
-    same = text == "".join(engine.generate(PROMPT, max_new_tokens=tokens, temperature=0.0))
-    return {"native": native[1:], "wasm": wasm[1:], "native_cpu": native_cpu[1:], "wasm_cpu": wasm_cpu[1:],
-            "generated": generated, "same": same}
+        for n, page in pages.items():
+            rate, per_cpu, generated = native_run(engines[n], tokens)
+            runs.setdefault(f"native{n}", []).append(rate)
+            runs.setdefault(f"native{n}_cpu", []).append(per_cpu)
+            cpu0 = worker_cpu_secs()
+            text, stats = wh.generate(page, PROMPT)
+            cpu = worker_cpu_secs() - cpu0
+            runs.setdefault(f"wasm{n}", []).append(stats["tokens_per_sec"])
+            runs.setdefault(f"wasm{n}_cpu", []).append(generated / cpu if cpu > 0 else float("nan"))
+            same = same and text == reference
+    return {"medians": {k: statistics.median(v[1:]) for k, v in runs.items()}, "generated": generated,
+            "same": same}
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dtypes", default="f32,q8_0")
+    parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--small", action="store_true", help="a tiny model (quick smoke run)")
@@ -122,30 +140,46 @@ def main() -> int:
     if why:
         print(f"cannot run: {why}", file=sys.stderr)
         return 2
+    counts = sorted({int(n) for n in args.threads.split(",")})
 
     results = []
+    print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}, "
+          f"{os.cpu_count()} logical CPUs")
     with tempfile.TemporaryDirectory() as tmp, wh.serve_page() as url, wh.browser_page(url) as (page, log):
-        version = wh.open_page(page, url)
+        pages = {counts[0]: page}
+        for n in counts[1:]:
+            pages[n] = page.context.new_page()
+            pages[n].set_default_timeout(60_000)
+        for p in pages.values():
+            version = wh.open_page(p, url)
         simd = page.get_attribute("#engine-status", "data-simd")
-        print(f"WASM engine {version} ({simd} build) in {wh.chromium_path()} (headless); "
-              "native nano.Engine(threads=1)")
+        shared = page.get_attribute("#engine-status", "data-shared") == "true"
+        print(f"WASM engine {version} ({simd} build, {'shared memory' if shared else 'single-thread'}) in "
+              f"{wh.chromium_path()} (headless); native nano.Engine(threads=N)")
+        if not shared and counts != [1]:
+            raise SystemExit("the page is not cross-origin isolated: it cannot run several threads")
         for dtype in args.dtypes.split(","):
             path = bench_model(Path(tmp), dtype, args.small)
-            m = measure(page, path, args.tokens, args.repeats)
-            row = {"dtype": dtype, "generated_tokens": m["generated"], "same_text": m["same"]}
-            for key in ("wasm", "native", "wasm_cpu", "native_cpu"):
-                row[key] = statistics.median(m[key])
-            row["ratio_wall"] = row["wasm"] / row["native"] if row["native"] else 0.0
-            row["ratio_cpu"] = row["wasm_cpu"] / row["native_cpu"] if row["native_cpu"] else 0.0
+            m = measure(pages, path, args.tokens, args.repeats)
+            med = m["medians"]
+            row = {"dtype": dtype, "generated_tokens": m["generated"], "same_text": m["same"], **med}
+            one = counts[0]
+            for n in counts:
+                row[f"page_over_native{n}"] = ratio(med[f"wasm{n}"], med[f"native{n}"])
+                row[f"page_speedup{n}"] = ratio(med[f"wasm{n}"], med[f"wasm{one}"])
+                row[f"native_speedup{n}"] = ratio(med[f"native{n}"], med[f"native{one}"])
+                print(f"{dtype:>5} {n}T: decode tok/s (wall)  page {med[f'wasm{n}']:8.1f}  "
+                      f"native {med[f'native{n}']:8.1f}  page/native {row[f'page_over_native{n}']:.2f}  "
+                      f"{n}T/{one}T page {row[f'page_speedup{n}']:.2f} native {row[f'native_speedup{n}']:.2f}\n"
+                      f"          tokens per CPU-s    page {med[f'wasm{n}_cpu']:8.1f}  "
+                      f"native {med[f'native{n}_cpu']:8.1f}", flush=True)
+            print(f"       ({m['generated']} tokens, median of {args.repeats}, same text everywhere: {m['same']})",
+                  flush=True)
             results.append(row)
-            print(f"{dtype:>5}: decode tok/s (wall)  WASM {row['wasm']:8.1f}  native-1T {row['native']:8.1f}  "
-                  f"WASM/native {row['ratio_wall']:.2f}\n"
-                  f"       tokens per CPU-s    WASM {row['wasm_cpu']:8.1f}  native-1T {row['native_cpu']:8.1f}  "
-                  f"WASM/native {row['ratio_cpu']:.2f}   ({m['generated']} tokens, median of {args.repeats}, "
-                  f"same text: {m['same']})", flush=True)
         off = log.off_loopback()
         if off:
             print(f"warning: requests left 127.0.0.1: {off}", file=sys.stderr)
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

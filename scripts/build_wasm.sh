@@ -82,22 +82,43 @@ if [ ! -f "$OUT.tmp/nano_wasm_bg.wasm" ]; then
     wasm-bindgen --target web --out-dir "$OUT.tmp" --out-name nano_wasm \
         "$CARGO_TARGET_DIR/$TARGET/release/nano_wasm.wasm"
 fi
-# The relaxed-SIMD variant (same source, +relaxed-simd: faster exact integer dots and fused f32
-# multiply-add, see rust/infer/src/kernels/wasm.rs). Only its .wasm is kept: its JS glue must be the
-# same as the plain build's, so the worker can hand either module to the one nano_wasm.js.
-# A separate target dir because the flags differ (sharing one would rebuild everything each time).
-RELAXED_DIR="$CARGO_TARGET_DIR-relaxed"
-CARGO_TARGET_DIR="$RELAXED_DIR" RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd $REMAP" \
-    "${CARGO[@]}" build -p nano-wasm --release --target "$TARGET" "${PROFILE_FLAGS[@]}"
-rm -rf "$OUT.relaxed"
-wasm-bindgen --target web --out-dir "$OUT.relaxed" --out-name nano_wasm \
-    "$RELAXED_DIR/$TARGET/release/nano_wasm.wasm"
-if ! cmp -s "$OUT.relaxed/nano_wasm.js" "$OUT.tmp/nano_wasm.js"; then
-    echo "build_wasm: the relaxed-SIMD build's JS glue differs from the plain build's" >&2
-    exit 1
-fi
+# The other variants, built with the wasm-bindgen CLI into $OUT.<suffix> and moved in beside the first:
+#  * relaxed: +relaxed-simd (faster exact integer dots and fused f32 multiply-add, see
+#    rust/infer/src/kernels/wasm.rs). Only its .wasm is kept: its JS glue must be the same as the plain
+#    build's, so the worker can hand either module to the one nano_wasm.js.
+#  * mt, mt-relaxed: WASM threads (+atomics: shared memory, imported so that the page's Web Workers can
+#    share it; wasm-bindgen's thread transform needs the TLS symbols exported), the engine's team on Web
+#    Workers (rust/wasm/src/team.rs). The page loads them only when cross-origin isolated. Their glue
+#    (nano_wasm_mt.js) is the mt build's; the mt-relaxed build must have the same.
+# The memory may grow to 4 GiB as the plain build's does (a shared memory must declare its maximum).
+# A separate target dir per variant because the flags differ (sharing one would rebuild everything).
+THREADS="+atomics,+bulk-memory,+mutable-globals"
+SHARED_MEMORY="-C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296"
+for tls in __wasm_init_tls __tls_size __tls_align __tls_base; do
+    SHARED_MEMORY="$SHARED_MEMORY -C link-arg=--export=$tls"
+done
+variant() { # SUFFIX NAME FEATURES [LINK_FLAGS]: builds $OUT.SUFFIX/NAME.js and NAME_bg.wasm
+    local dir="$CARGO_TARGET_DIR-$1"
+    CARGO_TARGET_DIR="$dir" RUSTFLAGS="-C target-feature=$3 ${4:-} $REMAP" \
+        "${CARGO[@]}" build -p nano-wasm --release --target "$TARGET" "${PROFILE_FLAGS[@]}"
+    rm -rf "$OUT.$1"
+    wasm-bindgen --target web --out-dir "$OUT.$1" --out-name "$2" "$dir/$TARGET/release/nano_wasm.wasm"
+}
+same_glue() { # A B: two variants' JS glue must be identical
+    if ! cmp -s "$1" "$2"; then
+        echo "build_wasm: the JS glue $1 differs from $2" >&2
+        exit 1
+    fi
+}
+variant relaxed nano_wasm +simd128,+relaxed-simd
+same_glue "$OUT.relaxed/nano_wasm.js" "$OUT.tmp/nano_wasm.js"
 mv "$OUT.relaxed/nano_wasm_bg.wasm" "$OUT.tmp/nano_wasm_relaxed_bg.wasm"
-rm -rf "$OUT.relaxed"
+variant mt nano_wasm_mt "+simd128,$THREADS" "$SHARED_MEMORY"
+variant mt-relaxed nano_wasm_mt "+simd128,+relaxed-simd,$THREADS" "$SHARED_MEMORY"
+same_glue "$OUT.mt-relaxed/nano_wasm_mt.js" "$OUT.mt/nano_wasm_mt.js"
+mv "$OUT.mt/nano_wasm_mt.js" "$OUT.mt/nano_wasm_mt_bg.wasm" "$OUT.tmp/"
+mv "$OUT.mt-relaxed/nano_wasm_mt_bg.wasm" "$OUT.tmp/nano_wasm_mt_relaxed_bg.wasm"
+rm -rf "$OUT.relaxed" "$OUT.mt" "$OUT.mt-relaxed"
 
 # Keep only what the page loads (wasm-pack also writes a .gitignore, which would hide the files from
 # packaging tools), record what it was built from, then swap the new package in whole.

@@ -257,13 +257,7 @@ def test_stop_without_cross_origin_isolation_restarts_the_worker(tmp_path):
     model = wh.random_model(tmp_path / "stop.bin", wh.VOCAB, "q8_0", n_layer=4, n_embd=256, n_head=4,
                             n_hidden=768, block_size=512, text_only=True)
     with wh.serve_page() as url, wh.browser_page(url) as (page, requests):
-        def strip_isolation(route):
-            response = route.fetch()
-            headers = {k: v for k, v in response.headers.items()
-                       if k.lower() not in ("cross-origin-opener-policy", "cross-origin-embedder-policy")}
-            route.fulfill(response=response, headers=headers)
-
-        page.route("**/*", strip_isolation)
+        wh.strip_isolation(page)
         wh.open_page(page, url)
         assert page.evaluate("() => self.crossOriginIsolated") is False
         wh.choose_file(page, "#model-file", "stop.bin", model.read_bytes())

@@ -137,6 +137,18 @@ def browser_page(base_url: str) -> Iterator[tuple[object, RequestLog]]:
             browser.close()
 
 
+def strip_isolation(page) -> None:
+    """Serves the page to `page` without COOP/COEP, so it is not cross-origin isolated (no
+    SharedArrayBuffer, no shared WASM memory). Call before opening the page."""
+    def route(route):
+        response = route.fetch()
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() not in ("cross-origin-opener-policy", "cross-origin-embedder-policy")}
+        route.fulfill(response=response, headers=headers)
+
+    page.route("**/*", route)
+
+
 def open_page(page, base_url: str) -> str:
     """Loads the page and waits for the engine's worker; returns the version the page shows."""
     page.goto(base_url)

@@ -33,6 +33,8 @@ const ui = {
   generated: $("generated"),
   stats: $("stats"),
   error: $("error"),
+  threads: $("threads"),
+  threadsNote: $("threads-note"),
 };
 
 // What the page must be able to restore in a fresh worker (after a trap, or a stop without
@@ -61,6 +63,7 @@ function refreshControls() {
   ui.chatClear.disabled = !idle || chat.turns.length === 0;
   chat.setLocked(!idle);
   ui.modelFile.disabled = !idle;
+  ui.threads.disabled = !idle || !isolated;
   ui.loraFile.disabled = !(idle && loaded.model);
   ui.loraUnload.disabled = !(idle && loaded.lora);
   ui.dropZone.classList.toggle("disabled", !idle);
@@ -72,19 +75,70 @@ function refreshControls() {
 
 // ---- worker -------------------------------------------------------------------------------------------
 
+// ---- threads ------------------------------------------------------------------------------------------
+// The engine runs on several threads (Web Workers over shared WASM memory) only where the page is
+// cross-origin isolated (the server sends COOP/COEP); elsewhere on one. The default is the device's
+// logical CPUs up to DEFAULT_THREADS_CAP (decoding gains little beyond, and phones' extra cores are
+// slow ones). The setting is remembered and goes up to THREADS_PER_CPU per logical CPU (as the native
+// engine allows: threads beyond the CPUs only take turns) and MAX_THREADS (the WASM engine's limit).
+const isolated = self.crossOriginIsolated === true && typeof SharedArrayBuffer === "function";
+const DEFAULT_THREADS_CAP = 4;
+const MAX_THREADS = 16;
+const THREADS_PER_CPU = 4;
+const THREADS_KEY = "nano.threads";
+const cpus = Math.max(1, Math.floor(navigator.hardwareConcurrency) || 1);
+const maxThreads = isolated ? Math.min(cpus * THREADS_PER_CPU, MAX_THREADS) : 1;
+
+function clampThreads(n) {
+  return Math.min(maxThreads, Math.max(1, Math.floor(n) || 1));
+}
+
+function savedThreads() {
+  try {
+    const saved = Number(localStorage.getItem(THREADS_KEY));
+    if (saved > 0) return clampThreads(saved);
+  } catch {
+    // storage unavailable (private mode, disabled): the default
+  }
+  return clampThreads(Math.min(cpus, DEFAULT_THREADS_CAP));
+}
+
+let threads = savedThreads();
+ui.threads.max = String(maxThreads);
+ui.threads.value = String(threads);
+ui.threads.disabled = !isolated;
+ui.threadsNote.textContent = isolated ? `(1–${maxThreads})` : "(1: the page is not cross-origin isolated)";
+
+async function changeThreads() {
+  const next = clampThreads(Number(ui.threads.value));
+  ui.threads.value = String(next);
+  if (next === threads) return;
+  threads = next;
+  try {
+    localStorage.setItem(THREADS_KEY, String(next));
+  } catch {
+    // not remembered; still used now
+  }
+  // A fresh worker with the new count, and the model loaded again into it.
+  await run(() => restartWorker());
+}
+
 function startWorker() {
   state.ready = false;
   refreshControls();
-  worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
+  worker = new Worker(new URL(`worker.js?threads=${threads}`, import.meta.url), { type: "module" });
   return new Promise((resolve, reject) => {
     worker.onmessage = (event) => {
       const msg = event.data;
       if (msg.type === "ready") {
         state.version = msg.version;
-        ui.engineStatus.textContent = `Engine ${msg.version} ready (WebAssembly ${msg.simd}${
-          self.crossOriginIsolated ? ", cross-origin isolated" : ""}).`;
+        const plural = msg.threads === 1 ? "thread" : "threads";
+        ui.engineStatus.textContent = `Engine ${msg.version} ready (WebAssembly ${msg.simd}, ${msg.threads} ${
+          plural}${self.crossOriginIsolated ? ", cross-origin isolated" : ""}).`;
         ui.engineStatus.dataset.version = msg.version;
         ui.engineStatus.dataset.simd = msg.simd;
+        ui.engineStatus.dataset.threads = String(msg.threads);
+        ui.engineStatus.dataset.shared = String(msg.shared); // the shared-memory (threads) build
         if (self.crossOriginIsolated) {
           stopFlag = new Int32Array(new SharedArrayBuffer(4));
           request({ type: "stopFlag", flag: stopFlag.buffer });
@@ -639,6 +693,7 @@ ui.modeContinue.addEventListener("change", updateMode);
 ui.modeInstruct.addEventListener("change", updateMode);
 ui.modeChat.addEventListener("change", updateMode);
 ui.chatClear.addEventListener("click", clearChat);
+ui.threads.addEventListener("change", changeThreads);
 ui.prompt.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !ui.generate.disabled) generate();
 });

@@ -20,7 +20,8 @@ from pathlib import Path
 
 WEB_DIR = Path(__file__).resolve().parent
 PAGE_FILES = (
-    "index.html", "app.js", "chat.js", "speech.js", "storage.js", "worker.js", "style.css", "favicon.svg",
+    "index.html", "app.js", "chat.js", "speech.js", "storage.js", "worker.js", "team_worker.js", "style.css",
+    "favicon.svg",
 )
 # Browsers ask for /favicon.ico unless the page names its icon (index.html does): answer with the same icon.
 ALIASES = {"/favicon.ico": "/favicon.svg"}

@@ -1,11 +1,19 @@
 // The engine's Web Worker: loads the WASM engine at start-up and runs every request off the page's
 // main thread, so the page stays responsive while the model computes.
 //
+// Threads: `worker.js?threads=N` asks for an engine of N threads. Where this worker is cross-origin
+// isolated (SharedArrayBuffer exists), it loads the shared-memory build (pkg/nano_wasm_mt*.js/wasm)
+// and, for every model it loads, starts N - 1 Web Workers (team_worker.js) over the same memory, which
+// run the engine's team workers; elsewhere it loads the single-thread build and N is 1.
+// `?build=single` forces the single-thread build.
+//
 // Protocol (page -> worker): {id, type, ...}; the worker answers each request with exactly one
 // {id, type: "ok", ...} or {id, type: "error", message, fatal}; generation also streams
 // {id, type: "piece", text, tokens} (the text of `tokens` new tokens) before its final "ok".
-// Unsolicited: {type: "ready", version, simd} once (simd: "relaxed-simd" or "simd128", the build in
-// use), or {type: "fatal", message} when the engine cannot start.
+// Requests are handled one at a time, in order.
+// Unsolicited: {type: "ready", version, simd, threads, shared} once (simd: "relaxed-simd" or
+// "simd128", the build in use; threads: the engine's thread count; shared: whether the build has
+// shared memory), or {type: "fatal", message} when the engine cannot start.
 //   load   {bytes: ArrayBuffer}            -> ok {info}       (the old model stays on error)
 //   lora   {bytes: ArrayBuffer}            -> ok {info}
 //   unlora {}                              -> ok {info}
@@ -15,17 +23,10 @@
 //   chatIds {messages}                     -> ok {ids}        (the prompt ids chat generates after)
 //   golden {}                              -> ok {got, expected, minus128}   (kernels' self-checks)
 //   stopFlag {flag: SharedArrayBuffer}     -> ok   (generation stops when flag[0] != 0)
-import init, {
-  kernelGolden,
-  kernelGoldenExpected,
-  kernelMinus128Check,
-  version,
-  WasmEngine,
-} from "./pkg/nano_wasm.js";
-
 const PIECE_INTERVAL_MS = 50;
 
 let engine = null;
+let wasm = null; // the module's bindings (imported once the build is chosen)
 let stopFlag = null; // Int32Array over a SharedArrayBuffer, when the page is cross-origin isolated
 
 function info() {
@@ -38,8 +39,14 @@ function errorMessage(err) {
 }
 
 const handlers = {
-  load({ bytes }) {
-    const next = new WasmEngine(new Uint8Array(bytes));
+  async load({ bytes }) {
+    const next = new wasm.WasmEngine(new Uint8Array(bytes), threads);
+    try {
+      await startTeam(next);
+    } catch (err) {
+      next.free(); // its team workers end
+      throw err;
+    }
     if (engine) engine.free();
     engine = next;
     return { info: info() };
@@ -101,7 +108,11 @@ const handlers = {
     return { stats: out };
   },
   golden() {
-    return { got: kernelGolden(), expected: kernelGoldenExpected(), minus128: kernelMinus128Check() };
+    return {
+      got: wasm.kernelGolden(),
+      expected: wasm.kernelGoldenExpected(),
+      minus128: wasm.kernelMinus128Check(),
+    };
   },
   stopFlag({ flag }) {
     stopFlag = new Int32Array(flag);
@@ -113,6 +124,28 @@ function requireModel() {
   if (!engine) throw new Error("no model loaded: choose a model file first");
 }
 
+/**
+ * Starts a Web Worker for each of `next`'s team workers, over this instance's module and memory;
+ * resolves once every one runs (so a failure to start one is reported with the load).
+ */
+function startTeam(next) {
+  const ids = Array.from(next.take_team_workers());
+  return Promise.all(
+    ids.map(
+      (id) =>
+        new Promise((resolve, reject) => {
+          const w = new Worker(new URL("team_worker.js", import.meta.url), { type: "module" });
+          w.onmessage = ({ data }) => {
+            if (data.type === "running") resolve();
+            else reject(new Error(data.message));
+          };
+          w.onerror = (event) => reject(new Error(`cannot start a team worker: ${event.message || "no script"}`));
+          w.postMessage({ module: wasmModule, memory: wasmMemory, id });
+        }),
+    ),
+  );
+}
+
 // A module using i32x4.relaxed_dot_i8x16_i7x16_add_s and f32x4.relaxed_madd: where the browser validates
 // it, the relaxed-SIMD build (faster, bit-identical quantized results) is loaded, else the plain SIMD128
 // one. `worker.js?simd=simd128` forces the plain build (tests compare both).
@@ -120,14 +153,28 @@ const RELAXED_PROBE = new Uint8Array([
   0, 97, 115, 109, 1, 0, 0, 0, 1, 6, 1, 96, 1, 123, 1, 123, 3, 2, 1, 0, 10, 23, 1, 21, 0, 32, 0, 32, 0,
   32, 0, 253, 147, 2, 32, 0, 32, 0, 32, 0, 253, 133, 2, 26, 11,
 ]);
-const forced = new URL(import.meta.url).searchParams.get("simd");
+const params = new URL(import.meta.url).searchParams;
 const simd =
-  forced === "simd128" || !WebAssembly.validate(RELAXED_PROBE) ? "simd128" : "relaxed-simd";
-const wasmFile = simd === "relaxed-simd" ? "nano_wasm_relaxed_bg.wasm" : "nano_wasm_bg.wasm";
+  params.get("simd") === "simd128" || !WebAssembly.validate(RELAXED_PROBE) ? "simd128" : "relaxed-simd";
+// Shared memory needs cross-origin isolation (COOP + COEP), which also gives SharedArrayBuffer.
+const shared =
+  params.get("build") !== "single" && self.crossOriginIsolated === true && typeof SharedArrayBuffer === "function";
+const threads = shared ? Math.max(1, Math.floor(Number(params.get("threads"))) || 1) : 1;
+const build = shared ? "nano_wasm_mt" : "nano_wasm";
+const wasmFile = `${build}${simd === "relaxed-simd" ? "_relaxed" : ""}_bg.wasm`;
+let wasmModule = null; // the compiled module and memory that team workers instantiate again
+let wasmMemory = null;
 
-const ready = init({ module_or_path: new URL(`./pkg/${wasmFile}`, import.meta.url) }).then(
+async function start() {
+  wasm = await import(`./pkg/${build}.js`);
+  wasmModule = await WebAssembly.compileStreaming(fetch(new URL(`./pkg/${wasmFile}`, import.meta.url)));
+  const exports = await wasm.default({ module_or_path: wasmModule });
+  wasmMemory = exports.memory;
+}
+
+const ready = start().then(
   () => {
-    postMessage({ type: "ready", version: version(), simd });
+    postMessage({ type: "ready", version: wasm.version(), simd, threads, shared: wasm.sharedMemory() });
     return true;
   },
   (err) => {
@@ -136,17 +183,22 @@ const ready = init({ module_or_path: new URL(`./pkg/${wasmFile}`, import.meta.ur
   },
 );
 
-self.onmessage = async (event) => {
+// One request at a time, in order (a load waits for its team workers to start).
+let queue = ready;
+self.onmessage = (event) => {
   const msg = event.data;
-  if (!(await ready)) return;
-  const handler = handlers[msg.type];
-  try {
-    if (!handler) throw new Error(`unknown request ${msg.type}`);
-    postMessage({ id: msg.id, type: "ok", ...handler(msg, msg.id) });
-  } catch (err) {
-    // A WebAssembly.RuntimeError is a trap (a Rust panic): the instance may be inconsistent, so the
-    // page must start a fresh worker. Ordinary errors (bad file, bad option) leave the engine usable.
-    const fatal = err instanceof WebAssembly.RuntimeError;
-    postMessage({ id: msg.id, type: "error", message: errorMessage(err), fatal });
-  }
+  queue = queue.then(async (ok) => {
+    if (!ok) return false;
+    const handler = handlers[msg.type];
+    try {
+      if (!handler) throw new Error(`unknown request ${msg.type}`);
+      postMessage({ id: msg.id, type: "ok", ...(await handler(msg, msg.id)) });
+    } catch (err) {
+      // A WebAssembly.RuntimeError is a trap (a Rust panic): the instance may be inconsistent, so the
+      // page must start a fresh worker. Ordinary errors (bad file, bad option) leave the engine usable.
+      const fatal = err instanceof WebAssembly.RuntimeError;
+      postMessage({ id: msg.id, type: "error", message: errorMessage(err), fatal });
+    }
+    return true;
+  });
 };

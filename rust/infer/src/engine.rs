@@ -88,6 +88,16 @@ pub fn threads_error(got: impl std::fmt::Display) -> Error {
     ))
 }
 
+/// Refuses a model that is not causal (before any thread starts).
+fn check_causal(model: &Model) -> Result<()> {
+    if !model.config().is_causal {
+        return Err(Error::Unsupported(
+            "this model is not causal (is_causal = false); the engine generates with causal models only".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GenerateStats {
     pub prompt_tokens: usize,
@@ -156,7 +166,6 @@ pub struct Engine {
     rope: Rope,
     scratch: Scratch,
     buffers: Buffers,
-    #[cfg(feature = "threads")]
     team: std::sync::Arc<crate::sched::Team>,
 }
 
@@ -179,22 +188,24 @@ impl Engine {
     /// [`Engine::new`] with the KV cache kept in `kv` (f16 halves its memory and what each decode
     /// step reads of it, for a small loss of precision in attention).
     pub fn with_kv_cache(model: Model, threads: Option<usize>, kv: KvDtype) -> Result<Engine> {
-        if !model.config().is_causal {
-            return Err(Error::Unsupported(
-                "this model is not causal (is_causal = false); the engine generates with causal models only".into(),
-            ));
-        }
+        check_causal(&model)?;
         if let Some(n) = threads {
             check_threads(n)?;
         }
-        #[cfg(feature = "threads")]
-        let team = {
-            let n = threads.unwrap_or_else(crate::sched::performance_cores);
-            std::sync::Arc::new(
-                crate::sched::Team::new(n)
-                    .map_err(|e| Error::Unsupported(format!("cannot start {n} threads: {e}")))?,
-            )
+        // Without the "threads" feature the engine computes on the calling thread alone.
+        let n = match cfg!(feature = "threads") {
+            true => threads.unwrap_or_else(crate::sched::performance_cores),
+            false => 1,
         };
+        let team = crate::sched::Team::new(n)
+            .map_err(|e| Error::Unsupported(format!("cannot start {n} threads: {e}")))?;
+        Engine::with_team(model, team, kv)
+    }
+
+    /// [`Engine::with_kv_cache`] computing on `team` (for threads that the platform starts itself:
+    /// the browser build's Web Workers, see [`crate::sched::Team::start`]).
+    pub fn with_team(model: Model, team: crate::sched::Team, kv: KvDtype) -> Result<Engine> {
+        check_causal(&model)?;
         Ok(Engine {
             cache: KvCache::new(&model, kv)?,
             rope: Rope::new(&model),
@@ -202,9 +213,13 @@ impl Engine {
             lora: None,
             scratch: Scratch::default(),
             buffers: Buffers::default(),
-            #[cfg(feature = "threads")]
-            team,
+            team: std::sync::Arc::new(team),
         })
+    }
+
+    /// Threads the engine computes on (its team's, the calling thread included).
+    pub fn threads(&self) -> usize {
+        self.team.threads()
     }
 
     /// Makes room for `positions` positions (at most the context) in the KV cache and the RoPE
@@ -345,10 +360,7 @@ impl Engine {
             buffers: &mut self.buffers,
         };
         let cache = &mut self.cache;
-        #[cfg(feature = "threads")]
-        return self.team.enter(|| body(&mut f, cache));
-        #[cfg(not(feature = "threads"))]
-        body(&mut f, cache)
+        self.team.enter(|| body(&mut f, cache))
     }
 
     /// Refuses empty prompts, prompts longer than the context and ids outside the vocabulary.

@@ -328,20 +328,12 @@ impl Forward<'_> {
         };
         // Multiply-adds of all heads (scores and weighted values); below ~64 K (a short decode
         // context) handing the heads to other threads costs more than it saves.
-        let parallel = cfg!(feature = "threads") && n * nh * (start + n) * hd * 2 >= 1 << 16;
-        #[cfg(feature = "threads")]
-        if parallel {
-            use rayon::prelude::*;
-            match crate::sched::Team::current() {
-                Some(team) => {
-                    team.for_each_chunk(&mut [&mut out[..]], group * hd, |_, i, o| task((i, o)))
-                }
-                None => out.par_chunks_mut(group * hd).enumerate().for_each(task),
-            }
-        }
-        if !parallel {
-            out.chunks_mut(group * hd).enumerate().for_each(task);
-        }
+        attend_heads(
+            &mut out,
+            group * hd,
+            n * nh * (start + n) * hd * 2 >= 1 << 16,
+            task,
+        );
         for b in [q, k, v] {
             self.buffers.give(b);
         }
@@ -389,25 +381,39 @@ impl Forward<'_> {
             attention::attend_group(&q[heads], caches[t], layer, kvh, visible, scale, o);
         };
         let work: usize = positions.iter().map(|&p| nh * (p + 1) * hd * 2).sum();
-        let parallel = cfg!(feature = "threads") && work >= 1 << 16;
-        #[cfg(feature = "threads")]
-        if parallel {
-            use rayon::prelude::*;
-            match crate::sched::Team::current() {
-                Some(team) => {
-                    team.for_each_chunk(&mut [&mut out[..]], group * hd, |_, i, o| task((i, o)))
-                }
-                None => out.par_chunks_mut(group * hd).enumerate().for_each(task),
-            }
-        }
-        if !parallel {
-            out.chunks_mut(group * hd).enumerate().for_each(task);
-        }
+        attend_heads(&mut out, group * hd, work >= 1 << 16, task);
         for b in [q, k, v] {
             self.buffers.give(b);
         }
         out
     }
+}
+
+/// Runs `task` on every `width`-value piece of `out` (with its index): over the current team (or,
+/// with the "threads" feature and outside a team, rayon's pool) when `parallel` (enough work to be
+/// worth handing out), else in order. The pieces are independent, so the results are the same.
+fn attend_heads(
+    out: &mut [f32],
+    width: usize,
+    parallel: bool,
+    task: impl Fn((usize, &mut [f32])) + Sync + Send,
+) {
+    if parallel {
+        match crate::sched::Team::current() {
+            Some(team) if team.threads() > 1 => {
+                return team.for_each_chunk(&mut [out], width, |_, i, o| task((i, o)))
+            }
+            Some(_) => {}
+            #[cfg(feature = "threads")]
+            None => {
+                use rayon::prelude::*;
+                return out.par_chunks_mut(width).enumerate().for_each(task);
+            }
+            #[cfg(not(feature = "threads"))]
+            None => {}
+        }
+    }
+    out.chunks_mut(width).enumerate().for_each(task)
 }
 
 /// out += scale · B (A x) for every input row, given `ax` = A x ([n, rank]) (the adapter stays

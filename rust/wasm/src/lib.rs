@@ -2,10 +2,14 @@
 //! implementation) in a small wasm-bindgen API that the page's Web Worker drives:
 //! load a model from bytes, load / unload a LoRA plug-in, set sampling options, generate with a
 //! per-piece callback (returning false interrupts), chat with the model's chat template, and report
-//! tokens/s.
+//! tokens/s. Built with WASM threads (shared memory), the engine computes on a team of threads whose
+//! workers are Web Workers (see `team`).
 use nano_infer::kernels::selftest;
-use nano_infer::{parse_messages, Engine, GenerateOptions, GenerateStats, Lora, Model};
+use nano_infer::{parse_messages, Engine, GenerateOptions, GenerateStats, KvDtype, Lora, Model};
 use wasm_bindgen::prelude::*;
+
+mod team;
+pub use team::{run_team_worker, shared_memory};
 
 #[wasm_bindgen]
 extern "C" {
@@ -165,19 +169,44 @@ impl Stats {
 pub struct WasmEngine {
     engine: Engine,
     options: GenerateOptions,
+    /// Team workers waiting for a thread ([`WasmEngine::take_team_workers`]).
+    workers: Vec<u32>,
 }
 
 #[wasm_bindgen]
 impl WasmEngine {
-    /// Loads a model file (`.bin`) from its bytes; a bad file gives an error with the reason.
+    /// Loads a model file (`.bin`) from its bytes for an engine of `threads` threads (default 1;
+    /// more only in the build with shared memory, see [`shared_memory`], where the page then starts
+    /// the workers that [`WasmEngine::take_team_workers`] lists). A bad file or thread count gives
+    /// an error with the reason.
     #[wasm_bindgen(constructor)]
-    pub fn new(bytes: Vec<u8>) -> Result<WasmEngine, JsError> {
+    pub fn new(bytes: Vec<u8>, threads: Option<u32>) -> Result<WasmEngine, JsError> {
+        let threads = threads.unwrap_or(1);
+        team::check_threads(threads).map_err(js_err)?;
         let model = Model::from_bytes(bytes).map_err(js_err)?;
-        let engine = Engine::new(model, None).map_err(js_err)?;
+        let (team, workers) = team::start(threads);
+        let engine = Engine::with_team(model, team, KvDtype::F32).map_err(|e| {
+            team::forget(&workers);
+            js_err(e)
+        })?;
         Ok(WasmEngine {
             engine,
             options: GenerateOptions::default(),
+            workers,
         })
+    }
+
+    /// Threads the engine computes on (the calling one included).
+    #[wasm_bindgen(getter)]
+    pub fn threads(&self) -> u32 {
+        self.engine.threads() as u32
+    }
+
+    /// The ids of this engine's team workers that no thread runs yet, each to be passed to
+    /// [`run_team_worker`] on a Web Worker of its own (listed once: the list is emptied). Until
+    /// they run, the calling thread does all the work.
+    pub fn take_team_workers(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.workers)
     }
 
     /// The model's shape and file details as a JSON object text.
@@ -278,6 +307,13 @@ impl WasmEngine {
     /// Greedy continuation as token ids, without text decoding (used by tests and the benchmark).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.engine.model().tokenizer().encode(text, false)
+    }
+}
+
+impl Drop for WasmEngine {
+    fn drop(&mut self) {
+        // Workers no Web Worker took: nothing will run them.
+        team::forget(&self.workers);
     }
 }
 

@@ -10,9 +10,7 @@ use super::{
     panel, prefetch, AlignedBuf, Kernels, MatRef, PanelKernel, Panels, QRow, Scratch, Weights,
     Q8_LANES_MIN, QK, SCALAR_PANELS, TOKEN_LANES_MIN,
 };
-#[cfg(feature = "threads")]
-use crate::sched::Team;
-use crate::sched::{spread, token_chunk};
+use crate::sched::{spread, token_chunk, Team};
 
 impl Kernels {
     /// `out = W x` (`out.len() == rows`, `x.len() == cols`).
@@ -508,43 +506,44 @@ const CHUNK_MIN_WEIGHTS: usize = 1 << 13;
 
 /// Runs every job into its destination (`n` outputs per row), as one parallel job when worth it.
 fn run_jobs(jobs: &[RowJob], dsts: Vec<&mut [f32]>, cols: usize) {
+    // Inside an engine's forward pass its team does the work; elsewhere rayon's current pool (with
+    // the "threads" feature) or the calling thread.
+    let team = Team::current();
     #[cfg(feature = "threads")]
-    {
-        use rayon::prelude::*;
-        // Inside an engine's forward pass its team does the work; elsewhere rayon's current pool.
-        let team = Team::current();
-        let threads = team.map_or_else(rayon::current_num_threads, |t| t.threads());
-        let per_row = jobs.first().map_or(1, |j| j.n);
-        let rows: usize = jobs.iter().map(|j| j.m.rows).sum();
-        if threads > 1 && rows * cols * per_row >= PAR_MIN_WEIGHTS {
-            // Several chunks per thread so faster cores (big.LITTLE) claim more of them.
-            let by_balance = rows.div_ceil(threads * 4);
-            let by_size = CHUNK_MIN_WEIGHTS.div_ceil(cols * per_row);
-            // Whole 16-row panels per chunk (harmless for the row layout).
-            let chunk_rows = by_balance.max(by_size).max(1).next_multiple_of(panel::ROWS);
-            let mut dsts = dsts;
-            match team {
-                Some(team) => {
-                    team.for_each_chunk(&mut dsts, chunk_rows * per_row, |j, i, chunk| {
-                        jobs[j].rows_into(i * chunk_rows, chunk)
-                    })
-                }
-                None => {
-                    let mut tasks = Vec::new();
-                    for (j, dst) in dsts.into_iter().enumerate() {
-                        for (i, chunk) in dst.chunks_mut(chunk_rows * per_row).enumerate() {
-                            tasks.push((j, i * chunk_rows, chunk));
-                        }
+    let threads = team.map_or_else(rayon::current_num_threads, |t| t.threads());
+    #[cfg(not(feature = "threads"))]
+    let threads = team.map_or(1, |t| t.threads());
+    let per_row = jobs.first().map_or(1, |j| j.n);
+    let rows: usize = jobs.iter().map(|j| j.m.rows).sum();
+    if threads > 1 && rows * cols * per_row >= PAR_MIN_WEIGHTS {
+        // Several chunks per thread so faster cores (big.LITTLE) claim more of them.
+        let by_balance = rows.div_ceil(threads * 4);
+        let by_size = CHUNK_MIN_WEIGHTS.div_ceil(cols * per_row);
+        // Whole 16-row panels per chunk (harmless for the row layout).
+        let chunk_rows = by_balance.max(by_size).max(1).next_multiple_of(panel::ROWS);
+        let mut dsts = dsts;
+        match team {
+            Some(team) => team.for_each_chunk(&mut dsts, chunk_rows * per_row, |j, i, chunk| {
+                jobs[j].rows_into(i * chunk_rows, chunk)
+            }),
+            #[cfg(feature = "threads")]
+            None => {
+                use rayon::prelude::*;
+                let mut tasks = Vec::new();
+                for (j, dst) in dsts.into_iter().enumerate() {
+                    for (i, chunk) in dst.chunks_mut(chunk_rows * per_row).enumerate() {
+                        tasks.push((j, i * chunk_rows, chunk));
                     }
-                    tasks
-                        .into_par_iter()
-                        .for_each(|(j, r0, chunk)| jobs[j].rows_into(r0, chunk))
                 }
+                tasks
+                    .into_par_iter()
+                    .for_each(|(j, r0, chunk)| jobs[j].rows_into(r0, chunk))
             }
-            return;
+            #[cfg(not(feature = "threads"))]
+            None => unreachable!("more than one thread without a team or rayon"),
         }
+        return;
     }
-    let _ = (cols, PAR_MIN_WEIGHTS, CHUNK_MIN_WEIGHTS);
     for (job, dst) in jobs.iter().zip(dsts) {
         job.rows_into(0, dst);
     }

@@ -6,9 +6,8 @@
 //!   reduction order of [`scalar::dot_q8`] (documented in docs/performance.md).
 //! * The ISA path is chosen once per process by run-time feature detection ([`Kernels::best`]);
 //!   [`Kernels::available`] lists every path this CPU can run (tests compare them).
-//! * With the "threads" feature, rows are split into chunks that the engine's team
-//!   ([`crate::sched::Team`]) or else rayon's current pool claims dynamically; small matrices run
-//!   serially.
+//! * Rows are split into chunks that the engine's team ([`crate::sched::Team`]) or else (with the
+//!   "threads" feature) rayon's current pool claims dynamically; small matrices run serially.
 //!
 //! Layout: this file holds the kernel table ([`Kernels`]) and the walks the paths' tiles share,
 //! `matmul.rs` the matmul driver. One file per instruction set holds that path's kernels and its

@@ -2,12 +2,10 @@
 //! threads by default ([`performance_cores`]), the team a forward pass hands its jobs to ([`Team`]),
 //! and how per-token work is spread over it ([`spread`], [`token_chunk`]).
 
-#[cfg(feature = "threads")]
 mod team;
 mod topology;
 
-#[cfg(feature = "threads")]
-pub use team::Team;
+pub use team::{Team, TeamWorker};
 pub use topology::performance_cores;
 
 /// Values below which per-token work (norms, activation quantization, gates) stays on the calling
@@ -17,13 +15,11 @@ const SPREAD_MIN_VALUES: usize = 1 << 13;
 /// Tokens per chunk for spreading `n` tokens of `row` values each over the current team: two
 /// chunks per thread; all `n` (one chunk) when there is no team or too little work.
 pub(crate) fn token_chunk(n: usize, row: usize) -> usize {
-    #[cfg(feature = "threads")]
     if let Some(team) = Team::current() {
         if team.threads() > 1 && n > 1 && n * row >= SPREAD_MIN_VALUES {
             return n.div_ceil(team.threads() * 2);
         }
     }
-    let _ = (row, SPREAD_MIN_VALUES);
     n.max(1)
 }
 
@@ -32,7 +28,6 @@ pub(crate) fn token_chunk(n: usize, row: usize) -> usize {
 /// depend on the thread count.
 pub(crate) fn spread<T: Send>(items: impl Iterator<Item = T>, f: impl Fn(T) + Sync) {
     let items: Vec<T> = items.collect();
-    #[cfg(feature = "threads")]
     if let Some(team) = Team::current() {
         if items.len() > 1 && team.threads() > 1 {
             return team.for_each(items, f);

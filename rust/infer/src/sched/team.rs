@@ -9,11 +9,16 @@
 //! A claim carries the job's epoch, so a worker that saw an old job can never run a chunk of a newer
 //! one with the old closure; the caller returns only when every claimed chunk is done, so the borrowed
 //! closure outlives every use.
+//!
+//! Who starts the workers is the caller's choice ([`Team::start`]): std threads ([`Team::new`]), or
+//! threads the platform starts some other way (the browser's Web Workers over shared WASM memory,
+//! see rust/wasm), each of which runs its [`TeamWorker`].
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// One published job (lives on the caller's stack during `run`).
 struct Job<'a> {
@@ -32,6 +37,12 @@ struct Shared {
     /// Set while a forward pass is inside the team (workers spin rather than park).
     active: AtomicBool,
     quit: AtomicBool,
+    /// Where idle workers sleep: they check `active` / `quit` / `epoch` holding `sleep` and wait on
+    /// `wake`, which `enter` and `drop` notify after setting those (holding `sleep` in between),
+    /// so no wake-up is lost. A condition variable rather than thread parking: a worker started
+    /// by the platform has no `Thread` handle here to unpark.
+    sleep: Mutex<()>,
+    wake: Condvar,
 }
 
 const FIELD: u64 = (1 << 20) - 1;
@@ -74,10 +85,23 @@ struct SendPtr<T>(*mut T);
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 unsafe impl<T: Send> Send for SendPtr<T> {}
 
-/// Worker threads plus the calling thread. Dropping it stops and joins the workers.
+/// Worker threads plus the calling thread. Dropping it stops the workers and joins those that
+/// were started with a [`JoinHandle`].
 pub struct Team {
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Vec<Option<JoinHandle<()>>>,
+}
+
+/// One worker's share of a team, handed to the thread that is to run it ([`TeamWorker::run`]). It
+/// keeps the team's shared state alive by itself, so a worker that starts late (or after the team
+/// was dropped) is safe: it runs whatever job is current, or sees the team stopped and returns.
+pub struct TeamWorker(Arc<Shared>);
+
+impl TeamWorker {
+    /// The worker loop: runs chunks of the team's jobs until the team is dropped.
+    pub fn run(self) {
+        worker(&self.0)
+    }
 }
 
 impl std::fmt::Debug for Team {
@@ -91,36 +115,51 @@ thread_local! {
     static CURRENT: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
 }
 
-/// Spins before a worker parks when no forward pass is running.
+/// Spins before a worker sleeps when no forward pass is running.
 const SPINS_BEFORE_PARK: u32 = 1 << 16;
+/// Longest sleep of an idle worker before it looks again: a safety net only (no wake-up is lost,
+/// see `Shared::sleep`), long enough that idle workers cost nothing noticeable.
+const SLEEP: Duration = Duration::from_millis(50);
 
 impl Team {
     /// A team of `threads` threads in all (the caller counts as one). When a worker cannot be
     /// started, the ones already started are stopped and joined before the error is returned.
     pub fn new(threads: usize) -> std::io::Result<Team> {
-        Team::start(threads, |i, s| {
+        Team::start(threads, |i, w| {
             std::thread::Builder::new()
                 .name(format!("nano-worker-{i}"))
-                .spawn(move || worker(&s))
+                .spawn(move || w.run())
+                .map(Some)
         })
     }
 
-    /// [`Team::new`] with the thread start given (tests make it fail part-way).
-    fn start(
+    /// A team of `threads` threads in all whose workers `spawn(i, worker)` starts (i in
+    /// 1..threads): it must have `worker` run ([`TeamWorker::run`]) on a thread of its own, and
+    /// return its handle, or `None` for a thread that cannot be joined (it ends by itself once the
+    /// team is dropped). The team works before its workers run: the caller works on every job
+    /// and takes whatever chunks no worker has claimed. When `spawn` fails, the workers already
+    /// started are stopped (and joined) before the error is returned.
+    pub fn start(
         threads: usize,
-        mut spawn: impl FnMut(usize, Arc<Shared>) -> std::io::Result<JoinHandle<()>>,
+        mut spawn: impl FnMut(usize, TeamWorker) -> std::io::Result<Option<JoinHandle<()>>>,
     ) -> std::io::Result<Team> {
         // Built first, so that an early return drops it: `Drop` stops and joins every worker
-        // started so far (a detached worker would spin or park forever).
+        // started so far (a detached worker would spin or sleep forever).
         let mut team = Team {
             shared: Arc::new(Shared::default()),
             workers: Vec::new(),
         };
         for i in 1..threads.max(1) {
-            let handle = spawn(i, Arc::clone(&team.shared))?;
+            let handle = spawn(i, TeamWorker(Arc::clone(&team.shared)))?;
             team.workers.push(handle);
         }
         Ok(team)
+    }
+
+    /// Wakes the sleeping workers after `active` or `quit` was set (see [`Shared::sleep`]).
+    fn wake_workers(&self) {
+        drop(self.shared.sleep.lock().unwrap_or_else(|e| e.into_inner()));
+        self.shared.wake.notify_all();
     }
 
     pub fn threads(&self) -> usize {
@@ -139,8 +178,8 @@ impl Team {
         }
         let previous = CURRENT.with(|c| c.replace(self as *const Team));
         self.shared.active.store(true, SeqCst);
-        for w in &self.workers {
-            w.thread().unpark();
+        if !self.workers.is_empty() {
+            self.wake_workers();
         }
         let _leave = Leave(self, previous);
         f()
@@ -251,8 +290,11 @@ fn worker(s: &Shared) {
             idle = idle.saturating_add(1);
             std::hint::spin_loop();
         } else {
-            // Woken by `enter` (or the timeout, a safety net against a missed unpark).
-            std::thread::park_timeout(std::time::Duration::from_millis(5));
+            // Woken by `enter` or `drop` (see `Shared::sleep`), or by the timeout.
+            let guard = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            if !s.active.load(SeqCst) && !s.quit.load(SeqCst) && s.epoch.load(SeqCst) == seen {
+                drop(s.wake.wait_timeout(guard, SLEEP));
+            }
         }
     }
 }
@@ -260,10 +302,8 @@ fn worker(s: &Shared) {
 impl Drop for Team {
     fn drop(&mut self) {
         self.shared.quit.store(true, SeqCst);
-        for w in &self.workers {
-            w.thread().unpark();
-        }
-        for w in self.workers.drain(..) {
+        self.wake_workers();
+        for w in self.workers.drain(..).flatten() {
             let _ = w.join();
         }
     }
@@ -305,12 +345,12 @@ mod tests {
     #[test]
     fn failed_start_joins_the_workers_it_started() {
         let mut shared = None;
-        let result = Team::start(8, |i, s| {
-            shared.get_or_insert_with(|| Arc::downgrade(&s));
+        let result = Team::start(8, |i, w| {
+            shared.get_or_insert_with(|| Arc::downgrade(&w.0));
             if i == 5 {
                 return Err(std::io::Error::other("no more threads"));
             }
-            std::thread::Builder::new().spawn(move || worker(&s))
+            std::thread::Builder::new().spawn(move || w.run()).map(Some)
         });
         assert_eq!(result.unwrap_err().to_string(), "no more threads");
         let shared = shared.expect("spawn was called");
@@ -320,6 +360,41 @@ mod tests {
         );
         // and a team can be started afterwards
         assert_eq!(Team::new(3).unwrap().threads(), 3);
+    }
+
+    /// Workers that start only after the team has run jobs (as Web Workers do, which the thread
+    /// starting them cannot wait for) and are never joined: the caller alone ran the early jobs;
+    /// once the workers run, jobs still run every chunk once; dropping the team ends them.
+    #[test]
+    fn late_unjoined_workers() {
+        let mut pending = Vec::new();
+        let team = Team::start(3, |_, w| {
+            pending.push(w);
+            Ok(None)
+        })
+        .unwrap();
+        assert_eq!(team.threads(), 3);
+        let sum = |team: &Team| {
+            let total = AtomicUsize::new(0);
+            team.enter(|| {
+                for _ in 0..100 {
+                    team.run(16, &|i| {
+                        total.fetch_add(i, SeqCst);
+                    });
+                }
+            });
+            total.load(SeqCst)
+        };
+        assert_eq!(sum(&team), 100 * 120);
+        let threads: Vec<_> = pending
+            .into_iter()
+            .map(|w| std::thread::spawn(move || w.run()))
+            .collect();
+        assert_eq!(sum(&team), 100 * 120);
+        drop(team);
+        for t in threads {
+            t.join().unwrap();
+        }
     }
 
     /// Every element of every part is handed out once, in the piece its index says, for parts of

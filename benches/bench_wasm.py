@@ -1,19 +1,20 @@
 """WASM decode speed in headless Chromium vs the native engine, at 1 and 2 threads, same model, same run.
 
-    python benches/bench_wasm.py [--dtypes f32,q8_0] [--threads 1,2] [--tokens 128] [--repeats 3] [--small]
+    python benches/bench_wasm.py [--dtypes f32,q8_0] [--threads 1,2] [--tokens 128] [--repeats 3]
+                                 [--shape default|wide|tiny] [--small]
 
-Builds a randomly initialised Llama-style model (speed does not depend on the weights' values; ~15M
-parameters like the original project's smallest model, or a tiny one with --small), exports it with
-nano.export, then measures greedy decoding: the page in Debian's headless Chromium (the WASM engine in its
-Web Worker, the relaxed-SIMD build where Chromium validates it, else SIMD128; the page is cross-origin
-isolated, so the shared-memory build with its thread team on Web Workers), one page per thread count, and
-nano.Engine(threads=N) (the native build). Runs alternate (native and page, every thread count, round
-after round) so load changes on a shared machine hit all alike; the first round warms up and is not
-counted. Decode tokens/s = (generated - 1) / time from the first new token to the last, median of the
-repeats; prints page/native at each thread count and each side's N-thread/1-thread speed-up.
-On a busy machine wall-clock rates swing with the load, so it also prints tokens per CPU second (native:
-this process's CPU time; WASM: Chromium's DedicatedWorker threads, from /proc). Spinning team workers
-count as CPU time on both sides.
+Builds a randomly initialised Llama-style model (speed does not depend on the weights' values; ~11M
+parameters like the original project's smallest model, ~57M besides the embeddings with --shape wide, or a
+tiny one with --small), exports it with nano.export, then measures greedy decoding: the page in Debian's
+headless Chromium (the WASM engine in its Web Worker, the relaxed-SIMD build where Chromium validates it,
+else SIMD128; the page is cross-origin isolated, so the shared-memory build with its thread team on Web
+Workers), one page per thread count, and nano.Engine(threads=N) (the native build). Runs alternate (native
+and page, every thread count, round after round) so load changes on a shared machine hit all alike; the
+first round warms up and is not counted. Decode tokens/s = (generated - 1) / time from the first new token
+to the last, median of the repeats; prints page/native at each thread count and each side's
+N-thread/1-thread speed-up. On a busy machine wall-clock rates swing with the load, so it also prints
+tokens per CPU second (native: this process's CPU time; WASM: Chromium's DedicatedWorker threads, from
+/proc). Spinning team workers count as CPU time on both sides.
 """
 
 from __future__ import annotations
@@ -35,13 +36,22 @@ import web_harness as wh  # noqa: E402
 PROMPT = wh.TEXT[:8]
 
 
-def bench_model(out_dir: Path, dtype: str, small: bool) -> Path:
+# Model shapes (random_model's defaults are 6 layers x 288); "wide" has ~8x the work per token, so that
+# handing each matrix to the threads costs less beside it.
+SHAPES = {
+    "tiny": (dict(n_layer=2, n_embd=64, n_head=4, n_hidden=192), "tiny"),
+    "default": ({}, "6 layers x 288, ~11M parameters"),
+    "wide": (dict(n_layer=8, n_embd=768, n_head=12, n_hidden=2048), "8 layers x 768, ~57M parameters besides the embeddings"),
+}
+
+
+def bench_model(out_dir: Path, dtype: str, shape: str) -> Path:
     shared_vocab = REPO.parent / "shared" / "data" / "tokenizer_16384.json"
-    vocab = shared_vocab if shared_vocab.exists() and not small else wh.VOCAB
-    dims = dict(n_layer=2, n_embd=64, n_head=4, n_hidden=192) if small else {}
+    vocab = shared_vocab if shared_vocab.exists() and shape != "tiny" else wh.VOCAB
+    dims, described = SHAPES[shape]
     path = wh.random_model(out_dir / f"bench-{dtype}.bin", vocab, dtype, **dims)
-    print(f"model: {path.name} ({'tiny' if small else '6 layers x 288, ~11M parameters'}), "
-          f"vocabulary {vocab.name}, {path.stat().st_size / 2**20:.1f} MiB", flush=True)
+    print(f"model: {path.name} ({described}), vocabulary {vocab.name}, {path.stat().st_size / 2**20:.1f} MiB",
+          flush=True)
     return path
 
 
@@ -133,7 +143,8 @@ def main() -> int:
     parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--small", action="store_true", help="a tiny model (quick smoke run)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="default", help="the model's shape")
+    parser.add_argument("--small", action="store_true", help="the tiny shape (quick smoke run)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     why = wh.missing_requirements()
@@ -159,7 +170,7 @@ def main() -> int:
         if not shared and counts != [1]:
             raise SystemExit("the page is not cross-origin isolated: it cannot run several threads")
         for dtype in args.dtypes.split(","):
-            path = bench_model(Path(tmp), dtype, args.small)
+            path = bench_model(Path(tmp), dtype, "tiny" if args.small else args.shape)
             m = measure(pages, path, args.tokens, args.repeats)
             med = m["medians"]
             row = {"dtype": dtype, "generated_tokens": m["generated"], "same_text": m["same"], **med}

@@ -83,25 +83,28 @@ def test_page_end_to_end(models, expected):
         version = wh.open_page(page, url)
         assert version == _native.__version__
 
-        # Kernel golden hashes inside the browser's worker too, on both builds: the relaxed-SIMD one
-        # (what this Chromium loads by default) and the plain SIMD128 one (other browsers).
-        for query, build in (("", "relaxed-simd"), ("?simd=simd128", "simd128")):
+        # Kernel golden hashes inside the browser's worker too, on all four builds: the relaxed-SIMD one
+        # (what this Chromium loads by default) and the plain SIMD128 one (other browsers), each with
+        # shared memory (what this isolated page loads) and single-threaded (pages not isolated).
+        for query, build, shared in (("", "relaxed-simd", True), ("?simd=simd128", "simd128", True),
+                                     ("?build=single", "relaxed-simd", False),
+                                     ("?build=single&simd=simd128", "simd128", False)):
             reply = page.evaluate(
                 """(query) => new Promise((resolve, reject) => {
                     const w = new Worker('worker.js' + query, {type: 'module'});
-                    let simd = null;
+                    let simd = null, shared = null;
                     w.onmessage = (e) => {
                         if (e.data.type === 'ready') {
-                            simd = e.data.simd;
+                            ({simd, shared} = e.data);
                             w.postMessage({id: 1, type: 'golden'});
                         } else if (e.data.type === 'fatal') reject(new Error(e.data.message));
-                        else if (e.data.id === 1) { w.terminate(); resolve({simd, ...e.data}); }
+                        else if (e.data.id === 1) { w.terminate(); resolve({simd, shared, ...e.data}); }
                     };
                     w.onerror = (e) => reject(new Error(e.message));
                 })""",
                 query,
             )
-            assert reply["simd"] == build
+            assert (reply["simd"], reply["shared"]) == (build, shared)
             got = json.loads(reply["got"])
             _assert_golden(got, reply["expected"], json.loads(reply["minus128"]))
             # The relaxed build multiplies panels with its own kernels (what model loading then uses);
@@ -169,7 +172,9 @@ def test_page_end_to_end(models, expected):
 
         assert not [m for m in page.console_log if m.startswith(("error", "pageerror"))], page.console_log
         assert requests.urls, "no request was recorded"
-        assert any(u.endswith("/pkg/nano_wasm_relaxed_bg.wasm") for u in requests.urls), requests.urls
+        for name in ("nano_wasm_mt_relaxed_bg.wasm", "nano_wasm_mt_bg.wasm", "nano_wasm_relaxed_bg.wasm",
+                     "nano_wasm_bg.wasm"):
+            assert any(u.endswith(f"/pkg/{name}") for u in requests.urls), (name, requests.urls)
         assert requests.off_loopback() == []
         assert requests.failed == []
     assert (wh.ARTIFACTS / "screenshot.png").stat().st_size > 10_000

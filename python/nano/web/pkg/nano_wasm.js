@@ -216,13 +216,18 @@ export class WasmEngine {
         }
     }
     /**
-     * Loads a model file (`.bin`) from its bytes; a bad file gives an error with the reason.
+     * Loads a model file (`.bin`) from its bytes for an engine of `threads` threads (default 1;
+     * more only in the build with shared memory, see [`shared_memory`], where the page then starts
+     * the workers that [`WasmEngine::take_team_workers`] lists). A bad file or thread count gives
+     * an error with the reason.
      * @param {Uint8Array | number[]} bytes
+     * @param {number | null} [threads]
      */
-    constructor(bytes) {
+    constructor(bytes, threads) {
+        const val2 = +(isLikeNone(threads) ? Number.MAX_SAFE_INTEGER : (threads) >>> 0);
         const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_malloc);
         const len0 = WASM_VECTOR_LEN;
-        const ret = wasm.wasmengine_new(ptr0, len0);
+        const ret = wasm.wasmengine_new(ptr0, len0, val2);
         if (ret[2]) {
             throw takeFromExternrefTable0(ret[1]);
         }
@@ -247,6 +252,26 @@ export class WasmEngine {
         if (ret[1]) {
             throw takeFromExternrefTable0(ret[0]);
         }
+    }
+    /**
+     * The ids of this engine's team workers that no thread runs yet, each to be passed to
+     * [`run_team_worker`] on a Web Worker of its own (listed once: the list is emptied). Until
+     * they run, the calling thread does all the work.
+     * @returns {Uint32Array}
+     */
+    take_team_workers() {
+        const ret = wasm.wasmengine_take_team_workers(this.__wbg_ptr);
+        var v1 = getArrayU32FromWasm0(ret[0], ret[1]).slice();
+        wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
+        return v1;
+    }
+    /**
+     * Threads the engine computes on (the calling one included).
+     * @returns {number}
+     */
+    get threads() {
+        const ret = wasm.wasmengine_threads(this.__wbg_ptr);
+        return ret >>> 0;
     }
     unload_lora() {
         wasm.wasmengine_unload_lora(this.__wbg_ptr);
@@ -303,6 +328,28 @@ export function kernelMinus128Check() {
     } finally {
         wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
     }
+}
+
+/**
+ * Runs the team worker filed under `id` on the calling thread (a Web Worker of the page) until its
+ * engine is freed. An id that is not waiting (already run, forgotten, or never given) is an error.
+ * @param {number} id
+ */
+export function runTeamWorker(id) {
+    const ret = wasm.runTeamWorker(id);
+    if (ret[1]) {
+        throw takeFromExternrefTable0(ret[0]);
+    }
+}
+
+/**
+ * Whether this build has shared memory (WASM threads), so that an engine may have more than one
+ * thread.
+ * @returns {boolean}
+ */
+export function sharedMemory() {
+    const ret = wasm.sharedMemory();
+    return ret !== 0;
 }
 
 /**

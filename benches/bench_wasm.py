@@ -7,8 +7,8 @@ Builds a randomly initialised Llama-style model (speed does not depend on the we
 parameters like the original project's smallest model, ~57M besides the embeddings with --shape wide, or a
 tiny one with --small), exports it with nano.export, then measures greedy decoding: the page in Debian's
 headless Chromium (the WASM engine in its Web Worker, the relaxed-SIMD build where Chromium validates it,
-else SIMD128; the page is cross-origin isolated, so the shared-memory build with its thread team on Web
-Workers), one page per thread count, and nano.Engine(threads=N) (the native build). Runs alternate (native
+else SIMD128; the page is cross-origin isolated, so for 2+ threads the shared-memory build with its
+thread team on Web Workers, for one thread the single-thread build), one page per thread count, and nano.Engine(threads=N) (the native build). Runs alternate (native
 and page, every thread count, round after round) so load changes on a shared machine hit all alike; the
 first round warms up and is not counted. Decode tokens/s = (generated - 1) / time from the first new token
 to the last, median of the repeats; prints page/native at each thread count and each side's
@@ -164,10 +164,9 @@ def main() -> int:
         for p in pages.values():
             version = wh.open_page(p, url)
         simd = page.get_attribute("#engine-status", "data-simd")
-        shared = page.get_attribute("#engine-status", "data-shared") == "true"
-        print(f"WASM engine {version} ({simd} build, {'shared memory' if shared else 'single-thread'}) in "
-              f"{wh.chromium_path()} (headless); native nano.Engine(threads=N)")
-        if not shared and counts != [1]:
+        print(f"WASM engine {version} ({simd} build) in {wh.chromium_path()} (headless); "
+              "native nano.Engine(threads=N)")
+        if not page.evaluate("() => self.crossOriginIsolated") and counts != [1]:
             raise SystemExit("the page is not cross-origin isolated: it cannot run several threads")
         for dtype in args.dtypes.split(","):
             path = bench_model(Path(tmp), dtype, "tiny" if args.small else args.shape)

@@ -85,10 +85,11 @@ def test_page_end_to_end(models, expected):
 
         # Kernel golden hashes inside the browser's worker too, on all four builds: the relaxed-SIMD one
         # (what this Chromium loads by default) and the plain SIMD128 one (other browsers), each with
-        # shared memory (what this isolated page loads) and single-threaded (pages not isolated).
-        for query, build, shared in (("", "relaxed-simd", True), ("?simd=simd128", "simd128", True),
-                                     ("?build=single", "relaxed-simd", False),
-                                     ("?build=single&simd=simd128", "simd128", False)):
+        # shared memory (what an isolated page loads for several threads) and single-threaded (one
+        # thread, or a page that is not isolated).
+        for query, build, shared in (("?threads=2", "relaxed-simd", True),
+                                     ("?threads=2&simd=simd128", "simd128", True),
+                                     ("", "relaxed-simd", False), ("?simd=simd128", "simd128", False)):
             reply = page.evaluate(
                 """(query) => new Promise((resolve, reject) => {
                     const w = new Worker('worker.js' + query, {type: 'module'});

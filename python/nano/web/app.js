@@ -77,7 +77,8 @@ function refreshControls() {
 
 // ---- threads ------------------------------------------------------------------------------------------
 // The engine runs on several threads (Web Workers over shared WASM memory) only where the page is
-// cross-origin isolated (the server sends COOP/COEP); elsewhere on one. The default is the device's
+// cross-origin isolated (the server sends COOP/COEP); elsewhere on one (the single-thread build, which
+// worker.js also loads for a setting of 1). The default is the device's
 // logical CPUs up to DEFAULT_THREADS_CAP (decoding gains little beyond, and phones' extra cores are
 // slow ones). The setting is remembered and goes up to THREADS_PER_CPU per logical CPU (as the native
 // engine allows: threads beyond the CPUs only take turns) and MAX_THREADS (the WASM engine's limit).

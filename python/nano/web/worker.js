@@ -1,11 +1,12 @@
 // The engine's Web Worker: loads the WASM engine at start-up and runs every request off the page's
 // main thread, so the page stays responsive while the model computes.
 //
-// Threads: `worker.js?threads=N` asks for an engine of N threads. Where this worker is cross-origin
-// isolated (SharedArrayBuffer exists), it loads the shared-memory build (pkg/nano_wasm_mt*.js/wasm)
-// and, for every model it loads, starts N - 1 Web Workers (team_worker.js) over the same memory, which
-// run the engine's team workers; elsewhere it loads the single-thread build and N is 1.
-// `?build=single` forces the single-thread build.
+// Threads: `worker.js?threads=N` asks for an engine of N threads. With N > 1, where this worker is
+// cross-origin isolated (SharedArrayBuffer exists), it loads the shared-memory build
+// (pkg/nano_wasm_mt*.js/wasm) and, for every model it loads, starts N - 1 Web Workers (team_worker.js)
+// over the same memory, which run the engine's team workers. Otherwise (N = 1, or not isolated) it
+// loads the single-thread build, which is the faster one on one thread (docs/performance.md, "The
+// browser page"), and N is 1. `?build=single` forces the single-thread build.
 //
 // Protocol (page -> worker): {id, type, ...}; the worker answers each request with exactly one
 // {id, type: "ok", ...} or {id, type: "error", message, fatal}; generation also streams
@@ -157,9 +158,13 @@ const params = new URL(import.meta.url).searchParams;
 const simd =
   params.get("simd") === "simd128" || !WebAssembly.validate(RELAXED_PROBE) ? "simd128" : "relaxed-simd";
 // Shared memory needs cross-origin isolation (COOP + COEP), which also gives SharedArrayBuffer.
+const asked = Math.max(1, Math.floor(Number(params.get("threads"))) || 1);
 const shared =
-  params.get("build") !== "single" && self.crossOriginIsolated === true && typeof SharedArrayBuffer === "function";
-const threads = shared ? Math.max(1, Math.floor(Number(params.get("threads"))) || 1) : 1;
+  asked > 1 &&
+  params.get("build") !== "single" &&
+  self.crossOriginIsolated === true &&
+  typeof SharedArrayBuffer === "function";
+const threads = shared ? asked : 1;
 const build = shared ? "nano_wasm_mt" : "nano_wasm";
 const wasmFile = `${build}${simd === "relaxed-simd" ? "_relaxed" : ""}_bg.wasm`;
 let wasmModule = null; // the compiled module and memory that team workers instantiate again

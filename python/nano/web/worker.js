@@ -5,8 +5,9 @@
 // cross-origin isolated (SharedArrayBuffer exists), it loads the shared-memory build
 // (pkg/nano_wasm_mt*.js/wasm) and, for every model it loads, starts N - 1 Web Workers (team_worker.js)
 // over the same memory, which run the engine's team workers. Otherwise (N = 1, or not isolated) it
-// loads the single-thread build, which is the faster one on one thread (docs/performance.md, "The
-// browser page"), and N is 1. `?build=single` forces the single-thread build.
+// loads the single-thread build (one thread needs no shared memory, and that build has measured at
+// least as fast there, docs/performance.md "The browser page") and N is 1. `?build=single` forces
+// the single-thread build.
 //
 // Protocol (page -> worker): {id, type, ...}; the worker answers each request with exactly one
 // {id, type: "ok", ...} or {id, type: "error", message, fatal}; generation also streams

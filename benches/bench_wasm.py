@@ -14,7 +14,9 @@ first round warms up and is not counted. Decode tokens/s = (generated - 1) / tim
 to the last, median of the repeats; prints page/native at each thread count and each side's
 N-thread/1-thread speed-up. On a busy machine wall-clock rates swing with the load, so it also prints
 tokens per CPU second (native: this process's CPU time; WASM: Chromium's DedicatedWorker threads, from
-/proc). Spinning team workers count as CPU time on both sides.
+/proc). Spinning team workers count as CPU time on both sides. Each round also runs the engine's Web
+Worker driven directly, without the page's UI ("engine worker alone": no text streamed into the document,
+nothing rendered), which separates the engine from what the page's own work takes from the cores.
 """
 
 from __future__ import annotations
@@ -107,7 +109,62 @@ def load_in_page(page, path: Path, tokens: int, threads: int) -> None:
     wh.set_options(page, max_new_tokens=tokens)
 
 
-def measure(pages: dict, path: Path, tokens: int, repeats: int) -> dict:
+# The engine's Web Worker driven directly from a page's script, without the page's UI (no text streamed into
+# the document, no rendering): `key` names one worker of `threads` threads, started and given the model
+# (fetched from `url`) on first use; each call generates greedily and returns the decode tok/s.
+WORKER_RUN = """async ([key, threads, url, prompt, tokens]) => {
+    const all = (self.benchWorkers ??= {});
+    let e = all[key];
+    if (!e) {
+        const w = new Worker('worker.js?threads=' + threads, {type: 'module'});
+        const waiting = new Map();
+        let next = 1, ready;
+        const started = new Promise((res) => { ready = res; });
+        w.onmessage = ({data}) => {
+            if (data.type === 'ready') return ready();
+            const p = waiting.get(data.id);
+            if (!p || data.type === 'piece') return;
+            waiting.delete(data.id);
+            data.type === 'ok' ? p.res(data) : p.rej(new Error(data.message));
+        };
+        const ask = (msg) => new Promise((res, rej) => {
+            const id = next++;
+            waiting.set(id, {res, rej});
+            w.postMessage({...msg, id});
+        });
+        e = all[key] = {ask};
+        await started;
+        await ask({type: 'load', bytes: await (await fetch(url)).arrayBuffer()});
+    }
+    const options = {maxNewTokens: tokens, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0,
+                     instruct: false};
+    return (await e.ask({type: 'generate', prompt, options})).stats.decodeTokensPerSec;
+}"""
+
+
+# Resolves once the page has finished generating. A MutationObserver, not Playwright's waiting for a
+# selector, which polls on every animation frame: on a machine with two cores the frames it makes the page
+# render would take a core from the engine's threads.
+WAIT_DONE = """() => new Promise((resolve) => {
+    const done = () => document.querySelector("#generated[data-done='1']") && document.body.dataset.state === 'idle';
+    if (done()) return resolve();
+    const seen = new MutationObserver(() => { if (done()) { seen.disconnect(); resolve(); } });
+    seen.observe(document.body, {attributes: true, subtree: true});
+})"""
+
+
+def page_generate(page) -> tuple[str, float]:
+    """Generates in the page (its Generate button); returns the text and the decode tok/s it shows."""
+    page.fill("#prompt", PROMPT)
+    page.click("#generate")
+    page.evaluate(WAIT_DONE)
+    error = wh.page_error(page)
+    if error:
+        raise SystemExit(f"the page reported an error: {error}")
+    return page.text_content("#generated"), float(page.get_attribute("#speed", "data-tokens-per-sec") or 0)
+
+
+def measure(pages: dict, path: Path, tokens: int, repeats: int, model_url: str) -> dict:
     """Rounds of one run per (side, thread count), in turn; the first round warms up and is not counted.
     Also checks that every run produced the native one-thread greedy text."""
     from nano.engine import Engine
@@ -124,10 +181,12 @@ def measure(pages: dict, path: Path, tokens: int, repeats: int) -> dict:
             runs.setdefault(f"native{n}", []).append(rate)
             runs.setdefault(f"native{n}_cpu", []).append(per_cpu)
             cpu0 = worker_cpu_secs()
-            text, stats = wh.generate(page, PROMPT)
+            text, rate = page_generate(page)
             cpu = worker_cpu_secs() - cpu0
-            runs.setdefault(f"wasm{n}", []).append(stats["tokens_per_sec"])
+            runs.setdefault(f"wasm{n}", []).append(rate)
             runs.setdefault(f"wasm{n}_cpu", []).append(generated / cpu if cpu > 0 else float("nan"))
+            key = f"{path.name}-{n}"
+            runs.setdefault(f"worker{n}", []).append(page.evaluate(WORKER_RUN, [key, n, model_url, PROMPT, tokens]))
             same = same and text == reference
     return {"medians": {k: statistics.median(v[1:]) for k, v in runs.items()}, "generated": generated,
             "same": same}
@@ -156,7 +215,8 @@ def main() -> int:
     results = []
     print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}, "
           f"{os.cpu_count()} logical CPUs")
-    with tempfile.TemporaryDirectory() as tmp, wh.serve_page() as url, wh.browser_page(url) as (page, log):
+    with (tempfile.TemporaryDirectory() as tmp, wh.serve_page(Path(tmp)) as url,
+          wh.browser_page(url) as (page, log)):
         pages = {counts[0]: page}
         for n in counts[1:]:
             pages[n] = page.context.new_page()
@@ -170,7 +230,7 @@ def main() -> int:
             raise SystemExit("the page is not cross-origin isolated: it cannot run several threads")
         for dtype in args.dtypes.split(","):
             path = bench_model(Path(tmp), dtype, "tiny" if args.small else args.shape)
-            m = measure(pages, path, args.tokens, args.repeats)
+            m = measure(pages, path, args.tokens, args.repeats, f"{url}models/{path.name}")
             med = m["medians"]
             row = {"dtype": dtype, "generated_tokens": m["generated"], "same_text": m["same"], **med}
             one = counts[0]
@@ -182,7 +242,10 @@ def main() -> int:
                       f"native {med[f'native{n}']:8.1f}  page/native {row[f'page_over_native{n}']:.2f}  "
                       f"{n}T/{one}T page {row[f'page_speedup{n}']:.2f} native {row[f'native_speedup{n}']:.2f}\n"
                       f"          tokens per CPU-s    page {med[f'wasm{n}_cpu']:8.1f}  "
-                      f"native {med[f'native{n}_cpu']:8.1f}", flush=True)
+                      f"native {med[f'native{n}_cpu']:8.1f}\n"
+                      f"          engine worker alone {med[f'worker{n}']:8.1f}  "
+                      f"worker/native {ratio(med[f'worker{n}'], med[f'native{n}']):.2f}  "
+                      f"{n}T/{one}T {ratio(med[f'worker{n}'], med[f'worker{one}']):.2f}", flush=True)
             print(f"       ({m['generated']} tokens, median of {args.repeats}, same text everywhere: {m['same']})",
                   flush=True)
             results.append(row)

@@ -137,9 +137,17 @@ function startTeam(next) {
       (id) =>
         new Promise((resolve, reject) => {
           const w = new Worker(new URL("team_worker.js", import.meta.url), { type: "module" });
+          let running = false;
           w.onmessage = ({ data }) => {
-            if (data.type === "running") resolve();
-            else reject(new Error(data.message));
+            if (data.type === "running") {
+              running = true;
+              resolve();
+            } else if (running) {
+              // Failed after it started: the engine's thread does that worker's share from now on.
+              console.error(data.message);
+            } else {
+              reject(new Error(data.message));
+            }
           };
           w.onerror = (event) => reject(new Error(`cannot start a team worker: ${event.message || "no script"}`));
           w.postMessage({ module: wasmModule, memory: wasmMemory, id });

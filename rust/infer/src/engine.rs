@@ -341,12 +341,8 @@ impl Engine {
     /// has one thread or the "threads" feature is off): for independent work between forward
     /// passes, such as sampling each sequence's next token. Items may run in any order.
     pub fn for_each_in_team<T: Send>(&self, items: Vec<T>, f: impl Fn(T) + Sync) {
-        #[cfg(feature = "threads")]
-        return self
-            .team
-            .enter(|| crate::sched::spread(items.into_iter(), f));
-        #[cfg(not(feature = "threads"))]
-        items.into_iter().for_each(f)
+        self.team
+            .enter(|| crate::sched::spread(items.into_iter(), f))
     }
 
     /// Runs `body` on a [`Forward`] of this engine (and the engine's own KV cache) inside its

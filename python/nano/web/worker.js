@@ -6,8 +6,8 @@
 // (pkg/nano_wasm_mt*.js/wasm) and, for every model it loads, starts N - 1 Web Workers (team_worker.js)
 // over the same memory, which run the engine's team workers. Otherwise (N = 1, or not isolated) it
 // loads the single-thread build (one thread needs no shared memory, and that build has measured at
-// least as fast there, docs/performance.md "The browser page") and N is 1. `?build=single` forces
-// the single-thread build.
+// least as fast there, docs/performance.md "The browser page") and N is 1; so does a shared-memory
+// build that fails to start. `?build=single` forces the single-thread build.
 //
 // Protocol (page -> worker): {id, type, ...}; the worker answers each request with exactly one
 // {id, type: "ok", ...} or {id, type: "error", message, fatal}; generation also streams
@@ -168,22 +168,33 @@ const simd =
   params.get("simd") === "simd128" || !WebAssembly.validate(RELAXED_PROBE) ? "simd128" : "relaxed-simd";
 // Shared memory needs cross-origin isolation (COOP + COEP), which also gives SharedArrayBuffer.
 const asked = Math.max(1, Math.floor(Number(params.get("threads"))) || 1);
-const shared =
+let shared =
   asked > 1 &&
   params.get("build") !== "single" &&
   self.crossOriginIsolated === true &&
   typeof SharedArrayBuffer === "function";
-const threads = shared ? asked : 1;
-const build = shared ? "nano_wasm_mt" : "nano_wasm";
-const wasmFile = `${build}${simd === "relaxed-simd" ? "_relaxed" : ""}_bg.wasm`;
+let threads = shared ? asked : 1;
 let wasmModule = null; // the compiled module and memory that team workers instantiate again
 let wasmMemory = null;
 
+async function load(build) {
+  const file = `${build}${simd === "relaxed-simd" ? "_relaxed" : ""}_bg.wasm`;
+  const glue = await import(`./pkg/${build}.js`);
+  const module = await WebAssembly.compileStreaming(fetch(new URL(`./pkg/${file}`, import.meta.url)));
+  const exports = await glue.default({ module_or_path: module });
+  [wasm, wasmModule, wasmMemory] = [glue, module, exports.memory];
+}
+
 async function start() {
-  wasm = await import(`./pkg/${build}.js`);
-  wasmModule = await WebAssembly.compileStreaming(fetch(new URL(`./pkg/${wasmFile}`, import.meta.url)));
-  const exports = await wasm.default({ module_or_path: wasmModule });
-  wasmMemory = exports.memory;
+  if (!shared) return load("nano_wasm");
+  try {
+    await load("nano_wasm_mt");
+  } catch (err) {
+    // e.g. a browser that cannot reserve the shared memory's maximum: one thread still works.
+    console.warn(`the threaded engine did not start (${errorMessage(err)}); using one thread`);
+    [shared, threads] = [false, 1];
+    await load("nano_wasm");
+  }
 }
 
 const ready = start().then(

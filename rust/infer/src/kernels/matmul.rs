@@ -340,7 +340,8 @@ impl RowJob<'_> {
         }
     }
 
-    /// Row by row: request the weights [`prefetch::AHEAD_BYTES`] ahead, then the row's n dot products.
+    /// Row by row: request the weights [`prefetch::AHEAD_BYTES`] ahead (where the path's
+    /// `prefetch_rows` says so), then the row's n dot products.
     /// Several inputs (prefill) are cache-blocked: rows in groups that stay in L2, inputs in blocks
     /// that stay in L1, so each dot product reads both operands from cache nearest the core instead
     /// of streaming every input from L2 once per row. Each output is still one call of `f`: the
@@ -358,7 +359,7 @@ impl RowJob<'_> {
         for group in row_groups(dst.len() / n, row_bytes) {
             for inputs in input_blocks(n, self.m.cols) {
                 for i in group.clone() {
-                    if inputs.start == 0 {
+                    if inputs.start == 0 && self.k.prefetch_rows {
                         fetch(r0 + i);
                     }
                     for t in inputs.clone() {

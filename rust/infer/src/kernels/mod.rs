@@ -296,6 +296,11 @@ pub struct Kernels {
     /// With `panels`: whether q8_0 matrices go to panels too (q4_0 matrices always do). Not where
     /// the path's q8_0 row kernel decodes faster than its panel kernel (AVX2).
     q8_in_panels: bool,
+    /// Whether the row-by-row walk (f32, f16 and row-layout q8_0 / q4_0 weights) requests each
+    /// row's bytes ahead in software ([`prefetch::ahead`]) before multiplying it. Not where the
+    /// hardware prefetcher keeps up with that sequential stream alone and the extra requests only
+    /// slow it (AVX2, measured in docs/performance.md). Panel and tile kernels keep their own.
+    prefetch_rows: bool,
     /// q8_0 quantization of activations (`quant::quantize_q8_0_groups`' values on every path).
     quantize_q8: Quantize,
     /// The SwiGLU gate (`math::silu_gate_plain`'s bits on every path).
@@ -329,6 +334,7 @@ const SCALAR: Kernels = Kernels {
     f16_is_widened_f32: true,
     panels: None,
     q8_in_panels: false,
+    prefetch_rows: true,
     quantize_q8: quant::quantize_q8_0_groups,
     silu_gate: math::silu_gate_plain,
     attend_f32: attend::attend_plain,

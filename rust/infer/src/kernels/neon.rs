@@ -35,6 +35,7 @@ pub(super) fn neon() -> Option<Kernels> {
         f16_is_widened_f32: true,
         panels: None,
         q8_in_panels: true,
+        prefetch_rows: true,
         quantize_q8: super::quant::quantize_q8_0_groups,
         silu_gate: super::math::silu_gate_plain,
         attend_f32: super::attend::attend_plain,

@@ -45,6 +45,7 @@ pub(super) fn simd128() -> Option<Kernels> {
         #[cfg(not(target_feature = "relaxed-simd"))]
         panels: None,
         q8_in_panels: true,
+        prefetch_rows: true,
         quantize_q8: super::quant::quantize_q8_0_groups,
         silu_gate: super::math::silu_gate_plain,
         attend_f32: super::attend::attend_plain,

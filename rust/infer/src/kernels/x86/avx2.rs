@@ -40,6 +40,7 @@ pub(in crate::kernels) fn avx2() -> Option<Kernels> {
         f16_is_widened_f32: true,
         panels: Some(panels()),
         q8_in_panels: false,
+        prefetch_rows: false,
         quantize_q8: crate::kernels::quant::quantize_q8_0_groups,
         silu_gate: |h, g| unsafe { silu_gate(h, g) },
         attend_f32: |g, out| unsafe { attend_avx2_f32(g, out) },

@@ -40,6 +40,7 @@ pub(in crate::kernels) fn avx512vnni() -> Option<Kernels> {
         f16_is_widened_f32: true,
         panels: Some(panels()),
         q8_in_panels: true,
+        prefetch_rows: true,
         quantize_q8: |v, qs, scales| unsafe { quantize_q8_0(v, qs, scales) },
         silu_gate: |h, g| unsafe { silu_gate(h, g) },
         attend_f32: |g, out| unsafe { attend_avx512_f32(g, out) },

@@ -39,7 +39,7 @@ SHAPES = {
 }
 NANO_DTYPES = ("f32", "f16", "q8_0", "q4_0")
 LADDER = re.compile(r"threads=(\d+) prefill=([\d.]+) tok/s decode=([\d.]+) tok/s bytes/token=(\d+) "
-                    r"GB/s=([\d.]+) limit=(\d+)% read_limit=(\d+)%")
+                    r"GB/s=([\d.]+) limit=(\d+)%")
 LORA_OVERHEAD = re.compile(r"threads=(\d+) lora_overhead=(-?[\d.]+)% pairs=(\d+) \((.*)\)")
 
 
@@ -149,8 +149,7 @@ def nano_ladder(binary: Path, model_path: Path, threads: list[int], prompt: int,
     for line in out.stdout.splitlines():
         if m := LADDER.fullmatch(line.strip()):
             rows[int(m.group(1))] = {"line": line.strip(), "prefill": float(m.group(2)),
-                                     "decode": float(m.group(3)), "limit": int(m.group(6)),
-                                     "read_limit": int(m.group(7))}
+                                     "decode": float(m.group(3)), "limit": int(m.group(6))}
         elif m := LORA_OVERHEAD.fullmatch(line.strip()):
             rows[int(m.group(1))].update(lora_overhead=float(m.group(2)), lora_pairs=int(m.group(3)),
                                          lora_each=m.group(4))

@@ -94,7 +94,7 @@ def test_bad_input_exits_nonzero_with_a_message(binary, model_file, tmp_path, ca
 
 
 LADDER = re.compile(r"threads=(\d+) prefill=([\d.]+) tok/s decode=([\d.]+) tok/s bytes/token=(\d+) "
-                    r"GB/s=([\d.]+) limit=(\d+)% read_limit=(\d+)%")
+                    r"GB/s=([\d.]+) limit=(\d+)%")
 LORA_OVERHEAD = re.compile(r"threads=(\d+) lora_overhead=(-?[\d.]+)% pairs=(\d+) \((.*)\)")
 
 

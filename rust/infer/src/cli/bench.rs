@@ -1,13 +1,11 @@
 //! `nano-infer bench MODEL.bin --threads 1,2,...`: the performance ladder. For each thread count it
 //! prints one line
 //!
-//!     threads=N prefill=X tok/s decode=Y tok/s bytes/token=B GB/s=G limit=P% read_limit=R%
+//!     threads=N prefill=X tok/s decode=Y tok/s bytes/token=B GB/s=G limit=P%
 //!
-//! where bytes/token is the weight bytes one decode step reads, GB/s = bytes/token × decode tok/s, P
-//! is GB/s as a share of the machine's copy bandwidth with N threads, measured here (STREAM-style:
-//! bytes read + bytes written per second, buffers far larger than the caches), and R its share of the
-//! read bandwidth with N threads (every cache line of a buffer far larger than the caches read once,
-//! nothing written: what decode does with the weights). With `--lora` the
+//! where bytes/token is the weight bytes one decode step reads, GB/s = bytes/token × decode tok/s, and
+//! P is GB/s as a share of the machine's copy bandwidth with N threads, measured here (STREAM-style:
+//! bytes read + bytes written per second, buffers far larger than the caches). With `--lora` the
 //! ladder decodes with the adapter plugged in, and a second line per thread count gives its decode
 //! overhead:
 //!
@@ -119,11 +117,10 @@ pub fn main(args: &[std::ffi::OsString]) -> Result<(), Error> {
             dec = dec.max(d);
         }
         let gbs = bytes as f64 * dec / 1e9;
-        let (copy, read) = (copy_bandwidth(t), read_bandwidth(t));
+        let copy = copy_bandwidth(t);
         println!(
-            "threads={t} prefill={prefill:.1} tok/s decode={dec:.1} tok/s bytes/token={bytes} GB/s={gbs:.2} limit={:.0}% read_limit={:.0}%",
-            100.0 * gbs / copy,
-            100.0 * gbs / read
+            "threads={t} prefill={prefill:.1} tok/s decode={dec:.1} tok/s bytes/token={bytes} GB/s={gbs:.2} limit={:.0}%",
+            100.0 * gbs / copy
         );
         if args.lora.is_some() && args.lora_pairs > 0 {
             let slowdowns = lora_overhead(&mut engine, prompt_len, decode, args.lora_pairs)?;
@@ -283,31 +280,6 @@ fn copy_bandwidth(threads: usize) -> f64 {
     }
     std::hint::black_box(&dst);
     2.0 * LEN as f64 / best / 1e9
-}
-
-/// Read bandwidth (bytes per second brought from memory) with `threads` threads, best of 5, over a
-/// 512 MiB buffer: one word of every 64-byte cache line is read, so the memory system moves every line
-/// while the core does almost no arithmetic (a line is the unit memory is read in).
-fn read_bandwidth(threads: usize) -> f64 {
-    const LEN: usize = 512 << 20;
-    const WORDS_PER_LINE: usize = 64 / 8;
-    let src = vec![1u64; LEN / 8];
-    let chunk = (LEN / 8).div_ceil(threads);
-    let mut best = f64::MAX;
-    for _ in 0..5 {
-        let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for c in src.chunks(chunk) {
-                s.spawn(move || {
-                    let sum =
-                        (c.iter().step_by(WORDS_PER_LINE)).fold(0u64, |a, &w| a.wrapping_add(w));
-                    std::hint::black_box(sum)
-                });
-            }
-        });
-        best = best.min(t0.elapsed().as_secs_f64());
-    }
-    LEN as f64 / best / 1e9
 }
 
 #[cfg(test)]

@@ -348,15 +348,15 @@ fn panels() -> super::Panels {
     super::Panels {
         dot_q8: |w, sw, xs, out| {
             for (x, out) in xs.iter().zip(out.chunks_exact_mut(ROWS)) {
-                panel_one::<i8, { ROWS * QK }>(w, sw, x, out, panel_group_q8, 0);
+                panel_one::<i8, { ROWS * QK }>(w, sw, x, out, panel_group_q8, 0, TOUCH_AHEAD);
             }
         },
         dot_q4: |p, sw, xs, out| {
             for (x, out) in xs.iter().zip(out.chunks_exact_mut(ROWS)) {
-                panel_one::<u8, { ROWS * QK / 2 }>(p, sw, x, out, panel_group_q4, 8);
+                panel_one::<u8, { ROWS * QK / 2 }>(p, sw, x, out, panel_group_q4, 8, 0);
             }
         },
-        // WASM has no prefetch instruction.
+        // WASM has no prefetch instruction (q8_0 panels read ahead instead: `TOUCH_AHEAD`).
         prefetch_one: false,
         pairs: false,
     }
@@ -413,8 +413,34 @@ fn panel_group_q4(p: &[u8], xg: &[i8]) -> [v128; 4] {
     acc.map(|a| i32x4_extadd_pairwise_i16x8(a))
 }
 
+/// How far ahead (in elements; bytes for q8_0) the q8_0 panel kernel touches the weights it will
+/// read: the engine's stand-in for the prefetch instruction WASM lacks. Without it, decode speed
+/// depended on where the model's bytes landed relative to the engine's buffers (70–90 tok/s for one
+/// model and build under Node on an AMD Zen 1); with it, 85–100 at every placement tried. 512–2048
+/// measured alike; q4_0 panels (half the bytes per multiply) gained nothing and do not touch
+/// (docs/performance.md, "The browser page").
+#[cfg(target_feature = "relaxed-simd")]
+const TOUCH_AHEAD: usize = 1024;
+
+/// Reads one element of each 64-byte line of `s[at..at + len]` (clamped to the slice) with a volatile
+/// load, which neither the compiler nor the WASM engine drops: the line is then in cache, or on its
+/// way, when the kernel reaches it.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline(always)]
+fn touch_lines<T: Copy>(s: &[T], at: usize, len: usize) {
+    let Some(last) = s.len().checked_sub(1) else {
+        return;
+    };
+    let step = (64 / std::mem::size_of::<T>()).max(1);
+    for i in (at..at + len).step_by(step) {
+        // SAFETY: the index is clamped into the slice.
+        unsafe { std::ptr::read_volatile(s.as_ptr().add(i.min(last))) };
+    }
+}
+
 /// One panel (16 rows) times one activation row: `out[i]` = row i's dot in the defining order.
 /// `GROUP_BYTES` is the panel's bytes per group; `offset` · Σx is subtracted from every group sum.
+/// With `touch_ahead` > 0 each group first touches the panel's lines that far ahead ([`TOUCH_AHEAD`]).
 #[cfg(target_feature = "relaxed-simd")]
 #[inline(always)]
 fn panel_one<T: Copy, const GROUP_BYTES: usize>(
@@ -424,6 +450,7 @@ fn panel_one<T: Copy, const GROUP_BYTES: usize>(
     out: &mut [f32],
     group: impl Fn(&[T], &[i8]) -> [v128; 4],
     offset: i32,
+    touch_ahead: usize,
 ) {
     // lanes[l][q]: lane sum l of rows 4q..4q+4.
     let mut lanes = [[f32x4_splat(0.0); 4]; 8];
@@ -433,6 +460,9 @@ fn panel_one<T: Copy, const GROUP_BYTES: usize>(
         .zip(sw.chunks_exact(ROWS))
         .zip(x.d.iter().zip(x.sums));
     for (g, (((wg, xg), swg), (&sx, &sum))) in blocks.enumerate() {
+        if touch_ahead > 0 {
+            touch_lines(w, g * GROUP_BYTES + touch_ahead, GROUP_BYTES);
+        }
         let sums = group(wg, xg);
         let bias = i32x4_splat(offset * sum);
         let sx = f32x4_splat(sx);

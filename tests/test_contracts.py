@@ -4,6 +4,9 @@
   ``nano._native``; the engine, ``nano.infer``, SFT preparation and ``nano.tokenizer`` use it.
 * SplitMix64: the sampler's (``nano_infer::sampler``); ``nano.sampling.SplitMix64`` must give the same stream
   (the Rust copies are compared in ``rust/infer/tests/splitmix.rs``).
+* Thread limits: the WASM engine's ``MAX_THREADS`` (``rust/wasm/src/team.rs``) and the native engine's
+  ``MAX_THREADS_PER_CPU`` (``rust/infer/src/engine.rs``); the page's setting (``python/nano/web/app.js``)
+  copies both, since it must clamp before the engine's worker exists.
 """
 
 import json
@@ -85,3 +88,17 @@ def test_instruction_ids_refuses_a_vocabulary_without_marks():
 def test_python_splitmix64_matches_the_engine(seed):
     rng = SplitMix64(seed)
     assert [rng.next_u64() for _ in range(64)] == _native.splitmix64(seed, 64)
+
+
+def _constant(path: str, pattern: str) -> int:
+    match = re.search(pattern, (REPO / path).read_text(encoding="utf-8"), re.MULTILINE)
+    assert match, f"{path}: no match for {pattern}"
+    return int(match.group(1))
+
+
+def test_page_thread_limits_are_the_engines():
+    page = "python/nano/web/app.js"
+    assert _constant(page, r"^const MAX_THREADS = (\d+);") == _constant(
+        "rust/wasm/src/team.rs", r"^pub const MAX_THREADS: u32 = (\d+);")
+    assert _constant(page, r"^const THREADS_PER_CPU = (\d+);") == _constant(
+        "rust/infer/src/engine.rs", r"^pub const MAX_THREADS_PER_CPU: usize = (\d+);")

@@ -73,15 +73,15 @@ function refreshControls() {
   setState(!state.ready ? "starting" : state.generating ? "generating" : state.busy ? "busy" : "idle");
 }
 
-// ---- worker -------------------------------------------------------------------------------------------
-
 // ---- threads ------------------------------------------------------------------------------------------
+
 // The engine runs on several threads (Web Workers over shared WASM memory) only where the page is
 // cross-origin isolated (the server sends COOP/COEP); elsewhere on one (the single-thread build, which
 // worker.js also loads for a setting of 1). The default is the device's
 // logical CPUs up to DEFAULT_THREADS_CAP (decoding gains little beyond, and phones' extra cores are
 // slow ones). The setting is remembered and goes up to THREADS_PER_CPU per logical CPU (as the native
-// engine allows: threads beyond the CPUs only take turns) and MAX_THREADS (the WASM engine's limit).
+// engine allows: threads beyond the CPUs only take turns) and MAX_THREADS (the WASM engine's limit);
+// both copy the engines' constants (tests/test_contracts.py checks them).
 const isolated = self.crossOriginIsolated === true && typeof SharedArrayBuffer === "function";
 const DEFAULT_THREADS_CAP = 4;
 const MAX_THREADS = 16;
@@ -123,6 +123,8 @@ async function changeThreads() {
   // A fresh worker with the new count, and the model loaded again into it.
   await run(() => restartWorker());
 }
+
+// ---- worker -------------------------------------------------------------------------------------------
 
 function startWorker() {
   state.ready = false;

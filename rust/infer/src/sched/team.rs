@@ -116,7 +116,7 @@ thread_local! {
 }
 
 /// Spins before a worker sleeps when no forward pass is running.
-const SPINS_BEFORE_PARK: u32 = 1 << 16;
+const SPINS_BEFORE_SLEEP: u32 = 1 << 16;
 /// Longest sleep of an idle worker before it looks again: a safety net only (no wake-up is lost,
 /// see `Shared::sleep`), long enough that idle workers cost nothing noticeable.
 const SLEEP: Duration = Duration::from_millis(50);
@@ -286,7 +286,7 @@ fn worker(s: &Shared) {
             s.work(epoch);
             continue;
         }
-        if s.active.load(SeqCst) || idle < SPINS_BEFORE_PARK {
+        if s.active.load(SeqCst) || idle < SPINS_BEFORE_SLEEP {
             idle = idle.saturating_add(1);
             std::hint::spin_loop();
         } else {
